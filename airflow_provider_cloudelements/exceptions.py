@@ -1,0 +1,109 @@
+"""Typed errors raised by the Cloud Elements hook, operators, sensors and triggers.
+
+Every class derives from :class:`airflow.exceptions.AirflowException` (through
+:class:`CloudElementsError`), so Airflow treats them as ordinary task failures. API errors carry the
+HTTP status, the Cloud Elements ``requestId`` and the provider's ``providerMessage`` (reference §6.1)
+and never a secret: messages are built only from the response body and from values the caller passed
+that are not credentials.
+"""
+
+from __future__ import annotations
+
+from airflow.exceptions import AirflowException
+
+
+class CloudElementsError(AirflowException):
+    """Base class of every error this provider raises.
+
+    :param message: human readable explanation (never contains a secret).
+    :param status_code: HTTP status of the failed call, or ``None`` when no call was made.
+    :param request_id: Cloud Elements ``requestId`` / ``Elements-Request-Id`` of the failed call.
+    :param provider_message: the raw provider text (``providerMessage``), e.g. an Intuit fault.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        provider_message: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.request_id = request_id
+        self.provider_message = provider_message
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.status_code is not None:
+            parts.append(f"status={self.status_code}")
+        if self.request_id:
+            parts.append(f"requestId={self.request_id}")
+        if self.provider_message:
+            parts.append(f"providerMessage={self.provider_message}")
+        return " | ".join(parts)
+
+
+class CloudElementsConfigError(CloudElementsError, ValueError):
+    """Bad input detected before any network call: a missing secret, an unknown element key or
+    resource, a non-positive page size, an unparseable date, a connection of the wrong type."""
+
+
+class CloudElementsCEQLError(CloudElementsConfigError):
+    """A CEQL ``where`` clause the target element cannot run (e.g. ``OR`` for QuickBooks Online,
+    reference §3.4), or a value the builder cannot quote."""
+
+
+class CloudElementsApiError(CloudElementsError):
+    """The Cloud Elements API answered with an error status (reference §6.2)."""
+
+
+class CloudElementsBadRequestError(CloudElementsApiError):
+    """HTTP 400: invalid parameters or CEQL ("Error parsing query"), invalid id, provider validation."""
+
+
+class CloudElementsAuthenticationError(CloudElementsApiError):
+    """HTTP 401: unknown user/organization secret, unknown or deleted element token, or a failed
+    provider token refresh. Not retryable: re-authorize the element instance."""
+
+
+class CloudElementsForbiddenError(CloudElementsApiError):
+    """HTTP 403: the provider forbids the call, or the element instance is disabled."""
+
+
+class CloudElementsNotFoundError(CloudElementsApiError):
+    """HTTP 404: unknown record id, bulk job, instance or route."""
+
+
+class CloudElementsConflictError(CloudElementsApiError):
+    """HTTP 409: conflict / already exists."""
+
+
+class CloudElementsThrottledError(CloudElementsApiError):
+    """HTTP 429 (or a 500 whose ``providerMessage`` says throttled) still failing when the retry
+    time budget was spent."""
+
+
+class CloudElementsServerError(CloudElementsApiError):
+    """HTTP 5xx still failing when the retry time budget was spent, or a non-JSON error body
+    (e.g. an HTML 502 from a proxy)."""
+
+
+class CloudElementsBulkJobError(CloudElementsError):
+    """A bulk job ended FAILED, ABORTED or CANCELLED, or reported a status this provider does not
+    know (reference §4.2)."""
+
+
+class CloudElementsRecordFailuresError(CloudElementsBulkJobError):
+    """A bulk job's ``recordsFailedCount`` exceeded the operator's ``max_failed_records``."""
+
+
+class CloudElementsReconciliationError(CloudElementsError):
+    """Landed record counts disagree with what Cloud Elements reported (``recordsCount`` or
+    ``Elements-Total-Count``): data would be lost or duplicated, so nothing is published."""
+
+
+class CloudElementsTimeoutError(CloudElementsError):
+    """A bulk job, sensor or trigger passed its absolute wall-clock deadline."""

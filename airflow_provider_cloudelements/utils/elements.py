@@ -1,0 +1,146 @@
+"""What the client knows about each Finance-hub element (reference §2.2.2, §3.2, §3.4, §3.5, §5).
+
+One :class:`ElementSpec` per element key. The hook's CEQL builder, the operators' incremental
+windows and the create-instance validation read it; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
+
+QBO_RESOURCES: tuple[str, ...] = (
+    "bill-payments", "bills", "classes", "credit-memos", "credit-terms", "currencies", "customers",
+    "employees", "invoices", "journal-entries", "ledger-accounts", "payment-methods", "payments",
+    "products", "purchase-orders", "refund-receipts", "sales-receipts", "tax-codes", "tax-rates",
+    "time-activities", "vendor-credits", "vendors",
+)  # the 22 QBO polling resources, reference §5.2 / §3.2
+QBE_RESOURCES: tuple[str, ...] = (
+    "bills", "credit-memos", "item-receipts", "invoices", "journal-entries", "payments", "sales-receipts",
+    "purchase-orders", "sales-orders", "customers", "employees", "products", "vendors",
+)  # the 13 QBE polling resources, reference §5.2 / §3.2
+FRESHBOOKS_RESOURCES: tuple[str, ...] = ("customers", "invoices", "payments", "items", "taxes")
+
+
+@dataclass(frozen=True)
+class ElementSpec:
+    """Client-side facts about one element.
+
+    :param key: element key used in ``POST /instances`` (``element.key``).
+    :param name: display name.
+    :param resources: Finance-hub resources the provider supports for this element.
+    :param updated_field: record field holding the last-modified time (CEQL name; dotted names are
+        backtick-quoted by the CEQL builder).
+    :param ceql_date_format: how dates are written in CEQL literals for ``updated_field``:
+        ``"iso"`` (``2024-01-31T10:00:00.000Z``), ``"iso_offset"`` (``yyyy-MM-dd'T'HH:mm:ssXXX``) or
+        ``"date"`` (``yyyy-MM-dd``, day precision: the client filters the rest).
+    :param supports_or: whether CEQL ``OR`` is accepted (QuickBooks Online: no, reference §3.4).
+    :param required_configuration: groups of configuration keys; a body must satisfy one group.
+    :param required_provider_data: provider data keys each group needs (same order as above).
+    :param event_modes: ``polling`` and/or ``webhook`` (reference §3.2, last paragraph).
+    :param soft_delete_field: field marking a record inactive/deleted without removing it.
+    """
+
+    key: str
+    name: str
+    resources: tuple[str, ...]
+    updated_field: str
+    ceql_date_format: str
+    supports_or: bool
+    required_configuration: tuple[tuple[str, ...], ...]
+    required_provider_data: tuple[tuple[str, ...], ...] = ((),)
+    event_modes: tuple[str, ...] = ("polling",)
+    soft_delete_field: str | None = None
+    id_fields: tuple[str, ...] = ("id",)
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+ELEMENTS: dict[str, ElementSpec] = {
+    "quickbooks": ElementSpec(
+        key="quickbooks",
+        name="QuickBooks Online",
+        resources=QBO_RESOURCES,
+        updated_field="metaData.lastUpdatedTime",
+        ceql_date_format="iso",
+        supports_or=False,
+        # OAuth2 (code + realmId), or legacy OAuth1 (oauth_token + verifier + secret), reference §2.2.2
+        required_configuration=(
+            ("oauth.api.key", "oauth.api.secret", "oauth.callback.url"),
+            ("oauth.api.key", "oauth.api.secret", "oauth.callback.url"),
+        ),
+        required_provider_data=(("code", "realmId"), ("oauth_token", "oauth_verifier", "secret", "realmId")),
+        event_modes=("polling", "webhook"),
+        soft_delete_field="active",
+    ),
+    "quickbooksonprem": ElementSpec(
+        key="quickbooksonprem",
+        name="QuickBooks Enterprise",
+        resources=QBE_RESOURCES,
+        updated_field="TimeModified",
+        ceql_date_format="iso_offset",
+        supports_or=True,
+        required_configuration=(("app.name", "host.ip"),),
+        event_modes=("polling",),
+        soft_delete_field="IsActive",
+        id_fields=("ListID", "TxnID"),
+    ),
+    "freshbooksv2": ElementSpec(
+        key="freshbooksv2",
+        name="FreshBooks Cloud Accounting",
+        resources=FRESHBOOKS_RESOURCES,
+        updated_field="updated",
+        ceql_date_format="date",
+        supports_or=True,
+        required_configuration=(("oauth.api.key", "oauth.api.secret", "oauth.callback.url", "business.name"),),
+        required_provider_data=(("code",),),
+        event_modes=("webhook",),
+        soft_delete_field="vis_state",
+    ),
+    "freshbooks": ElementSpec(
+        key="freshbooks",
+        name="FreshBooks Classic",
+        resources=FRESHBOOKS_RESOURCES,
+        updated_field="updated",
+        ceql_date_format="date",
+        supports_or=True,
+        required_configuration=(("oauth.api.key", "oauth.api.secret", "freshbooks.site.address"),),
+        required_provider_data=(("oauth_token", "oauth_verifier", "secret"),),
+        event_modes=("webhook",),
+        soft_delete_field="vis_state",
+    ),
+}
+
+
+def get_element(key: str) -> ElementSpec:
+    """Return the :class:`ElementSpec` for ``key``.
+
+    :raises CloudElementsConfigError: for an unknown element key (before any network call).
+    """
+    try:
+        return ELEMENTS[key]
+    except KeyError:
+        known = ", ".join(sorted(ELEMENTS))
+        raise CloudElementsConfigError(f"Unknown element key {key!r}; known Finance-hub elements: {known}") from None
+
+
+def check_resource(element_key: str, resource: str) -> None:
+    """:raises CloudElementsConfigError: if ``resource`` is not a Finance-hub resource of the element."""
+    spec = get_element(element_key)
+    if resource not in spec.resources:
+        raise CloudElementsConfigError(
+            f"Resource {resource!r} is not supported for element {element_key!r}; "
+            f"supported: {', '.join(spec.resources)}"
+        )
+
+
+def record_id(record: dict, element_key: str) -> str:
+    """Return a record's id as a string (``id``, ``ListID`` or ``TxnID`` per element, reference §3.5).
+
+    :raises CloudElementsConfigError: if the record carries none of the element's id fields.
+    """
+    for name in get_element(element_key).id_fields:
+        value = record.get(name)
+        if value is not None and value != "":
+            return str(value)
+    raise CloudElementsConfigError(f"Record has no id field ({get_element(element_key).id_fields})")
