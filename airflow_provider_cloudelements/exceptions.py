@@ -107,3 +107,16 @@ class CloudElementsReconciliationError(CloudElementsError):
 
 class CloudElementsTimeoutError(CloudElementsError):
     """A bulk job, sensor or trigger passed its absolute wall-clock deadline."""
+
+
+class CloudElementsDataError(CloudElementsConfigError):
+    """A landed file cannot be loaded: a line that is not a JSON object, a record without an id, an
+    unparseable updated/deleted timestamp. Raised while loading, inside the load transaction, so the
+    target table is left unchanged. A :class:`CloudElementsConfigError` (bad input, not retryable)."""
+
+
+class CloudElementsConnectionError(CloudElementsServerError):
+    """No usable HTTP response: connection refused or reset, connect/read timeout, or a streamed body
+    (bulk download) cut off mid-stream, still failing when the retry time budget was spent, or not
+    retried because a retry was unsafe (a POST that may have been processed, a non-seekable file
+    already partly written). ``status_code`` is ``None``."""

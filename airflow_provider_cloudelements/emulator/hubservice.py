@@ -1,0 +1,371 @@
+"""Finance-hub record operations (reference §3): list/search, get, create, update, delete, activity.
+
+Shared by the hub router, bulk uploads and :meth:`EmulatorState.simulate_activity`, so every change
+goes through one code path that bumps the updated time / version and records an event.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_cloudelements.emulator import generator, timefmt
+from airflow_provider_cloudelements.emulator.ceql import CeqlError, Query, compile_where, date_window, lookup
+from airflow_provider_cloudelements.emulator.elements import ElementDef
+from airflow_provider_cloudelements.emulator.errors import CEError
+from airflow_provider_cloudelements.emulator.instances import InstanceService
+from airflow_provider_cloudelements.emulator.records import RecordRepo, Row, Window, dumps
+
+ChangeHook = Callable[[dict[str, Any], str, Any, str, dict, int], None]
+
+_QBO_OR_PROVIDER = ('QueryParserError: Encountered " <OR> "OR "" at line 1. Was expecting one of: <EOF> '
+                    '"AND" "ORDER" "ORDERBY" "MAXRESULTS" "STARTPOSITION"')
+_NOTE_FIELD = {"qbo": "privateNote", "qbe": "Memo", "fb": "notes"}
+
+
+@dataclass
+class Page:
+    """One hub list page: the JSON array text and the response headers."""
+
+    body: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> int:
+    """:raises CEError: 400 for a token this emulator did not issue."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        offset = int(json.loads(base64.urlsafe_b64decode(padded.encode()))["o"])
+    except (ValueError, KeyError, TypeError):
+        raise CEError(400, f"Invalid nextPage token: {token!r}") from None
+    if offset < 0:
+        raise CEError(400, f"Invalid nextPage token: {token!r}")
+    return offset
+
+
+def parse_order_by(order_by: str | None) -> list[tuple[str, bool]]:
+    """``"field asc, other desc"`` → ``[("field", False), ("other", True)]`` (True = descending)."""
+    out = []
+    for part in (order_by or "").split(","):
+        words = part.strip().split()
+        if not words:
+            continue
+        if len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
+            raise CEError(400, f"Invalid orderBy: {order_by!r} (expected 'field asc|desc')")
+        out.append((words[0].strip("`"), len(words) == 2 and words[1].lower() == "desc"))
+    return out
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (3, "")
+    if isinstance(value, bool):
+        return (0, int(value))
+    if isinstance(value, (int, float)):
+        return (0, value)
+    text = str(value)
+    try:
+        return (0, float(text))
+    except ValueError:
+        return (1, text)
+
+
+class HubService:
+    """Record operations against the datasets of instances."""
+
+    def __init__(self, records: RecordRepo, instances: InstanceService, on_change: ChangeHook, seed: int) -> None:
+        self.records = records
+        self.instances = instances
+        self.on_change = on_change
+        self.seed = seed
+        self._activity_counter = 0
+        self._activity_lock = threading.Lock()
+
+    # ------------------------------------------------------------ helpers
+    def table(self, inst: dict[str, Any], resource: str) -> tuple[ElementDef, str]:
+        """:raises CEError: 404 when the element has no such resource (reference §3.2)."""
+        element = self.instances.element_of(inst)
+        if resource not in element.resources:
+            raise CEError(404, f"No resource '{resource}' for element '{element.key}'. "
+                               f"Supported: {', '.join(element.resources)}")
+        return element, self.records.ensure(element, inst["id"], resource)
+
+    @staticmethod
+    def compile(element: ElementDef, where: str | None) -> Query:
+        """CEQL for ``element``: date fields compare as instants; QBO rejects OR (reference §3.4)."""
+        or_error = CeqlError("Error parsing query: OR is not supported by QuickBooks Online queries",
+                             provider_message=_QBO_OR_PROVIDER)
+        try:
+            return compile_where(where, frozenset({element.date_field, element.created_field}),
+                                 allow_or=element.supports_or, or_error=or_error)
+        except CeqlError as err:
+            raise CEError(400, str(err), provider_message=err.provider_message) from None
+
+    def _row(self, element: ElementDef, tbl: str, resource: str, raw_id: str) -> Row:
+        seq = generator.seq_of(element, raw_id)
+        if seq is None:
+            if element.style == "qbo":
+                raise CEError(400, f"id is invalid: {raw_id}")
+            raise CEError(404, f"No {resource} found with id {raw_id}")
+        row = self.records.get(tbl, seq)
+        if row is None or row.deleted or str(row.obj().get(element.id_field(resource))) != str(raw_id).split("|")[0]:
+            raise CEError(404, f"No {resource} found with id {raw_id}")
+        return row
+
+    # ------------------------------------------------------------ list / search
+    def list(self, inst: dict[str, Any], resource: str, *, where: str | None = None, order_by: str | None = None,
+             page: int | None = None, page_size: int | None = None, next_page: str | None = None,
+             return_count: bool = False) -> Page:
+        """``GET /hubs/finance/{resource}`` (reference §3.3, §3.4).
+
+        :returns: the JSON array text plus ``Elements-Returned-Count``, ``Elements-Next-Page-Token``
+            (absent on the last page), ``Elements-Total-Count`` (``returnCount``) and
+            ``Elements-Error`` (pageSize above the element cap).
+        :raises CEError: 400 for bad CEQL / paging parameters, 404 for an unknown resource.
+        """
+        element, tbl = self.table(inst, resource)
+        headers: dict[str, str] = {}
+        size = element.default_page_size
+        if page_size is not None:
+            if page_size < 1:
+                raise CEError(400, "pageSize must be a positive integer")
+            size = page_size
+            if page_size > element.page_cap:
+                size = element.page_cap
+                headers["Elements-Error"] = (f"The requested pageSize {page_size} exceeds the maximum of "
+                                             f"{element.page_cap} for {element.key}; the page was truncated to "
+                                             f"{element.page_cap} records.")
+        if next_page:
+            offset = decode_cursor(next_page)
+        elif page is not None:
+            if page < 1:
+                raise CEError(400, "page must be >= 1 (pages are 1-based)")
+            if element.cursor_only and page > 1:
+                raise CEError(400, f"{element.name} supports only cursor paging: pass the "
+                                   "Elements-Next-Page-Token header value as nextPage")
+            offset = (page - 1) * size
+        else:
+            offset = 0
+        query = self.compile(element, where)
+        orders = parse_order_by(order_by)
+        sql_order = self._sql_order(element, resource, orders)
+        total: int | None = None
+        if query.tree is None and sql_order is not None:
+            rows = [r.data for r in self.records.scan(tbl, order=sql_order, offset=offset, limit=size + 1)]
+            if return_count:
+                total = self.records.count(tbl)
+        else:
+            lo, hi = date_window(query.tree, element.date_field)
+            window = Window(lo=lo, hi=hi, hi_inclusive=True)
+            matches = (r for r in self.records.scan(tbl, window, order=sql_order or "seq")
+                       if query.predicate(r.obj()))
+            if sql_order is not None and not return_count:
+                rows = []
+                for i, r in enumerate(matches):
+                    if i >= offset:
+                        rows.append(r.data)
+                        if len(rows) > size:
+                            break
+            else:
+                objs = [r for r in matches]
+                if sql_order is None:
+                    objs = self._sort_rows(objs, orders)
+                total = len(objs)
+                rows = [r.data for r in objs[offset:offset + size + 1]]
+        has_more = len(rows) > size
+        rows = rows[:size]
+        headers["Elements-Returned-Count"] = str(len(rows))
+        if has_more:
+            headers["Elements-Next-Page-Token"] = encode_cursor(offset + size)
+        if return_count and total is not None:
+            headers["Elements-Total-Count"] = str(total)
+        return Page("[" + ",".join(rows) + "]", headers)
+
+    @staticmethod
+    def _sql_order(element: ElementDef, resource: str, orders: list[tuple[str, bool]]) -> str | None:
+        """An index-backed ORDER BY when ordering by id or the updated field, else ``None``."""
+        if not orders:
+            return "seq"
+        if len(orders) == 1:
+            name, desc = orders[0]
+            if name == element.id_field(resource):
+                return "seq DESC" if desc else "seq"
+            if name == element.date_field:
+                return "updated DESC, seq DESC" if desc else "updated, seq"
+        return None
+
+    @staticmethod
+    def _sort_rows(rows: list[Row], orders: list[tuple[str, bool]]) -> list[Row]:
+        decoded = [(r, r.obj()) for r in rows]
+        for name, desc in reversed(orders):
+            decoded.sort(key=lambda pair, n=name: _sort_key(_value(pair[1], n)), reverse=desc)
+        return [r for r, _ in decoded]
+
+    # ------------------------------------------------------------ single records
+    def get(self, inst: dict[str, Any], resource: str, raw_id: str) -> str:
+        element, tbl = self.table(inst, resource)
+        return self._row(element, tbl, resource, raw_id).data
+
+    def create(self, inst: dict[str, Any], resource: str, body: Any) -> dict[str, Any]:
+        """Create a record; system fields (id, version, timestamps) are assigned by the emulator.
+
+        :raises CEError: 400 when the body is not an object or lacks the resource's required fields.
+        """
+        element, tbl = self.table(inst, resource)
+        if not isinstance(body, dict):
+            raise CEError(400, "Request body must be a JSON object")
+        missing = [f for f in element.required_fields.get(resource, ()) if body.get(f) in (None, "", [], {})]
+        if missing:
+            raise CEError(400, f"Missing required field(s) for {resource}: {', '.join(missing)}",
+                          provider_message=f"Required parameter {missing[0]} is missing in the request")
+        clean = generator.strip_system(element, resource, body)
+        with self.records.store.write_lock:
+            now = timefmt.now_ms()
+            seq = self.records.max_seq(tbl) + 1
+            record = generator.stamp(element, resource, clean, seq, now, now, 0)
+            self.records.insert(tbl, seq, timefmt.truncate(now, element.date_kind),
+                                timefmt.truncate(now, element.date_kind), dumps(record))
+            self.on_change(inst, resource, record[element.id_field(resource)], "CREATED", record, now)
+        return record
+
+    def update(self, inst: dict[str, Any], resource: str, raw_id: str, body: Any, full: bool) -> dict[str, Any]:
+        """PATCH (merge) or PUT (replace) a record; bumps version and updated time.
+
+        :raises CEError: 400 on a stale QBO ``syncToken`` / QBE ``EditSequence`` (reference §3.5),
+            404 for unknown ids.
+        """
+        element, tbl = self.table(inst, resource)
+        if not isinstance(body, dict):
+            raise CEError(400, "Request body must be a JSON object")
+        with self.records.store.write_lock:
+            row = self._row(element, tbl, resource, raw_id)
+            current = row.obj()
+            self._check_version(element, current, body, raw_id)
+            base = {} if full else generator.strip_system(element, resource, current)
+            base.update(generator.strip_system(element, resource, body))
+            return self._write(inst, element, tbl, resource, row, current, base, "UPDATED")
+
+    def delete(self, inst: dict[str, Any], resource: str, raw_id: str) -> None:
+        """Soft or hard delete per element/resource policy (see :mod:`.elements`)."""
+        element, tbl = self.table(inst, resource)
+        with self.records.store.write_lock:
+            row = self._row(element, tbl, resource, raw_id)
+            self._delete_row(inst, element, tbl, resource, row)
+
+    def _delete_row(self, inst: dict[str, Any], element: ElementDef, tbl: str, resource: str, row: Row) -> None:
+        current = row.obj()
+        if resource in element.soft_delete:
+            base = generator.strip_system(element, resource, current)
+            base.update({"qbo": {"active": False}, "qbe": {"IsActive": False}, "fb": {"vis_state": 1}}[element.style])
+            self._write(inst, element, tbl, resource, row, current, base, "DELETED")
+            return
+        now = timefmt.now_ms()
+        self.records.replace(tbl, row.seq, timefmt.truncate(now, element.date_kind), row.data, deleted=True)
+        self.on_change(inst, resource, current[element.id_field(resource)], "DELETED", current, now)
+
+    @staticmethod
+    def _check_version(element: ElementDef, current: dict, body: dict, raw_id: str) -> None:
+        sent = body.get("syncToken") if element.style == "qbo" else body.get("EditSequence")
+        if element.style == "qbo" and "|" in str(raw_id):
+            sent = str(raw_id).split("|", 1)[1]
+        have = generator.version_of(element, current)
+        if sent is None or element.style == "fb" or str(sent) == str(have):
+            return
+        if element.style == "qbo":
+            raise CEError(400, "Stale object error: the syncToken does not match the latest version",
+                          provider_message="Stale Object Error : You and another user were working on the same "
+                                           "thing. errorCode=005010; statusCode=400")
+        raise CEError(400, "The provided edit sequence is out-of-date",
+                      provider_message=f"statusCode=3200: The provided edit sequence \"{sent}\" is out-of-date.")
+
+    def _write(self, inst: dict[str, Any], element: ElementDef, tbl: str, resource: str, row: Row,
+               current: dict, base: dict, event_type: str) -> dict[str, Any]:
+        now = timefmt.now_ms()
+        version = int(current.get("syncToken") or 0) + 1 if element.style == "qbo" else 0
+        record = generator.stamp(element, resource, base, row.seq, row.created, now, version)
+        if element.style == "qbe":
+            record["EditSequence"] = str(max(int(current.get("EditSequence") or 0) + 1, now // 1000))
+        self.records.replace(tbl, row.seq, timefmt.truncate(now, element.date_kind), dumps(record))
+        self.on_change(inst, resource, record[element.id_field(resource)], event_type, record, now)
+        return record
+
+    # ------------------------------------------------------------ activity simulation
+    def simulate(self, inst: dict[str, Any], resources: list[str] | None, creates: int, updates: int,
+                 deletes: int) -> dict[str, dict[str, list[Any]]]:
+        """Create/update/delete records with real-clock timestamps (reference §5; events follow).
+
+        Updates change the note field (QBO ``privateNote``, QBE ``Memo``, FreshBooks ``notes``);
+        deletes follow the element's soft/hard policy. Picks are seeded from the config seed.
+        """
+        element = self.instances.element_of(inst)
+        with self._activity_lock:
+            self._activity_counter += 1
+            rng = random.Random(f"{self.seed}:activity:{inst['id']}:{self._activity_counter}")
+        pools = generator.pools(self.seed)
+        out: dict[str, dict[str, list[Any]]] = {}
+        for resource in resources or list(element.resources):
+            _, tbl = self.table(inst, resource)
+            id_field = element.id_field(resource)
+            result: dict[str, list[Any]] = {"created": [], "updated": [], "deleted": []}
+            build = generator.builder_for(element, resource)
+            n = max(self.records.max_seq(tbl), 1)
+            for _ in range(creates):
+                body = build(rng, pools, n + 1, timefmt.now_ms(), n)
+                result["created"].append(self.create(inst, resource, body)[id_field])
+            picks = self._pick_live(element, tbl, rng, updates + deletes)
+            for row in picks[:updates]:
+                with self.records.store.write_lock:
+                    fresh = self.records.get(tbl, row.seq) or row
+                    current = fresh.obj()
+                    base = generator.strip_system(element, resource, current)
+                    base[_NOTE_FIELD[element.style]] = rng.choice(pools.sentences)
+                    rec = self._write(inst, element, tbl, resource, fresh, current, base, "UPDATED")
+                result["updated"].append(rec[id_field])
+            for row in picks[updates:]:
+                with self.records.store.write_lock:
+                    self._delete_row(inst, element, tbl, resource, self.records.get(tbl, row.seq) or row)
+                result["deleted"].append(row.obj()[id_field])
+            out[resource] = result
+        return out
+
+    def _pick_live(self, element: ElementDef, tbl: str, rng: random.Random, k: int) -> list[Row]:
+        """``k`` distinct live, active records (random probes, then a scan as fallback)."""
+        if k <= 0:
+            return []
+        top = self.records.max_seq(tbl)
+        chosen: dict[int, Row] = {}
+        for _ in range(k * 30):
+            if len(chosen) >= k or top == 0:
+                break
+            row = self.records.get(tbl, rng.randint(1, top))
+            if row and not row.deleted and row.seq not in chosen and _active(element, row.obj()):
+                chosen[row.seq] = row
+        if len(chosen) < k:
+            for row in self.records.scan(tbl):
+                if len(chosen) >= k:
+                    break
+                if row.seq not in chosen and _active(element, row.obj()):
+                    chosen[row.seq] = row
+        return list(chosen.values())
+
+
+def _active(element: ElementDef, obj: dict) -> bool:
+    if element.style == "qbo":
+        return obj.get("active", True) is not False
+    if element.style == "qbe":
+        return obj.get("IsActive", True) is not False
+    return obj.get("vis_state", 0) == 0
+
+
+def _value(obj: dict, path: str) -> Any:
+    value = lookup(obj, path)
+    return None if value.__class__ is object else value

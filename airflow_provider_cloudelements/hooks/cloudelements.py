@@ -1,0 +1,1206 @@
+"""Synchronous hook for the Cloud Elements REST API (platform + Finance hub + bulk + events).
+
+References in docstrings (``§n``) point at ``cloud-elements-api.md``. Design notes:
+
+* **Headers** (§1.2): platform calls send ``User <u>, Organization <o>``; hub/bulk calls send
+  ``User <u>, Organization <o>, Element <t>``. The header is attached by a ``requests`` auth object,
+  so ``~/.netrc`` can never override it and it never appears in call arguments or logs.
+* **Secrets**: user/organization secrets and element tokens are ``mask_secret``-ed the moment they are
+  read; instance JSON is returned without ``token`` and with credential configuration masked; error
+  texts are built from the response and passed through :func:`~..utils.http.redact`.
+* **Retries**: one policy, :mod:`airflow_provider_cloudelements.utils.retry` (time budget, Retry-After).
+* **Client-side budget**: :mod:`airflow_provider_cloudelements.utils.budget` (500 req/min, 10 in flight
+  per instance by default).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import cached_property
+from typing import IO, Any, BinaryIO, TypeVar
+from urllib.parse import quote
+
+import requests
+import requests.auth
+import urllib3.exceptions
+from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
+
+from airflow_provider_cloudelements.exceptions import (
+    CloudElementsApiError,
+    CloudElementsBulkJobError,
+    CloudElementsConfigError,
+    CloudElementsConnectionError,
+    CloudElementsError,
+    CloudElementsTimeoutError,
+)
+from airflow_provider_cloudelements.utils import ceql
+from airflow_provider_cloudelements.utils.budget import (
+    DEFAULT_MAX_CONCURRENT_REQUESTS,
+    DEFAULT_MAX_REQUESTS_PER_MINUTE,
+    RequestBudget,
+    get_request_budget,
+)
+from airflow_provider_cloudelements.utils.elements import ELEMENTS, check_resource
+from airflow_provider_cloudelements.utils.http import (
+    DEFAULT_BASE_URL,
+    H_CALLBACK_URL,
+    H_REQUEST_ID,
+    HUB_PREFIX,
+    PageInfo,
+    Pager,
+    exception_for_response,
+    excerpt,
+    header_int,
+    hub_authorization,
+    parse_error_body,
+    parse_retry_after,
+    platform_authorization,
+    redact,
+    sensitive_values,
+    strip_instance,
+)
+from airflow_provider_cloudelements.utils.retry import (
+    DEFAULT_RETRY_BUDGET,
+    RETRY_AFTER_ATTR,
+    RetryPolicy,
+    TruncatedDownloadError,
+    is_transport_error,
+)
+from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
+
+T = TypeVar("T")
+
+CONN_TYPE = "cloudelements"
+DEFAULT_CONNECT_TIMEOUT = (
+    10.0  # seconds: a TCP+TLS handshake to CE takes well under 1 s; 10 s = network trouble
+)
+DEFAULT_READ_TIMEOUT = (
+    120.0  # seconds between bytes: CE pages the provider synchronously, QBO/QBE pages can be slow
+)
+BULK_DOWNLOAD_READ_TIMEOUT = 300.0  # seconds: CE may assemble a bulk file before the first byte
+DEFAULT_PAGE_SIZE = 200  # records: CE hub default and QBO maximum (reference §3.3)
+DOWNLOAD_CHUNK_BYTES = 256 * 1024
+TEST_CONNECTION_RETRY_BUDGET = 10.0  # seconds: a connection test must answer quickly
+USER_AGENT = "airflow-provider-cloudelements/0.1.0"
+_RESOURCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+_FORMATS = {"json": "application/json", "csv": "text/csv"}
+
+
+@dataclass(frozen=True)
+class BulkDownloadResult:
+    """What :meth:`CloudElementsHook.download_bulk` wrote.
+
+    :param lines: newline-terminated lines written, plus one for a final unterminated line (NDJSON:
+        one record per line; CSV: records + the header row).
+    :param bytes: bytes written to the file object.
+    """
+
+    lines: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class CloudElementsSettings:
+    """Connection settings resolved once per hook (secrets are excluded from ``repr``).
+
+    :param base_url: API base, no trailing slash (§1.1).
+    :param user_secret: User secret.
+    :param organization_secret: Organization secret.
+    :param element_token: element instance token from the connection, if any.
+    :param instance_id: element instance id from the connection, if any.
+    :param connect_timeout: seconds to establish a connection.
+    :param read_timeout: seconds to wait between bytes of a response.
+    :param page_size: records per hub ``GET`` page.
+    :param retry_budget: total seconds one call may spend retrying.
+    :param max_requests_per_minute: client-side rate budget per instance.
+    :param max_concurrent_requests: client-side concurrency budget per instance.
+    """
+
+    base_url: str
+    user_secret: str = field(repr=False)
+    organization_secret: str = field(repr=False)
+    element_token: str | None = field(default=None, repr=False)
+    instance_id: int | None = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    page_size: int = DEFAULT_PAGE_SIZE
+    retry_budget: float = DEFAULT_RETRY_BUDGET
+    max_requests_per_minute: int = DEFAULT_MAX_REQUESTS_PER_MINUTE
+    max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS
+
+
+def _number(
+    extras: Mapping[str, Any], key: str, default: float, *, integer: bool = False, allow_zero: bool = False
+):
+    value = extras.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    try:
+        number = float(value)
+        if integer:
+            if number != int(number):
+                raise ValueError
+            number = int(number)
+    except (TypeError, ValueError):
+        raise CloudElementsConfigError(f"Connection extra {key!r} must be a number, got {value!r}") from None
+    if number < 0 or (number == 0 and not allow_zero):
+        raise CloudElementsConfigError(f"Connection extra {key!r} must be positive, got {value!r}")
+    return number
+
+
+def normalize_base_url(host: str | None, *, schema: str | None = None, port: int | None = None) -> str:
+    """The API base URL from the connection's host (``host = base URL``), no trailing slash.
+
+    ``None``/empty → production (§1.1); a host without scheme gets ``https://`` (or ``schema``),
+    ``port`` and, when it has no path, ``/elements/api-v2``.
+    """
+    if not host or not host.strip():
+        return DEFAULT_BASE_URL
+    host = host.strip()
+    if "://" not in host:
+        scheme = schema if schema in ("http", "https") else "https"
+        hostpart, _, path = host.partition("/")
+        if port and ":" not in hostpart:
+            hostpart = f"{hostpart}:{port}"
+        host = f"{scheme}://{hostpart}/{path or 'elements/api-v2'}"
+    return host.rstrip("/")
+
+
+def settings_from_connection(conn: Any, extras: Mapping[str, Any] | None = None) -> CloudElementsSettings:
+    """Validate a ``cloudelements`` connection and return its settings; masks every secret.
+
+    :param conn: an Airflow ``Connection``.
+    :param extras: the connection's extra dict (pass it in async code, read with
+        ``get_async_extra_dejson``); defaults to ``conn.extra_dejson``.
+    :raises CloudElementsConfigError: wrong connection type, missing ``user_secret`` /
+        ``organization_secret``, non-numeric or non-positive numbers.
+    """
+    conn_type = (getattr(conn, "conn_type", None) or "").strip().lower()
+    if conn_type != CONN_TYPE:
+        raise CloudElementsConfigError(
+            f"Connection {getattr(conn, 'conn_id', '?')!r} has type {conn_type or None!r}; "
+            f"expected {CONN_TYPE!r}"
+        )
+    extras = dict(conn.extra_dejson if extras is None else extras)
+    missing = [k for k in ("user_secret", "organization_secret") if not str(extras.get(k) or "").strip()]
+    if missing:
+        raise CloudElementsConfigError(
+            f"Connection {getattr(conn, 'conn_id', '?')!r} lacks required extra(s): {', '.join(missing)}"
+        )
+    user_secret = str(extras["user_secret"]).strip()
+    organization_secret = str(extras["organization_secret"]).strip()
+    element_token = str(extras.get("element_token") or "").strip() or None
+    for secret in (user_secret, organization_secret, element_token):
+        if secret:
+            mask_secret(secret)
+    instance_id = extras.get("instance_id")
+    if instance_id in (None, ""):
+        parsed_instance: int | None = None
+    else:
+        parsed_instance = int(_number(extras, "instance_id", 0, integer=True))
+    return CloudElementsSettings(
+        base_url=normalize_base_url(conn.host, schema=conn.schema, port=conn.port),
+        user_secret=user_secret,
+        organization_secret=organization_secret,
+        element_token=element_token,
+        instance_id=parsed_instance,
+        connect_timeout=float(_number(extras, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
+        read_timeout=float(_number(extras, "read_timeout", DEFAULT_READ_TIMEOUT)),
+        page_size=int(_number(extras, "page_size", DEFAULT_PAGE_SIZE, integer=True)),
+        retry_budget=float(_number(extras, "retry_budget", DEFAULT_RETRY_BUDGET, allow_zero=True)),
+        max_requests_per_minute=int(
+            _number(extras, "max_requests_per_minute", DEFAULT_MAX_REQUESTS_PER_MINUTE, integer=True)
+        ),
+        max_concurrent_requests=int(
+            _number(extras, "max_concurrent_requests", DEFAULT_MAX_CONCURRENT_REQUESTS, integer=True)
+        ),
+    )
+
+
+def check_resource_name(resource: str, element_key: str | None = None) -> str:
+    """Validate a Finance-hub resource name (``invoices``, ``bill-payments`` …) before any call.
+
+    :param element_key: when known, the resource must be in the element's catalog (``utils/elements.py``).
+    :raises CloudElementsConfigError: empty names, names with ``/`` or other characters, or resources
+        the element does not support.
+    """
+    if not isinstance(resource, str) or not _RESOURCE_RE.match(resource):
+        raise CloudElementsConfigError(f"Invalid Finance-hub resource name {resource!r}")
+    if element_key is not None and element_key in ELEMENTS:
+        check_resource(element_key, resource)
+    return resource
+
+
+def check_page_size(page_size: Any) -> int:
+    """:raises CloudElementsConfigError: unless ``page_size`` is a positive integer."""
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size <= 0:
+        raise CloudElementsConfigError(f"page_size must be a positive integer, got {page_size!r}")
+    return page_size
+
+
+def bulk_date(value: datetime | date | str, what: str) -> str:
+    """A bulk ``from``/``to`` parameter: ISO-8601 with offset, UTC (§4.1).
+
+    :raises CloudElementsConfigError: unparseable value.
+    """
+    return ceql.to_datetime(value, what=what).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def _event_values(event: Any, key: str) -> set[str]:
+    """All values of ``key`` (``objectType``/``eventType``) in an event record, wherever CE put them:
+    top level, ``events[]``, ``message.events[]``, ``raw``, ``event`` or a JSON ``providerData`` string."""
+    found: set[str] = set()
+
+    def visit(node: Any, depth: int) -> None:
+        if depth > 4:
+            return
+        if isinstance(node, str) and node[:1] in "{[":
+            try:
+                node = json.loads(node)
+            except ValueError:
+                return
+        if isinstance(node, Mapping):
+            value = node.get(key)
+            if isinstance(value, str) and value:
+                found.add(value.lower())
+            for child in ("events", "message", "raw", "event", "providerData", "notifiedData"):
+                if child in node:
+                    visit(node[child], depth + 1)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item, depth + 1)
+
+    visit(event, 0)
+    return found
+
+
+def event_date(event: Mapping[str, Any]) -> datetime | None:
+    """The event's date (``eventDate``, else ``date``/``createdDate``), aware UTC, or ``None``."""
+    for name in ("eventDate", "date", "createdDate"):
+        value = event.get(name)
+        if value in (None, ""):
+            continue
+        try:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return ceql.to_datetime(
+                    datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=None)
+                )
+            return ceql.to_datetime(value)
+        except (CloudElementsConfigError, OverflowError, OSError, ValueError):
+            continue
+    return None
+
+
+def event_matches(
+    event: Mapping[str, Any],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    object_types: list[str] | None = None,
+    event_types: list[str] | None = None,
+) -> bool:
+    """Client-side event filter (the API documents no server-side filters, §5.6).
+
+    :param since: inclusive lower bound on the event date (aware or naive = UTC).
+    :param until: exclusive upper bound.
+    :param object_types: keep events whose ``objectType`` is one of these (case-insensitive).
+    :param event_types: keep events whose ``eventType`` is one of these (``CREATED``/``UPDATED``/``DELETED``).
+    An event without a readable date passes the date filters (it is not silently dropped).
+    """
+    if since is not None or until is not None:
+        when = event_date(event)
+        if when is not None:
+            if since is not None and when < ceql.to_datetime(since):
+                return False
+            if until is not None and when >= ceql.to_datetime(until):
+                return False
+    if object_types and not (_event_values(event, "objectType") & {t.lower() for t in object_types}):
+        return False
+    return not (event_types and not (_event_values(event, "eventType") & {t.lower() for t in event_types}))
+
+
+class _HeaderAuth(requests.auth.AuthBase):
+    """Sets the Cloud Elements ``Authorization`` header; its repr never shows the value."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["Authorization"] = self._value
+        return r
+
+    def __repr__(self) -> str:
+        return "<CloudElementsAuthorization ***>"
+
+
+class CloudElementsHook(BaseHook):
+    """Talks to the Cloud Elements REST API (api-v2) for one connection and (optionally) one element
+    instance.
+
+    :param cloudelements_conn_id: Airflow connection of type ``cloudelements``; ``host`` is the base URL
+        (default ``https://api.cloud-elements.com/elements/api-v2``), extras ``user_secret``,
+        ``organization_secret`` (required), ``element_token``, ``instance_id``, ``connect_timeout``
+        (s, default 10), ``read_timeout`` (s, default 120), ``page_size`` (default 200),
+        ``retry_budget`` (s, default 300), optional ``max_requests_per_minute`` (500) and
+        ``max_concurrent_requests`` (10).
+    :param instance_id: element instance for hub/bulk calls (overrides the connection extra).
+    :param element_token: element token for hub/bulk calls (overrides the connection extra); when
+        neither gives a token it is fetched once with ``GET /instances/{instance_id}``.
+    :param retry_budget: override the connection's retry time budget (seconds; 0 = no retries).
+    """
+
+    conn_name_attr = "cloudelements_conn_id"
+    default_conn_name = "cloudelements_default"
+    conn_type = CONN_TYPE
+    hook_name = "Cloud Elements"
+
+    def __init__(
+        self,
+        cloudelements_conn_id: str = default_conn_name,
+        *,
+        instance_id: int | None = None,
+        element_token: str | None = None,
+        retry_budget: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.cloudelements_conn_id = cloudelements_conn_id
+        if instance_id is not None and (isinstance(instance_id, bool) or int(instance_id) <= 0):
+            raise CloudElementsConfigError(f"instance_id must be a positive integer, got {instance_id!r}")
+        self._instance_id_arg = int(instance_id) if instance_id is not None else None
+        if element_token:
+            mask_secret(element_token)
+        self._element_token_arg = element_token or None
+        if retry_budget is not None and retry_budget < 0:
+            raise CloudElementsConfigError(f"retry_budget must be >= 0 seconds, got {retry_budget!r}")
+        self._retry_budget_arg = retry_budget
+        self._tokens: dict[int, str] = {}
+        self._element_keys: dict[int, str] = {}
+        self._token_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        return f"<{name} conn_id={self.cloudelements_conn_id!r} instance_id={self._instance_id_arg}>"
+
+    # ------------------------------------------------------------------------------------ settings
+    @cached_property
+    def settings(self) -> CloudElementsSettings:
+        """Resolved connection settings.
+
+        :raises CloudElementsConfigError: see :func:`settings_from_connection`.
+        """
+        return settings_from_connection(self.get_connection(self.cloudelements_conn_id))
+
+    @property
+    def base_url(self) -> str:
+        """API base URL without trailing slash."""
+        return self.settings.base_url
+
+    @property
+    def instance_id(self) -> int | None:
+        """Element instance id: constructor argument, else the connection extra ``instance_id``."""
+        return self._instance_id_arg if self._instance_id_arg is not None else self.settings.instance_id
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        budget = self._retry_budget_arg if self._retry_budget_arg is not None else self.settings.retry_budget
+        return RetryPolicy(budget=budget)
+
+    @cached_property
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers["User-Agent"] = USER_AGENT
+        session.headers["Accept"] = "application/json"
+        return session
+
+    def _secrets(self) -> list[str | None]:
+        s = self.settings
+        return [
+            s.user_secret,
+            s.organization_secret,
+            s.element_token,
+            self._element_token_arg,
+            *self._tokens.values(),
+        ]
+
+    def _static_token(self) -> str | None:
+        return self._element_token_arg or self.settings.element_token
+
+    # ------------------------------------------------------------------------------------ auth
+    def _cache_instance(self, instance: Mapping[str, Any]) -> None:
+        """Remember (and mask) the token and element key of an instance JSON."""
+        try:
+            iid = int(instance["id"])
+        except (KeyError, TypeError, ValueError):
+            return
+        token = instance.get("token")
+        with self._token_lock:
+            if isinstance(token, str) and token:
+                mask_secret(token)
+                self._tokens[iid] = token
+            element = instance.get("element")
+            key = element.get("key") if isinstance(element, Mapping) else None
+            if isinstance(key, str) and key:
+                self._element_keys[iid] = key
+
+    def _hub_token(self) -> str:
+        static = self._static_token()
+        if static:
+            return static
+        iid = self.instance_id
+        if iid is None:
+            raise CloudElementsConfigError(
+                "Hub calls need an element instance: pass instance_id or element_token to the hook, "
+                "or set the "
+                "connection extra instance_id or element_token"
+            )
+        with self._token_lock:
+            token = self._tokens.get(iid)
+        if token:
+            return token
+        instance = self._call("GET", f"/instances/{iid}", hub=False)
+        if not isinstance(instance, Mapping) or not instance.get("token"):
+            raise CloudElementsApiError(f"GET /instances/{iid} returned no element token")
+        self._cache_instance(instance)
+        return str(instance["token"])
+
+    @property
+    def element_key(self) -> str | None:
+        """Element key of the hook's instance when already known (no network call), else ``None``."""
+        iid = self.instance_id
+        return self._element_keys.get(iid) if iid is not None else None
+
+    def get_element_key(self) -> str:
+        """Element key (``quickbooks`` …) of the hook's instance; ``GET /instances/{id}`` once if unknown.
+
+        :raises CloudElementsConfigError: when the hook has no instance id.
+        """
+        key = self.element_key
+        if key:
+            return key
+        iid = self.instance_id
+        if iid is None:
+            raise CloudElementsConfigError("The element key needs an instance_id")
+        self.get_instance(iid)
+        key = self._element_keys.get(iid)
+        if not key:
+            raise CloudElementsApiError(f"GET /instances/{iid} did not name its element")
+        return key
+
+    def _authorization(self, hub: bool) -> str:
+        s = self.settings
+        if hub:
+            return hub_authorization(s.user_secret, s.organization_secret, self._hub_token())
+        return platform_authorization(s.user_secret, s.organization_secret)
+
+    def _budget(self, hub: bool) -> RequestBudget:
+        s = self.settings
+        if hub:
+            iid = self.instance_id
+            party: tuple[str, str] = (
+                ("instance", str(iid))
+                if iid is not None
+                else ("token", hashlib.sha256((self._static_token() or "").encode()).hexdigest()[:16])
+            )
+        else:
+            party = ("platform", hashlib.sha256(s.user_secret.encode()).hexdigest()[:16])
+        return get_request_budget(
+            (s.base_url, *party),
+            max_per_minute=s.max_requests_per_minute,
+            max_concurrent=s.max_concurrent_requests,
+        )
+
+    # ------------------------------------------------------------------------------------ core
+    def _error_from(
+        self, resp: requests.Response, *, method: str, path: str, hub: bool
+    ) -> CloudElementsApiError:
+        try:
+            body = resp.content
+        except (requests.RequestException, urllib3.exceptions.HTTPError):
+            body = b""
+        info = parse_error_body(
+            body,
+            content_type=resp.headers.get("Content-Type"),
+            request_id_header=resp.headers.get(H_REQUEST_ID),
+            secrets=self._secrets(),
+        )
+        exc = exception_for_response(
+            resp.status_code,
+            info,
+            method=method,
+            path=path,
+            instance_id=self.instance_id if hub else None,
+            hub=hub,
+        )
+        setattr(exc, RETRY_AFTER_ATTR, parse_retry_after(resp.headers.get("Retry-After")))
+        return exc
+
+    def _send_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        hub: bool,
+        consume: Callable[[requests.Response], T],
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        json_body: Any = None,
+        data: Any = None,
+        files: Any = None,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
+        read_timeout: float | None = None,
+    ) -> T:
+        s = self.settings
+        auth = _HeaderAuth(self._authorization(hub))
+        with self._budget(hub).acquire():
+            resp = self.session.request(
+                method,
+                s.base_url + path,
+                params=params,
+                json=json_body,
+                data=data,
+                files=files,
+                headers=dict(headers or {}),
+                auth=auth,
+                timeout=(s.connect_timeout, read_timeout or s.read_timeout),
+                stream=stream,
+            )
+            try:
+                if resp.status_code >= 400:
+                    raise self._error_from(resp, method=method, path=path, hub=hub)
+                self.log.debug(
+                    "Cloud Elements %s %s -> %s (requestId=%s)",
+                    method,
+                    path,
+                    resp.status_code,
+                    resp.headers.get(H_REQUEST_ID),
+                )
+                return consume(resp)
+            finally:
+                resp.close()
+
+    def _with_retry(
+        self, fn: Callable[[], T], *, method: str, path: str, idempotent: bool | None = None
+    ) -> T:
+        """Run one logical call under the retry policy; convert leftover transport errors."""
+        idem = method.upper() != "POST" if idempotent is None else idempotent
+        what = f"{method} {path}"
+        start = time.monotonic()
+        try:
+            for attempt in self.retry_policy.retrying(idempotent=idem, logger=self.log, what=what):
+                with attempt:
+                    result = fn()
+            return result
+        except CloudElementsError:
+            raise
+        except Exception as exc:
+            if not is_transport_error(exc):
+                raise
+            elapsed = time.monotonic() - start
+            hint = (
+                "" if idem else " (not retried after the request may have been sent: POST is not idempotent)"
+            )
+            raise CloudElementsConnectionError(
+                redact(
+                    f"Cloud Elements {what}: no usable response ({_describe_transport(exc)}) after "
+                    f"{elapsed:.1f} s{hint}",
+                    self._secrets(),
+                )
+            ) from exc
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        hub: bool,
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+    ) -> Any:
+        """One JSON call with retries; returns the decoded body (``None`` for an empty body)."""
+        return self._with_retry(
+            lambda: self._send_once(
+                method, path, hub=hub, params=params, json_body=json_body, headers=headers, consume=self._json
+            ),
+            method=method,
+            path=path,
+            idempotent=idempotent,
+        )
+
+    def _json(self, resp: requests.Response) -> Any:
+        content = resp.content
+        if not content or not content.strip():
+            return None
+        try:
+            return json.loads(content)
+        except ValueError:
+            snippet = redact(excerpt(content.decode("utf-8", "replace")), self._secrets())
+            raise CloudElementsApiError(
+                f"Cloud Elements answered HTTP {resp.status_code} with a non-JSON body: {snippet}",
+                status_code=resp.status_code,
+                request_id=resp.headers.get(H_REQUEST_ID),
+            ) from None
+
+    # ------------------------------------------------------------------------------------ pagination
+    def _read_page(self, resp: requests.Response) -> PageInfo:
+        return PageInfo.from_response(self._json(resp), resp.headers)
+
+    def _get_page(self, path: str, params: Mapping[str, Any], *, hub: bool) -> PageInfo:
+        return self._with_retry(
+            lambda: self._send_once("GET", path, hub=hub, params=params, consume=self._read_page),
+            method="GET",
+            path=path,
+        )
+
+    def _paginate(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        *,
+        hub: bool,
+        page_size: int,
+        reconcile_total: bool = False,
+    ) -> Iterator[Any]:
+        """Yield every record of a paged list (§3.3); rules in :class:`~..utils.http.Pager`."""
+        pager = Pager(path, params, page_size=page_size, reconcile_total=reconcile_total, logger=self.log)
+        while (query := pager.next_params()) is not None:
+            yield from pager.feed(self._get_page(path, query, hub=hub))
+        pager.finish()
+
+    # ------------------------------------------------------------------------------------ platform
+    def create_instance(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create (provision) an element instance: ``POST /instances`` (§2.2, §2.2.1).
+
+        The returned ``token`` is masked, cached on the hook for hub calls on that instance, and removed
+        from the result. Not retried after the request may have reached the server (no duplicate
+        instances); beware that authorizing a second QBO instance for the same QuickBooks user
+        invalidates the oldest (reference §7 item 10).
+
+        :param body: ``{"element": {"key": ...}, "name": ..., "configuration": {...}, "providerData":
+            {...}, "tags": [...]}``.
+        :return: the instance JSON without ``token``, credential configuration values masked.
+        :raises CloudElementsConfigError: body without ``element``.
+        :raises CloudElementsApiError: subclasses per status (400 missing config, 401 bad secrets, 409 …).
+        """
+        if not isinstance(body, Mapping) or not isinstance(body.get("element"), Mapping):
+            raise CloudElementsConfigError("create_instance body needs an 'element': {'key': ...} object")
+        for value in sensitive_values(body):
+            mask_secret(value)
+        instance = self._call("POST", "/instances", hub=False, json_body=dict(body))
+        if not isinstance(instance, Mapping):
+            raise CloudElementsApiError("POST /instances returned no instance object")
+        self._cache_instance(instance)
+        self.log.info("Created Cloud Elements instance %s (%s)", instance.get("id"), instance.get("name"))
+        return strip_instance(instance)
+
+    def get_instance(self, instance_id: int) -> dict[str, Any]:
+        """``GET /instances/{id}`` (§2.2); token cached (masked) and stripped from the result.
+
+        :param instance_id: element instance id.
+        :raises CloudElementsNotFoundError: unknown instance.
+        """
+        iid = _positive_int(instance_id, "instance_id")
+        instance = self._call("GET", f"/instances/{iid}", hub=False)
+        if not isinstance(instance, Mapping):
+            raise CloudElementsApiError(f"GET /instances/{iid} returned no instance object")
+        self._cache_instance(instance)
+        return strip_instance(instance)
+
+    def find_instances(
+        self, *, name: str | None = None, tags: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """``GET /instances?tags[]=..`` (§2.2), then keep instances whose ``name`` equals ``name`` exactly.
+
+        :param name: exact instance name to keep, or ``None`` for all.
+        :param tags: tags passed as ``tags[]`` (server-side filter).
+        :return: instances, tokens stripped.
+        """
+        params: dict[str, Any] = {}
+        if tags:
+            params["tags[]"] = list(tags)
+        out = []
+        for inst in self._paginate("/instances", params, hub=False, page_size=DEFAULT_PAGE_SIZE):
+            if not isinstance(inst, Mapping):
+                continue
+            if name is not None and inst.get("name") != name:
+                continue
+            self._cache_instance(inst)
+            out.append(strip_instance(inst))
+        return out
+
+    def update_instance(
+        self, instance_id: int, body: Mapping[str, Any], *, partial: bool = True
+    ) -> dict[str, Any]:
+        """``PATCH /instances/{id}`` (``partial=True``) or ``PUT /instances/{id}`` (§2.2).
+
+        :param body: fields to change (``name``, ``tags`` (replaced wholesale), ``configuration``,
+            ``providerData``).
+        :return: the instance without ``token``.
+        """
+        iid = _positive_int(instance_id, "instance_id")
+        for value in sensitive_values(body):
+            mask_secret(value)
+        instance = self._call(
+            "PATCH" if partial else "PUT", f"/instances/{iid}", hub=False, json_body=dict(body)
+        )
+        if isinstance(instance, Mapping):
+            self._cache_instance(instance)
+            return strip_instance(instance)
+        return {}
+
+    def delete_instance(self, instance_id: int) -> None:
+        """``DELETE /instances/{id}`` (§2.2); later hub calls with its token get 401."""
+        iid = _positive_int(instance_id, "instance_id")
+        self._call("DELETE", f"/instances/{iid}", hub=False)
+        with self._token_lock:
+            self._tokens.pop(iid, None)
+
+    def enable_instance(self, instance_id: int) -> None:
+        """``PUT /instances/{id}/enabled`` (§2.2)."""
+        self._call("PUT", f"/instances/{_positive_int(instance_id, 'instance_id')}/enabled", hub=False)
+
+    def disable_instance(self, instance_id: int) -> None:
+        """``DELETE /instances/{id}/enabled`` (§2.2); hub calls then get 403."""
+        self._call("DELETE", f"/instances/{_positive_int(instance_id, 'instance_id')}/enabled", hub=False)
+
+    def list_elements(self) -> list[dict[str, Any]]:
+        """``GET /elements`` (§2.1): element catalog objects."""
+        result = self._call("GET", "/elements", hub=False)
+        return list(result or [])
+
+    def get_element(self, key: str) -> dict[str, Any]:
+        """``GET /elements/{keyOrId}`` (§2.1)."""
+        if not key or not str(key).strip():
+            raise CloudElementsConfigError("Element key must not be empty")
+        return dict(self._call("GET", f"/elements/{quote(str(key), safe='')}", hub=False) or {})
+
+    # ------------------------------------------------------------------------------------ hub
+    def ping(self) -> dict[str, Any]:
+        """``GET /hubs/finance/ping`` (§3.1): checks the instance is still connected."""
+        return dict(self._call("GET", f"{HUB_PREFIX}/ping", hub=True) or {})
+
+    def iter_records(
+        self,
+        resource: str,
+        *,
+        where: str | None = None,
+        order_by: str | None = None,
+        page_size: int | None = None,
+        reconcile_total: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Every record of ``GET /hubs/finance/{resource}`` (§3.1, §3.3, §3.4), page by page.
+
+        Rules: send ``pageSize``; follow ``Elements-Next-Page-Token`` (as ``nextPage``) while present and
+        ``Elements-Returned-Count`` > 0; without a token, ask ``page=n+1`` while the page came back full;
+        an ``Elements-Error`` header with a short page means the server capped ``pageSize``: the hook
+        logs a warning and continues with the size that came back; a page starting with a record
+        already seen (a server ignoring ``page``) or a repeated cursor raises instead of looping.
+
+        Input is validated when called (before the first request); requests happen while iterating.
+
+        :param resource: Finance-hub resource (``invoices``, ``customers`` …).
+        :param where: CEQL clause (validated with sqlglot; ``OR`` rejected for QuickBooks Online when the
+            element is known).
+        :param order_by: CEQL ``orderBy`` (``"TxnDate asc"``).
+        :param page_size: records per page (default: connection ``page_size``, 200).
+        :param reconcile_total: send ``returnCount=true`` and compare the yielded count with
+            ``Elements-Total-Count`` at the end.
+        :raises CloudElementsConfigError: bad resource or page size; :class:`CloudElementsCEQLError` for
+            a bad ``where``.
+        :raises CloudElementsReconciliationError: count mismatch with ``reconcile_total``.
+        :raises CloudElementsApiError: API errors (after retries) and paging loops.
+        """
+        check_resource_name(resource, self.element_key)
+        size = check_page_size(page_size if page_size is not None else self.settings.page_size)
+        params: dict[str, Any] = {}
+        if where is not None:
+            params["where"] = ceql.validate_where(where, self.element_key)
+        if order_by:
+            params["orderBy"] = order_by
+        return self._paginate(
+            f"{HUB_PREFIX}/{resource}", params, hub=True, page_size=size, reconcile_total=reconcile_total
+        )
+
+    def get_record(self, resource: str, record_id: str) -> dict[str, Any]:
+        """``GET /hubs/finance/{resource}/{id}`` (§3.1). Ids are strings (QBO ``22|33``, QBE
+        ``16D1-1484948017``) and are URL-quoted.
+
+        :raises CloudElementsNotFoundError: unknown id.
+        """
+        path = self._record_path(resource, record_id)
+        return dict(self._call("GET", path, hub=True) or {})
+
+    def create_record(self, resource: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /hubs/finance/{resource}`` (§3.1); not retried once the request may have been sent."""
+        check_resource_name(resource, self.element_key)
+        return dict(self._call("POST", f"{HUB_PREFIX}/{resource}", hub=True, json_body=dict(body)) or {})
+
+    def update_record(self, resource: str, record_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``PATCH /hubs/finance/{resource}/{id}`` (§3.1). QBO needs the current ``syncToken`` / the
+        ``id|syncToken`` id and QBE the current ``EditSequence`` (§3.5): read right before updating."""
+        return dict(
+            self._call("PATCH", self._record_path(resource, record_id), hub=True, json_body=dict(body)) or {}
+        )
+
+    def delete_record(self, resource: str, record_id: str) -> None:
+        """``DELETE /hubs/finance/{resource}/{id}`` (§3.1)."""
+        self._call("DELETE", self._record_path(resource, record_id), hub=True)
+
+    def _record_path(self, resource: str, record_id: str) -> str:
+        check_resource_name(resource, self.element_key)
+        if record_id is None or not str(record_id).strip():
+            raise CloudElementsConfigError("record_id must not be empty")
+        return f"{HUB_PREFIX}/{resource}/{quote(str(record_id), safe='')}"
+
+    # ------------------------------------------------------------------------------------ bulk
+    def start_bulk_query(
+        self,
+        resource: str,
+        *,
+        where: str | None = None,
+        from_: datetime | str | None = None,
+        to: datetime | str | None = None,
+        callback_url: str | None = None,
+    ) -> str:
+        """Submit a bulk download: ``POST /hubs/finance/bulk/query?q=select * from <resource> [where ...]``
+        (§4.1). QuickBooks/FreshBooks bulk support ``select *`` only (§4.4).
+
+        Not retried once the request may have reached the server (a retry could start a duplicate job);
+        429 and connection failures are retried.
+
+        :param resource: object name (``invoices``).
+        :param where: CEQL clause (validated; no ``OR`` for QuickBooks Online).
+        :param from_: bulk ``from`` bound (datetime or ISO-8601 string; sent as UTC with offset).
+        :param to: bulk ``to`` bound.
+        :param callback_url: sent as ``Elements-Async-Callback-Url``.
+        :return: the job id (string).
+        :raises CloudElementsConfigError: bad resource, CEQL or dates (before any call).
+        """
+        check_resource_name(resource, self.element_key)
+        where_clean = ceql.validate_where(where, self.element_key) if where is not None else None
+        params: dict[str, Any] = {"q": ceql.select_query(resource, where_clean)}
+        if from_ is not None:
+            params["from"] = bulk_date(from_, "bulk from_")
+        if to is not None:
+            params["to"] = bulk_date(to, "bulk to")
+        headers = {H_CALLBACK_URL: callback_url} if callback_url else None
+        job = self._call("POST", f"{HUB_PREFIX}/bulk/query", hub=True, params=params, headers=headers)
+        job_id = job.get("id") if isinstance(job, Mapping) else None
+        if job_id in (None, ""):
+            raise CloudElementsApiError("POST /bulk/query returned no job id")
+        self.log.info("Started Cloud Elements bulk job %s: %s", job_id, params["q"])
+        return str(job_id)
+
+    def get_bulk_status(self, job_id: str) -> dict[str, Any]:
+        """``GET /hubs/finance/bulk/{id}/status`` (§4.1): raw JSON (``id``, ``status``, ``recordsCount``,
+        ``recordsFailedCount`` …)."""
+        return dict(self._call("GET", f"{HUB_PREFIX}/bulk/{_job(job_id)}/status", hub=True) or {})
+
+    def wait_for_bulk_job(
+        self, job_id: str, *, poll_interval: float = 5, timeout: float | None = None
+    ) -> dict:
+        """Poll :meth:`get_bulk_status` until the job is terminal (§4.2).
+
+        :param poll_interval: seconds between polls.
+        :param timeout: seconds in total, ``None`` = no limit.
+        :return: the final status JSON of a COMPLETED (or ``COMPLETE``) job.
+        :raises CloudElementsBulkJobError: FAILED, ABORTED, CANCELLED or an unknown status.
+        :raises CloudElementsTimeoutError: ``timeout`` passed.
+        """
+        if poll_interval <= 0:
+            raise CloudElementsConfigError(f"poll_interval must be positive, got {poll_interval!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status_json = self.get_bulk_status(job_id)
+            status = CloudElementsBulkJobStatus.parse(status_json.get("status"))
+            self.log.info(
+                "Bulk job %s: %s (records=%s, failed=%s)",
+                job_id,
+                status.value,
+                status_json.get("recordsCount"),
+                status_json.get("recordsFailedCount"),
+            )
+            if status.is_success():
+                return status_json
+            if status.is_terminal():
+                raise CloudElementsBulkJobError(
+                    f"Bulk job {job_id} ended {status.value}"
+                    + (f": {excerpt(str(status_json['message']))}" if status_json.get("message") else "")
+                )
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise CloudElementsTimeoutError(
+                        f"Bulk job {job_id} still {status.value} after {timeout} s; cancel it with "
+                        f"PUT /bulk/{job_id}/cancel if it is no longer needed"
+                    )
+                time.sleep(min(poll_interval, remaining))
+            else:
+                time.sleep(poll_interval)
+
+    def download_bulk(
+        self,
+        job_id: str,
+        resource: str,
+        fileobj: BinaryIO,
+        *,
+        fmt: str = "json",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> BulkDownloadResult:
+        """Stream a finished job's file: ``GET /hubs/finance/bulk/{id}/{resource}`` (§4.1) into ``fileobj``.
+
+        The body is written chunk by chunk (256 KiB), never held in memory. ``fmt="json"`` sends
+        ``Accept: application/json`` (the file is NDJSON, one record per line); ``"csv"`` sends
+        ``Accept: text/csv``. The read timeout is at least 300 s.
+
+        Truncation: a connection dropped mid-stream, a body shorter than its ``Content-Length`` or an
+        NDJSON file ending in a partial line is never returned as success. When ``fileobj`` is seekable
+        the hook rewinds to where it started (``seek``; ``truncate``) and downloads again under the retry
+        policy; when it is not seekable and bytes were already written it raises
+        :class:`CloudElementsConnectionError`.
+
+        :param job_id: bulk job id.
+        :param resource: the job's object name.
+        :param fileobj: binary file object opened for writing.
+        :param fmt: ``"json"`` or ``"csv"``.
+        :param progress: called after every chunk with ``(lines, bytes)`` written so far in this attempt.
+        :return: :class:`BulkDownloadResult`.
+        :raises CloudElementsConfigError: unknown ``fmt``, bad resource.
+        :raises CloudElementsConnectionError: download still truncated when the retry budget is spent.
+        """
+        if fmt not in _FORMATS:
+            raise CloudElementsConfigError(f"fmt must be one of {sorted(_FORMATS)}, got {fmt!r}")
+        check_resource_name(resource, self.element_key)
+        path = f"{HUB_PREFIX}/bulk/{_job(job_id)}/{resource}"
+        try:
+            start_pos: int | None = fileobj.tell()
+            seekable = bool(getattr(fileobj, "seekable", lambda: True)())
+        except (OSError, AttributeError, ValueError):
+            start_pos, seekable = None, False
+        attempts = 0
+        read_timeout = max(self.settings.read_timeout, BULK_DOWNLOAD_READ_TIMEOUT)
+
+        def attempt() -> BulkDownloadResult:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and seekable and start_pos is not None:
+                fileobj.seek(start_pos)
+                fileobj.truncate()
+            return self._send_once(
+                "GET",
+                path,
+                hub=True,
+                headers={"Accept": _FORMATS[fmt]},
+                stream=True,
+                read_timeout=read_timeout,
+                consume=lambda resp: _stream_to_file(
+                    resp, fileobj, fmt=fmt, progress=progress, seekable=seekable and start_pos is not None
+                ),
+            )
+
+        result = self._with_retry(attempt, method="GET", path=path)
+        self.log.info(
+            "Downloaded bulk job %s (%s): %s lines, %s bytes in %s attempt(s)",
+            job_id,
+            resource,
+            result.lines,
+            result.bytes,
+            attempts,
+        )
+        return result
+
+    def iter_bulk_errors(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """Failed records of a bulk job: paged ``GET /hubs/finance/bulk/{id}/errors`` (§4.1)."""
+        return self._paginate(
+            f"{HUB_PREFIX}/bulk/{_job(job_id)}/errors", {}, hub=True, page_size=self.settings.page_size
+        )
+
+    def cancel_bulk_job(self, job_id: str) -> None:
+        """``PUT /hubs/finance/bulk/{id}/cancel`` (§4.1); the status becomes ``CANCELLED``."""
+        self._call("PUT", f"{HUB_PREFIX}/bulk/{_job(job_id)}/cancel", hub=True)
+        self.log.info("Cancelled bulk job %s", job_id)
+
+    def upload_bulk(self, resource: str, fileobj: IO[bytes], *, fmt: str = "json") -> str:
+        """Bulk upload: ``POST /hubs/finance/bulk/{resource}`` multipart ``file`` + ``metaData``
+        ``{"format": fmt}`` (§4.1). The file is read once into memory (``requests`` builds multipart
+        bodies in memory anyway) so that a retry after a 429 resends the same bytes.
+
+        :param fileobj: binary file with NDJSON / a JSON array (``fmt="json"``) or CSV with a header row.
+        :return: the job id.
+        """
+        if fmt not in _FORMATS:
+            raise CloudElementsConfigError(f"fmt must be one of {sorted(_FORMATS)}, got {fmt!r}")
+        check_resource_name(resource, self.element_key)
+        content = fileobj.read()
+        if isinstance(content, str):
+            content = content.encode("utf-8")
+        path = f"{HUB_PREFIX}/bulk/{resource}"
+        job = self._with_retry(
+            lambda: self._send_once(
+                "POST",
+                path,
+                hub=True,
+                files={"file": (f"{resource}.{fmt}", content, _FORMATS[fmt])},
+                data={"metaData": json.dumps({"format": fmt})},
+                consume=self._json,
+            ),
+            method="POST",
+            path=path,
+        )
+        job_id = job.get("id") if isinstance(job, Mapping) else None
+        if job_id in (None, ""):
+            raise CloudElementsApiError(f"POST {path} returned no job id")
+        return str(job_id)
+
+    # ------------------------------------------------------------------------------------ events
+    def iter_events(
+        self,
+        *,
+        instance_id: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        object_types: list[str] | None = None,
+        event_types: list[str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Events received by Cloud Elements (§5.6): ``GET /instances/{id}/events`` (platform headers),
+        or ``GET /instances/events`` for all instances when neither ``instance_id`` nor the hook's
+        instance is set. Paged; filtered client-side (:func:`event_matches`: ``[since, until)`` on
+        ``eventDate``, ``objectType``/``eventType`` anywhere in the event).
+        """
+        iid = instance_id if instance_id is not None else self.instance_id
+        path = (
+            f"/instances/{_positive_int(iid, 'instance_id')}/events"
+            if iid is not None
+            else "/instances/events"
+        )
+        for value, what in ((since, "since"), (until, "until")):
+            if value is not None:
+                ceql.to_datetime(value, what=what)
+        records = self._paginate(path, {}, hub=False, page_size=self.settings.page_size)
+        return (
+            e
+            for e in records
+            if isinstance(e, Mapping)
+            and event_matches(e, since=since, until=until, object_types=object_types, event_types=event_types)
+        )
+
+    # ------------------------------------------------------------------------------------ test
+    def test_connection(self) -> tuple[bool, str]:
+        """Used by ``airflow connections test``: ``GET /instances?pageSize=1`` with the platform header
+        and, when an instance id or element token is configured, ``GET /hubs/finance/ping``.
+        Never raises; retries for at most 10 s.
+
+        :return: ``(ok, message)``.
+        """
+        saved = self._retry_budget_arg
+        try:
+            self._retry_budget_arg = min(
+                TEST_CONNECTION_RETRY_BUDGET, saved if saved is not None else self.settings.retry_budget
+            )
+            self._call("GET", "/instances", hub=False, params={"pageSize": 1})
+            message = (
+                f"Cloud Elements platform API reachable at {self.base_url} "
+                "(user/organization secrets accepted)"
+            )
+            if self._static_token() or self.instance_id is not None:
+                self.ping()
+                target = (
+                    f"instance {self.instance_id}" if self.instance_id is not None else "the element token"
+                )
+                message += f"; hub ping OK for {target}"
+            return True, message
+        except Exception as exc:
+            try:
+                secrets = self._secrets()
+            except Exception:
+                secrets = []
+            return False, redact(f"{type(exc).__name__}: {exc}", secrets)
+        finally:
+            self._retry_budget_arg = saved
+
+
+def _positive_int(value: Any, what: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise CloudElementsConfigError(f"{what} must be a positive integer, got {value!r}") from None
+    if isinstance(value, bool) or number <= 0 or (isinstance(value, float) and number != value):
+        raise CloudElementsConfigError(f"{what} must be a positive integer, got {value!r}")
+    return number
+
+
+def _job(job_id: str) -> str:
+    if job_id is None or not str(job_id).strip():
+        raise CloudElementsConfigError("job_id must not be empty")
+    return quote(str(job_id).strip(), safe="")
+
+
+def _describe_transport(exc: BaseException) -> str:
+    if isinstance(exc, TruncatedDownloadError):
+        return f"download truncated: {exc}"
+    return type(exc).__name__
+
+
+def _stream_to_file(
+    resp: requests.Response,
+    fileobj: BinaryIO,
+    *,
+    fmt: str,
+    progress: Callable[[int, int], None] | None,
+    seekable: bool,
+) -> BulkDownloadResult:
+    """Copy a streamed response into ``fileobj``; raise :class:`TruncatedDownloadError` (retryable)
+    or :class:`CloudElementsConnectionError` (not retryable: bytes written to a non-seekable file) on
+    truncation."""
+    expected = None if resp.headers.get("Content-Encoding") else header_int(resp.headers, "Content-Length")
+    nbytes = 0
+    lines = 0
+    tail = bytearray()  # bytes after the last newline (a partial NDJSON record)
+
+    def truncated(reason: str) -> Exception:
+        if nbytes and not seekable:
+            return CloudElementsConnectionError(
+                f"Bulk download interrupted after {nbytes} bytes ({reason}); the target file object is not "
+                "seekable, so it cannot be rewound and downloaded again: retry the task"
+            )
+        return TruncatedDownloadError(f"{reason} after {nbytes} bytes")
+
+    try:
+        for chunk in resp.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
+            if not chunk:
+                continue
+            fileobj.write(chunk)
+            nbytes += len(chunk)
+            newlines = chunk.count(b"\n")
+            lines += newlines
+            if newlines:
+                tail = bytearray(chunk[chunk.rfind(b"\n") + 1 :])
+            else:
+                tail.extend(chunk)
+            if progress is not None:
+                progress(lines, nbytes)
+    except (
+        requests.exceptions.ChunkedEncodingError,
+        requests.exceptions.ConnectionError,
+        urllib3.exceptions.HTTPError,
+    ) as exc:
+        raise truncated(f"connection dropped mid-stream: {type(exc).__name__}") from exc
+    if expected is not None and nbytes != expected:
+        raise truncated(f"got {nbytes} of {expected} bytes announced by Content-Length")
+    if tail.strip():
+        if fmt == "json":
+            try:
+                json.loads(bytes(tail))
+            except ValueError:
+                raise truncated("the NDJSON body ends in a partial record") from None
+        lines += 1
+    return BulkDownloadResult(lines=lines, bytes=nbytes)

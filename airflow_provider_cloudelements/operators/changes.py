@@ -1,0 +1,174 @@
+"""Land only the records named by Cloud Elements events (event-driven syncs, reference §5.4/§5.6)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, ObjectStoragePath
+
+from airflow_provider_cloudelements.exceptions import CloudElementsConfigError, CloudElementsNotFoundError
+from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
+from airflow_provider_cloudelements.operators.extract import MANIFEST_NAME, default_output_base
+from airflow_provider_cloudelements.utils.elements import get_element
+from airflow_provider_cloudelements.utils.landing import partition_path, staged_file, write_json_atomic
+from airflow_provider_cloudelements.utils.records import parse_instant
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+def latest_changes(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Collapse events to the newest one per (objectType, objectId): ``{resource: {id: event}}``.
+
+    Events are ``{"objectType", "objectId", "eventType", "eventDate", …}`` as returned by
+    ``GET /instances/{id}/events`` or a :class:`CloudElementsEventTrigger` payload. Events without an
+    object type or id are ignored.
+    """
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for event in sorted(events, key=lambda e: (parse_instant(e.get("eventDate")) or datetime.min.astimezone(), str(e.get("id")))):
+        resource, object_id = event.get("objectType"), event.get("objectId")
+        if resource and object_id not in (None, ""):
+            out.setdefault(str(resource), {})[str(object_id)] = event
+    return out
+
+
+def events_from_context(context: Context) -> list[dict[str, Any]]:
+    """Events carried by the asset events that triggered this run (``AssetWatcher`` payloads)."""
+    found: list[dict[str, Any]] = []
+    for asset_events in (context.get("triggering_asset_events") or {}).values():
+        for asset_event in asset_events:
+            payload = (getattr(asset_event, "extra", None) or {}).get("payload") or {}
+            found.extend(payload.get("events") or [])
+    return found
+
+
+class CloudElementsChangedRecordsOperator(BaseOperator):
+    """Fetch the records named by change events and land them, plus tombstones for deletions.
+
+    For each resource among the events: ``GET /hubs/finance/{resource}/{id}`` for every created or
+    updated object (newest event per object wins), a tombstone ``{"id", "deleted_at"}`` for every
+    ``DELETED`` event or record that no longer exists (404). Files land atomically as
+    ``<resource>.ndjson`` and ``<resource>.deleted.ndjson`` in a partition named after the events' time
+    span. Returns a list of manifests (same shape as the extract operators', ``mode="events"``,
+    ``deleted_path`` set) for :class:`~airflow_provider_cloudelements.operators.sql.CloudElementsSqlUpsertOperator`.
+
+    :param instance_id: element instance the events belong to. Templated.
+    :param events: the events (templated, e.g. a sensor's XCom); default: the payloads of the asset
+        events that triggered the run.
+    :param max_records: refuse more changed objects than this (use a bulk extract instead). Default 5000.
+    :raises CloudElementsConfigError: too many changes, or a bad instance id.
+    """
+
+    template_fields: Sequence[str] = ("instance_id", "events", "output_base")
+
+    def __init__(
+        self,
+        *,
+        instance_id: int | str,
+        events: Any = None,
+        cloudelements_conn_id: str = CloudElementsHook.default_conn_name,
+        output_base: str | None = None,
+        max_records: int = 5000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.instance_id = instance_id
+        self.events = events
+        self.cloudelements_conn_id = cloudelements_conn_id
+        self.output_base = output_base
+        self.max_records = max_records
+
+    @cached_property
+    def hook(self) -> CloudElementsHook:
+        return CloudElementsHook(cloudelements_conn_id=self.cloudelements_conn_id, instance_id=int(self.instance_id))
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        try:
+            instance_id = int(self.instance_id)
+        except (TypeError, ValueError):
+            raise CloudElementsConfigError(f"instance_id must be an integer, got {self.instance_id!r}") from None
+        events = list(self.events) if self.events else events_from_context(context)
+        changes = latest_changes(events)
+        total = sum(len(ids) for ids in changes.values())
+        if total > self.max_records:
+            raise CloudElementsConfigError(
+                f"{total} changed objects > max_records={self.max_records}: run a bulk extract instead"
+            )
+        if not changes:
+            self.log.info("No change events to land")
+            return []
+        element_key = str((self.hook.get_instance(instance_id).get("element") or {}).get("key"))
+        spec = get_element(element_key)
+        dates = [d for d in (parse_instant(e.get("eventDate")) for e in events) if d]
+        manifests = []
+        for resource, by_id in sorted(changes.items()):
+            if resource not in spec.resources:
+                self.log.warning("Ignoring events for %s: not a Finance-hub resource of %s", resource, element_key)
+                continue
+            folder = partition_path(
+                self.output_base or default_output_base(),
+                element_key=element_key,
+                instance_id=instance_id,
+                resource=resource,
+                window_start=min(dates, default=None),
+                window_end=max(dates, default=None),
+            )
+            manifests.append(self._land(context, element_key, instance_id, resource, by_id, folder))
+        return manifests
+
+    def _land(
+        self,
+        context: Context,
+        element_key: str,
+        instance_id: int,
+        resource: str,
+        by_id: dict[str, dict[str, Any]],
+        folder: ObjectStoragePath,
+    ) -> dict[str, Any]:
+        target = folder / f"{resource}.ndjson"
+        deleted = folder / f"{resource}.deleted.ndjson"
+        records = nbytes = tombstones = 0
+        with staged_file(target) as (out, publish), staged_file(deleted) as (dead, publish_deleted):
+            for object_id, event in sorted(by_id.items()):
+                record = None
+                if str(event.get("eventType", "")).upper() != "DELETED":
+                    try:
+                        record = self.hook.get_record(resource, object_id)
+                    except CloudElementsNotFoundError:
+                        record = None
+                if record is None:
+                    tomb = {"id": object_id, "deleted_at": event.get("eventDate")}
+                    dead.write(json.dumps(tomb).encode() + b"\n")
+                    tombstones += 1
+                    continue
+                line = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+                out.write(line)
+                records += 1
+                nbytes += len(line)
+            publish()
+            publish_deleted()
+        manifest = {
+            "element_key": element_key,
+            "instance_id": instance_id,
+            "resource": resource,
+            "mode": "events",
+            "path": str(target),
+            "format": "ndjson",
+            "records": records,
+            "bytes": nbytes,
+            "job_id": None,
+            "failed_records": 0,
+            "errors_path": None,
+            "deleted_path": str(deleted),
+            "deleted": tombstones,
+            "window": {"start": None, "end": None, "full_refresh": False},
+            "full_refresh": False,
+            "manifest_path": str(folder / MANIFEST_NAME),
+        }
+        write_json_atomic(folder / MANIFEST_NAME, manifest)
+        self.log.info("Landed %s changed and %s deleted %s of instance %s", records, tombstones, resource, instance_id)
+        return manifest

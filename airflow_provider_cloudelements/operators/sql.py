@@ -1,0 +1,337 @@
+"""Load landed Cloud Elements extracts (NDJSON in object storage) into SQL tables, idempotently.
+
+:class:`CloudElementsSqlUpsertOperator` takes the manifest(s) returned by the extract operators and
+upserts each file into one table per ``(element_key, resource)`` through a common-sql
+:class:`~airflow.providers.common.sql.hooks.sql.DbApiHook`: SQLite and PostgreSQL share this code,
+and every dialect difference lives in :mod:`airflow_provider_cloudelements.utils.sqlsync`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath
+
+from airflow_provider_cloudelements.exceptions import (
+    CloudElementsConfigError,
+    CloudElementsDataError,
+    CloudElementsReconciliationError,
+)
+from airflow_provider_cloudelements.utils import sqlsync
+from airflow_provider_cloudelements.utils.sqlsync import LoadManifest, SqlDialect
+
+if TYPE_CHECKING:
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+    from airflow.sdk import Context
+
+log = logging.getLogger(__name__)
+
+#: Keys of the summary returned per manifest.
+SUMMARY_KEYS: tuple[str, ...] = (
+    "table", "element_key", "instance_id", "resource",
+    "inserted", "updated", "unchanged", "deleted", "rows_live", "rows_total",
+)
+
+
+def get_sql_hook(conn_id: str) -> tuple[DbApiHook, SqlDialect]:
+    """Resolve ``conn_id`` to its common-sql hook and our dialect for it.
+
+    :raises CloudElementsConfigError: the connection's hook is not a ``DbApiHook``, or its type is not
+        ``sqlite``/``postgres`` (for ``sqlite`` the ``apache-airflow-providers-sqlite`` package is needed).
+    """
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+
+    conn = BaseHook.get_connection(conn_id)
+    sqlsync.dialect_for_conn_type(conn.conn_type)  # fail on an unsupported type first
+    try:
+        hook = conn.get_hook()
+    except Exception as exc:  # Airflow raises a bare AirflowException for an unknown hook type
+        raise CloudElementsConfigError(
+            f"Connection {conn_id!r} (type {conn.conn_type!r}) has no usable hook: {exc}; "
+            f"is the provider for {conn.conn_type!r} installed?"
+        ) from exc
+    if not isinstance(hook, DbApiHook):
+        raise CloudElementsConfigError(
+            f"Connection {conn_id!r} resolves to {type(hook).__name__}, not a common-sql DbApiHook"
+        )
+    return hook, sqlsync.dialect_for_conn_type(conn.conn_type, getattr(hook, "placeholder", None))
+
+
+def prepare_connection(conn: Any, dialect: SqlDialect) -> None:
+    """Put a fresh DB-API connection in the state :func:`load_manifest` expects.
+
+    SQLite: driver-managed implicit transactions off (we issue ``BEGIN IMMEDIATE`` ourselves) and a
+    busy timeout. PostgreSQL: autocommit off (psycopg opens the transaction on the first statement).
+    """
+    if dialect.name == "sqlite":
+        conn.isolation_level = None
+    elif getattr(conn, "autocommit", False):
+        conn.autocommit = False
+    cur = conn.cursor()
+    try:
+        for statement in dialect.session_sql:
+            cur.execute(statement)
+    finally:
+        cur.close()
+
+
+def _iter_lines(uri: str) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line_number, raw_line)`` of a file in object storage, streaming (never read whole)."""
+    path = ObjectStoragePath(uri)
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise CloudElementsDataError(f"Landed file {uri} does not exist") from None
+    with handle as fh:
+        yield from enumerate(fh, start=1)
+
+
+def _batched(rows: Iterable[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    batch: list[tuple[Any, ...]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _Counter:
+    """Counts the records an iterator produced (the file's record count, checked against the manifest)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+def _record_rows(manifest: LoadManifest, naive_tz: str, counter: _Counter) -> Iterator[tuple[Any, ...]]:
+    spec = manifest.spec
+    for lineno, line in _iter_lines(manifest.path):
+        where = f"{manifest.path}:{lineno}"
+        record = sqlsync.parse_json_line(line, where=where)
+        if record is None:
+            continue
+        counter.value += 1
+        yield sqlsync.build_row(record, spec, naive_tz=naive_tz, where=where).as_params()
+
+
+def _tombstone_rows(manifest: LoadManifest, counter: _Counter) -> Iterator[tuple[Any, ...]]:
+    assert manifest.deleted_path is not None
+    spec = manifest.spec
+    for lineno, line in _iter_lines(manifest.deleted_path):
+        where = f"{manifest.deleted_path}:{lineno}"
+        obj = sqlsync.parse_json_line(line, where=where)
+        if obj is None:
+            continue
+        counter.value += 1
+        yield sqlsync.build_tombstone(obj, spec, where=where)
+
+
+def load_manifest(
+    conn: Any,
+    dialect: SqlDialect,
+    manifest: LoadManifest,
+    *,
+    table_prefix: str = "ce_",
+    batch_size: int = 1000,
+    source_timezone: str | None = None,
+    verify_record_count: bool = True,
+    synced_at: datetime | None = None,
+) -> dict[str, Any]:
+    """Upsert one manifest's files into its table, in one transaction (all or nothing).
+
+    :param conn: an open DB-API connection prepared by :func:`prepare_connection`.
+    :param dialect: the connection's :class:`SqlDialect`.
+    :param manifest: a validated manifest (:func:`sqlsync.validate_manifest`).
+    :param table_prefix: prefix of the table name (sanitized).
+    :param batch_size: rows per ``executemany`` into the staging table (memory bound: one batch).
+    :param source_timezone: zone of naive timestamps; default per element
+        (:data:`sqlsync.DEFAULT_NAIVE_TIMEZONES`, else UTC).
+    :param verify_record_count: fail when the file's record count differs from ``manifest.records``.
+    :param synced_at: load time written to changed rows (default: now, UTC).
+    :returns: ``{"table", "element_key", "instance_id", "resource", "inserted", "updated",
+        "unchanged", "deleted", "rows_live", "rows_total"}`` — see :func:`sqlsync.count_sql` for the
+        meaning of the counts; ``rows_*`` count this instance's rows after the load.
+    :raises CloudElementsDataError: a bad line or record (the table is left unchanged).
+    :raises CloudElementsReconciliationError: the record count disagrees with the manifest.
+    :raises Exception: any database error, after rolling back.
+    """
+    table = sqlsync.table_name(table_prefix, manifest.element_key, manifest.resource)
+    naive_tz = source_timezone or sqlsync.DEFAULT_NAIVE_TIMEZONES.get(manifest.element_key, "UTC")
+    stamp = sqlsync.format_utc(synced_at or datetime.now(timezone.utc))
+    iid = manifest.instance_id
+    if manifest.failed_records:
+        log.warning(
+            "Manifest %s/%s instance %s reports %s failed record(s) (errors: %s); loading the rest",
+            manifest.element_key, manifest.resource, iid, manifest.failed_records, manifest.errors_path,
+        )
+
+    cur = conn.cursor()
+    try:
+        if dialect.begin_sql:
+            cur.execute(dialect.begin_sql)
+        if dialect.lock_sql:
+            cur.execute(dialect.lock_sql, (table,))
+        cur.execute(sqlsync.create_table_sql(dialect, table))
+        for statement in sqlsync.create_stage_sql(dialect):
+            cur.execute(statement)
+
+        records = _Counter()
+        insert = sqlsync.stage_insert_sql(dialect)
+        for batch in _batched(_record_rows(manifest, naive_tz, records), batch_size):
+            cur.executemany(insert, batch)
+        if verify_record_count and manifest.records is not None and records.value != manifest.records:
+            raise CloudElementsReconciliationError(
+                f"{manifest.path} holds {records.value} record(s) but the manifest says {manifest.records}; "
+                "nothing was loaded"
+            )
+
+        tombstones = _Counter()
+        unmatched = 0
+        if manifest.deleted_path:
+            tomb_insert = sqlsync.tombstone_insert_sql(dialect)
+            for batch in _batched(_tombstone_rows(manifest, tombstones), batch_size):
+                cur.executemany(tomb_insert, batch)
+            cur.execute(sqlsync.unmatched_tombstones_sql(dialect, table), (iid,))
+            unmatched = int(cur.fetchone()[0])
+            for statement, params in sqlsync.apply_tombstones_sql(dialect, table):
+                cur.execute(statement, sqlsync.bind(params, iid))
+        if manifest.full_refresh:
+            statement, params = sqlsync.full_refresh_sql(dialect, table, window_end=manifest.window_end)
+            cur.execute(statement, sqlsync.bind(params, iid))
+
+        cur.execute(sqlsync.count_sql(dialect, table), (iid,))
+        inserted, updated, unchanged, deleted = (int(v) for v in cur.fetchone())
+        cur.execute(sqlsync.merge_sql(dialect, table), (iid, stamp))
+        cur.execute(sqlsync.rows_count_sql(dialect, table), (iid,))
+        rows_total, rows_live = (int(v) for v in cur.fetchone())
+        for statement in sqlsync.drop_stage_sql():
+            cur.execute(statement)
+        conn.commit()
+    except BaseException:
+        try:
+            conn.rollback()
+        except Exception:  # the original error matters more than a failed rollback
+            log.exception("Rollback of the load into %s failed", table)
+        raise
+    finally:
+        cur.close()
+
+    if unmatched:
+        log.info(
+            "%s tombstone(s) named records unknown to %s for instance %s; ignored", unmatched, table, iid
+        )
+    summary = {
+        "table": table,
+        "element_key": manifest.element_key,
+        "instance_id": iid,
+        "resource": manifest.resource,
+        "inserted": inserted,
+        "updated": updated,
+        "unchanged": unchanged,
+        "deleted": deleted,
+        "rows_live": rows_live,
+        "rows_total": rows_total,
+    }
+    log.info(
+        "Loaded %s (%s record(s), %s tombstone(s), full_refresh=%s) into %s: inserted=%s updated=%s "
+        "unchanged=%s deleted=%s rows_live=%s rows_total=%s",
+        manifest.path, records.value, tombstones.value, manifest.full_refresh, table,
+        inserted, updated, unchanged, deleted, rows_live, rows_total,
+    )
+    return summary
+
+
+class CloudElementsSqlUpsertOperator(BaseOperator):
+    """Upsert landed Cloud Elements extracts into SQL tables (SQLite or PostgreSQL).
+
+    One table per ``(element_key, resource)``, named ``<table_prefix><element_key>_<resource>``
+    sanitized (``ce_quickbooks_bill_payments``), primary key ``(instance_id, record_id)``; columns
+    and algorithm in :mod:`airflow_provider_cloudelements.utils.sqlsync`. Each manifest loads in one
+    transaction: a bad line leaves its table unchanged; rerunning a manifest leaves the table
+    byte-identical; an older manifest never overwrites newer rows; tombstones (``deleted_path``) and,
+    for ``full_refresh`` manifests, ids missing from the file mark rows ``is_deleted = 1`` (kept).
+
+    Manifest shape (the extract operators' XCom)::
+
+        {"element_key": "quickbooks", "instance_id": 12, "resource": "invoices",
+         "path": "file:///.../invoices.ndjson", "format": "ndjson", "records": 40,
+         "full_refresh": False, "window": {"start": ISO | None, "end": ISO | None},
+         "deleted_path": None | URI of {"id": ..., "deleted_at": ISO} lines,
+         "failed_records": 0, "errors_path": None, ...}
+
+    :param manifest: a manifest dict, or a list of them (e.g. the XComArg of mapped extract tasks;
+        ``None`` entries are skipped). Templated.
+    :param conn_id: a common-sql connection of type ``sqlite`` (needs
+        ``apache-airflow-providers-sqlite``) or ``postgres``. Templated.
+    :param table_prefix: table name prefix. Templated.
+    :param batch_size: records per ``executemany`` (bounds memory; the file is streamed).
+    :param source_timezone: IANA zone of timestamps without an offset (FreshBooks ``updated``);
+        default ``America/New_York`` for FreshBooks, UTC otherwise.
+    :param verify_record_count: fail (and load nothing) when a file's record count differs from the
+        manifest's ``records``.
+    :returns: per manifest ``{"table", "element_key", "instance_id", "resource", "inserted",
+        "updated", "unchanged", "deleted", "rows_live", "rows_total"}``: a dict for a dict manifest,
+        a list of dicts (same order) for a list.
+    :raises CloudElementsConfigError: bad manifest (missing key, unknown element key, non-NDJSON
+        format), bad connection or parameter — before the database is touched.
+    :raises CloudElementsDataError: a bad line or record; that manifest's table is unchanged (earlier
+        manifests of a list stay committed, later ones are not loaded).
+    :raises CloudElementsReconciliationError: a file's record count disagrees with its manifest.
+    """
+
+    template_fields: Sequence[str] = ("manifest", "conn_id", "table_prefix")
+    ui_color = "#d9f0e3"
+
+    def __init__(
+        self,
+        *,
+        manifest: Any,
+        conn_id: str = "sqlite_default",
+        table_prefix: str = "ce_",
+        batch_size: int = 1000,
+        source_timezone: str | None = None,
+        verify_record_count: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise CloudElementsConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.manifest = manifest
+        self.conn_id = conn_id
+        self.table_prefix = table_prefix
+        self.batch_size = batch_size
+        self.source_timezone = source_timezone
+        self.verify_record_count = verify_record_count
+
+    def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
+        raw, single = sqlsync.coerce_manifests(self.manifest)
+        manifests = [sqlsync.validate_manifest(item) for item in raw]
+        if self.source_timezone:
+            sqlsync.normalize_timestamp("2000-01-01 00:00:00", naive_tz=self.source_timezone)  # validates
+        for m in manifests:  # fail on a bad prefix before touching the database
+            sqlsync.table_name(self.table_prefix, m.element_key, m.resource)
+        if not manifests:
+            self.log.info("No manifest to load")
+            return []
+        hook, dialect = get_sql_hook(self.conn_id)
+        summaries: list[dict[str, Any]] = []
+        conn = hook.get_conn()
+        try:
+            prepare_connection(conn, dialect)
+            for m in manifests:
+                summaries.append(
+                    load_manifest(
+                        conn, dialect, m,
+                        table_prefix=self.table_prefix,
+                        batch_size=self.batch_size,
+                        source_timezone=self.source_timezone,
+                        verify_record_count=self.verify_record_count,
+                    )
+                )
+        finally:
+            conn.close()
+        return summaries[0] if single else summaries

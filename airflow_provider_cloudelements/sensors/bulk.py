@@ -1,0 +1,90 @@
+"""Sensor for a Cloud Elements bulk job submitted elsewhere (reference §4.1/§4.2)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, conf
+
+from airflow_provider_cloudelements.exceptions import CloudElementsBulkJobError, CloudElementsTimeoutError
+from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
+from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
+from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class CloudElementsBulkJobSensor(BaseSensorOperator):
+    """Wait for a bulk job (by id) to finish; succeed on COMPLETED/COMPLETE, fail on FAILED, ABORTED,
+    CANCELLED or an unknown status. Returns the final status JSON
+    (``{"id", "status", "recordsCount", "recordsFailedCount", …}``).
+
+    :param job_id: bulk job id. Templated.
+    :param instance_id: element instance the job belongs to. Templated.
+    :param deferrable: wait in the triggerer (:class:`CloudElementsBulkJobTrigger`).
+    """
+
+    template_fields: Sequence[str] = ("job_id", "instance_id")
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        instance_id: int | str | None = None,
+        cloudelements_conn_id: str = CloudElementsHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_id = job_id
+        self.instance_id = instance_id
+        self.cloudelements_conn_id = cloudelements_conn_id
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> CloudElementsHook:
+        instance_id = int(self.instance_id) if self.instance_id not in (None, "") else None
+        return CloudElementsHook(cloudelements_conn_id=self.cloudelements_conn_id, instance_id=instance_id)
+
+    def poke(self, context: Context) -> bool:
+        payload = self.hook.get_bulk_status(str(self.job_id))
+        status = CloudElementsBulkJobStatus.parse(payload.get("status"))
+        self.log.info("Bulk job %s is %s", self.job_id, status.value)
+        if status.is_terminal() and not status.is_success():
+            raise CloudElementsBulkJobError(f"Bulk job {self.job_id} ended {status.value}")
+        if status.is_success():
+            context["ti"].xcom_push(key="bulk_status", value=payload)
+        return status.is_success()
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            super().execute(context)
+            return self.hook.get_bulk_status(str(self.job_id))
+        if self.poke(context):
+            return self.hook.get_bulk_status(str(self.job_id))
+        timeout = self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
+        self.defer(
+            trigger=CloudElementsBulkJobTrigger(
+                job_id=str(self.job_id),
+                instance_id=self.hook.instance_id,
+                cloudelements_conn_id=self.cloudelements_conn_id,
+                poll_interval=float(self.poke_interval),
+                end_time=time.time() + timeout,
+                cancel_on_kill=False,
+            ),
+            method_name="execute_complete",
+            timeout=None,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        kind = (event or {}).get("status")
+        if kind == "success":
+            return self.hook.get_bulk_status(str(self.job_id))
+        if kind == "timeout":
+            raise CloudElementsTimeoutError(f"Bulk job {self.job_id} did not finish before the sensor timeout")
+        raise CloudElementsBulkJobError(f"Bulk job {self.job_id}: {(event or {}).get('message', kind)}")

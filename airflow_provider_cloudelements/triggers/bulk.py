@@ -1,0 +1,112 @@
+"""Trigger that waits for a Cloud Elements bulk job in the triggerer (reference §4.1/§4.2)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_cloudelements.hooks.cloudelements_async import CloudElementsAsyncHook
+from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
+
+#: The closed set of ``status`` values this trigger's events carry.
+EVENT_STATUSES = frozenset({"success", "failed", "cancelled", "timeout", "error"})
+
+
+class CloudElementsBulkJobTrigger(BaseTrigger):
+    """Poll ``GET /hubs/finance/bulk/{id}/status`` until the job is terminal or ``end_time`` passes.
+
+    It only sends idempotent GETs (a triggerer restart re-runs it safely) and never holds a secret:
+    its kwargs are the job id, instance id, connection id and numbers. It yields exactly one event::
+
+        {"status": "success"|"failed"|"cancelled"|"timeout"|"error", "job_id": "17",
+         "job_status": "COMPLETED", "records": 40, "failed_records": 0, "message": "…"}
+
+    :param job_id: bulk job id returned by ``POST /bulk/query``.
+    :param instance_id: element instance the job belongs to (its token is resolved in the triggerer).
+    :param cloudelements_conn_id: Airflow connection id.
+    :param poll_interval: seconds between status GETs.
+    :param end_time: absolute deadline, epoch seconds (``time.time()`` clock, survives serialization).
+    :param cancel_on_kill: ``PUT /bulk/{id}/cancel`` when a user kills the deferred task (Airflow 3.3
+        ``BaseTrigger.on_kill``; not on triggerer restarts).
+    """
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        instance_id: int | None,
+        cloudelements_conn_id: str,
+        poll_interval: float,
+        end_time: float,
+        cancel_on_kill: bool = True,
+    ) -> None:
+        super().__init__()
+        self.job_id = str(job_id)
+        self.instance_id = instance_id
+        self.cloudelements_conn_id = cloudelements_conn_id
+        self.poll_interval = float(poll_interval)
+        self.end_time = float(end_time)
+        self.cancel_on_kill = cancel_on_kill
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "job_id": self.job_id,
+                "instance_id": self.instance_id,
+                "cloudelements_conn_id": self.cloudelements_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+                "cancel_on_kill": self.cancel_on_kill,
+            },
+        )
+
+    def _hook(self) -> CloudElementsAsyncHook:
+        return CloudElementsAsyncHook(self.cloudelements_conn_id, instance_id=self.instance_id)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        hook = self._hook()
+        try:
+            while True:
+                if time.time() >= self.end_time:
+                    yield self._event("timeout", None, f"Bulk job {self.job_id} passed its deadline")
+                    return
+                payload = await hook.get_bulk_status(self.job_id)
+                status = CloudElementsBulkJobStatus.parse(payload.get("status"))
+                if status.is_success():
+                    yield self._event("success", payload, f"Bulk job {self.job_id} {status.value}")
+                    return
+                if status.is_terminal():
+                    kind = "cancelled" if status is CloudElementsBulkJobStatus.CANCELLED else "failed"
+                    yield self._event(kind, payload, f"Bulk job {self.job_id} ended {status.value}")
+                    return
+                self.log.info("Bulk job %s is %s", self.job_id, status.value)
+                await asyncio.sleep(max(min(self.poll_interval, self.end_time - time.time()), 0.0))
+        except Exception as err:  # every failure becomes an event the operator can act on
+            yield self._event("error", None, f"{type(err).__name__}: {err}")
+
+    def _event(self, kind: str, payload: dict[str, Any] | None, message: str) -> TriggerEvent:
+        payload = payload or {}
+        return TriggerEvent(
+            {
+                "status": kind,
+                "job_id": self.job_id,
+                "job_status": payload.get("status"),
+                "records": payload.get("recordsCount"),
+                "failed_records": payload.get("recordsFailedCount"),
+                "message": message,
+            }
+        )
+
+    async def on_kill(self) -> None:
+        if not self.cancel_on_kill:
+            return
+        try:
+            await self._hook().cancel_bulk_job(self.job_id)
+            self.log.info("Cancelled bulk job %s on kill", self.job_id)
+        except Exception as err:  # best effort, as the base class documents
+            self.log.warning("Could not cancel bulk job %s on kill: %s", self.job_id, err)

@@ -1,0 +1,237 @@
+"""The one retry policy of the provider, shared by the sync (requests) and async (httpx) hooks.
+
+Classify, then back off (user-needs §4 item 7; reference §6.3):
+
+* **retried**: connection errors, connect/read timeouts, a body cut off mid-stream, HTTP 429, 502,
+  503, 504, and a 500 whose ``message``/``providerMessage`` says the provider throttled us
+  (``ThrottleExceeded`` / ``003001``);
+* **never retried**: 400, 401, 403, 404, 409 and every other status: they do not heal;
+* **non-idempotent calls** (``POST``: create instance, create record, submit/upload a bulk job) are
+  retried only when the request certainly was not processed: a failure to *connect*, a 429 or a
+  throttled 500. A read timeout or 502/503/504 after a POST may hide a created object, so it is
+  raised instead of risking a duplicate job or record;
+* **wait**: what ``Retry-After`` says (seconds or HTTP-date) capped at :attr:`RetryPolicy.max_retry_after`,
+  else jittered exponential backoff;
+* **stop**: on a total *time* budget (``retry_budget`` seconds, default 300), not on an attempt count:
+  a wait that would end after the budget is not started.
+
+The predicate (:func:`is_retryable_exception`) and the wait (:func:`compute_wait`) are pure functions,
+tested on their own; :meth:`RetryPolicy.retrying` / :meth:`RetryPolicy.async_retrying` wrap them in
+tenacity.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import requests
+import tenacity
+import urllib3.exceptions
+
+from airflow_provider_cloudelements.exceptions import (
+    CloudElementsApiError,
+    CloudElementsServerError,
+    CloudElementsThrottledError,
+)
+
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+#: Statuses that never heal by waiting (reference §6.2, user-needs §4 item 7).
+NON_RETRYABLE_STATUSES = frozenset({400, 401, 403, 404, 405, 406, 409, 415})
+
+DEFAULT_RETRY_BUDGET = 300.0  # seconds: long enough for a QBO 1-minute throttle window several times over
+DEFAULT_MAX_RETRY_AFTER = (
+    60.0  # seconds: QBO throttles per minute; a larger hint is capped, not obeyed blindly
+)
+DEFAULT_INITIAL_BACKOFF = 1.0  # seconds, first wait without Retry-After
+DEFAULT_MAX_BACKOFF = 30.0  # seconds, ceiling of the exponential backoff
+DEFAULT_MULTIPLIER = 2.0
+
+RETRY_AFTER_ATTR = "retry_after"  # attribute set on API exceptions by the hooks
+
+
+def is_retryable_status(status_code: int | None, *, throttled: bool = False, idempotent: bool = True) -> bool:
+    """Whether an HTTP error status is worth retrying.
+
+    :param status_code: HTTP status of the response.
+    :param throttled: the body says the provider throttled us (500 + ``ThrottleExceeded``/``003001``).
+    :param idempotent: ``False`` for POST: then only 429 and throttled 500s are retried (the request was
+        rejected before it did anything).
+    """
+    if status_code is None or status_code in NON_RETRYABLE_STATUSES:
+        return False
+    if status_code == 429 or (status_code == 500 and throttled):
+        return True
+    return idempotent and status_code in RETRYABLE_STATUSES
+
+
+def _is_connect_phase(exc: BaseException) -> bool:
+    """Whether a transport error happened before the request could reach the server."""
+    if isinstance(exc, (requests.exceptions.ConnectTimeout, httpx.ConnectError, httpx.ConnectTimeout)):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(
+        exc, requests.exceptions.ReadTimeout
+    ):
+        seen: set[int] = set()
+        cur: BaseException | None = exc
+        while cur is not None and id(cur) not in seen:
+            seen.add(id(cur))
+            if isinstance(cur, urllib3.exceptions.NewConnectionError):
+                return True
+            reason = getattr(cur, "reason", None)
+            if isinstance(reason, urllib3.exceptions.NewConnectionError):
+                return True
+            args = getattr(cur, "args", ())
+            nxt = next((a for a in args if isinstance(a, BaseException)), None)
+            cur = nxt or cur.__cause__ or cur.__context__
+    return False
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """A network-level failure (no usable HTTP response): connection refused/reset, timeouts, a body
+    cut off mid-stream."""
+    return isinstance(
+        exc,
+        (
+            requests.exceptions.ConnectionError,  # includes ConnectTimeout
+            requests.exceptions.Timeout,  # ReadTimeout is a Timeout, not a ConnectionError
+            requests.exceptions.ChunkedEncodingError,
+            urllib3.exceptions.ProtocolError,
+            httpx.TransportError,
+            TruncatedDownloadError,
+        ),
+    )
+
+
+def is_retryable_exception(exc: BaseException, *, idempotent: bool = True) -> bool:
+    """The retry predicate: ``True`` when ``exc`` is worth another attempt.
+
+    :param exc: what the attempt raised (a requests/httpx transport error or a
+        :class:`~airflow_provider_cloudelements.exceptions.CloudElementsApiError`).
+    :param idempotent: ``False`` for POST calls (see the module docstring).
+    """
+    if isinstance(exc, CloudElementsApiError):
+        throttled = isinstance(exc, CloudElementsThrottledError)
+        if not isinstance(exc, (CloudElementsThrottledError, CloudElementsServerError)):
+            return False
+        return is_retryable_status(exc.status_code, throttled=throttled, idempotent=idempotent)
+    if is_transport_error(exc):
+        return idempotent or _is_connect_phase(exc)
+    return False
+
+
+class TruncatedDownloadError(Exception):
+    """A streamed body ended before its announced length or the connection dropped mid-stream.
+
+    Raised inside an attempt so the retry loop restarts the download; never escapes the hook (it is
+    converted to :class:`~airflow_provider_cloudelements.exceptions.CloudElementsConnectionError`).
+    """
+
+
+def compute_wait(
+    attempt: int,
+    *,
+    retry_after: float | None,
+    policy: RetryPolicy,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait before attempt ``attempt + 1``.
+
+    :param attempt: number of the attempt that just failed (1-based).
+    :param retry_after: seconds from the response's ``Retry-After``, or ``None``.
+    :param policy: the policy giving caps and backoff parameters.
+    :param rand: ``[0, 1)`` random source (injectable for tests).
+    :return: ``min(retry_after, max_retry_after)`` when the server said how long; otherwise
+        "equal jitter" exponential backoff: ``b/2 + U(0, b/2)`` with
+        ``b = min(max_backoff, initial_backoff * multiplier ** (attempt - 1))``.
+    """
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), policy.max_retry_after)
+    base = min(policy.max_backoff, policy.initial_backoff * policy.multiplier ** max(attempt - 1, 0))
+    return base / 2 + rand() * base / 2
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry parameters (all durations in seconds).
+
+    :param budget: total time budget: no new wait is started if it would end after ``budget`` seconds
+        since the first attempt began (default 300).
+    :param max_retry_after: cap on a server ``Retry-After`` (default 60).
+    :param initial_backoff: first backoff without ``Retry-After`` (default 1).
+    :param max_backoff: backoff ceiling (default 30).
+    :param multiplier: backoff growth factor (default 2).
+    """
+
+    budget: float = DEFAULT_RETRY_BUDGET
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    initial_backoff: float = DEFAULT_INITIAL_BACKOFF
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+    multiplier: float = DEFAULT_MULTIPLIER
+    rand: Callable[[], float] = field(default=random.random, repr=False, compare=False)
+
+    # ----------------------------------------------------------------------------- tenacity pieces
+    def _wait(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, RETRY_AFTER_ATTR, None) if exc is not None else None
+        return compute_wait(retry_state.attempt_number, retry_after=retry_after, policy=self, rand=self.rand)
+
+    def _stop(self, retry_state: tenacity.RetryCallState) -> bool:
+        elapsed = retry_state.seconds_since_start or 0.0
+        return elapsed + (retry_state.upcoming_sleep or 0.0) > self.budget
+
+    def _before_sleep(self, logger: logging.Logger, what: str) -> Callable[[tenacity.RetryCallState], None]:
+        def log_attempt(retry_state: tenacity.RetryCallState) -> None:
+            exc = retry_state.outcome.exception() if retry_state.outcome else None
+            logger.warning(
+                "Cloud Elements %s: attempt %s failed (%s, status=%s, requestId=%s); retrying in %.1f s "
+                "(%.0f s of the %.0f s retry budget used)",
+                what,
+                retry_state.attempt_number,
+                describe_exception(exc),
+                getattr(exc, "status_code", None),
+                getattr(exc, "request_id", None),
+                retry_state.upcoming_sleep,
+                retry_state.seconds_since_start or 0.0,
+                self.budget,
+            )
+
+        return log_attempt
+
+    def _kwargs(self, *, idempotent: bool, logger: logging.Logger, what: str) -> dict[str, Any]:
+        return {
+            "retry": tenacity.retry_if_exception(lambda e: is_retryable_exception(e, idempotent=idempotent)),
+            "wait": self._wait,
+            "stop": self._stop,
+            "reraise": True,
+            "before_sleep": self._before_sleep(logger, what),
+        }
+
+    def retrying(self, *, idempotent: bool, logger: logging.Logger, what: str) -> tenacity.Retrying:
+        """A :class:`tenacity.Retrying` for one logical call (``for attempt in ...: with attempt:``).
+
+        :param idempotent: ``False`` for POST calls.
+        :param logger: where attempts are logged (WARNING, lazy ``%s``, never a header).
+        :param what: short description of the call, e.g. ``"GET /hubs/finance/invoices"``.
+        """
+        return tenacity.Retrying(**self._kwargs(idempotent=idempotent, logger=logger, what=what))
+
+    def async_retrying(
+        self, *, idempotent: bool, logger: logging.Logger, what: str
+    ) -> tenacity.AsyncRetrying:
+        """The asyncio twin of :meth:`retrying` (sleeps with ``asyncio.sleep``)."""
+        return tenacity.AsyncRetrying(**self._kwargs(idempotent=idempotent, logger=logger, what=what))
+
+
+def describe_exception(exc: BaseException | None) -> str:
+    """A short, secret-free description of an attempt's failure for logs (class name, plus the
+    message of our own exceptions, which are built without secrets)."""
+    if exc is None:
+        return "no exception"
+    if isinstance(exc, CloudElementsApiError):
+        return f"{type(exc).__name__}: {exc.message}"
+    return type(exc).__name__

@@ -1,0 +1,194 @@
+"""Pure logic of the SQL loader: names, timestamps, soft deletes, ids, manifest validation, dialects."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_cloudelements.exceptions import CloudElementsConfigError, CloudElementsDataError
+from airflow_provider_cloudelements.utils import sqlsync
+from airflow_provider_cloudelements.utils.elements import get_element
+
+from .conftest import fb_invoice, make_manifest, qbe_customer, qbe_invoice, qbo_customer, qbo_invoice
+
+
+class TestNames:
+    def test_table_name_sanitizes(self) -> None:
+        assert sqlsync.table_name("ce_", "quickbooks", "bill-payments") == "ce_quickbooks_bill_payments"
+        assert sqlsync.table_name("CE-", "quickbooksonprem", "journal-entries") == "ce_quickbooksonprem_journal_entries"
+        assert sqlsync.table_name("", "freshbooksv2", "Invoices; DROP TABLE x") == "freshbooksv2_invoices_drop_table_x"
+
+    def test_long_names_stay_distinct_and_bounded(self) -> None:
+        a = sqlsync.table_name("ce_", "quickbooks", "r" * 80 + "a")
+        b = sqlsync.table_name("ce_", "quickbooks", "r" * 80 + "b")
+        assert a != b
+        assert len(a) == len(b) == sqlsync.MAX_IDENTIFIER_LENGTH
+
+    def test_leading_digit_and_empty(self) -> None:
+        assert sqlsync.sanitize_identifier("1abc") == "t_1abc"
+        with pytest.raises(CloudElementsConfigError):
+            sqlsync.sanitize_identifier("--")
+
+    def test_quote_refuses_unsanitized(self) -> None:
+        assert sqlsync.quote_identifier("ce_x") == '"ce_x"'
+        with pytest.raises(CloudElementsConfigError):
+            sqlsync.quote_identifier('x"; drop')
+
+
+class TestTimestamps:
+    @pytest.mark.parametrize(
+        ("value", "tz", "expected"),
+        [
+            (1415131437000, "UTC", "2014-11-04T20:03:57.000Z"),  # QBO epoch ms (number)
+            ("1415131437123", "UTC", "2014-11-04T20:03:57.123Z"),  # epoch ms as a string
+            ("2016-12-30T00:00:00Z", "UTC", "2016-12-30T00:00:00.000Z"),  # QBO ISO
+            ("2017-01-20T16:33:37-08:00", "UTC", "2017-01-21T00:33:37.000Z"),  # QBE ISO with offset
+            ("2017-01-20T16:33:37.5+01:00", "UTC", "2017-01-20T15:33:37.500Z"),
+            ("2024-01-15 09:30:00", "America/New_York", "2024-01-15T14:30:00.000Z"),  # FreshBooks, EST
+            ("2024-07-15 09:30:00", "America/New_York", "2024-07-15T13:30:00.000Z"),  # FreshBooks, EDT
+            ("2024-07-15", "UTC", "2024-07-15T00:00:00.000Z"),
+        ],
+    )
+    def test_normalize(self, value: object, tz: str, expected: str) -> None:
+        assert sqlsync.normalize_timestamp(value, naive_tz=tz) == expected
+
+    def test_fixed_width_sorts_as_text(self) -> None:
+        early = sqlsync.normalize_timestamp(1_000_000_000_000)
+        late = sqlsync.normalize_timestamp("2030-01-01T00:00:00Z")
+        assert early is not None and late is not None
+        assert len(early) == len(late) and early < late
+
+    @pytest.mark.parametrize("value", ["yesterday", "2024-13-45", True, {"a": 1}])
+    def test_unparseable(self, value: object) -> None:
+        with pytest.raises(CloudElementsConfigError):
+            sqlsync.normalize_timestamp(value)
+
+    def test_missing_is_none_and_bad_zone(self) -> None:
+        assert sqlsync.normalize_timestamp(None) is None
+        assert sqlsync.normalize_timestamp("") is None
+        with pytest.raises(CloudElementsConfigError, match="time zone"):
+            sqlsync.normalize_timestamp("2024-01-01 00:00:00", naive_tz="Mars/Olympus")
+
+
+class TestRows:
+    def test_qbo_row(self) -> None:
+        rec = qbo_invoice(130, updated_ms=1415131437000, sync=3)
+        row = sqlsync.build_row(rec, get_element("quickbooks"), naive_tz="UTC", where="f:1")
+        assert row.record_id == "130"  # sync token dropped: it changes on every update
+        assert row.updated_at == "2014-11-04T20:03:57.000Z"
+        assert row.is_deleted == 0
+        assert row.data == sqlsync.canonical_json(rec)
+        assert row.data.startswith('{"balance":100.0,"currencyRef":{"value":"USD"},"customerRef":{"name"')
+        assert row.data.endswith('"sparse":false,"syncToken":"3","totalAmt":100.0}')
+
+    @pytest.mark.parametrize(
+        ("element", "record", "deleted"),
+        [
+            ("quickbooks", qbo_customer(1, updated_ms=1, active=False), 1),
+            ("quickbooks", qbo_customer(1, updated_ms=1, active=True), 0),
+            ("quickbooksonprem", qbe_customer("80000001-1", modified="2017-01-20T16:33:37-08:00", active="false"), 1),
+            ("quickbooksonprem", qbe_customer("80000001-1", modified="2017-01-20T16:33:37-08:00"), 0),
+            ("quickbooksonprem", qbe_invoice("16D1-1", modified="2017-01-20T16:33:37-08:00"), 0),
+            ("freshbooksv2", fb_invoice(1, updated="2024-01-01 00:00:00", vis_state=1), 1),
+            ("freshbooksv2", fb_invoice(1, updated="2024-01-01 00:00:00", vis_state=2), 0),  # archived: live
+            ("freshbooks", {**fb_invoice(1, updated="2024-01-01 00:00:00"), "vis_state": "1"}, 1),
+        ],
+    )
+    def test_soft_delete(self, element: str, record: dict, deleted: int) -> None:
+        row = sqlsync.build_row(record, get_element(element), naive_tz="UTC", where="f:1")
+        assert row.is_deleted == deleted
+
+    def test_qbe_ids(self) -> None:
+        spec = get_element("quickbooksonprem")
+        lst = sqlsync.build_row(qbe_customer("80000001-1484948017", modified="2017-01-20T16:33:37-08:00"),
+                                spec, naive_tz="UTC", where="f:1")
+        txn = sqlsync.build_row(qbe_invoice("16D1-1484948017", modified="2017-01-20T16:33:37-08:00"),
+                                spec, naive_tz="UTC", where="f:2")
+        assert (lst.record_id, txn.record_id) == ("80000001-1484948017", "16D1-1484948017")
+
+    def test_record_without_id(self) -> None:
+        with pytest.raises(CloudElementsDataError, match="f:7: record has no id") as info:
+            sqlsync.build_row({"displayName": "x"}, get_element("quickbooks"), naive_tz="UTC", where="f:7")
+        assert isinstance(info.value, CloudElementsConfigError)
+
+    def test_bad_updated_value(self) -> None:
+        rec = qbe_invoice("1-1", modified="not a date")
+        with pytest.raises(CloudElementsDataError, match="TimeModified"):
+            sqlsync.build_row(rec, get_element("quickbooksonprem"), naive_tz="UTC", where="f:1")
+
+    @pytest.mark.parametrize("line", ['{"id": 1', "[1, 2]", '"text"', b"\xff\xfe"])
+    def test_bad_lines(self, line: str | bytes) -> None:
+        with pytest.raises(CloudElementsDataError, match="f:3"):
+            sqlsync.parse_json_line(line, where="f:3")
+
+    def test_blank_line_is_skipped(self) -> None:
+        assert sqlsync.parse_json_line(b"  \n", where="f:1") is None
+
+    def test_tombstones(self) -> None:
+        spec = get_element("quickbooks")
+        assert sqlsync.build_tombstone({"id": "7|2", "deleted_at": "2024-01-01T00:00:00Z"}, spec, where="d:1") == (
+            "7", "2024-01-01T00:00:00.000Z",
+        )
+        assert sqlsync.build_tombstone({"TxnID": "9-9"}, get_element("quickbooksonprem"), where="d:1") == ("9-9", None)
+        with pytest.raises(CloudElementsDataError, match="no id"):
+            sqlsync.build_tombstone({"deleted_at": "2024-01-01T00:00:00Z"}, spec, where="d:1")
+
+
+class TestManifests:
+    def test_valid(self) -> None:
+        m = sqlsync.validate_manifest(
+            make_manifest("quickbooks", "invoices", "file:///x.ndjson", 4, window_end="2024-01-31T00:00:00+00:00")
+        )
+        assert (m.element_key, m.instance_id, m.records, m.full_refresh) == ("quickbooks", 12, 4, False)
+        assert m.window_end == "2024-01-31T00:00:00.000Z"
+
+    @pytest.mark.parametrize(
+        ("change", "message"),
+        [
+            ({"path": None}, "missing required key"),
+            ({"element_key": "xero"}, "Unknown element key"),
+            ({"format": "parquet"}, "only NDJSON"),
+            ({"instance_id": "twelve"}, "instance_id must be an integer"),
+            ({"records": "many"}, "records must be an integer"),
+            ({"full_refresh": "maybe"}, "full_refresh must be a boolean"),
+            ({"window": {"end": "soon"}}, "Unparseable"),
+        ],
+    )
+    def test_invalid(self, change: dict, message: str) -> None:
+        manifest = {**make_manifest("quickbooks", "invoices", "file:///x.ndjson", 1), **change}
+        with pytest.raises(CloudElementsConfigError, match=message):
+            sqlsync.validate_manifest(manifest)
+
+    def test_missing_key_entirely(self) -> None:
+        manifest = make_manifest("quickbooks", "invoices", "file:///x.ndjson", 1)
+        del manifest["resource"]
+        with pytest.raises(CloudElementsConfigError, match="resource"):
+            sqlsync.validate_manifest(manifest)
+
+    def test_coerce(self) -> None:
+        one = make_manifest("quickbooks", "invoices", "file:///x.ndjson", 1)
+        assert sqlsync.coerce_manifests(one) == ([one], True)
+        assert sqlsync.coerce_manifests([one, None, one]) == ([one, one], False)
+        assert sqlsync.coerce_manifests(str(one)) == ([one], True)  # a Jinja-rendered Python repr
+        for bad in (None, 3, "not a manifest"):
+            with pytest.raises(CloudElementsConfigError):
+                sqlsync.coerce_manifests(bad)
+        with pytest.raises(CloudElementsConfigError, match="must be a dict"):
+            sqlsync.validate_manifest("x")
+
+
+class TestDialects:
+    def test_by_conn_type(self) -> None:
+        assert sqlsync.dialect_for_conn_type("sqlite").placeholder == "?"
+        assert sqlsync.dialect_for_conn_type("postgres").placeholder == "%s"
+        assert sqlsync.dialect_for_conn_type("postgresql") is sqlsync.POSTGRES
+        assert sqlsync.dialect_for_conn_type("sqlite", "%s").placeholder == "%s"
+        with pytest.raises(CloudElementsConfigError, match="mysql"):
+            sqlsync.dialect_for_conn_type("mysql")
+
+    def test_sql_uses_dialect(self) -> None:
+        assert "IS DISTINCT FROM" in sqlsync.merge_sql(sqlsync.POSTGRES, "ce_t")
+        assert "IS NOT" in sqlsync.merge_sql(sqlsync.SQLITE, "ce_t")
+        assert 'COLLATE "C"' in sqlsync.create_table_sql(sqlsync.POSTGRES, "ce_t")
+        assert "%s" not in sqlsync.stage_insert_sql(sqlsync.SQLITE)
+        sql, params = sqlsync.full_refresh_sql(sqlsync.SQLITE, "ce_t", window_end="2024-01-01T00:00:00.000Z")
+        assert sql.count("?") == 2 and sqlsync.bind(params, 5) == (5, "2024-01-01T00:00:00.000Z")

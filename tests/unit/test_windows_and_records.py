@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pendulum
+import pytest
+
+from airflow_provider_cloudelements.exceptions import CloudElementsBulkJobError, CloudElementsConfigError
+from airflow_provider_cloudelements.utils.records import is_soft_deleted, parse_instant, updated_at
+from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
+from airflow_provider_cloudelements.utils.windows import resolve_window, to_utc
+
+UTC = timezone.utc
+START = pendulum.datetime(2026, 3, 1, 10, tz="UTC")
+END = pendulum.datetime(2026, 3, 1, 11, tz="UTC")
+
+
+def ctx(prev: object = "x") -> dict[str, object]:
+    return {"data_interval_start": START, "data_interval_end": END, "prev_data_interval_start_success": prev}
+
+
+def test_auto_window_is_full_on_first_run_and_interval_after() -> None:
+    first = resolve_window(ctx(prev=None))
+    assert first.full_refresh and first.start is None and first.end == END
+    later = resolve_window(ctx())
+    assert not later.full_refresh and (later.start, later.end) == (START, END)
+
+
+def test_lookback_widens_start_only() -> None:
+    w = resolve_window(ctx(), lookback=timedelta(minutes=15))
+    assert w.start == START - timedelta(minutes=15) and w.end == END
+    assert resolve_window(ctx(), lookback=900).start == w.start
+
+
+def test_consecutive_windows_have_no_gap_and_no_overlap() -> None:
+    a = resolve_window({"data_interval_start": START, "data_interval_end": END, "prev_data_interval_start_success": 1})
+    b = resolve_window({"data_interval_start": END, "data_interval_end": END + timedelta(hours=1),
+                        "prev_data_interval_start_success": 1})
+    assert a.end == b.start
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"window_start": "not a date"},
+        {"window_start": "2026-03-02T00:00:00Z", "window_end": "2026-03-01T00:00:00Z"},
+        {"lookback": -5},
+        {"full_refresh": "sometimes"},
+    ],
+)
+def test_bad_window_inputs_raise_typed_errors(kwargs: dict[str, object]) -> None:
+    with pytest.raises(CloudElementsConfigError):
+        resolve_window(ctx(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_to_utc_normalises_offsets_and_naive() -> None:
+    assert to_utc("2026-03-01T12:00:00+02:00") == datetime(2026, 3, 1, 10, tzinfo=UTC)
+    assert to_utc(datetime(2026, 3, 1, 10)) == datetime(2026, 3, 1, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1767225600000, datetime(2026, 1, 1, tzinfo=UTC)),
+        ("1767225600000", datetime(2026, 1, 1, tzinfo=UTC)),
+        ("2026-01-01T02:00:00+02:00", datetime(2026, 1, 1, tzinfo=UTC)),
+        ("2026-01-01T00:00:00Z", datetime(2026, 1, 1, tzinfo=UTC)),
+        ("2026-01-01 00:00:00", datetime(2026, 1, 1, tzinfo=UTC)),
+        ("2026-01-01", datetime(2026, 1, 1, tzinfo=UTC)),
+        ("garbage", None),
+        (None, None),
+    ],
+)
+def test_parse_instant_accepts_every_element_format(value: object, expected: datetime | None) -> None:
+    assert parse_instant(value) == expected
+
+
+def test_updated_at_and_soft_delete_per_element() -> None:
+    qbo = {"id": "1", "active": False, "metaData": {"lastUpdatedTime": 1767225600000}}
+    assert updated_at(qbo, "quickbooks") == datetime(2026, 1, 1, tzinfo=UTC)
+    assert is_soft_deleted(qbo, "quickbooks")
+    assert not is_soft_deleted({"IsActive": True}, "quickbooksonprem")
+    assert is_soft_deleted({"IsActive": "false"}, "quickbooksonprem")
+    assert is_soft_deleted({"vis_state": 1}, "freshbooksv2")
+    assert not is_soft_deleted({"vis_state": 2}, "freshbooksv2")
+
+
+def test_status_enum_accepts_both_completion_spellings_and_rejects_unknown() -> None:
+    assert CloudElementsBulkJobStatus.parse("completed").is_success()
+    assert CloudElementsBulkJobStatus.parse("COMPLETE").is_success()
+    assert CloudElementsBulkJobStatus.parse("canceled") is CloudElementsBulkJobStatus.CANCELLED
+    assert not CloudElementsBulkJobStatus.parse("RUNNING").is_terminal()
+    assert CloudElementsBulkJobStatus.parse("FAILED").is_terminal()
+    with pytest.raises(CloudElementsBulkJobError):
+        CloudElementsBulkJobStatus.parse("EXPLODED")
