@@ -9,7 +9,7 @@ that are not credentials.
 
 from __future__ import annotations
 
-from airflow.exceptions import AirflowException
+from airflow.exceptions import AirflowException, AirflowFailException
 
 
 class CloudElementsError(AirflowException):
@@ -46,9 +46,12 @@ class CloudElementsError(AirflowException):
         return " | ".join(parts)
 
 
-class CloudElementsConfigError(CloudElementsError, ValueError):
+class CloudElementsConfigError(CloudElementsError, AirflowFailException, ValueError):
     """Bad input detected before any network call: a missing secret, an unknown element key or
-    resource, a non-positive page size, an unparseable date, a connection of the wrong type."""
+    resource, a non-positive page size, an unparseable date, a connection of the wrong type.
+
+    Derives from ``AirflowFailException``: the task fails at once, without retries, since bad input
+    does not heal."""
 
 
 class CloudElementsCEQLError(CloudElementsConfigError):

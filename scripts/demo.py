@@ -67,8 +67,14 @@ def _env(emu: Any) -> dict[str, str]:
 
 
 def _secrets(emu: Any) -> list[str]:
-    values = [emu.user_secret, emu.organization_secret, "demo-app-client-secret-x7Qp2L"]
-    values += [inst["token"] for inst in emu.state.list_instances(include_tokens=True)]
+    """Every secret of the run: account secrets, the app secret and each instance's element token
+    (read through the platform API, as a user would: ``GET /instances/{id}`` includes ``token``)."""
+    import requests
+
+    auth = {"Authorization": f"User {emu.user_secret}, Organization {emu.organization_secret}"}
+    ids = [inst["id"] for inst in requests.get(f"{emu.base_url}/instances", headers=auth, timeout=10).json()]
+    tokens = [requests.get(f"{emu.base_url}/instances/{i}", headers=auth, timeout=10).json().get("token") for i in ids]
+    values = [emu.user_secret, emu.organization_secret, "demo-app-client-secret-x7Qp2L", *tokens]
     return [v for v in values if v]
 
 
@@ -81,33 +87,30 @@ def _run(cmd: list[str], env: dict[str, str], log: Path) -> int:
     return proc.returncode
 
 
-def _db_rows(db: Path) -> dict[tuple[str, int, str], dict[str, tuple[str | None, int]]]:
-    """{(element_key, instance_id, resource): {record_id: (updated_at, is_deleted)}} from the warehouse."""
+def _db_rows(db: Path) -> dict[tuple[str, int, str], dict[str, tuple[str | None, int, Any]]]:
+    """{(element_key, instance_id, resource): {record_id: (updated_at, is_deleted, record)}}."""
     from airflow_provider_cloudelements.utils.elements import ELEMENTS
 
-    rows: dict[tuple[str, int, str], dict[str, tuple[str | None, int]]] = {}
+    tables = {f"ce_{key}_{res}".replace("-", "_"): (key, res) for key, spec in ELEMENTS.items() for res in spec.resources}
+    rows: dict[tuple[str, int, str], dict[str, tuple[str | None, int, Any]]] = {}
     if not db.exists():
         return rows
     with sqlite3.connect(db) as conn:
-        tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
-        for table in tables:
-            for key, spec in ELEMENTS.items():
-                for resource in spec.resources:
-                    if table != f"ce_{key}_{resource}".replace("-", "_"):
-                        continue
-                    for instance_id, record_id, updated, deleted in conn.execute(
-                        f'select instance_id, record_id, updated_at, is_deleted from "{table}"'  # noqa: S608
-                    ):
-                        rows.setdefault((key, int(instance_id), resource), {})[str(record_id)] = (
-                            updated,
-                            int(deleted),
-                        )
+        for (table,) in conn.execute("select name from sqlite_master where type='table'"):
+            if table not in tables:
+                continue
+            key, resource = tables[table]
+            query = f'select instance_id, record_id, updated_at, is_deleted, data from "{table}"'  # noqa: S608
+            for instance_id, rid, updated, deleted, data in conn.execute(query):
+                rows.setdefault((key, int(instance_id), resource), {})[str(rid)] = (
+                    updated, int(deleted), json.loads(data)
+                )
     return rows
 
 
 def main() -> int:
     from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
-    from airflow_provider_cloudelements.utils.elements import record_id
+    from airflow_provider_cloudelements.utils.records import is_soft_deleted, record_id
 
     shutil.rmtree(WORK, ignore_errors=True)
     (WORK / "logs").mkdir(parents=True)
@@ -145,28 +148,28 @@ def main() -> int:
         after = _db_rows(WORK / "warehouse.db")
 
         ok = True
-        header = f"{'element':<17} {'resource':<16} {'emulator':>8} {'db live':>8} {'inserted':>8} {'updated':>8} {'deleted':>8}  ok"
+        header = (f"{'element':<17} {'resource':<16} {'emulator':>8} {'db live':>8} {'inserted':>8} "
+                  f"{'updated':>8} {'deleted':>8}  match")
         print()
         print(header)
         print("-" * len(header))
         for key, instance_id, resource in sorted(after):
-            truth = {record_id(r, key) for r in emu.state.records(instance_id, resource)}
+            truth = {record_id(r, key): r for r in emu.state.records(instance_id, resource)
+                     if not is_soft_deleted(r, key)}
             rows = after[(key, instance_id, resource)]
-            live = {rid for rid, (_, deleted) in rows.items() if not deleted}
+            live = {rid: rec for rid, (_, deleted, rec) in rows.items() if not deleted}
             old = before.get((key, instance_id, resource), {})
-            inserted = len(set(rows) - set(old))
-            updated = sum(1 for rid, v in rows.items() if rid in old and old[rid][0] != v[0] and not v[1])
-            deleted = sum(1 for rid, v in rows.items() if v[1] and not old.get(rid, (None, 0))[1])
+            inserted = set(rows) - set(old)
+            updated = {rid for rid, v in rows.items() if rid in old and old[rid][0] != v[0] and not v[1]}
+            deleted = {rid for rid, v in rows.items() if v[1] and not (old.get(rid) or (None, 0))[1]}
             expected = changes.get((instance_id, resource), {})
-            match = (
-                truth == live
-                and inserted == len(expected.get("created", []))
-                and deleted == len(expected.get("deleted", []))
-                and updated >= len(expected.get("updated", []))
-            )
+            created_ids = set(map(str, expected.get("created", [])))
+            removed_ids = set(map(str, expected.get("deleted", [])))
+            # a record created and deleted within one interval never reaches the database
+            match = live == truth and inserted == created_ids - removed_ids and deleted == removed_ids - created_ids
             ok &= match
-            print(f"{key:<17} {resource:<16} {len(truth):>8} {len(live):>8} {inserted:>8} {updated:>8} {deleted:>8}  "
-                  f"{'yes' if match else 'NO'}")
+            print(f"{key:<17} {resource:<16} {len(truth):>8} {len(live):>8} {len(inserted):>8} "
+                  f"{len(updated):>8} {len(deleted):>8}  {'yes' if match else 'NO'}")
         if not after:
             print("No tables were loaded")
             ok = False

@@ -102,8 +102,10 @@ def _coerce(value: Any, literal: Any, is_date: bool) -> tuple[Any, Any] | None:
         a, b = timefmt.parse_instant(value), timefmt.parse_instant(literal)
         return None if a is None or b is None else (a, b)
     if isinstance(value, bool) or isinstance(literal, bool):
+
         def as_bool(v: Any) -> Any:
             return v if isinstance(v, bool) else {"true": True, "false": False}.get(str(v).lower(), v)
+
         return as_bool(value), as_bool(literal)
     a_num, b_num = _as_number(value), _as_number(literal)
     if a_num is not None and b_num is not None:
@@ -114,8 +116,12 @@ def _coerce(value: Any, literal: Any, is_date: bool) -> tuple[Any, Any] | None:
 
 
 _CMP: dict[type, Callable[[Any, Any], bool]] = {
-    exp.EQ: lambda a, b: a == b, exp.NEQ: lambda a, b: a != b, exp.LT: lambda a, b: a < b,
-    exp.GT: lambda a, b: a > b, exp.LTE: lambda a, b: a <= b, exp.GTE: lambda a, b: a >= b,
+    exp.EQ: lambda a, b: a == b,
+    exp.NEQ: lambda a, b: a != b,
+    exp.LT: lambda a, b: a < b,
+    exp.GT: lambda a, b: a > b,
+    exp.LTE: lambda a, b: a <= b,
+    exp.GTE: lambda a, b: a >= b,
 }
 
 
@@ -125,13 +131,20 @@ def _like_regex(pattern: str) -> re.Pattern[str]:
 
 
 class _Compiler:
-    def __init__(self, date_fields: frozenset[str], allow_or: bool, or_error: CeqlError | None) -> None:
+    def __init__(
+        self,
+        date_fields: frozenset[str],
+        allow_or: bool,
+        or_error: CeqlError | None,
+        aliases: dict[str, tuple[str, type]] | None = None,
+    ) -> None:
+        self.aliases = aliases or {}
         self.date_fields = date_fields
         self.allow_or = allow_or
         self.or_error = or_error
         self.fields: set[str] = set()
 
-    def compile(self, node: exp.Expression) -> Predicate:  # noqa: PLR0911 - a dispatcher
+    def compile(self, node: exp.Expression) -> Predicate:
         if isinstance(node, exp.Paren):
             return self.compile(node.this)
         if isinstance(node, exp.And):
@@ -155,7 +168,9 @@ class _Compiler:
         if isinstance(node, exp.Like):
             path = self._field(node.this)
             regex = _like_regex(str(_literal(node.expression)))
-            return lambda r: (v := lookup(r, path)) is not _MISSING and v is not None and bool(regex.match(str(v)))
+            return lambda r: (
+                (v := lookup(r, path)) is not _MISSING and v is not None and bool(regex.match(str(v)))
+            )
         if isinstance(node, exp.In):
             path = self._field(node.this)
             values = [_literal(v) for v in node.expressions]
@@ -168,6 +183,7 @@ class _Compiler:
                 if v is _MISSING or v is None:
                     return False
                 return any((c := _coerce(v, lit, is_date)) is not None and c[0] == c[1] for lit in values)
+
             return in_pred
         raise CeqlError(f"Error parsing query: unsupported expression '{node.sql()}'")
 
@@ -179,11 +195,16 @@ class _Compiler:
     def _comparison(self, node: exp.Expression) -> Predicate:
         op = _CMP[type(node)]
         left, right = node.this, node.expression
-        if not isinstance(left, (exp.Column, exp.Identifier)) and isinstance(right, (exp.Column, exp.Identifier)):
+        if not isinstance(left, (exp.Column, exp.Identifier)) and isinstance(
+            right, (exp.Column, exp.Identifier)
+        ):
             left, right = right, left
-            flip = {exp.LT: exp.GT, exp.GT: exp.LT, exp.LTE: exp.GTE, exp.GTE: exp.LTE}
+            flip: dict[type, type] = {exp.LT: exp.GT, exp.GT: exp.LT, exp.LTE: exp.GTE, exp.GTE: exp.LTE}
             op = _CMP[flip.get(type(node), type(node))]
         path = self._field(left)
+        if path in self.aliases and isinstance(node, exp.EQ):
+            path, alias_op = self.aliases[path]  # provider filter, e.g. FreshBooks updated_from
+            op = _CMP[alias_op]
         literal = _literal(right)
         is_date = path in self.date_fields
         if literal is None:
@@ -202,12 +223,21 @@ class _Compiler:
                 return op(*pair)
             except TypeError:
                 return False
+
         return cmp
 
 
-def compile_where(where: str | None, date_fields: frozenset[str] = frozenset(), allow_or: bool = True,
-                  or_error: CeqlError | None = None) -> Query:
+def compile_where(
+    where: str | None,
+    date_fields: frozenset[str] = frozenset(),
+    allow_or: bool = True,
+    or_error: CeqlError | None = None,
+    aliases: dict[str, tuple[str, type]] | None = None,
+) -> Query:
     """Compile a CEQL ``where`` (``None``/blank → match everything).
+
+    ``aliases`` maps provider filter names used with ``=`` to a (field, operator) pair, e.g.
+    FreshBooks ``updated_from='2016-05-15'`` → ``updated >= '2016-05-15'`` (reference §3.4).
 
     :raises CeqlError: on syntax errors, unsupported constructs, or ``OR`` when ``allow_or`` is False
         (``or_error`` is raised then).
@@ -221,7 +251,7 @@ def compile_where(where: str | None, date_fields: frozenset[str] = frozenset(), 
     where_node = tree.args.get("where") if isinstance(tree, exp.Select) else None
     if where_node is None or any(tree.args.get(k) for k in ("group", "order", "limit", "having", "joins")):
         raise CeqlError(f"Error parsing query: {where}")
-    compiler = _Compiler(date_fields, allow_or, or_error)
+    compiler = _Compiler(date_fields, allow_or, or_error, aliases)
     predicate = compiler.compile(where_node.this)
     return Query(predicate, where_node.this, frozenset(compiler.fields))
 

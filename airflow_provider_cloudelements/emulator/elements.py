@@ -21,18 +21,58 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 QBO_RESOURCES: tuple[str, ...] = (
-    "bill-payments", "bills", "classes", "credit-memos", "credit-terms", "currencies", "customers",
-    "employees", "invoices", "journal-entries", "ledger-accounts", "payment-methods", "payments",
-    "products", "purchase-orders", "refund-receipts", "sales-receipts", "tax-codes", "tax-rates",
-    "time-activities", "vendor-credits", "vendors",
+    "bill-payments",
+    "bills",
+    "classes",
+    "credit-memos",
+    "credit-terms",
+    "currencies",
+    "customers",
+    "employees",
+    "invoices",
+    "journal-entries",
+    "ledger-accounts",
+    "payment-methods",
+    "payments",
+    "products",
+    "purchase-orders",
+    "refund-receipts",
+    "sales-receipts",
+    "tax-codes",
+    "tax-rates",
+    "time-activities",
+    "vendor-credits",
+    "vendors",
 )
-QBO_LISTS = frozenset({
-    "classes", "credit-terms", "currencies", "customers", "employees", "ledger-accounts",
-    "payment-methods", "products", "tax-codes", "tax-rates", "vendors",
-})
+QBO_LISTS = frozenset(
+    {
+        "classes",
+        "credit-terms",
+        "currencies",
+        "customers",
+        "employees",
+        "ledger-accounts",
+        "payment-methods",
+        "products",
+        "tax-codes",
+        "tax-rates",
+        "vendors",
+    }
+)
 QBE_RESOURCES: tuple[str, ...] = (
-    "bills", "credit-memos", "item-receipts", "invoices", "journal-entries", "payments", "sales-receipts",
-    "purchase-orders", "sales-orders", "customers", "employees", "products", "vendors",
+    "bills",
+    "credit-memos",
+    "item-receipts",
+    "invoices",
+    "journal-entries",
+    "payments",
+    "sales-receipts",
+    "purchase-orders",
+    "sales-orders",
+    "customers",
+    "employees",
+    "products",
+    "vendors",
 )
 QBE_LISTS = frozenset({"customers", "employees", "products", "vendors"})
 FRESHBOOKS_RESOURCES: tuple[str, ...] = ("customers", "invoices", "payments", "items", "taxes")
@@ -40,21 +80,40 @@ FRESHBOOKS_SOFT = frozenset({"customers", "invoices", "payments", "items"})
 
 #: Fields a create (hub POST, bulk upload) must carry, per style and resource; anything else is optional.
 _REQUIRED_QBO: dict[str, tuple[str, ...]] = {
-    "customers": ("displayName",), "vendors": ("displayName",), "employees": ("givenName",),
-    "invoices": ("customerRef",), "sales-receipts": ("customerRef",), "credit-memos": ("customerRef",),
-    "refund-receipts": ("customerRef",), "payments": ("customerRef", "totalAmt"),
-    "bills": ("vendorRef",), "purchase-orders": ("vendorRef",), "vendor-credits": ("vendorRef",),
-    "bill-payments": ("vendorRef", "totalAmt"), "journal-entries": ("line",),
+    "customers": ("displayName",),
+    "vendors": ("displayName",),
+    "employees": ("givenName",),
+    "invoices": ("customerRef",),
+    "sales-receipts": ("customerRef",),
+    "credit-memos": ("customerRef",),
+    "refund-receipts": ("customerRef",),
+    "payments": ("customerRef", "totalAmt"),
+    "bills": ("vendorRef",),
+    "purchase-orders": ("vendorRef",),
+    "vendor-credits": ("vendorRef",),
+    "bill-payments": ("vendorRef", "totalAmt"),
+    "journal-entries": ("line",),
     "time-activities": ("nameOf",),
 }
 _REQUIRED_QBE: dict[str, tuple[str, ...]] = {
-    "customers": ("Name",), "vendors": ("Name",), "employees": ("FirstName",), "products": ("Name",),
-    "invoices": ("CustomerRef",), "sales-receipts": ("CustomerRef",), "credit-memos": ("CustomerRef",),
-    "sales-orders": ("CustomerRef",), "payments": ("CustomerRef", "TotalAmount"),
-    "bills": ("VendorRef",), "purchase-orders": ("VendorRef",), "item-receipts": ("VendorRef",),
+    "customers": ("Name",),
+    "vendors": ("Name",),
+    "employees": ("FirstName",),
+    "products": ("Name",),
+    "invoices": ("CustomerRef",),
+    "sales-receipts": ("CustomerRef",),
+    "credit-memos": ("CustomerRef",),
+    "sales-orders": ("CustomerRef",),
+    "payments": ("CustomerRef", "TotalAmount"),
+    "bills": ("VendorRef",),
+    "purchase-orders": ("VendorRef",),
+    "item-receipts": ("VendorRef",),
 }
 _REQUIRED_FB: dict[str, tuple[str, ...]] = {
-    "invoices": ("client_id",), "payments": ("amount",), "items": ("name",), "taxes": ("name", "rate"),
+    "invoices": ("client_id",),
+    "payments": ("amount",),
+    "items": ("name",),
+    "taxes": ("name", "rate"),
 }
 
 
@@ -101,11 +160,22 @@ class ElementDef:
     def public(self) -> dict:
         """The element object served by ``GET /elements`` (reference §2.1)."""
         return {
-            "id": self.id, "key": self.key, "name": self.name, "hookName": self.hook_name,
-            "description": f"{self.name} (Cloud Elements emulator)", "hub": "finance", "active": True,
-            "deleted": False, "typeOauth": self.auth_type.startswith("oauth"), "trialAccount": False,
-            "authentication": {"type": self.auth_type}, "bulkDownloadEnabled": True,
-            "bulkUploadEnabled": True, "cloneable": False, "extendable": False, "beta": False,
+            "id": self.id,
+            "key": self.key,
+            "name": self.name,
+            "hookName": self.hook_name,
+            "description": f"{self.name} (Cloud Elements emulator)",
+            "hub": "finance",
+            "active": True,
+            "deleted": False,
+            "typeOauth": self.auth_type.startswith("oauth"),
+            "trialAccount": False,
+            "authentication": {"type": self.auth_type},
+            "bulkDownloadEnabled": True,
+            "bulkUploadEnabled": True,
+            "cloneable": False,
+            "extendable": False,
+            "beta": False,
             "configDescription": f"{self.name} configuration",
         }
 
@@ -114,32 +184,86 @@ ELEMENTS: dict[str, ElementDef] = {
     e.key: e
     for e in (
         ElementDef(
-            key="quickbooks", id=39, name="QuickBooks Online", hook_name="QuickBooksOnline", style="qbo",
-            resources=QBO_RESOURCES, page_cap=1000, cursor_only=False, supports_or=False,
-            date_field="metaData.lastUpdatedTime", created_field="metaData.createTime", date_kind="epoch_ms",
-            event_modes=("polling", "webhook"), default_vendor_type="polling", auth_type="oauth2",
-            oauth1=True, list_resources=QBO_LISTS, soft_delete=QBO_LISTS, required_fields=_REQUIRED_QBO,
+            key="quickbooks",
+            id=39,
+            name="QuickBooks Online",
+            hook_name="QuickBooksOnline",
+            style="qbo",
+            resources=QBO_RESOURCES,
+            page_cap=1000,
+            cursor_only=False,
+            supports_or=False,
+            date_field="metaData.lastUpdatedTime",
+            created_field="metaData.createTime",
+            date_kind="epoch_ms",
+            event_modes=("polling", "webhook"),
+            default_vendor_type="polling",
+            auth_type="oauth2",
+            oauth1=True,
+            list_resources=QBO_LISTS,
+            soft_delete=QBO_LISTS,
+            required_fields=_REQUIRED_QBO,
         ),
         ElementDef(
-            key="quickbooksonprem", id=195, name="QuickBooks Enterprise", hook_name="QuickBooksEnterprise",
-            style="qbe", resources=QBE_RESOURCES, page_cap=500, cursor_only=True, supports_or=True,
-            date_field="TimeModified", created_field="TimeCreated", date_kind="iso_offset",
-            event_modes=("polling",), default_vendor_type="polling", auth_type="custom", oauth1=False,
-            list_resources=QBE_LISTS, soft_delete=QBE_LISTS, required_fields=_REQUIRED_QBE,
+            key="quickbooksonprem",
+            id=195,
+            name="QuickBooks Enterprise",
+            hook_name="QuickBooksEnterprise",
+            style="qbe",
+            resources=QBE_RESOURCES,
+            page_cap=500,
+            cursor_only=True,
+            supports_or=True,
+            date_field="TimeModified",
+            created_field="TimeCreated",
+            date_kind="iso_offset",
+            event_modes=("polling",),
+            default_vendor_type="polling",
+            auth_type="custom",
+            oauth1=False,
+            list_resources=QBE_LISTS,
+            soft_delete=QBE_LISTS,
+            required_fields=_REQUIRED_QBE,
         ),
         ElementDef(
-            key="freshbooksv2", id=5924, name="FreshBooks Cloud Accounting", hook_name="Freshbooksv2",
-            style="fb", resources=FRESHBOOKS_RESOURCES, page_cap=100, cursor_only=False, supports_or=True,
-            date_field="updated", created_field="created_at", date_kind="fb_datetime",
-            event_modes=("webhook",), default_vendor_type="webhook", auth_type="oauth2", oauth1=False,
-            soft_delete=FRESHBOOKS_SOFT, required_fields=_REQUIRED_FB,
+            key="freshbooksv2",
+            id=5924,
+            name="FreshBooks Cloud Accounting",
+            hook_name="Freshbooksv2",
+            style="fb",
+            resources=FRESHBOOKS_RESOURCES,
+            page_cap=100,
+            cursor_only=False,
+            supports_or=True,
+            date_field="updated",
+            created_field="created_at",
+            date_kind="fb_datetime",
+            event_modes=("webhook",),
+            default_vendor_type="webhook",
+            auth_type="oauth2",
+            oauth1=False,
+            soft_delete=FRESHBOOKS_SOFT,
+            required_fields=_REQUIRED_FB,
         ),
         ElementDef(
-            key="freshbooks", id=172, name="FreshBooks Classic", hook_name="FreshBooks", style="fb",
-            resources=FRESHBOOKS_RESOURCES, page_cap=100, cursor_only=False, supports_or=True,
-            date_field="updated", created_field="created_at", date_kind="fb_datetime",
-            event_modes=("webhook",), default_vendor_type="webhook", auth_type="oauth1", oauth1=True,
-            soft_delete=FRESHBOOKS_SOFT, required_fields=_REQUIRED_FB,
+            key="freshbooks",
+            id=172,
+            name="FreshBooks Classic",
+            hook_name="FreshBooks",
+            style="fb",
+            resources=FRESHBOOKS_RESOURCES,
+            page_cap=100,
+            cursor_only=False,
+            supports_or=True,
+            date_field="updated",
+            created_field="created_at",
+            date_kind="fb_datetime",
+            event_modes=("webhook",),
+            default_vendor_type="webhook",
+            auth_type="oauth1",
+            oauth1=True,
+            soft_delete=FRESHBOOKS_SOFT,
+            required_fields=_REQUIRED_FB,
         ),
     )
 }
@@ -154,10 +278,17 @@ def find_element(key_or_id: str | int) -> ElementDef | None:
 
 
 #: Configuration keys whose values are masked as ``********`` in responses (reference §2.2.3).
-SECRET_CONFIG_KEYS = frozenset({
-    "oauth.api.key", "oauth.api.secret", "password", "oauth.user.token", "oauth.user.token.secret",
-    "oauth.user.refresh_token", "event.notification.signature.key",
-})
+SECRET_CONFIG_KEYS = frozenset(
+    {
+        "oauth.api.key",
+        "oauth.api.secret",
+        "password",
+        "oauth.user.token",
+        "oauth.user.token.secret",
+        "oauth.user.refresh_token",
+        "event.notification.signature.key",
+    }
+)
 MASK = "********"
 
 
@@ -174,11 +305,17 @@ def default_configuration(element: ElementDef) -> dict[str, str | None]:
         "pagination.type": "cursor" if element.cursor_only else "page",
     }
     if element.style == "qbe":
-        base.update({
-            "bulk.add_metadata": "false", "bulk.query.field_name": "TimeModified", "bulk.query.operator": ">=",
-            "bulk.query.date_mask": "yyyy-MM-dd'T'HH:mm:ssXXX", "bulk.query.download_format": "json",
-            "bulk.attribute.created_time": "TimeCreated", "bulk.attribute.modified_time": "TimeModified",
-        })
+        base.update(
+            {
+                "bulk.add_metadata": "false",
+                "bulk.query.field_name": "TimeModified",
+                "bulk.query.operator": ">=",
+                "bulk.query.date_mask": "yyyy-MM-dd'T'HH:mm:ssXXX",
+                "bulk.query.download_format": "json",
+                "bulk.attribute.created_time": "TimeCreated",
+                "bulk.attribute.modified_time": "TimeModified",
+            }
+        )
     if element.key == "freshbooks":
         base["base.url"] = "https://{site.address}/api/2.1"
     return base
@@ -196,7 +333,7 @@ def required_keys(element: ElementDef, body: dict) -> tuple[list[str], list[str]
     if element.key == "quickbooks":
         oauth = ["oauth.api.key", "oauth.api.secret", "oauth.callback.url"]
         if body.get("externalAuthentication") == "initial":
-            return oauth + ["oauth.user.token", "oauth.user.token.secret", "quickbooks.realm.id"], []
+            return [*oauth, "oauth.user.token", "oauth.user.token.secret", "quickbooks.realm.id"], []
         if "oauth_token" in provider or config.get("authentication.type") == "oauth1":
             return oauth, ["oauth_token", "oauth_verifier", "secret", "realmId"]
         return oauth, ["code", "realmId"]
@@ -205,4 +342,7 @@ def required_keys(element: ElementDef, body: dict) -> tuple[list[str], list[str]
     if element.key == "freshbooksv2":
         return ["oauth.api.key", "oauth.api.secret", "oauth.callback.url", "business.name"], ["code"]
     return ["oauth.api.key", "oauth.api.secret", "freshbooks.site.address"], [
-        "oauth_token", "oauth_verifier", "secret"]
+        "oauth_token",
+        "oauth_verifier",
+        "secret",
+    ]

@@ -21,8 +21,13 @@ def new_request_id() -> str:
 class CEError(Exception):
     """Raise from any route to answer ``status`` with the Cloud Elements error body."""
 
-    def __init__(self, status: int, message: str, provider_message: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        provider_message: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -45,10 +50,18 @@ def error_body(message: str, request_id: str, provider_message: str | None = Non
     return body
 
 
-def error_response(status: int, message: str, request_id: str, provider_message: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(message, request_id, provider_message), status_code=status,
-                        headers={REQUEST_ID_HEADER: request_id, **(headers or {})})
+def error_response(
+    status: int,
+    message: str,
+    request_id: str,
+    provider_message: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(message, request_id, provider_message),
+        status_code=status,
+        headers={REQUEST_ID_HEADER: request_id, **(headers or {})},
+    )
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -56,7 +69,9 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CEError)
     async def _ce(request: Request, err: CEError) -> JSONResponse:
-        return error_response(err.status, err.message, request_id_of(request), err.provider_message, err.headers)
+        return error_response(
+            err.status, err.message, request_id_of(request), err.provider_message, err.headers
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -70,4 +85,6 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:  # pragma: no cover - safety net
-        return error_response(500, f"Internal emulator error: {type(err).__name__}: {err}", request_id_of(request))
+        return error_response(
+            500, f"Internal emulator error: {type(err).__name__}: {err}", request_id_of(request)
+        )

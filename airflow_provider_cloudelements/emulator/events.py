@@ -40,8 +40,14 @@ log = logging.getLogger(__name__)
 class EventService:
     """Stores events, runs the poller thread and hands notifications to the dispatcher."""
 
-    def __init__(self, store: Store, instances: InstanceService, records: RecordRepo, dispatcher: Dispatcher,
-                 poller_interval_seconds: float | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        instances: InstanceService,
+        records: RecordRepo,
+        dispatcher: Dispatcher,
+        poller_interval_seconds: float | None,
+    ) -> None:
         self.store = store
         self.instances = instances
         self.records = records
@@ -55,44 +61,87 @@ class EventService:
         self._thread.start()
 
     # ------------------------------------------------------------ recording
-    def _insert(self, inst: dict[str, Any], resource: str, object_id: Any, event_type: str, record: dict,
-                date_ms: int, status: str) -> dict[str, Any]:
-        event = {"eventDate": timefmt.iso_utc(date_ms), "status": status, "elementKey": inst["element"]["key"],
-                 "instanceId": inst["id"], "objectType": resource, "objectId": str(object_id),
-                 "eventType": event_type, "providerData": json.dumps(record, separators=(",", ":")),
-                 "notifiedData": []}
+    def _insert(
+        self,
+        inst: dict[str, Any],
+        resource: str,
+        object_id: Any,
+        event_type: str,
+        record: dict,
+        date_ms: int,
+        status: str,
+    ) -> dict[str, Any]:
+        event = {
+            "eventDate": timefmt.iso_utc(date_ms),
+            "status": status,
+            "elementKey": inst["element"]["key"],
+            "instanceId": inst["id"],
+            "objectType": resource,
+            "objectId": str(object_id),
+            "eventType": event_type,
+            "providerData": json.dumps(record, separators=(",", ":")),
+            "notifiedData": [],
+        }
         with self.store.tx() as c:
-            cur = c.execute("INSERT INTO events (instance_id, date_ms, status, data) VALUES (?, ?, ?, ?)",
-                            (inst["id"], date_ms, status, json.dumps(event)))
+            cur = c.execute(
+                "INSERT INTO events (instance_id, date_ms, status, data) VALUES (?, ?, ?, ?)",
+                (inst["id"], date_ms, status, json.dumps(event)),
+            )
             event["id"] = str(cur.lastrowid)
         return event
 
-    def on_change(self, inst: dict[str, Any], resource: str, object_id: Any, event_type: str, record: dict,
-                  date_ms: int) -> None:
+    def on_change(
+        self, inst: dict[str, Any], resource: str, object_id: Any, event_type: str, record: dict, date_ms: int
+    ) -> None:
         """Called for every change; records (and in webhook mode delivers) an event."""
         settings = event_settings(inst)
         if settings["enabled"] and settings["mode"] == "polling":
             return  # the poller reports it
         deliver = settings["enabled"] and settings["mode"] == "webhook" and settings["callback_url"]
-        event = self._insert(inst, resource, object_id, event_type, record, date_ms,
-                             "DISPATCHED" if deliver else "RECEIVED")
+        event = self._insert(
+            inst, resource, object_id, event_type, record, date_ms, "DISPATCHED" if deliver else "RECEIVED"
+        )
         if deliver:
             self._notify(inst, settings, resource, [(event, record)])
 
-    def _notify(self, inst: dict[str, Any], settings: dict[str, Any], resource: str,
-                batch: list[tuple[dict[str, Any], dict]]) -> None:
+    def _notify(
+        self,
+        inst: dict[str, Any],
+        settings: dict[str, Any],
+        resource: str,
+        batch: list[tuple[dict[str, Any], dict]],
+    ) -> None:
         """POST the reference §5.4 envelope for ``batch`` (events of one resource)."""
         first = batch[0][0]
-        payload = {"message": {
-            "eventId": first["id"], "instanceId": inst["id"], "elementKey": inst["element"]["key"],
-            "accountId": 1, "userId": inst["user"]["id"],
-            "events": [{"eventId": e["id"], "objectType": resource, "objectId": e["objectId"],
-                        "eventType": e["eventType"], "elementKey": inst["element"]["key"], "date": e["eventDate"]}
-                       for e, _ in batch],
-            "raw": {"objectType": resource, "objects": [rec for _, rec in batch]},
-        }}
-        self.dispatcher.submit(settings["callback_url"], payload, settings["signature_key"], kind="event",
-                               instance_id=inst["id"], event_id=first["id"])
+        payload = {
+            "message": {
+                "eventId": first["id"],
+                "instanceId": inst["id"],
+                "elementKey": inst["element"]["key"],
+                "accountId": 1,
+                "userId": inst["user"]["id"],
+                "events": [
+                    {
+                        "eventId": e["id"],
+                        "objectType": resource,
+                        "objectId": e["objectId"],
+                        "eventType": e["eventType"],
+                        "elementKey": inst["element"]["key"],
+                        "date": e["eventDate"],
+                    }
+                    for e, _ in batch
+                ],
+                "raw": {"objectType": resource, "objects": [rec for _, rec in batch]},
+            }
+        }
+        self.dispatcher.submit(
+            settings["callback_url"],
+            payload,
+            settings["signature_key"],
+            kind="event",
+            instance_id=inst["id"],
+            event_id=first["id"],
+        )
 
     def on_delivery_result(self, delivery: dict[str, Any]) -> None:
         """Dispatcher callback: mark the delivered events NOTIFIED."""
@@ -105,12 +154,22 @@ class EventService:
                 if row:
                     data = json.loads(row[0])
                     data["status"] = "NOTIFIED"
-                    data["notifiedData"] = [{"webhookId": delivery["webhookId"], "url": delivery["config"]["url"]}]
-                    c.execute("UPDATE events SET status='NOTIFIED', data=? WHERE id=?", (json.dumps(data), eid))
+                    data["notifiedData"] = [
+                        {"webhookId": delivery["webhookId"], "url": delivery["config"]["url"]}
+                    ]
+                    c.execute(
+                        "UPDATE events SET status='NOTIFIED', data=? WHERE id=?", (json.dumps(data), eid)
+                    )
 
     # ------------------------------------------------------------ reading
-    def query(self, instance_id: int | None, lo_ms: int | None, hi_ms: int | None, newest_first: bool,
-              predicate: Callable[[dict], bool]) -> list[dict[str, Any]]:
+    def query(
+        self,
+        instance_id: int | None,
+        lo_ms: int | None,
+        hi_ms: int | None,
+        newest_first: bool,
+        predicate: Callable[[dict], bool],
+    ) -> list[dict[str, Any]]:
         """Events filtered by instance, ``[lo, hi)`` on the event date, and a CEQL predicate."""
         parts, args = [], []
         if instance_id is not None:
@@ -127,7 +186,7 @@ class EventService:
         out = []
         for eid, data in self.store.conn().execute(sql, args):
             event = json.loads(data)
-            event["id"] = str(eid)
+            event = {"id": str(eid), **event}
             if predicate(event):
                 out.append(event)
         return out
@@ -138,9 +197,7 @@ class EventService:
         row = self.store.conn().execute("SELECT id, data FROM events WHERE id=?", (int(event_id),)).fetchone()
         if not row:
             return None
-        event = json.loads(row[1])
-        event["id"] = str(row[0])
-        return event
+        return {"id": str(row[0]), **json.loads(row[1])}
 
     # ------------------------------------------------------------ polling
     def _interval(self, settings: dict[str, Any]) -> float:
@@ -154,14 +211,15 @@ class EventService:
                 self.poll_due()
             except Exception:  # pragma: no cover - keep the poller alive
                 log.exception("poller iteration failed")
-            self._wake.wait(0.05 if self.poller_interval_seconds is not None and
-                            self.poller_interval_seconds < 1 else 0.2)
+            self._wake.wait(
+                0.05 if self.poller_interval_seconds is not None and self.poller_interval_seconds < 1 else 0.2
+            )
             self._wake.clear()
 
     def poll_due(self) -> None:
         """Run every instance poll that is due (polling-mode, enabled, not disabled)."""
         active = set()
-        for inst in self.instances.list():
+        for inst in self.instances.all():
             settings = event_settings(inst)
             if inst.get("disabled") or not settings["enabled"] or settings["mode"] != "polling":
                 continue
@@ -198,13 +256,23 @@ class EventService:
                 continue
             tbl = self.records.ensure(element, iid, resource)
             batch = []
-            for row in self.records.scan(tbl, Window(lo=last, hi=now, lo_strict=True, hi_inclusive=True),
-                                         order="updated, seq"):
+            # ``updated`` may be truncated to seconds; select by it, then decide on the exact time
+            window = Window(lo=last - last % 1000, hi=now, hi_inclusive=True)
+            for row in self.records.scan(tbl, window, order="updated, seq"):
+                if not last < row.changed <= now:
+                    continue
                 record = row.obj()
                 event_type = "CREATED" if abs(row.updated - row.created) <= 1000 else "UPDATED"
                 rid = record.get(element.id_field(resource))
-                event = self._insert(inst, resource, rid, event_type, record, now,
-                                     "DISPATCHED" if settings["callback_url"] else "RECEIVED")
+                event = self._insert(
+                    inst,
+                    resource,
+                    rid,
+                    event_type,
+                    record,
+                    now,
+                    "DISPATCHED" if settings["callback_url"] else "RECEIVED",
+                )
                 batch.append((event, record))
             if batch and settings["callback_url"]:
                 self._notify(inst, settings, resource, batch)

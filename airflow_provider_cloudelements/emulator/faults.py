@@ -11,6 +11,7 @@ import asyncio
 import collections
 import math
 import random
+import re
 import threading
 import time
 from typing import Any
@@ -25,9 +26,12 @@ from airflow_provider_cloudelements.emulator.errors import REQUEST_ID_HEADER, er
 from airflow_provider_cloudelements.emulator.stats import Stats
 
 API_PREFIX = "/elements/api-v2"
+_CONVERTOR = re.compile(r":\w+}")
 INTUIT_THROTTLE = "message=ThrottleExceeded; errorCode=003001; statusCode=429"
-NGINX_502 = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
-             "</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+NGINX_502 = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway"
+    "</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
 
 
 class FaultInjector:
@@ -70,9 +74,12 @@ class FaultInjector:
             delay = c.slow_seconds if c.slow_seconds > 0 and self._take("burst_slow", c.rate_slow) else 0.0
             if c.rate_limit_per_minute is not None and self._over_limit(auth_header, c.rate_limit_per_minute):
                 return "rate_limit", delay
-            for kind, burst, rate in (("429", "burst_429", c.rate_429), ("5xx", "burst_5xx", c.rate_5xx),
-                                      ("throttle_500", "burst_throttle_500", c.rate_throttle_500),
-                                      ("html_502", "burst_html_502", 0.0)):
+            for kind, burst, rate in (
+                ("429", "burst_429", c.rate_429),
+                ("5xx", "burst_5xx", c.rate_5xx),
+                ("throttle_500", "burst_throttle_500", c.rate_throttle_500),
+                ("html_502", "burst_html_502", 0.0),
+            ):
                 if self._take(burst, rate):
                     return kind, delay
             return None, delay
@@ -100,17 +107,30 @@ class FaultInjector:
 def fault_response(injector: FaultInjector, kind: str, request_id: str) -> Any:
     """The HTTP response of an injected fault."""
     if kind in ("429", "rate_limit"):
-        msg = ("Rate limit exceeded for this element token" if kind == "rate_limit"
-               else "Too many requests, please retry later")
-        return error_response(429, msg, request_id, provider_message="Too Many Requests",
-                              headers={"Retry-After": injector.retry_after_for(kind)})
+        msg = (
+            "Rate limit exceeded for this element token"
+            if kind == "rate_limit"
+            else "Too many requests, please retry later"
+        )
+        return error_response(
+            429,
+            msg,
+            request_id,
+            provider_message="Too Many Requests",
+            headers={"Retry-After": injector.retry_after_for(kind)},
+        )
     if kind == "5xx":
         status = injector.config.status_5xx
-        return error_response(status, "The provider is temporarily unavailable", request_id,
-                              provider_message=f"Service Unavailable (HTTP {status}) from the provider")
+        return error_response(
+            status,
+            "The provider is temporarily unavailable",
+            request_id,
+            provider_message=f"Service Unavailable (HTTP {status}) from the provider",
+        )
     if kind == "throttle_500":
-        return error_response(500, "An error occurred calling the QuickBooks API", request_id,
-                              provider_message=INTUIT_THROTTLE)
+        return error_response(
+            500, "An error occurred calling the QuickBooks API", request_id, provider_message=INTUIT_THROTTLE
+        )
     return HTMLResponse(NGINX_502, status_code=502, headers={REQUEST_ID_HEADER: request_id})
 
 
@@ -127,7 +147,8 @@ class EmulatorMiddleware:
         for route in getattr(router, "routes", []):
             match, _ = route.matches(scope)
             if match == Match.FULL:
-                return f"{scope['method']} {getattr(route, 'path', scope['path'])}"
+                template = str(getattr(route, "path", scope["path"]))
+                return f"{scope['method']} {_CONVERTOR.sub('}', template)}"
         return f"{scope['method']} {scope['path']}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -143,6 +164,7 @@ class EmulatorMiddleware:
             await asyncio.sleep(delay)
         if kind:
             self.stats.count_fault(kind)
+            self.stats.count_request(self._template(scope))  # faulted requests count too
             await fault_response(self.injector, kind, request_id)(scope, receive, send)
             return
 

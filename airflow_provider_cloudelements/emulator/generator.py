@@ -87,8 +87,9 @@ def version_of(element: ElementDef, record: Record) -> str | None:
     return None
 
 
-def stamp(element: ElementDef, resource: str, body: Record, seq: int, created_ms: int, updated_ms: int,
-          version: int) -> Record:
+def stamp(
+    element: ElementDef, resource: str, body: Record, seq: int, created_ms: int, updated_ms: int, version: int
+) -> Record:
     """Return ``body`` with the element's system fields (id first) for a record at ``version``."""
     kind = element.date_kind
     created = timefmt.render(timefmt.truncate(created_ms, kind), kind)
@@ -104,8 +105,12 @@ def stamp(element: ElementDef, resource: str, body: Record, seq: int, created_ms
             out.setdefault("active", True)
         return out
     if element.style == "qbe":
-        out = {element.id_field(resource): rid, "TimeCreated": created, "TimeModified": updated,
-               "EditSequence": str(updated_ms // 1000 + version)}
+        out = {
+            element.id_field(resource): rid,
+            "TimeCreated": created,
+            "TimeModified": updated,
+            "EditSequence": str(updated_ms // 1000 + version),
+        }
         out.update(body)
         if resource in element.list_resources:
             out.setdefault("IsActive", True)
@@ -121,48 +126,75 @@ def stamp(element: ElementDef, resource: str, body: Record, seq: int, created_ms
 
 def strip_system(element: ElementDef, resource: str, record: Record) -> Record:
     """Remove the fields :func:`stamp` owns (used before re-stamping on update)."""
-    owned = {"id", "syncToken", "domain", "sparse", "metaData", "ListID", "TxnID", "TimeCreated",
-             "TimeModified", "EditSequence", "created_at", "updated"}
+    owned = {
+        "id",
+        "syncToken",
+        "domain",
+        "sparse",
+        "metaData",
+        "ListID",
+        "TxnID",
+        "TimeCreated",
+        "TimeModified",
+        "EditSequence",
+        "created_at",
+        "updated",
+    }
     return {k: v for k, v in record.items() if k not in owned}
 
 
-# ---------------------------------------------------------------- helpers
+# ---------------------------------------------------------------- helpers (hot path: avoid choice/randint)
+def _pick(r: random.Random, seq: list[Any]) -> Any:
+    return seq[int(r.random() * len(seq))]
+
+
+def _int(r: random.Random, low: int, high: int) -> int:
+    """Uniform integer in ``[low, high]`` (faster than ``randint``)."""
+    return low + int(r.random() * (high - low + 1))
+
+
 def _money(r: random.Random, low: float = 20.0, high: float = 5000.0) -> float:
-    return round(r.uniform(low, high), 2)
+    return round(low + r.random() * (high - low), 2)
 
 
 def _ref(r: random.Random, p: Pools, n: int) -> dict[str, str]:
-    i = r.randint(1, max(n, 1))
+    i = _int(r, 1, max(n, 1))
     return {"value": str(i), "name": f"{p.last[i % 300]}, {p.first[i % 300]}"}
 
 
 def _email(r: random.Random, p: Pools, first: str, last: str) -> str:
-    return f"{first.lower()}.{last.lower()}{r.randint(1, 999)}@{r.choice(p.domain)}"
+    return f"{first.lower()}.{last.lower()}{_int(r, 1, 999)}@{_pick(r, p.domain)}"
 
 
 # ---------------------------------------------------------------- QuickBooks Online (camelCase)
 def _qbo_party(resource: str) -> Builder:
     def build(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
-        first, last = r.choice(p.first), r.choice(p.last)
+        first, last = _pick(r, p.first), _pick(r, p.last)
         rec: Record = {"givenName": first, "familyName": last, "displayName": f"{last}, {first} {seq}"}
         if resource != "employees":
-            rec["companyName"] = r.choice(p.company)
+            rec["companyName"] = _pick(r, p.company)
             rec["balance"] = _money(r, 0, 20000) if r.random() < 0.6 else 0
         rec["primaryEmailAddr"] = {"address": _email(r, p, first, last)}
-        rec["primaryPhone"] = {"freeFormNumber": r.choice(p.phone)}
+        rec["primaryPhone"] = {"freeFormNumber": _pick(r, p.phone)}
         addr = "primaryAddr" if resource == "employees" else "billAddr"
-        rec[addr] = {"id": str(seq + 1000), "line1": r.choice(p.street), "city": r.choice(p.city),
-                     "countrySubDivisionCode": r.choice(p.state), "postalCode": r.choice(p.postcode)}
+        rec[addr] = {
+            "id": str(seq + 1000),
+            "line1": _pick(r, p.street),
+            "city": _pick(r, p.city),
+            "countrySubDivisionCode": _pick(r, p.state),
+            "postalCode": _pick(r, p.postcode),
+        }
         if resource == "customers":
             rec["taxable"] = r.random() < 0.5
             rec["currencyRef"] = {"value": "USD", "name": "United States Dollar"}
         elif resource == "vendors":
-            rec["acctNum"] = str(r.randint(10000, 99999))
+            rec["acctNum"] = str(_int(r, 10000, 99999))
             rec["vendor1099"] = r.random() < 0.2
         else:
             rec["employeeNumber"] = f"E{seq:05d}"
             rec["hiredDate"] = timefmt.date_str(created)
         return rec
+
     return build
 
 
@@ -175,23 +207,41 @@ def _qbo_txn(resource: str) -> Builder:
     def build(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
         lines = []
         total = 0.0
-        for i in range(r.randint(1, 3)):
-            qty = r.randint(1, 10)
+        for i in range(_int(r, 1, 3)):
+            qty = _int(r, 1, 10)
             price = _money(r, 5, 500)
             amount = round(qty * price, 2)
             total += amount
             if vendor_side:
-                lines.append({"id": str(i + 1), "lineNum": i + 1, "amount": amount,
-                              "detailType": "ACCOUNT_BASED_EXPENSE_LINE_DETAIL",
-                              "accountBasedExpenseLineDetail": {
-                                  "accountRef": {"value": str(r.randint(1, 90)), "name": r.choice(p.words).title()},
-                                  "billableStatus": "NOT_BILLABLE", "taxCodeRef": {"value": "NON"}}})
+                lines.append(
+                    {
+                        "id": str(i + 1),
+                        "lineNum": i + 1,
+                        "amount": amount,
+                        "detailType": "ACCOUNT_BASED_EXPENSE_LINE_DETAIL",
+                        "accountBasedExpenseLineDetail": {
+                            "accountRef": {"value": str(_int(r, 1, 90)), "name": _pick(r, p.words).title()},
+                            "billableStatus": "NOT_BILLABLE",
+                            "taxCodeRef": {"value": "NON"},
+                        },
+                    }
+                )
             else:
-                lines.append({"id": str(i + 1), "lineNum": i + 1, "amount": amount,
-                              "description": r.choice(p.sentences), "detailType": "SALES_ITEM_LINE_DETAIL",
-                              "salesItemLineDetail": {
-                                  "itemRef": {"value": str(r.randint(1, 40)), "name": r.choice(p.products)},
-                                  "qty": qty, "unitPrice": price, "taxCodeRef": {"value": "NON"}}})
+                lines.append(
+                    {
+                        "id": str(i + 1),
+                        "lineNum": i + 1,
+                        "amount": amount,
+                        "description": _pick(r, p.sentences),
+                        "detailType": "SALES_ITEM_LINE_DETAIL",
+                        "salesItemLineDetail": {
+                            "itemRef": {"value": str(_int(r, 1, 40)), "name": _pick(r, p.products)},
+                            "qty": qty,
+                            "unitPrice": price,
+                            "taxCodeRef": {"value": "NON"},
+                        },
+                    }
+                )
         total = round(total, 2)
         rec: Record = {"docNumber": f"{seq + 1000}", "txnDate": timefmt.date_str(created)}
         party = "vendorRef" if vendor_side else "customerRef"
@@ -203,14 +253,15 @@ def _qbo_txn(resource: str) -> Builder:
             rec["dueDate"] = timefmt.date_str(created + _MONTH_MS)
             rec["balance"] = total if r.random() < 0.4 else 0
         if resource == "invoices":
-            rec["billEmail"] = {"address": _email(r, p, r.choice(p.first), r.choice(p.last))}
-            rec["salesTermRef"] = {"value": str(r.randint(1, 5))}
+            rec["billEmail"] = {"address": _email(r, p, _pick(r, p.first), _pick(r, p.last))}
+            rec["salesTermRef"] = {"value": str(_int(r, 1, 5))}
             rec["printStatus"] = "NEED_TO_PRINT" if r.random() < 0.3 else "NOT_SET"
             rec["emailStatus"] = "EMAIL_SENT" if r.random() < 0.6 else "NOT_SET"
             rec["txnTaxDetail"] = {"totalTax": 0}
         if r.random() < 0.3:
-            rec["privateNote"] = r.choice(p.sentences)
+            rec["privateNote"] = _pick(r, p.sentences)
         return rec
+
     return build
 
 
@@ -219,112 +270,194 @@ def _qbo_payment(resource: str) -> Builder:
 
     def build(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
         amount = _money(r)
-        rec: Record = {("vendorRef" if bill else "customerRef"): _ref(r, p, n), "txnDate": timefmt.date_str(created),
-                       "totalAmt": amount}
-        linked = {"txnId": str(r.randint(1, max(n, 1))), "txnType": "Bill" if bill else "Invoice"}
+        rec: Record = {
+            ("vendorRef" if bill else "customerRef"): _ref(r, p, n),
+            "txnDate": timefmt.date_str(created),
+            "totalAmt": amount,
+        }
+        linked = {"txnId": str(_int(r, 1, max(n, 1))), "txnType": "Bill" if bill else "Invoice"}
         rec["line"] = [{"amount": amount, "linkedTxn": [linked]}]
         if bill:
             rec["payType"] = r.choice(["Check", "CreditCard"])
             rec["docNumber"] = str(seq + 5000)
         else:
             rec["unappliedAmt"] = 0
-            rec["paymentRefNum"] = str(r.randint(1000, 99999))
+            rec["paymentRefNum"] = str(_int(r, 1000, 99999))
             rec["depositToAccountRef"] = {"value": "4", "name": "Undeposited Funds"}
         rec["currencyRef"] = {"value": "USD", "name": "United States Dollar"}
         return rec
+
     return build
 
 
 def _qbo_journal(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
     amount = _money(r)
-    lines = [{"id": str(i), "amount": amount, "detailType": "JOURNAL_ENTRY_LINE_DETAIL",
-              "journalEntryLineDetail": {"postingType": posting,
-                                         "accountRef": {"value": str(r.randint(1, 90)),
-                                                        "name": r.choice(p.words).title()}}}
-             for i, posting in enumerate(("DEBIT", "CREDIT"))]
-    return {"docNumber": f"JE{seq}", "txnDate": timefmt.date_str(created), "privateNote": r.choice(p.sentences),
-            "totalAmt": amount, "line": lines, "adjustment": False}
+    lines = [
+        {
+            "id": str(i),
+            "amount": amount,
+            "detailType": "JOURNAL_ENTRY_LINE_DETAIL",
+            "journalEntryLineDetail": {
+                "postingType": posting,
+                "accountRef": {"value": str(_int(r, 1, 90)), "name": _pick(r, p.words).title()},
+            },
+        }
+        for i, posting in enumerate(("DEBIT", "CREDIT"))
+    ]
+    return {
+        "docNumber": f"JE{seq}",
+        "txnDate": timefmt.date_str(created),
+        "privateNote": _pick(r, p.sentences),
+        "totalAmt": amount,
+        "line": lines,
+        "adjustment": False,
+    }
 
 
-_ACCOUNT_TYPES = [("Accounts Payable", "ACCOUNTS_PAYABLE", "LIABILITY"), ("Bank", "CHECKING", "ASSET"),
-                  ("Income", "SALES_OF_PRODUCT_INCOME", "REVENUE"), ("Expense", "ADVERTISING_PROMOTIONAL", "EXPENSE"),
-                  ("Accounts Receivable", "ACCOUNTS_RECEIVABLE", "ASSET")]
-_CURRENCIES = [("USD", "United States Dollar"), ("EUR", "Euro"), ("GBP", "British Pound Sterling"),
-               ("CAD", "Canadian Dollar"), ("AUD", "Australian Dollar"), ("JPY", "Japanese Yen"),
-               ("CHF", "Swiss Franc"), ("MXN", "Mexican Peso"), ("INR", "Indian Rupee"), ("SEK", "Swedish Krona")]
+_ACCOUNT_TYPES = [
+    ("Accounts Payable", "ACCOUNTS_PAYABLE", "LIABILITY"),
+    ("Bank", "CHECKING", "ASSET"),
+    ("Income", "SALES_OF_PRODUCT_INCOME", "REVENUE"),
+    ("Expense", "ADVERTISING_PROMOTIONAL", "EXPENSE"),
+    ("Accounts Receivable", "ACCOUNTS_RECEIVABLE", "ASSET"),
+]
+_CURRENCIES = [
+    ("USD", "United States Dollar"),
+    ("EUR", "Euro"),
+    ("GBP", "British Pound Sterling"),
+    ("CAD", "Canadian Dollar"),
+    ("AUD", "Australian Dollar"),
+    ("JPY", "Japanese Yen"),
+    ("CHF", "Swiss Franc"),
+    ("MXN", "Mexican Peso"),
+    ("INR", "Indian Rupee"),
+    ("SEK", "Swedish Krona"),
+]
 
 
 def _qbo_list(resource: str) -> Builder:
     def build(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
-        name = f"{r.choice(p.words).title()} {seq}"
+        name = f"{_pick(r, p.words).title()} {seq}"
         if resource == "ledger-accounts":
             acct, sub, cls = r.choice(_ACCOUNT_TYPES)
-            return {"name": name, "fullyQualifiedName": name, "accountType": acct, "accountSubType": sub,
-                    "classification": cls, "currentBalance": _money(r, 0, 50000), "acctNum": str(1000 + seq),
-                    "currencyRef": {"value": "USD", "name": "United States Dollar"}}
+            return {
+                "name": name,
+                "fullyQualifiedName": name,
+                "accountType": acct,
+                "accountSubType": sub,
+                "classification": cls,
+                "currentBalance": _money(r, 0, 50000),
+                "acctNum": str(1000 + seq),
+                "currencyRef": {"value": "USD", "name": "United States Dollar"},
+            }
         if resource == "products":
-            return {"name": f"{r.choice(p.products)} {seq}", "sku": f"SKU-{seq:06d}",
-                    "description": r.choice(p.sentences), "type": r.choice(["Inventory", "Service", "NonInventory"]),
-                    "unitPrice": _money(r, 1, 900), "purchaseCost": _money(r, 1, 400),
-                    "qtyOnHand": r.randint(0, 500), "taxable": r.random() < 0.5,
-                    "incomeAccountRef": {"value": "79", "name": "Sales of Product Income"}}
+            return {
+                "name": f"{_pick(r, p.products)} {seq}",
+                "sku": f"SKU-{seq:06d}",
+                "description": _pick(r, p.sentences),
+                "type": r.choice(["Inventory", "Service", "NonInventory"]),
+                "unitPrice": _money(r, 1, 900),
+                "purchaseCost": _money(r, 1, 400),
+                "qtyOnHand": _int(r, 0, 500),
+                "taxable": r.random() < 0.5,
+                "incomeAccountRef": {"value": "79", "name": "Sales of Product Income"},
+            }
         if resource == "currencies":
             code, cname = _CURRENCIES[(seq - 1) % len(_CURRENCIES)]
             return {"code": code if seq <= len(_CURRENCIES) else f"{code}{seq}", "name": cname}
         if resource == "credit-terms":
             days = r.choice([7, 10, 15, 30, 45, 60, 90])
-            return {"name": f"Net {days} ({seq})", "dueDays": days, "discountPercent": r.choice([0, 1, 2]),
-                    "type": "STANDARD"}
+            return {
+                "name": f"Net {days} ({seq})",
+                "dueDays": days,
+                "discountPercent": r.choice([0, 1, 2]),
+                "type": "STANDARD",
+            }
         if resource == "payment-methods":
             return {"name": name, "type": r.choice(["CREDIT_CARD", "NON_CREDIT_CARD"])}
         if resource == "tax-codes":
-            return {"name": name, "description": r.choice(p.sentences), "taxable": True, "taxGroup": False}
+            return {"name": name, "description": _pick(r, p.sentences), "taxable": True, "taxGroup": False}
         if resource == "tax-rates":
-            return {"name": name, "rateValue": round(r.uniform(0, 12), 2), "agencyRef": {"value": "1"},
-                    "specialTaxType": "NONE", "displayType": "ReadOnly"}
+            return {
+                "name": name,
+                "rateValue": round(r.uniform(0, 12), 2),
+                "agencyRef": {"value": "1"},
+                "specialTaxType": "NONE",
+                "displayType": "ReadOnly",
+            }
         return {"name": name, "fullyQualifiedName": name, "subClass": False}  # classes
+
     return build
 
 
 def _qbo_time(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
-    return {"txnDate": timefmt.date_str(created), "nameOf": "EMPLOYEE", "employeeRef": _ref(r, p, n),
-            "customerRef": _ref(r, p, n), "itemRef": {"value": str(r.randint(1, 40))},
-            "hours": r.randint(0, 8), "minutes": r.choice([0, 15, 30, 45]), "hourlyRate": _money(r, 20, 200),
-            "billableStatus": r.choice(["Billable", "NotBillable"]), "description": r.choice(p.sentences)}
+    return {
+        "txnDate": timefmt.date_str(created),
+        "nameOf": "EMPLOYEE",
+        "employeeRef": _ref(r, p, n),
+        "customerRef": _ref(r, p, n),
+        "itemRef": {"value": str(_int(r, 1, 40))},
+        "hours": _int(r, 0, 8),
+        "minutes": r.choice([0, 15, 30, 45]),
+        "hourlyRate": _money(r, 20, 200),
+        "billableStatus": r.choice(["Billable", "NotBillable"]),
+        "description": _pick(r, p.sentences),
+    }
 
 
 # ---------------------------------------------------------------- QuickBooks Enterprise (PascalCase QBXML)
 def _qbe_ref(r: random.Random, p: Pools, n: int) -> dict[str, str]:
-    i = r.randint(1, max(n, 1))
-    return {"ListID": f"{_QBE_ID_BASE + i:08X}-1484948017", "FullName": f"{p.last[i % 300]}, {p.first[i % 300]}"}
+    i = _int(r, 1, max(n, 1))
+    return {
+        "ListID": f"{_QBE_ID_BASE + i:08X}-1484948017",
+        "FullName": f"{p.last[i % 300]}, {p.first[i % 300]}",
+    }
 
 
 def _qbe_list(resource: str) -> Builder:
     def build(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
-        first, last = r.choice(p.first), r.choice(p.last)
+        first, last = _pick(r, p.first), _pick(r, p.last)
         if resource == "products":
-            name = f"{r.choice(p.products)} {seq}"
-            return {"Name": name, "FullName": name, "Type": r.choice(["ItemService", "ItemInventory", "ItemNonInventory"]),
-                    "SalesOrPurchase": {"Desc": r.choice(p.sentences), "Price": f"{_money(r, 1, 900):.2f}",
-                                        "AccountRef": {"FullName": "Sales"}}, "Sublevel": "0"}
+            name = f"{_pick(r, p.products)} {seq}"
+            return {
+                "Name": name,
+                "FullName": name,
+                "Type": r.choice(["ItemService", "ItemInventory", "ItemNonInventory"]),
+                "SalesOrPurchase": {
+                    "Desc": _pick(r, p.sentences),
+                    "Price": f"{_money(r, 1, 900):.2f}",
+                    "AccountRef": {"FullName": "Sales"},
+                },
+                "Sublevel": "0",
+            }
         name = f"{last}, {first} {seq}"
         rec: Record = {"Name": name, "FullName": name, "FirstName": first, "LastName": last}
         if resource != "employees":
-            rec["CompanyName"] = r.choice(p.company)
+            rec["CompanyName"] = _pick(r, p.company)
             rec["Balance"] = f"{_money(r, 0, 20000):.2f}"
         rec["BillAddress" if resource != "employees" else "EmployeeAddress"] = {
-            "Addr1": r.choice(p.street), "City": r.choice(p.city), "State": r.choice(p.state),
-            "PostalCode": r.choice(p.postcode)}
-        rec["Phone"] = r.choice(p.phone)
+            "Addr1": _pick(r, p.street),
+            "City": _pick(r, p.city),
+            "State": _pick(r, p.state),
+            "PostalCode": _pick(r, p.postcode),
+        }
+        rec["Phone"] = _pick(r, p.phone)
         rec["Email"] = _email(r, p, first, last)
         rec["Sublevel"] = "0"
         return rec
+
     return build
 
 
-_QBE_LINES = {"invoices": "InvoiceLineRet", "sales-receipts": "SalesReceiptLineRet", "credit-memos": "CreditMemoLineRet",
-              "sales-orders": "SalesOrderLineRet", "purchase-orders": "PurchaseOrderLineRet", "bills": "ItemLineRet",
-              "item-receipts": "ItemLineRet"}
+_QBE_LINES = {
+    "invoices": "InvoiceLineRet",
+    "sales-receipts": "SalesReceiptLineRet",
+    "credit-memos": "CreditMemoLineRet",
+    "sales-orders": "SalesOrderLineRet",
+    "purchase-orders": "PurchaseOrderLineRet",
+    "bills": "ItemLineRet",
+    "item-receipts": "ItemLineRet",
+}
 _QBE_VENDOR = frozenset({"purchase-orders", "bills", "item-receipts"})
 
 
@@ -335,15 +468,27 @@ def _qbe_txn(resource: str) -> Builder:
     def build(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
         lines = []
         total = 0.0
-        for i in range(r.randint(1, 3)):
-            qty = r.randint(1, 10)
+        for i in range(_int(r, 1, 3)):
+            qty = _int(r, 1, 10)
             rate = _money(r, 5, 500)
             amount = round(qty * rate, 2)
             total += amount
-            lines.append({"TxnLineID": f"{i + 1:X}-{created // 1000}", "ItemRef": {"FullName": r.choice(p.products)},
-                          "Desc": r.choice(p.sentences), "Quantity": str(qty), "Rate": f"{rate:.2f}",
-                          "Amount": f"{amount:.2f}", "SalesTaxCodeRef": {"FullName": "Non"}})
-        rec: Record = {"TxnNumber": str(seq), "TxnDate": timefmt.date_str(created), "RefNumber": str(seq + 1000)}
+            lines.append(
+                {
+                    "TxnLineID": f"{i + 1:X}-{created // 1000}",
+                    "ItemRef": {"FullName": _pick(r, p.products)},
+                    "Desc": _pick(r, p.sentences),
+                    "Quantity": str(qty),
+                    "Rate": f"{rate:.2f}",
+                    "Amount": f"{amount:.2f}",
+                    "SalesTaxCodeRef": {"FullName": "Non"},
+                }
+            )
+        rec: Record = {
+            "TxnNumber": str(seq),
+            "TxnDate": timefmt.date_str(created),
+            "RefNumber": str(seq + 1000),
+        }
         rec["VendorRef" if vendor_side else "CustomerRef"] = _qbe_ref(r, p, n)
         rec[line_key] = lines
         rec["Subtotal" if not vendor_side else "AmountDue"] = f"{total:.2f}"
@@ -353,60 +498,116 @@ def _qbe_txn(resource: str) -> Builder:
             rec["IsPaid"] = r.random() < 0.6
             rec["ARAccountRef"] = {"FullName": "Accounts Receivable"}
         return rec
+
     return build
 
 
 def _qbe_payment(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
     amount = f"{_money(r):.2f}"
-    return {"TxnNumber": str(seq), "CustomerRef": _qbe_ref(r, p, n), "ARAccountRef": {"FullName": "Accounts Receivable"},
-            "TxnDate": timefmt.date_str(created), "RefNumber": str(seq + 2000), "TotalAmount": amount,
-            "PaymentMethodRef": {"FullName": r.choice(["Check", "Cash", "Visa"])},
-            "AppliedToTxnRet": [{"TxnID": f"{_QBE_ID_BASE + r.randint(1, max(n, 1)):08X}-1484948017",
-                                 "TxnType": "Invoice", "Amount": amount}]}
+    return {
+        "TxnNumber": str(seq),
+        "CustomerRef": _qbe_ref(r, p, n),
+        "ARAccountRef": {"FullName": "Accounts Receivable"},
+        "TxnDate": timefmt.date_str(created),
+        "RefNumber": str(seq + 2000),
+        "TotalAmount": amount,
+        "PaymentMethodRef": {"FullName": r.choice(["Check", "Cash", "Visa"])},
+        "AppliedToTxnRet": [
+            {
+                "TxnID": f"{_QBE_ID_BASE + _int(r, 1, max(n, 1)):08X}-1484948017",
+                "TxnType": "Invoice",
+                "Amount": amount,
+            }
+        ],
+    }
 
 
 def _qbe_journal(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
     amount = f"{_money(r):.2f}"
-    acct = r.choice(p.words).title()
-    return {"TxnNumber": str(seq), "TxnDate": timefmt.date_str(created), "RefNumber": f"JE{seq}",
-            "IsAdjustment": False,
-            "JournalDebitLine": [{"AccountRef": {"FullName": acct}, "Amount": amount, "Memo": r.choice(p.sentences)}],
-            "JournalCreditLine": [{"AccountRef": {"FullName": "Checking"}, "Amount": amount}]}
+    acct = _pick(r, p.words).title()
+    return {
+        "TxnNumber": str(seq),
+        "TxnDate": timefmt.date_str(created),
+        "RefNumber": f"JE{seq}",
+        "IsAdjustment": False,
+        "JournalDebitLine": [
+            {"AccountRef": {"FullName": acct}, "Amount": amount, "Memo": _pick(r, p.sentences)}
+        ],
+        "JournalCreditLine": [{"AccountRef": {"FullName": "Checking"}, "Amount": amount}],
+    }
 
 
 # ---------------------------------------------------------------- FreshBooks (snake_case)
 def _fb(resource: str) -> Builder:
     def build(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
         if resource == "customers":
-            first, last = r.choice(p.first), r.choice(p.last)
-            return {"first_name": first, "last_name": last, "organization": r.choice(p.company),
-                    "email": _email(r, p, first, last), "work_phone": r.choice(p.phone),
-                    "p_street1": r.choice(p.street), "p_city": r.choice(p.city), "p_state": r.choice(p.state),
-                    "p_code": r.choice(p.postcode), "p_country": "United States", "currency_code": "USD"}
+            first, last = _pick(r, p.first), _pick(r, p.last)
+            return {
+                "first_name": first,
+                "last_name": last,
+                "organization": _pick(r, p.company),
+                "email": _email(r, p, first, last),
+                "work_phone": _pick(r, p.phone),
+                "p_street1": _pick(r, p.street),
+                "p_city": _pick(r, p.city),
+                "p_state": _pick(r, p.state),
+                "p_code": _pick(r, p.postcode),
+                "p_country": "United States",
+                "currency_code": "USD",
+            }
         if resource == "invoices":
             lines = []
             total = 0.0
-            for _ in range(r.randint(1, 3)):
-                qty = r.randint(1, 10)
+            for _ in range(_int(r, 1, 3)):
+                qty = _int(r, 1, 10)
                 cost = _money(r, 5, 500)
                 amount = round(qty * cost, 2)
                 total += amount
-                lines.append({"name": r.choice(p.products), "description": r.choice(p.sentences),
-                              "unit_cost": cost, "quantity": qty, "amount": amount})
-            return {"invoice_number": f"{seq:07d}", "client_id": r.randint(1, max(n, 1)),
-                    "status": r.choice(["draft", "sent", "viewed", "paid", "partial"]),
-                    "date": timefmt.date_str(created), "currency_code": "USD", "amount": round(total, 2),
-                    "lines": lines, "notes": r.choice(p.sentences), "terms": "Net 30"}
+                lines.append(
+                    {
+                        "name": _pick(r, p.products),
+                        "description": _pick(r, p.sentences),
+                        "unit_cost": cost,
+                        "quantity": qty,
+                        "amount": amount,
+                    }
+                )
+            return {
+                "invoice_number": f"{seq:07d}",
+                "client_id": _int(r, 1, max(n, 1)),
+                "status": r.choice(["draft", "sent", "viewed", "paid", "partial"]),
+                "date": timefmt.date_str(created),
+                "currency_code": "USD",
+                "amount": round(total, 2),
+                "lines": lines,
+                "notes": _pick(r, p.sentences),
+                "terms": "Net 30",
+            }
         if resource == "payments":
-            return {"invoice_id": r.randint(1, max(n, 1)), "client_id": r.randint(1, max(n, 1)),
-                    "amount": _money(r), "date": timefmt.date_str(created),
-                    "type": r.choice(["Check", "Credit", "Cash", "VISA", "Bank Transfer"]),
-                    "notes": r.choice(p.sentences), "currency_code": "USD"}
+            return {
+                "invoice_id": _int(r, 1, max(n, 1)),
+                "client_id": _int(r, 1, max(n, 1)),
+                "amount": _money(r),
+                "date": timefmt.date_str(created),
+                "type": r.choice(["Check", "Credit", "Cash", "VISA", "Bank Transfer"]),
+                "notes": _pick(r, p.sentences),
+                "currency_code": "USD",
+            }
         if resource == "items":
-            return {"name": f"{r.choice(p.products)} {seq}", "description": r.choice(p.sentences),
-                    "unit_cost": _money(r, 1, 900), "quantity": r.randint(1, 10), "inventory": r.randint(0, 500)}
-        return {"name": f"{r.choice(p.words).upper()} {seq}", "rate": round(r.uniform(0, 15), 2),
-                "number": str(r.randint(100000, 999999)), "compound": r.choice([0, 1])}  # taxes
+            return {
+                "name": f"{_pick(r, p.products)} {seq}",
+                "description": _pick(r, p.sentences),
+                "unit_cost": _money(r, 1, 900),
+                "quantity": _int(r, 1, 10),
+                "inventory": _int(r, 0, 500),
+            }
+        return {
+            "name": f"{_pick(r, p.words).upper()} {seq}",
+            "rate": round(r.uniform(0, 15), 2),
+            "number": str(_int(r, 100000, 999999)),
+            "compound": r.choice([0, 1]),
+        }  # taxes
+
     return build
 
 
@@ -435,8 +636,9 @@ def builder_for(element: ElementDef, resource: str) -> Builder:
     return _qbo_txn(resource)
 
 
-def generate(element: ElementDef, resource: str, instance_id: int, seed: int, count: int,
-             anchor_ms: int) -> Iterator[tuple[int, int, int, str]]:
+def generate(
+    element: ElementDef, resource: str, instance_id: int, seed: int, count: int, anchor_ms: int
+) -> Iterator[tuple[int, int, int, Record]]:
     """Yield ``(seq, created_ms, updated_ms, record)`` for ``count`` records, oldest first.
 
     Created times are spread evenly (with jitter) over the 365 days before ``anchor_ms``; 40 % of
@@ -454,5 +656,9 @@ def generate(element: ElementDef, resource: str, instance_id: int, seed: int, co
             updated = created
         else:
             updated = timefmt.truncate(min(anchor_ms - 1, created + int(r.random() * _MONTH_MS)), kind)
-        yield seq, created, updated, stamp(element, resource, build(r, p, seq, created, count), seq, created,
-                                           updated, 0)
+        yield (
+            seq,
+            created,
+            updated,
+            stamp(element, resource, build(r, p, seq, created, count), seq, created, updated, 0),
+        )

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlglot import exp
+
 from airflow_provider_cloudelements.emulator import generator, timefmt
 from airflow_provider_cloudelements.emulator.ceql import CeqlError, Query, compile_where, date_window, lookup
 from airflow_provider_cloudelements.emulator.elements import ElementDef
@@ -23,8 +25,17 @@ from airflow_provider_cloudelements.emulator.records import RecordRepo, Row, Win
 
 ChangeHook = Callable[[dict[str, Any], str, Any, str, dict, int], None]
 
-_QBO_OR_PROVIDER = ('QueryParserError: Encountered " <OR> "OR "" at line 1. Was expecting one of: <EOF> '
-                    '"AND" "ORDER" "ORDERBY" "MAXRESULTS" "STARTPOSITION"')
+_QBO_OR_PROVIDER = (
+    'QueryParserError: Encountered " <OR> "OR "" at line 1. Was expecting one of: <EOF> '
+    '"AND" "ORDER" "ORDERBY" "MAXRESULTS" "STARTPOSITION"'
+)
+#: FreshBooks provider filters (reference §3.4: ``updated_from='2016-05-15'``).
+_FB_FILTERS: dict[str, tuple[str, type]] = {
+    "updated_from": ("updated", exp.GTE),
+    "updated_to": ("updated", exp.LTE),
+    "date_from": ("date", exp.GTE),
+    "date_to": ("date", exp.LTE),
+}
 _NOTE_FIELD = {"qbo": "privateNote", "qbe": "Memo", "fb": "notes"}
 
 
@@ -82,7 +93,9 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 class HubService:
     """Record operations against the datasets of instances."""
 
-    def __init__(self, records: RecordRepo, instances: InstanceService, on_change: ChangeHook, seed: int) -> None:
+    def __init__(
+        self, records: RecordRepo, instances: InstanceService, on_change: ChangeHook, seed: int
+    ) -> None:
         self.records = records
         self.instances = instances
         self.on_change = on_change
@@ -95,18 +108,28 @@ class HubService:
         """:raises CEError: 404 when the element has no such resource (reference §3.2)."""
         element = self.instances.element_of(inst)
         if resource not in element.resources:
-            raise CEError(404, f"No resource '{resource}' for element '{element.key}'. "
-                               f"Supported: {', '.join(element.resources)}")
+            raise CEError(
+                404,
+                f"No resource '{resource}' for element '{element.key}'. "
+                f"Supported: {', '.join(element.resources)}",
+            )
         return element, self.records.ensure(element, inst["id"], resource)
 
     @staticmethod
     def compile(element: ElementDef, where: str | None) -> Query:
         """CEQL for ``element``: date fields compare as instants; QBO rejects OR (reference §3.4)."""
-        or_error = CeqlError("Error parsing query: OR is not supported by QuickBooks Online queries",
-                             provider_message=_QBO_OR_PROVIDER)
+        or_error = CeqlError(
+            "Error parsing query: OR is not supported by QuickBooks Online queries",
+            provider_message=_QBO_OR_PROVIDER,
+        )
         try:
-            return compile_where(where, frozenset({element.date_field, element.created_field}),
-                                 allow_or=element.supports_or, or_error=or_error)
+            return compile_where(
+                where,
+                frozenset({element.date_field, element.created_field}),
+                allow_or=element.supports_or,
+                or_error=or_error,
+                aliases=_FB_FILTERS if element.style == "fb" else None,
+            )
         except CeqlError as err:
             raise CEError(400, str(err), provider_message=err.provider_message) from None
 
@@ -117,14 +140,27 @@ class HubService:
                 raise CEError(400, f"id is invalid: {raw_id}")
             raise CEError(404, f"No {resource} found with id {raw_id}")
         row = self.records.get(tbl, seq)
-        if row is None or row.deleted or str(row.obj().get(element.id_field(resource))) != str(raw_id).split("|")[0]:
+        if (
+            row is None
+            or row.deleted
+            or str(row.obj().get(element.id_field(resource))) != str(raw_id).split("|")[0]
+        ):
             raise CEError(404, f"No {resource} found with id {raw_id}")
         return row
 
     # ------------------------------------------------------------ list / search
-    def list(self, inst: dict[str, Any], resource: str, *, where: str | None = None, order_by: str | None = None,
-             page: int | None = None, page_size: int | None = None, next_page: str | None = None,
-             return_count: bool = False) -> Page:
+    def search(
+        self,
+        inst: dict[str, Any],
+        resource: str,
+        *,
+        where: str | None = None,
+        order_by: str | None = None,
+        page: int | None = None,
+        page_size: int | None = None,
+        next_page: str | None = None,
+        return_count: bool = False,
+    ) -> Page:
         """``GET /hubs/finance/{resource}`` (reference §3.3, §3.4).
 
         :returns: the JSON array text plus ``Elements-Returned-Count``, ``Elements-Next-Page-Token``
@@ -141,17 +177,22 @@ class HubService:
             size = page_size
             if page_size > element.page_cap:
                 size = element.page_cap
-                headers["Elements-Error"] = (f"The requested pageSize {page_size} exceeds the maximum of "
-                                             f"{element.page_cap} for {element.key}; the page was truncated to "
-                                             f"{element.page_cap} records.")
+                headers["Elements-Error"] = (
+                    f"The requested pageSize {page_size} exceeds the maximum of "
+                    f"{element.page_cap} for {element.key}; the page was truncated to "
+                    f"{element.page_cap} records."
+                )
         if next_page:
             offset = decode_cursor(next_page)
         elif page is not None:
             if page < 1:
                 raise CEError(400, "page must be >= 1 (pages are 1-based)")
             if element.cursor_only and page > 1:
-                raise CEError(400, f"{element.name} supports only cursor paging: pass the "
-                                   "Elements-Next-Page-Token header value as nextPage")
+                raise CEError(
+                    400,
+                    f"{element.name} supports only cursor paging: pass the "
+                    "Elements-Next-Page-Token header value as nextPage",
+                )
             offset = (page - 1) * size
         else:
             offset = 0
@@ -166,8 +207,11 @@ class HubService:
         else:
             lo, hi = date_window(query.tree, element.date_field)
             window = Window(lo=lo, hi=hi, hi_inclusive=True)
-            matches = (r for r in self.records.scan(tbl, window, order=sql_order or "seq")
-                       if query.predicate(r.obj()))
+            matches = (
+                r
+                for r in self.records.scan(tbl, window, order=sql_order or "seq")
+                if query.predicate(r.obj())
+            )
             if sql_order is not None and not return_count:
                 rows = []
                 for i, r in enumerate(matches):
@@ -180,7 +224,7 @@ class HubService:
                 if sql_order is None:
                     objs = self._sort_rows(objs, orders)
                 total = len(objs)
-                rows = [r.data for r in objs[offset:offset + size + 1]]
+                rows = [r.data for r in objs[offset : offset + size + 1]]
         has_more = len(rows) > size
         rows = rows[:size]
         headers["Elements-Returned-Count"] = str(len(rows))
@@ -207,7 +251,11 @@ class HubService:
     def _sort_rows(rows: list[Row], orders: list[tuple[str, bool]]) -> list[Row]:
         decoded = [(r, r.obj()) for r in rows]
         for name, desc in reversed(orders):
-            decoded.sort(key=lambda pair, n=name: _sort_key(_value(pair[1], n)), reverse=desc)
+
+            def key(pair: tuple[Row, dict], n: str = name) -> tuple[int, Any]:
+                return _sort_key(_value(pair[1], n))
+
+            decoded.sort(key=key, reverse=desc)
         return [r for r, _ in decoded]
 
     # ------------------------------------------------------------ single records
@@ -225,19 +273,30 @@ class HubService:
             raise CEError(400, "Request body must be a JSON object")
         missing = [f for f in element.required_fields.get(resource, ()) if body.get(f) in (None, "", [], {})]
         if missing:
-            raise CEError(400, f"Missing required field(s) for {resource}: {', '.join(missing)}",
-                          provider_message=f"Required parameter {missing[0]} is missing in the request")
+            raise CEError(
+                400,
+                f"Missing required field(s) for {resource}: {', '.join(missing)}",
+                provider_message=f"Required parameter {missing[0]} is missing in the request",
+            )
         clean = generator.strip_system(element, resource, body)
         with self.records.store.write_lock:
             now = timefmt.now_ms()
             seq = self.records.max_seq(tbl) + 1
             record = generator.stamp(element, resource, clean, seq, now, now, 0)
-            self.records.insert(tbl, seq, timefmt.truncate(now, element.date_kind),
-                                timefmt.truncate(now, element.date_kind), dumps(record))
+            self.records.insert(
+                tbl,
+                seq,
+                timefmt.truncate(now, element.date_kind),
+                timefmt.truncate(now, element.date_kind),
+                dumps(record),
+                now,
+            )
             self.on_change(inst, resource, record[element.id_field(resource)], "CREATED", record, now)
         return record
 
-    def update(self, inst: dict[str, Any], resource: str, raw_id: str, body: Any, full: bool) -> dict[str, Any]:
+    def update(
+        self, inst: dict[str, Any], resource: str, raw_id: str, body: Any, full: bool
+    ) -> dict[str, Any]:
         """PATCH (merge) or PUT (replace) a record; bumps version and updated time.
 
         :raises CEError: 400 on a stale QBO ``syncToken`` / QBE ``EditSequence`` (reference §3.5),
@@ -261,15 +320,24 @@ class HubService:
             row = self._row(element, tbl, resource, raw_id)
             self._delete_row(inst, element, tbl, resource, row)
 
-    def _delete_row(self, inst: dict[str, Any], element: ElementDef, tbl: str, resource: str, row: Row) -> None:
+    def _delete_row(
+        self, inst: dict[str, Any], element: ElementDef, tbl: str, resource: str, row: Row
+    ) -> None:
         current = row.obj()
         if resource in element.soft_delete:
             base = generator.strip_system(element, resource, current)
-            base.update({"qbo": {"active": False}, "qbe": {"IsActive": False}, "fb": {"vis_state": 1}}[element.style])
+            marks: dict[str, dict[str, Any]] = {
+                "qbo": {"active": False},
+                "qbe": {"IsActive": False},
+                "fb": {"vis_state": 1},
+            }
+            base.update(marks[element.style])
             self._write(inst, element, tbl, resource, row, current, base, "DELETED")
             return
         now = timefmt.now_ms()
-        self.records.replace(tbl, row.seq, timefmt.truncate(now, element.date_kind), row.data, deleted=True)
+        self.records.replace(
+            tbl, row.seq, timefmt.truncate(now, element.date_kind), row.data, now, deleted=True
+        )
         self.on_change(inst, resource, current[element.id_field(resource)], "DELETED", current, now)
 
     @staticmethod
@@ -281,26 +349,42 @@ class HubService:
         if sent is None or element.style == "fb" or str(sent) == str(have):
             return
         if element.style == "qbo":
-            raise CEError(400, "Stale object error: the syncToken does not match the latest version",
-                          provider_message="Stale Object Error : You and another user were working on the same "
-                                           "thing. errorCode=005010; statusCode=400")
-        raise CEError(400, "The provided edit sequence is out-of-date",
-                      provider_message=f"statusCode=3200: The provided edit sequence \"{sent}\" is out-of-date.")
+            raise CEError(
+                400,
+                "Stale object error: the syncToken does not match the latest version",
+                provider_message="Stale Object Error : You and another user were working on the same "
+                "thing. errorCode=005010; statusCode=400",
+            )
+        raise CEError(
+            400,
+            "The provided edit sequence is out-of-date",
+            provider_message=f'statusCode=3200: The provided edit sequence "{sent}" is out-of-date.',
+        )
 
-    def _write(self, inst: dict[str, Any], element: ElementDef, tbl: str, resource: str, row: Row,
-               current: dict, base: dict, event_type: str) -> dict[str, Any]:
+    def _write(
+        self,
+        inst: dict[str, Any],
+        element: ElementDef,
+        tbl: str,
+        resource: str,
+        row: Row,
+        current: dict,
+        base: dict,
+        event_type: str,
+    ) -> dict[str, Any]:
         now = timefmt.now_ms()
         version = int(current.get("syncToken") or 0) + 1 if element.style == "qbo" else 0
         record = generator.stamp(element, resource, base, row.seq, row.created, now, version)
         if element.style == "qbe":
             record["EditSequence"] = str(max(int(current.get("EditSequence") or 0) + 1, now // 1000))
-        self.records.replace(tbl, row.seq, timefmt.truncate(now, element.date_kind), dumps(record))
+        self.records.replace(tbl, row.seq, timefmt.truncate(now, element.date_kind), dumps(record), now)
         self.on_change(inst, resource, record[element.id_field(resource)], event_type, record, now)
         return record
 
     # ------------------------------------------------------------ activity simulation
-    def simulate(self, inst: dict[str, Any], resources: list[str] | None, creates: int, updates: int,
-                 deletes: int) -> dict[str, dict[str, list[Any]]]:
+    def simulate(
+        self, inst: dict[str, Any], resources: list[str] | None, creates: int, updates: int, deletes: int
+    ) -> dict[str, dict[str, list[Any]]]:
         """Create/update/delete records with real-clock timestamps (reference §5; events follow).
 
         Updates change the note field (QBO ``privateNote``, QBE ``Memo``, FreshBooks ``notes``);

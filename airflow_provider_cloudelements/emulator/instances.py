@@ -22,7 +22,12 @@ from airflow_provider_cloudelements.emulator.elements import (
 from airflow_provider_cloudelements.emulator.errors import CEError
 from airflow_provider_cloudelements.emulator.store import Store
 
-DEV_USER = {"id": 1001, "emailAddress": "developer@emulator.invalid", "firstName": "Emulator", "lastName": "Developer"}
+DEV_USER = {
+    "id": 1001,
+    "emailAddress": "developer@emulator.invalid",
+    "firstName": "Emulator",
+    "lastName": "Developer",
+}
 _MASKED_PROVIDER_KEYS = frozenset({"secret", "code", "oauth_verifier"})
 
 
@@ -65,17 +70,29 @@ class InstanceService:
 
     def _save(self, inst: dict[str, Any], deleted: bool = False) -> None:
         with self.store.tx() as c:
-            c.execute("INSERT OR REPLACE INTO instances (id, token, deleted, data) VALUES (?, ?, ?, ?)",
-                      (inst["id"], inst["token"], int(deleted), json.dumps(inst)))
+            c.execute(
+                "INSERT OR REPLACE INTO instances (id, token, deleted, data) VALUES (?, ?, ?, ?)",
+                (inst["id"], inst["token"], int(deleted), json.dumps(inst)),
+            )
 
     def _set_config(self, inst: dict[str, Any], config: dict[str, Any]) -> None:
         ids = inst.setdefault("configIds", {})
         for key, value in config.items():
             if value == MASK and key in inst["configuration"]:
                 continue  # a masked value echoed back must not overwrite the secret
-            inst["configuration"][key] = None if value is None else value if isinstance(value, str) else (
-                json.dumps(value) if isinstance(value, (dict, list)) else str(value).lower()
-                if isinstance(value, bool) else str(value))
+            inst["configuration"][key] = (
+                None
+                if value is None
+                else value
+                if isinstance(value, str)
+                else (
+                    json.dumps(value)
+                    if isinstance(value, (dict, list))
+                    else str(value).lower()
+                    if isinstance(value, bool)
+                    else str(value)
+                )
+            )
             if key not in ids:
                 ids[key] = self.store.next_counter("config_id", 5001)
         inst["eventsEnabled"] = truthy(inst["configuration"].get("event.notification.enabled"))
@@ -84,16 +101,19 @@ class InstanceService:
     def public(inst: dict[str, Any]) -> dict[str, Any]:
         """Response shape (reference §2.2.3) with secrets masked."""
         out = {k: copy.deepcopy(v) for k, v in inst.items() if k not in ("configIds",)}
-        out["configuration"] = {k: (MASK if k in SECRET_CONFIG_KEYS and v not in (None, "") else v)
-                                for k, v in inst["configuration"].items()}
+        out["configuration"] = {
+            k: (MASK if k in SECRET_CONFIG_KEYS and v not in (None, "") else v)
+            for k, v in inst["configuration"].items()
+        }
         if "providerData" in out:
-            out["providerData"] = {k: (MASK if k in _MASKED_PROVIDER_KEYS else v)
-                                   for k, v in out["providerData"].items()}
+            out["providerData"] = {
+                k: (MASK if k in _MASKED_PROVIDER_KEYS else v) for k, v in out["providerData"].items()
+            }
         return out
 
     # ------------------------------------------------------------ CRUD
     def create(self, body: dict[str, Any], validate: bool = True) -> dict[str, Any]:
-        """Create from a ``POST /instances`` body (reference §2.2.1–2.2.2).
+        """Create from a ``POST /instances`` body (reference §2.2.1-2.2.2).
 
         :raises CEError: 400 for an unknown element, a missing name, or missing required
             configuration / providerData keys (all missing keys are named).
@@ -101,11 +121,17 @@ class InstanceService:
         if not isinstance(body, dict):
             raise CEError(400, "Request body must be a JSON object")
         element_ref = body.get("element") or {}
-        element = find_element(element_ref.get("key") or element_ref.get("id") or "") if isinstance(
-            element_ref, dict) else None
+        element = (
+            find_element(element_ref.get("key") or element_ref.get("id") or "")
+            if isinstance(element_ref, dict)
+            else None
+        )
         if element is None:
-            raise CEError(400, f"Element not found: {element_ref!r}. Known keys: quickbooks, quickbooksonprem, "
-                               "freshbooksv2, freshbooks")
+            raise CEError(
+                400,
+                f"Element not found: {element_ref!r}. Known keys: quickbooks, quickbooksonprem, "
+                "freshbooksv2, freshbooks",
+            )
         config = body.get("configuration") or {}
         provider = body.get("providerData") or {}
         if validate:
@@ -115,21 +141,36 @@ class InstanceService:
             missing = [k for k in need_config if config.get(k) in (None, "")]
             missing += [f"providerData.{k}" for k in need_provider if provider.get(k) in (None, "")]
             if missing:
-                raise CEError(400, f"Missing required configuration entries: {', '.join(missing)}",
-                              provider_message=f"The following required configuration entries were not "
-                                               f"provided for element '{element.key}': {', '.join(missing)}")
+                raise CEError(
+                    400,
+                    f"Missing required configuration entries: {', '.join(missing)}",
+                    provider_message=f"The following required configuration entries were not "
+                    f"provided for element '{element.key}': {', '.join(missing)}",
+                )
         with self._lock:
             iid = self.store.next_counter("instance_id", 10001)
             now = timefmt.now_ms()
             inst: dict[str, Any] = {
-                "id": iid, "name": _sanitize(body.get("name") or f"{element.key}-{iid}"),
-                "createdDate": timefmt.iso_utc(now), "updatedDate": timefmt.iso_utc(now), "token": new_token(),
-                "element": element.public(), "elementId": element.id,
-                "tags": [_sanitize(t) for t in body.get("tags") or []], "provisionInteractions": [],
-                "valid": True, "disabled": False, "maxCacheSize": 0, "cacheTimeToLive": 0, "configuration": {},
-                "eventsEnabled": False, "traceLoggingEnabled": False, "cachingEnabled": False,
+                "id": iid,
+                "name": _sanitize(body.get("name") or f"{element.key}-{iid}"),
+                "createdDate": timefmt.iso_utc(now),
+                "updatedDate": timefmt.iso_utc(now),
+                "token": new_token(),
+                "element": element.public(),
+                "elementId": element.id,
+                "tags": [_sanitize(t) for t in body.get("tags") or []],
+                "provisionInteractions": [],
+                "valid": True,
+                "disabled": False,
+                "maxCacheSize": 0,
+                "cacheTimeToLive": 0,
+                "configuration": {},
+                "eventsEnabled": False,
+                "traceLoggingEnabled": False,
+                "cachingEnabled": False,
                 "externalAuthentication": body.get("externalAuthentication") or "none",
-                "providerData": dict(provider), "user": dict(DEV_USER),
+                "providerData": dict(provider),
+                "user": dict(DEV_USER),
             }
             defaults = default_configuration(element)
             self._set_config(inst, {**defaults, **config})
@@ -137,7 +178,7 @@ class InstanceService:
             self._save(inst)
             return inst
 
-    def list(self, tags: list[str] | None = None) -> list[dict[str, Any]]:
+    def all(self, tags: list[str] | None = None) -> list[dict[str, Any]]:
         with self._lock:
             out = sorted(self._by_id.values(), key=lambda i: i["id"])
         if tags:
@@ -173,7 +214,7 @@ class InstanceService:
             inst = self.get(iid)
             if full and not str(body.get("name") or "").strip():
                 raise CEError(400, "Instance 'name' is required")
-            if "name" in body and body["name"]:
+            if body.get("name"):
                 inst["name"] = _sanitize(body["name"])
             if "tags" in body or full:
                 inst["tags"] = [_sanitize(t) for t in body.get("tags") or []]
@@ -203,15 +244,25 @@ class InstanceService:
     # ------------------------------------------------------------ configuration entries
     def config_entries(self, iid: int) -> list[dict[str, Any]]:
         inst = self.get(iid)
-        return [self._entry(inst, key) for key in sorted(inst["configuration"], key=lambda k: inst["configIds"][k])]
+        return [
+            self._entry(inst, key)
+            for key in sorted(inst["configuration"], key=lambda k: inst["configIds"][k])
+        ]
 
     @staticmethod
     def _entry(inst: dict[str, Any], key: str) -> dict[str, Any]:
         value = inst["configuration"][key]
         secret = key in SECRET_CONFIG_KEYS
-        return {"id": inst["configIds"][key], "key": key, "name": key, "propertyValue":
-                MASK if secret and value not in (None, "") else value, "type": "PASSWORD" if secret else "TEXTFIELD_32",
-                "hideFromConsole": False, "required": False, "description": key}
+        return {
+            "id": inst["configIds"][key],
+            "key": key,
+            "name": key,
+            "propertyValue": MASK if secret and value not in (None, "") else value,
+            "type": "PASSWORD" if secret else "TEXTFIELD_32",
+            "hideFromConsole": False,
+            "required": False,
+            "description": key,
+        }
 
     def config_entry(self, iid: int, config_id: int) -> dict[str, Any]:
         inst = self.get(iid)
@@ -244,3 +295,8 @@ def event_settings(inst: dict[str, Any]) -> dict[str, Any]:
         "signature_key": cfg.get("event.notification.signature.key") or None,
         "refresh_minutes": minutes,
     }
+
+
+# Backwards-compatible alias used by other test suites (``emu.state.instances.list()``); defined
+# outside the class body so ``list[...]`` annotations inside the class keep meaning the builtin.
+InstanceService.list = InstanceService.all  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from airflow_provider_cloudelements.emulator import generator
@@ -25,7 +25,7 @@ _BATCH = 20_000
 
 def dumps(obj: object) -> str:
     """Compact JSON used for every stored/served record."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(obj, separators=(",", ":"))
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Row:
     updated: int
     deleted: bool
     data: str
+    changed: int = 0  # exact epoch ms of the last change (``updated`` may be truncated to seconds)
 
     def obj(self) -> dict:
         return json.loads(self.data)
@@ -63,7 +64,7 @@ class Window:
 class RecordRepo:
     """Datasets of all instances."""
 
-    def __init__(self, store: Store, seed: int, anchor_ms: int, count_for: callable) -> None:  # type: ignore[valid-type]
+    def __init__(self, store: Store, seed: int, anchor_ms: int, count_for: Callable[[str], int]) -> None:
         self.store = store
         self.seed = seed
         self.anchor_ms = anchor_ms
@@ -81,8 +82,11 @@ class RecordRepo:
         key = (instance_id, resource)
         if key in self._known:
             return True
-        row = self.store.conn().execute(
-            "SELECT tbl FROM datasets WHERE instance_id=? AND resource=?", key).fetchone()
+        row = (
+            self.store.conn()
+            .execute("SELECT tbl FROM datasets WHERE instance_id=? AND resource=?", key)
+            .fetchone()
+        )
         if row:
             self._known[key] = row[0]
         return row is not None
@@ -113,26 +117,40 @@ class RecordRepo:
         rows = generator.generate(element, resource, instance_id, self.seed, count, self.anchor_ms)
         with self.store.tx() as c:
             c.execute(f"DROP TABLE IF EXISTS {tbl}")
-            c.execute(f"CREATE TABLE {tbl} (seq INTEGER PRIMARY KEY, created INTEGER NOT NULL, "
-                      "updated INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL)")
-            sql = f"INSERT INTO {tbl} (seq, created, updated, deleted, data) VALUES (?, ?, ?, 0, ?)"
-            batch: list[tuple[int, int, int, str]] = []
+            c.execute(
+                f"CREATE TABLE {tbl} (seq INTEGER PRIMARY KEY, created INTEGER NOT NULL, "
+                "updated INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL, "
+                "changed INTEGER)"
+            )
+            sql = (
+                f"INSERT INTO {tbl} (seq, created, updated, deleted, data, changed) VALUES (?, ?, ?, 0, ?, ?)"
+            )
+            batch: list[tuple[int, int, int, str, int]] = []
             for seq, created, updated, rec in rows:
-                batch.append((seq, created, updated, dumps(rec)))
+                batch.append((seq, created, updated, dumps(rec), updated))
                 if len(batch) >= _BATCH:
                     c.executemany(sql, batch)
                     batch.clear()
             if batch:
                 c.executemany(sql, batch)
             c.execute(f"CREATE INDEX {tbl}_updated ON {tbl} (updated)")
-            c.execute("INSERT OR REPLACE INTO datasets (instance_id, resource, tbl, generated) VALUES (?, ?, ?, ?)",
-                      (instance_id, resource, tbl, count))
-        log.info("generated %s %s records for instance %s in %.1f s", count, resource, instance_id,
-                 time.monotonic() - started)
+            c.execute(
+                "INSERT OR REPLACE INTO datasets (instance_id, resource, tbl, generated) VALUES (?, ?, ?, ?)",
+                (instance_id, resource, tbl, count),
+            )
+        log.info(
+            "generated %s %s records for instance %s in %.1f s",
+            count,
+            resource,
+            instance_id,
+            time.monotonic() - started,
+        )
 
     def drop_instance(self, instance_id: int) -> None:
         with self.store.tx() as c:
-            for (tbl,) in c.execute("SELECT tbl FROM datasets WHERE instance_id=?", (instance_id,)).fetchall():
+            for (tbl,) in c.execute(
+                "SELECT tbl FROM datasets WHERE instance_id=?", (instance_id,)
+            ).fetchall():
                 c.execute(f"DROP TABLE IF EXISTS {tbl}")
             c.execute("DELETE FROM datasets WHERE instance_id=?", (instance_id,))
         for key in [k for k in self._known if k[0] == instance_id]:
@@ -140,9 +158,12 @@ class RecordRepo:
 
     # ------------------------------------------------------------ reads
     def get(self, tbl: str, seq: int) -> Row | None:
-        row = self.store.conn().execute(
-            f"SELECT seq, created, updated, deleted, data FROM {tbl} WHERE seq=?", (seq,)).fetchone()
-        return Row(row[0], row[1], row[2], bool(row[3]), row[4]) if row else None
+        row = (
+            self.store.conn()
+            .execute(f"SELECT seq, created, updated, deleted, data, changed FROM {tbl} WHERE seq=?", (seq,))
+            .fetchone()
+        )
+        return Row(row[0], row[1], row[2], bool(row[3]), row[4], row[5]) if row else None
 
     def count(self, tbl: str, window: Window | None = None, include_deleted: bool = False) -> int:
         where, args = self._where(window, include_deleted)
@@ -162,12 +183,19 @@ class RecordRepo:
                 args.extend(wargs)
         return ((" WHERE " + " AND ".join(parts)) if parts else "", args)
 
-    def scan(self, tbl: str, window: Window | None = None, include_deleted: bool = False,
-             order: str = "seq", offset: int = 0, limit: int | None = None) -> Iterator[Row]:
-        """Stream rows (constant memory) in ``order`` (``seq``, ``seq DESC``, ``updated``, ``updated DESC``)."""
+    def scan(
+        self,
+        tbl: str,
+        window: Window | None = None,
+        include_deleted: bool = False,
+        order: str = "seq",
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> Iterator[Row]:
+        """Stream rows in ``order`` (by ``seq`` or ``updated``, asc/desc) in constant memory."""
         where, args = self._where(window, include_deleted)
         assert order in ("seq", "seq DESC", "updated, seq", "updated DESC, seq DESC")
-        sql = f"SELECT seq, created, updated, deleted, data FROM {tbl}{where} ORDER BY {order}"
+        sql = f"SELECT seq, created, updated, deleted, data, changed FROM {tbl}{where} ORDER BY {order}"
         if limit is not None or offset:
             sql += " LIMIT ? OFFSET ?"
             args = [*args, -1 if limit is None else limit, offset]
@@ -179,14 +207,22 @@ class RecordRepo:
             if not chunk:
                 return
             for row in chunk:
-                yield Row(row[0], row[1], row[2], bool(row[3]), row[4])
+                yield Row(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
 
     # ------------------------------------------------------------ writes
-    def insert(self, tbl: str, seq: int, created: int, updated: int, data: str) -> None:
+    def insert(self, tbl: str, seq: int, created: int, updated: int, data: str, changed: int) -> None:
         with self.store.tx() as c:
-            c.execute(f"INSERT INTO {tbl} (seq, created, updated, deleted, data) VALUES (?, ?, ?, 0, ?)",
-                      (seq, created, updated, data))
+            c.execute(
+                f"INSERT INTO {tbl} (seq, created, updated, deleted, data, changed) "
+                "VALUES (?, ?, ?, 0, ?, ?)",
+                (seq, created, updated, data, changed),
+            )
 
-    def replace(self, tbl: str, seq: int, updated: int, data: str, deleted: bool = False) -> None:
+    def replace(
+        self, tbl: str, seq: int, updated: int, data: str, changed: int, deleted: bool = False
+    ) -> None:
         with self.store.tx() as c:
-            c.execute(f"UPDATE {tbl} SET updated=?, data=?, deleted=? WHERE seq=?", (updated, data, int(deleted), seq))
+            c.execute(
+                f"UPDATE {tbl} SET updated=?, data=?, deleted=?, changed=? WHERE seq=?",
+                (updated, data, int(deleted), changed, seq),
+            )

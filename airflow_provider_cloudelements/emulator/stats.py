@@ -35,5 +35,9 @@ class Stats:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"requests": dict(self.requests), "bulk_jobs_created": dict(self.bulk_jobs_created),
-                    "faults_injected": dict(self.faults_injected), "webhook_attempts": self.webhook_attempts}
+            return {
+                "requests": dict(self.requests),
+                "bulk_jobs_created": dict(self.bulk_jobs_created),
+                "faults_injected": dict(self.faults_injected),
+                "webhook_attempts": self.webhook_attempts,
+            }

@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS instances (id INTEGER PRIMARY KEY, token TEXT UNIQUE, deleted INTEGER NOT NULL DEFAULT 0,
+CREATE TABLE IF NOT EXISTS instances (id INTEGER PRIMARY KEY, token TEXT UNIQUE,
+                                      deleted INTEGER NOT NULL DEFAULT 0,
                                       data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS datasets (instance_id INTEGER, resource TEXT, tbl TEXT, generated INTEGER,
                                      PRIMARY KEY (instance_id, resource));
@@ -59,7 +60,7 @@ class Store:
             c = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)
             c.execute("PRAGMA journal_mode=WAL")
             c.execute("PRAGMA synchronous=NORMAL")
-            c.execute("PRAGMA cache_size=-16000")
+            c.execute("PRAGMA cache_size=-4000")  # 4 MB per connection
             self._local.conn = c
             with self._all_lock:
                 self._all.append(c)
@@ -85,6 +86,17 @@ class Store:
             value = int(row[0]) + 1 if row else start
             c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (name, str(value)))
         return value
+
+    def release(self) -> None:
+        """Close this thread's connection (short-lived worker threads call this when done)."""
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            return
+        self._local.conn = None
+        with self._all_lock:
+            if c in self._all:
+                self._all.remove(c)
+        c.close()
 
     def close(self) -> None:
         with self._all_lock:

@@ -11,6 +11,7 @@ All internal times are integer epoch **milliseconds** (UTC).
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from datetime import datetime, timedelta, timezone
@@ -46,7 +47,12 @@ def iso_utc(ms: int) -> str:
 
 def date_str(ms: int) -> str:
     """``yyyy-MM-dd`` (UTC) for transaction dates."""
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d")
+    return _day(ms // 86_400_000)
+
+
+@functools.lru_cache(maxsize=4096)
+def _day(day: int) -> str:
+    return datetime.fromtimestamp(day * 86_400, timezone.utc).strftime("%Y-%m-%d")
 
 
 def parse_instant(value: object) -> int | None:

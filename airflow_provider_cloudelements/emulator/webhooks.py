@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import heapq
+import hmac
 import json
 import logging
 import threading
@@ -27,6 +27,8 @@ from typing import Any
 from airflow_provider_cloudelements.emulator.store import Store
 
 log = logging.getLogger(__name__)
+#: No proxies: callbacks usually target loopback receivers, which an HTTP(S)_PROXY would break.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def sign(body: bytes, key: str) -> str:
@@ -37,8 +39,14 @@ def sign(body: bytes, key: str) -> str:
 class Dispatcher:
     """A background thread POSTing deliveries in due-time order."""
 
-    def __init__(self, store: Store, backoff_factor: float, max_attempts: int, timeout: float,
-                 on_result: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        backoff_factor: float,
+        max_attempts: int,
+        timeout: float,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.store = store
         self.backoff_factor = backoff_factor
         self.max_attempts = max(1, max_attempts)
@@ -49,17 +57,41 @@ class Dispatcher:
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="ce-emulator-webhooks", daemon=True)
         self._thread.start()
+        for (data,) in (
+            store.conn()
+            .execute("SELECT data FROM deliveries WHERE status IN ('pending', 'retrying') ORDER BY id")
+            .fetchall()
+        ):
+            self._schedule(json.loads(data), 0.0)  # resume deliveries interrupted by a restart
 
-    def submit(self, url: str, payload: dict[str, Any], signature_key: str | None, *, kind: str,
-               instance_id: int | None, event_id: str | None = None) -> dict[str, Any]:
+    def submit(
+        self,
+        url: str,
+        payload: dict[str, Any],
+        signature_key: str | None,
+        *,
+        kind: str,
+        instance_id: int | None,
+        event_id: str | None = None,
+    ) -> dict[str, Any]:
         """Queue a delivery for immediate sending; returns the delivery record."""
         delivery: dict[str, Any] = {
-            "channel": "webhook", "status": "pending", "config": {"url": url}, "instanceId": instance_id,
-            "eventId": event_id, "kind": kind, "attempts": 0, "lastError": None, "webhookId": str(uuid.uuid4()),
-            "payload": payload, "signatureKey": signature_key,
+            "channel": "webhook",
+            "status": "pending",
+            "config": {"url": url},
+            "instanceId": instance_id,
+            "eventId": event_id,
+            "kind": kind,
+            "attempts": 0,
+            "lastError": None,
+            "webhookId": str(uuid.uuid4()),
+            "payload": payload,
+            "signatureKey": signature_key,
         }
         with self.store.tx() as c:
-            cur = c.execute("INSERT INTO deliveries (status, data) VALUES (?, ?)", ("pending", json.dumps(delivery)))
+            cur = c.execute(
+                "INSERT INTO deliveries (status, data) VALUES (?, ?)", ("pending", json.dumps(delivery))
+            )
             delivery["id"] = cur.lastrowid
         self._save(delivery)
         self._schedule(delivery, 0.0)
@@ -72,8 +104,10 @@ class Dispatcher:
 
     def _save(self, delivery: dict[str, Any]) -> None:
         with self.store.tx() as c:
-            c.execute("UPDATE deliveries SET status=?, data=? WHERE id=?",
-                      (delivery["status"], json.dumps(delivery), delivery["id"]))
+            c.execute(
+                "UPDATE deliveries SET status=?, data=? WHERE id=?",
+                (delivery["status"], json.dumps(delivery), delivery["id"]),
+            )
 
     def _run(self) -> None:
         while True:
@@ -88,14 +122,17 @@ class Dispatcher:
 
     def _attempt(self, delivery: dict[str, Any]) -> None:
         body = json.dumps(delivery["payload"], separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", "Elements-Webhook-Id": delivery["webhookId"],
-                   "User-Agent": "cloud-elements-emulator"}
+        headers = {
+            "Content-Type": "application/json",
+            "Elements-Webhook-Id": delivery["webhookId"],
+            "User-Agent": "cloud-elements-emulator",
+        }
         if delivery.get("signatureKey"):
             headers["Elements-Webhook-Signature"] = sign(body, delivery["signatureKey"])
         delivery["attempts"] += 1
         try:
             req = urllib.request.Request(delivery["config"]["url"], data=body, headers=headers, method="POST")
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - loopback/dev URLs
+            with _OPENER.open(req, timeout=self.timeout) as resp:
                 ok = 200 <= resp.status < 300
                 error = None if ok else f"HTTP {resp.status}"
         except urllib.error.HTTPError as err:
@@ -106,8 +143,13 @@ class Dispatcher:
             delivery["status"] = "delivered"
         elif delivery["attempts"] >= self.max_attempts:
             delivery["status"] = "queued"
-            log.warning("webhook delivery %s to %s queued after %s attempts: %s", delivery["id"],
-                        delivery["config"]["url"], delivery["attempts"], error)
+            log.warning(
+                "webhook delivery %s to %s queued after %s attempts: %s",
+                delivery["id"],
+                delivery["config"]["url"],
+                delivery["attempts"],
+                error,
+            )
         else:
             delivery["status"] = "retrying"
             self._schedule(delivery, (4 ** delivery["attempts"]) * self.backoff_factor)
@@ -116,7 +158,7 @@ class Dispatcher:
         if self.on_result:
             self.on_result(delivery)
 
-    def list(self) -> list[dict[str, Any]]:
+    def all(self) -> list[dict[str, Any]]:
         """All deliveries (oldest first), without the signature key."""
         rows = self.store.conn().execute("SELECT data FROM deliveries ORDER BY id").fetchall()
         return [public(json.loads(r[0])) for r in rows]

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import IO, Any, BinaryIO, TypeVar
 from urllib.parse import quote
@@ -280,6 +280,22 @@ def _event_values(event: Any, key: str) -> set[str]:
 
     visit(event, 0)
     return found
+
+
+def event_window_params(since: datetime | None, until: datetime | None) -> dict[str, str]:
+    """``from``/``to`` query hints for event listings (UTC ISO-8601, milliseconds; ``from`` rounded
+    down, ``to`` rounded up so the server never returns less than the window). The devportal
+    documents no server-side event filter (§5.6), so results are always filtered client-side too."""
+    params = {}
+    if since is not None:
+        lo = ceql.to_datetime(since, what="since")
+        params["from"] = lo.strftime("%Y-%m-%dT%H:%M:%S.") + f"{lo.microsecond // 1000:03d}Z"
+    if until is not None:
+        hi = ceql.to_datetime(until, what="until")
+        if hi.microsecond % 1000:
+            hi = hi + timedelta(microseconds=1000 - hi.microsecond % 1000)
+        params["to"] = hi.strftime("%Y-%m-%dT%H:%M:%S.") + f"{hi.microsecond // 1000:03d}Z"
+    return params
 
 
 def event_date(event: Mapping[str, Any]) -> datetime | None:
@@ -1007,7 +1023,13 @@ class CloudElementsHook(BaseHook):
                 ),
             )
 
-        result = self._with_retry(attempt, method="GET", path=path)
+        try:
+            result = self._with_retry(attempt, method="GET", path=path)
+        except CloudElementsError:
+            if seekable and start_pos is not None:  # leave no partial file behind
+                fileobj.seek(start_pos)
+                fileobj.truncate()
+            raise
         self.log.info(
             "Downloaded bulk job %s (%s): %s lines, %s bytes in %s attempt(s)",
             job_id,
@@ -1085,9 +1107,11 @@ class CloudElementsHook(BaseHook):
         for value, what in ((since, "since"), (until, "until")):
             if value is not None:
                 ceql.to_datetime(value, what=what)
-        records = self._paginate(path, {}, hub=False, page_size=self.settings.page_size)
+        records = self._paginate(
+            path, event_window_params(since, until), hub=False, page_size=self.settings.page_size
+        )
         return (
-            e
+            dict(e)
             for e in records
             if isinstance(e, Mapping)
             and event_matches(e, since=since, until=until, object_types=object_types, event_types=event_types)

@@ -35,6 +35,7 @@ from airflow_provider_cloudelements.hooks.cloudelements import (
     CloudElementsSettings,
     check_page_size,
     event_matches,
+    event_window_params,
     settings_from_connection,
 )
 from airflow_provider_cloudelements.utils import ceql
@@ -269,7 +270,7 @@ class CloudElementsAsyncHook(BaseHook):
                 ceql.to_datetime(value, what=what)
         iid = instance_id if instance_id is not None else await self.get_instance_id()
         path = f"/instances/{int(iid)}/events" if iid is not None else "/instances/events"
-        pager = Pager(path, {}, page_size=size, logger=self.log)
+        pager = Pager(path, event_window_params(since, until), page_size=size, logger=self.log)
         out: list[dict[str, Any]] = []
         while (query := pager.next_params()) is not None:
             resp = await self._request("GET", path, hub=False, params=query)

@@ -96,6 +96,11 @@ class _CloudElementsExtractBase(BaseOperator):
     :param lookback: overlap (timedelta or seconds) subtracted from the window start.
     :param window_start: explicit window start, overrides the data interval. Templated.
     :param window_end: explicit window end, overrides the data interval. Templated.
+    :param capture_deletes: on incremental windows, write the window's ``DELETED`` events for the
+        resource (``GET /instances/{id}/events``, reference §5.6) as tombstones
+        ``{"id", "deleted_at"}`` to ``<resource>.deleted.ndjson`` (manifest ``deleted_path``). Hard
+        deletes no event reports (QuickBooks Enterprise polling, reference §5.2) are caught by the
+        next full refresh. Default True.
     """
 
     template_fields: Sequence[str] = ("resource", "instance_id", "output_base", "where", "window_start", "window_end")
@@ -117,6 +122,7 @@ class _CloudElementsExtractBase(BaseOperator):
         lookback: timedelta | float | None = None,
         window_start: Any = None,
         window_end: Any = None,
+        capture_deletes: bool = True,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [AssetAlias(EXTRACT_ASSET_ALIAS)])
@@ -140,6 +146,7 @@ class _CloudElementsExtractBase(BaseOperator):
         self.lookback = lookback
         self.window_start = window_start
         self.window_end = window_end
+        self.capture_deletes = capture_deletes
 
     # -- resolution -------------------------------------------------------------------------------
 
@@ -218,6 +225,7 @@ class _CloudElementsExtractBase(BaseOperator):
         failed_records: int = 0,
         errors_path: str | None = None,
     ) -> dict[str, Any]:
+        deleted_path, deleted = self._land_tombstones(instance_id, window, target)
         return {
             "element_key": element_key,
             "instance_id": instance_id,
@@ -230,10 +238,38 @@ class _CloudElementsExtractBase(BaseOperator):
             "job_id": job_id,
             "failed_records": failed_records,
             "errors_path": errors_path,
+            "deleted_path": deleted_path,
+            "deleted": deleted,
             "window": window.as_dict(),
             "full_refresh": window.full_refresh,
             "manifest_path": str(target.parent / MANIFEST_NAME),
         }
+
+    def _land_tombstones(
+        self, instance_id: int, window: ExtractWindow, target: ObjectStoragePath
+    ) -> tuple[str | None, int]:
+        """Write the window's DELETED events for this resource as tombstones; ``(path, count)``."""
+        if not self.capture_deletes or window.full_refresh:
+            return None, 0
+        import json
+
+        path = target.parent / f"{self.resource}.deleted.ndjson"
+        count = 0
+        with staged_file(path, "wb") as (handle, publish):
+            for event in self.hook.iter_events(
+                instance_id=instance_id,
+                since=window.start,
+                until=window.end,
+                object_types=[self.resource],
+                event_types=["DELETED"],
+            ):
+                tomb = {"id": str(event.get("objectId")), "deleted_at": event.get("eventDate")}
+                handle.write(json.dumps(tomb, separators=(",", ":")).encode() + b"\n")
+                count += 1
+            publish()
+        if count:
+            self.log.info("Recorded %s hard deletes of %s as tombstones", count, self.resource)
+        return str(path), count
 
     def _publish_manifest(self, context: Context, manifest: dict[str, Any]) -> dict[str, Any]:
         write_json_atomic(ObjectStoragePath(manifest["manifest_path"]), manifest)
@@ -338,7 +374,7 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
         self.job_id = job_id
         context["ti"].xcom_push(key="bulk_job_id", value=job_id)
         context["ti"].xcom_push(key=BULK_JOB_URL_KEY, value=bulk_job_url(hook.base_url, job_id))
-        state = {"element_key": element_key, "window": window.as_dict(), "target": str(target)}
+        state = (element_key, window, target)
 
         status = hook.get_bulk_status(job_id)
         if CloudElementsBulkJobStatus.parse(status.get("status")).is_terminal():
@@ -356,7 +392,6 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
                     cancel_on_kill=self.cancel_on_kill,
                 ),
                 method_name="execute_complete",
-                kwargs={"job_id": job_id, "state": state},
                 timeout=None,
             )
         while time.time() < deadline:
@@ -367,15 +402,22 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
         self._cancel_quietly(job_id)
         raise CloudElementsTimeoutError(f"Bulk job {job_id} did not finish before the deadline; cancelled")
 
-    def execute_complete(
-        self, context: Context, event: dict[str, Any], job_id: str, state: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Resume after :class:`CloudElementsBulkJobTrigger`; fails closed on unknown event statuses."""
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after :class:`CloudElementsBulkJobTrigger`; fails closed on unknown event statuses.
+
+        The window and target are recomputed from the same context (deterministic), the job id comes
+        from the event, so nothing but ids crosses the deferral boundary.
+        """
+        event = event or {}
+        job_id = str(event.get("job_id") or "")
+        if not job_id:
+            raise CloudElementsBulkJobError(f"Trigger event without a job id: {event.get('status')!r}")
         self.job_id = job_id
-        kind = (event or {}).get("status")
-        message = (event or {}).get("message", "")
+        kind = event.get("status")
+        message = event.get("message", "")
         if kind == "success":
-            return self._complete(context, job_id, self.hook.get_bulk_status(job_id), state)
+            _, element_key, window, target = self._resolve(context)
+            return self._complete(context, job_id, self.hook.get_bulk_status(job_id), (element_key, window, target))
         if kind == "timeout":
             self._cancel_quietly(job_id)
             raise CloudElementsTimeoutError(f"Bulk job {job_id} did not finish before the deadline; cancelled")
@@ -435,19 +477,17 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
             self.log.warning("Could not cancel bulk job %s: %s", job_id, err)
 
     def _complete(
-        self, context: Context, job_id: str, status: dict[str, Any], state: dict[str, Any]
+        self,
+        context: Context,
+        job_id: str,
+        status: dict[str, Any],
+        state: tuple[str, ExtractWindow, ObjectStoragePath],
     ) -> dict[str, Any]:
         parsed = CloudElementsBulkJobStatus.parse(status.get("status"))
         if not parsed.is_success():
             raise CloudElementsBulkJobError(f"Bulk job {job_id} ended {parsed.value}")
         instance_id = int(self.hook.instance_id)  # type: ignore[arg-type]
-        element_key = state["element_key"]
-        window = ExtractWindow(
-            start=_parse_opt(state["window"]["start"]),
-            end=_parse_opt(state["window"]["end"]),
-            full_refresh=bool(state["window"]["full_refresh"]),
-        )
-        target = ObjectStoragePath(state["target"])
+        element_key, window, target = state
         failed = int(status.get("recordsFailedCount") or 0)
         errors_path = None
         if failed:
@@ -574,12 +614,6 @@ def _in_window(record: dict[str, Any], element_key: str, window: ExtractWindow) 
     if window.start is not None and instant < window.start:
         return False
     return not (window.end is not None and instant >= window.end)
-
-
-def _parse_opt(value: str | None) -> Any:
-    from airflow_provider_cloudelements.utils.windows import to_utc
-
-    return to_utc(value) if value else None
 
 
 class _ParquetSink:

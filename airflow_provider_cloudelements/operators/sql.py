@@ -31,8 +31,16 @@ log = logging.getLogger(__name__)
 
 #: Keys of the summary returned per manifest.
 SUMMARY_KEYS: tuple[str, ...] = (
-    "table", "element_key", "instance_id", "resource",
-    "inserted", "updated", "unchanged", "deleted", "rows_live", "rows_total",
+    "table",
+    "element_key",
+    "instance_id",
+    "resource",
+    "inserted",
+    "updated",
+    "unchanged",
+    "deleted",
+    "rows_live",
+    "rows_total",
 )
 
 
@@ -149,7 +157,7 @@ def load_manifest(
     :param table_prefix: prefix of the table name (sanitized).
     :param batch_size: rows per ``executemany`` into the staging table (memory bound: one batch).
     :param source_timezone: zone of naive timestamps; default per element
-        (:data:`sqlsync.DEFAULT_NAIVE_TIMEZONES`, else UTC).
+        (``ElementSpec.naive_timezone``: UTC).
     :param verify_record_count: fail when the file's record count differs from ``manifest.records``.
     :param synced_at: load time written to changed rows (default: now, UTC).
     :returns: ``{"table", "element_key", "instance_id", "resource", "inserted", "updated",
@@ -160,13 +168,17 @@ def load_manifest(
     :raises Exception: any database error, after rolling back.
     """
     table = sqlsync.table_name(table_prefix, manifest.element_key, manifest.resource)
-    naive_tz = source_timezone or sqlsync.DEFAULT_NAIVE_TIMEZONES.get(manifest.element_key, "UTC")
+    naive_tz = source_timezone or manifest.spec.naive_timezone
     stamp = sqlsync.format_utc(synced_at or datetime.now(timezone.utc))
     iid = manifest.instance_id
     if manifest.failed_records:
         log.warning(
             "Manifest %s/%s instance %s reports %s failed record(s) (errors: %s); loading the rest",
-            manifest.element_key, manifest.resource, iid, manifest.failed_records, manifest.errors_path,
+            manifest.element_key,
+            manifest.resource,
+            iid,
+            manifest.failed_records,
+            manifest.errors_path,
         )
 
     cur = conn.cursor()
@@ -239,8 +251,17 @@ def load_manifest(
     log.info(
         "Loaded %s (%s record(s), %s tombstone(s), full_refresh=%s) into %s: inserted=%s updated=%s "
         "unchanged=%s deleted=%s rows_live=%s rows_total=%s",
-        manifest.path, records.value, tombstones.value, manifest.full_refresh, table,
-        inserted, updated, unchanged, deleted, rows_live, rows_total,
+        manifest.path,
+        records.value,
+        tombstones.value,
+        manifest.full_refresh,
+        table,
+        inserted,
+        updated,
+        unchanged,
+        deleted,
+        rows_live,
+        rows_total,
     )
     return summary
 
@@ -325,7 +346,9 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
             for m in manifests:
                 summaries.append(
                     load_manifest(
-                        conn, dialect, m,
+                        conn,
+                        dialect,
+                        m,
                         table_prefix=self.table_prefix,
                         batch_size=self.batch_size,
                         source_timezone=self.source_timezone,

@@ -79,7 +79,7 @@ class RequestBudget:
         :raises CloudElementsThrottledError: when ``timeout`` passes before a slot is free.
         """
         deadline = None if timeout is None else self._clock() + timeout
-        if not self._slots.acquire(timeout=timeout if timeout is not None else -1):
+        if not self._slots.acquire(timeout=timeout):
             raise CloudElementsThrottledError(
                 f"Client-side budget: no free concurrency slot within {timeout} s ({self.max_concurrent} max)"
             )

@@ -3,7 +3,7 @@
 CEQL is a SQL ``WHERE`` clause without the word ``WHERE``: single-quoted strings with ``''`` escapes,
 backtick-quoted dotted field names, ``= != < > <= >= LIKE IN IS NULL AND OR ()``. QuickBooks Online
 rejects ``OR``; :func:`validate_where` catches it before a request is sent, by parsing the clause with
-sqlglot (MySQL dialect: backtick identifiers, ``''`` escapes) rather than with regular expressions, so
+sqlglot (MySQL with ``''`` as the only escape) rather than with regular expressions, so
 an ``OR`` inside a quoted value is not a false positive.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 import pendulum
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.mysql import MySQL
 from sqlglot.errors import ParseError, TokenError
 
 from airflow_provider_cloudelements.exceptions import CloudElementsCEQLError, CloudElementsConfigError
@@ -26,6 +27,14 @@ from airflow_provider_cloudelements.utils.elements import get_element
 
 _SIMPLE_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OPERATORS = ("=", "!=", "<", ">", "<=", ">=", "LIKE", "IN", "IS NULL", "IS NOT NULL")
+
+
+class CEQLDialect(MySQL):
+    """sqlglot dialect for CEQL: MySQL's backtick identifiers, but quotes are escaped only by doubling
+    them (reference §3.4) and a backslash is an ordinary character (``'C:\\dir'`` stays as is)."""
+
+    class Tokenizer(MySQL.Tokenizer):
+        STRING_ESCAPES = ["'"]
 
 
 def to_datetime(value: datetime | date | str, *, what: str = "date") -> datetime:
@@ -238,7 +247,7 @@ def window_clause(
 
 
 def parse_where(where: str) -> exp.Expression:
-    """Parse a CEQL clause with sqlglot and return the condition expression.
+    """Parse a CEQL clause with sqlglot (:class:`CEQLDialect`) and return the condition expression.
 
     :raises CloudElementsCEQLError: empty clause, unparseable text, more than one statement, or
         anything beyond a plain condition (``ORDER BY``, ``LIMIT``, sub-selects …).
@@ -247,7 +256,7 @@ def parse_where(where: str) -> exp.Expression:
         raise CloudElementsCEQLError("Empty CEQL where clause")
     sql = f"SELECT * FROM t WHERE {where}"
     try:
-        statements = sqlglot.parse(sql, read="mysql")
+        statements = sqlglot.parse(sql, read=CEQLDialect)
     except (ParseError, TokenError) as exc:
         raise CloudElementsCEQLError(f"CEQL where clause cannot be parsed: {str(exc)[:200]}") from None
     statements = [s for s in statements if s is not None]

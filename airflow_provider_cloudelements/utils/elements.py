@@ -40,6 +40,8 @@ class ElementSpec:
     :param required_provider_data: provider data keys each group needs (same order as above).
     :param event_modes: ``polling`` and/or ``webhook`` (reference §3.2, last paragraph).
     :param soft_delete_field: field marking a record inactive/deleted without removing it.
+    :param naive_timezone: zone of date-times written without an offset (FreshBooks ``updated``). The
+        reference does not document FreshBooks' zone; UTC is assumed (override per load).
     """
 
     key: str
@@ -52,6 +54,7 @@ class ElementSpec:
     required_provider_data: tuple[tuple[str, ...], ...] = ((),)
     event_modes: tuple[str, ...] = ("polling",)
     soft_delete_field: str | None = None
+    naive_timezone: str = "UTC"
     id_fields: tuple[str, ...] = ("id",)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -132,15 +135,3 @@ def check_resource(element_key: str, resource: str) -> None:
             f"Resource {resource!r} is not supported for element {element_key!r}; "
             f"supported: {', '.join(spec.resources)}"
         )
-
-
-def record_id(record: dict, element_key: str) -> str:
-    """Return a record's id as a string (``id``, ``ListID`` or ``TxnID`` per element, reference §3.5).
-
-    :raises CloudElementsConfigError: if the record carries none of the element's id fields.
-    """
-    for name in get_element(element_key).id_fields:
-        value = record.get(name)
-        if value is not None and value != "":
-            return str(value)
-    raise CloudElementsConfigError(f"Record has no id field ({get_element(element_key).id_fields})")

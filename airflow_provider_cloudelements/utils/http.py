@@ -455,11 +455,11 @@ class Pager:
         if page.error_header:
             if 0 < n < self.size:
                 self.log.warning(
-                    "Cloud Elements capped pageSize %s to %s on GET %s (Elements-Error: %s); "
-                    "continuing with pageSize=%s",
-                    self.size,
-                    n,
+                    "GET %s returned %s of the %s requested records with Elements-Error: %s; assuming the "
+                    "server capped pageSize, continuing with pageSize=%s",
                     self.path,
+                    n,
+                    self.size,
                     excerpt(page.error_header),
                     n,
                 )

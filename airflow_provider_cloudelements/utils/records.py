@@ -1,58 +1,141 @@
-"""Reading well-known fields out of Finance-hub records (reference §3.5, §7 item 5)."""
+"""Reading well-known fields out of Finance-hub records (reference §3.5, §7 items 5-7).
+
+The one place that knows how each element spells ids, last-modified times and soft deletes; the
+extract operators, the SQL loader and the tests all read records through it.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from airflow_provider_cloudelements.utils.elements import get_element
+from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
+from airflow_provider_cloudelements.utils.elements import ElementSpec, get_element
+
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
 
-def field_value(record: dict[str, Any], path: str) -> Any:
-    """Value at a dotted ``path`` (``metaData.lastUpdatedTime``), or ``None`` when absent."""
+def field_value(record: Mapping[str, Any], path: str) -> Any:
+    """Value at a dotted ``path`` (``metaData.lastUpdatedTime``), or ``None`` when any step is missing."""
     value: Any = record
     for part in path.split("."):
-        if not isinstance(value, dict):
+        if not isinstance(value, Mapping):
             return None
         value = value.get(part)
     return value
 
 
-def parse_instant(value: Any) -> datetime | None:
+def zone(name: str) -> ZoneInfo | timezone:
+    """``timezone.utc`` or a ``ZoneInfo``. :raises CloudElementsConfigError: unknown zone name."""
+    if name.upper() == "UTC":
+        return timezone.utc
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CloudElementsConfigError(f"Unknown time zone {name!r}") from None
+
+
+def parse_instant(value: Any, *, naive_tz: str = "UTC", strict: bool = False) -> datetime | None:
     """Parse the date formats Cloud Elements elements use into an aware UTC datetime.
 
-    Accepts epoch milliseconds (QBO ``metaData``, numbers or digit strings), ISO-8601 with ``Z`` or an
-    offset (QBE ``yyyy-MM-dd'T'HH:mm:ssXXX``), ``yyyy-MM-dd HH:mm:ss`` and ``yyyy-MM-dd`` (FreshBooks,
-    taken as UTC). Returns ``None`` for ``None``/empty/unparseable values.
+    Accepts epoch **milliseconds** (QBO ``metaData``; numbers or digit strings), ISO-8601 with ``Z`` or
+    an offset (QBE ``yyyy-MM-dd'T'HH:mm:ssXXX``), and ``yyyy-MM-dd HH:mm:ss`` / ``yyyy-MM-dd`` without
+    an offset (FreshBooks), read in ``naive_tz``. ``None``/empty gives ``None``.
+
+    :param strict: raise instead of returning ``None`` for an unparseable value.
+    :raises CloudElementsConfigError: with ``strict=True``, for a value that is none of the above.
     """
-    if value is None or value == "" or isinstance(value, bool):
+    if value is None or value == "":
         return None
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(float(value) / 1000.0, tz=timezone.utc)
-    text = str(value).strip()
-    if text.isdigit():
-        return datetime.fromtimestamp(int(text) / 1000.0, tz=timezone.utc)
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a timestamp")
+        if isinstance(value, datetime):
+            moment = value
+        elif isinstance(value, (int, float)) or (isinstance(value, str) and _NUMBER.match(value.strip())):
+            return datetime.fromtimestamp(float(value) / 1000.0, tz=timezone.utc)
+        elif isinstance(value, str):
+            text = value.strip()
+            if text.endswith(("Z", "z")):
+                text = text[:-1] + "+00:00"
+            moment = datetime.fromisoformat(text)
+        else:
+            raise ValueError(type(value).__name__)
+    except (ValueError, OverflowError, OSError):
+        if strict:
+            raise CloudElementsConfigError(f"Unparseable timestamp {value!r}") from None
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone(naive_tz))
+    return moment.astimezone(timezone.utc)
 
 
-def updated_at(record: dict[str, Any], element_key: str) -> datetime | None:
-    """The record's last-modified instant from the element's updated field (UTC), or ``None``."""
-    return parse_instant(field_value(record, get_element(element_key).updated_field))
+def format_utc(moment: datetime) -> str:
+    """Fixed-width ISO-8601 UTC with milliseconds (``2026-01-01T10:00:00.000Z``): sorts as text."""
+    utc = moment.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-def is_soft_deleted(record: dict[str, Any], element_key: str) -> bool:
-    """True when the element's soft-delete field marks the record inactive/deleted
-    (QBO ``active`` false, QBE ``IsActive`` false, FreshBooks ``vis_state`` 1)."""
-    spec = get_element(element_key)
-    if spec.soft_delete_field is None or spec.soft_delete_field not in record:
+def _spec(element: str | ElementSpec) -> ElementSpec:
+    return element if isinstance(element, ElementSpec) else get_element(element)
+
+
+def updated_at(record: Mapping[str, Any], element: str | ElementSpec, *, naive_tz: str | None = None) -> datetime | None:
+    """The record's last-modified instant (UTC) from the element's updated field, or ``None``."""
+    spec = _spec(element)
+    return parse_instant(field_value(record, spec.updated_field), naive_tz=naive_tz or spec.naive_timezone)
+
+
+def _falsy_flag(value: Any) -> bool:
+    """True for ``false``/``"false"``/``0``/``"0"`` (an explicit inactive flag), false when missing."""
+    if isinstance(value, bool):
+        return value is False
+    if isinstance(value, (int, float)):
+        return value == 0
+    if isinstance(value, str):
+        return value.strip().lower() in {"false", "0", "no", "n"}
+    return False
+
+
+def is_soft_deleted(record: Mapping[str, Any], element: str | ElementSpec) -> bool:
+    """Whether the source marks the record inactive/deleted without removing it.
+
+    QuickBooks Online ``active == false``; QuickBooks Enterprise ``IsActive == false`` (transactions
+    carry no ``IsActive``: live); FreshBooks ``vis_state == 1`` (0 active, 2 archived: both live).
+    A missing field means live.
+    """
+    field = _spec(element).soft_delete_field
+    if not field:
         return False
-    value = record[spec.soft_delete_field]
-    if spec.soft_delete_field == "vis_state":
-        return str(value) == "1"
-    return value is False or str(value).lower() == "false"
+    value = field_value(record, field)
+    if field == "vis_state":
+        try:
+            return value is not None and not isinstance(value, bool) and int(value) == 1
+        except (TypeError, ValueError):
+            return False
+    return _falsy_flag(value)
+
+
+def stable_id(raw_id: Any, element: str | ElementSpec) -> str:
+    """A record id that survives updates: QuickBooks Online reads may return ``<id>|<syncToken>``
+    (reference §3.5) and the sync token changes on every update, so only the part before ``|`` counts."""
+    text = str(raw_id)
+    if _spec(element).key == "quickbooks" and "|" in text:
+        return text.split("|", 1)[0]
+    return text
+
+
+def record_id(record: Mapping[str, Any], element: str | ElementSpec) -> str:
+    """The record's stable id (``id``, ``ListID`` or ``TxnID`` per element, reference §3.5).
+
+    :raises CloudElementsConfigError: if the record carries none of the element's id fields.
+    """
+    spec = _spec(element)
+    for name in spec.id_fields:
+        value = record.get(name)
+        if value is not None and value != "":
+            return stable_id(value, spec)
+    raise CloudElementsConfigError(f"Record has no id field ({', '.join(spec.id_fields)})")

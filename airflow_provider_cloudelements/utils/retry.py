@@ -184,7 +184,9 @@ class RetryPolicy:
         elapsed = retry_state.seconds_since_start or 0.0
         return elapsed + (retry_state.upcoming_sleep or 0.0) > self.budget
 
-    def _before_sleep(self, logger: logging.Logger, what: str) -> Callable[[tenacity.RetryCallState], None]:
+    def _before_sleep(
+        self, logger: logging.Logger | Any, what: str
+    ) -> Callable[[tenacity.RetryCallState], None]:
         def log_attempt(retry_state: tenacity.RetryCallState) -> None:
             exc = retry_state.outcome.exception() if retry_state.outcome else None
             logger.warning(
@@ -202,7 +204,7 @@ class RetryPolicy:
 
         return log_attempt
 
-    def _kwargs(self, *, idempotent: bool, logger: logging.Logger, what: str) -> dict[str, Any]:
+    def _kwargs(self, *, idempotent: bool, logger: logging.Logger | Any, what: str) -> dict[str, Any]:
         return {
             "retry": tenacity.retry_if_exception(lambda e: is_retryable_exception(e, idempotent=idempotent)),
             "wait": self._wait,
@@ -211,7 +213,7 @@ class RetryPolicy:
             "before_sleep": self._before_sleep(logger, what),
         }
 
-    def retrying(self, *, idempotent: bool, logger: logging.Logger, what: str) -> tenacity.Retrying:
+    def retrying(self, *, idempotent: bool, logger: logging.Logger | Any, what: str) -> tenacity.Retrying:
         """A :class:`tenacity.Retrying` for one logical call (``for attempt in ...: with attempt:``).
 
         :param idempotent: ``False`` for POST calls.
@@ -221,7 +223,7 @@ class RetryPolicy:
         return tenacity.Retrying(**self._kwargs(idempotent=idempotent, logger=logger, what=what))
 
     def async_retrying(
-        self, *, idempotent: bool, logger: logging.Logger, what: str
+        self, *, idempotent: bool, logger: logging.Logger | Any, what: str
     ) -> tenacity.AsyncRetrying:
         """The asyncio twin of :meth:`retrying` (sleeps with ``asyncio.sleep``)."""
         return tenacity.AsyncRetrying(**self._kwargs(idempotent=idempotent, logger=logger, what=what))

@@ -35,12 +35,18 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError, CloudElementsDataError
-from airflow_provider_cloudelements.utils.elements import ElementSpec, get_element, record_id
+from airflow_provider_cloudelements.utils.elements import ElementSpec, get_element
+from airflow_provider_cloudelements.utils.records import (
+    field_value,
+    format_utc,
+    is_soft_deleted,
+    parse_instant,
+    record_id,
+    stable_id,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Dialects
@@ -53,13 +59,6 @@ _TOMBS = "ce_stage_tombstones"
 #: PostgreSQL truncates identifiers to 63 bytes (NAMEDATALEN - 1); we stay within it for both dialects.
 MAX_IDENTIFIER_LENGTH = 63
 
-#: Naive timestamps (no offset) are read in this zone per element. FreshBooks serves ``updated`` as a
-#: local ``yyyy-MM-dd HH:mm:ss`` string in its system zone (US Eastern, reference §3.5 / FreshBooks SDK
-#: notes); every other element's naive values are taken as UTC.
-DEFAULT_NAIVE_TIMEZONES: dict[str, str] = {
-    "freshbooks": "America/New_York",
-    "freshbooksv2": "America/New_York",
-}
 
 
 @dataclass(frozen=True)
@@ -319,111 +318,17 @@ def validate_manifest(raw: Any) -> LoadManifest:
 # Timestamps and rows
 # --------------------------------------------------------------------------------------------------
 
-_EPOCH_DIGITS = re.compile(r"^-?\d+(\.\d+)?$")
-
-
-def _zone(name: str) -> ZoneInfo | timezone:
-    if name.upper() == "UTC":
-        return timezone.utc
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise CloudElementsConfigError(f"Unknown time zone {name!r}") from None
-
-
-def format_utc(moment: datetime) -> str:
-    """Format an aware datetime as fixed-width ISO-8601 UTC with milliseconds (``…T10:00:00.000Z``)."""
-    utc = moment.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
 def normalize_timestamp(value: Any, *, naive_tz: str = "UTC") -> str | None:
     """Normalise an element's timestamp to fixed-width ISO-8601 UTC (``YYYY-MM-DDTHH:MM:SS.mmmZ``).
 
-    Accepted inputs: epoch **milliseconds** as a number or a digit string (QBO ``lastUpdatedTime``);
-    ISO-8601 with ``Z`` or an offset (QBE ``TimeModified``, e.g. ``2017-01-20T16:33:37-08:00``);
-    ``yyyy-MM-dd HH:mm:ss`` or ``yyyy-MM-dd`` without offset (FreshBooks ``updated``), read in
-    ``naive_tz``. Sub-millisecond digits are truncated.
+    Accepts what :func:`~airflow_provider_cloudelements.utils.records.parse_instant` accepts (epoch-ms,
+    ISO-8601 with ``Z``/offset, naive ``yyyy-MM-dd[ HH:mm:ss]`` read in ``naive_tz``).
 
     :returns: the normalised string, or ``None`` for ``None``/empty input.
-    :raises CloudElementsConfigError: for a value that is none of the above (message names the value).
+    :raises CloudElementsConfigError: for an unparseable value (message names the value).
     """
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise CloudElementsConfigError(f"Unparseable timestamp {value!r}")
-    if isinstance(value, (int, float)) or (isinstance(value, str) and _EPOCH_DIGITS.match(value.strip())):
-        try:
-            millis = float(value)
-            return format_utc(datetime.fromtimestamp(millis / 1000.0, tz=timezone.utc))
-        except (OverflowError, OSError, ValueError):
-            raise CloudElementsConfigError(f"Unparseable epoch-milliseconds timestamp {value!r}") from None
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise CloudElementsConfigError(f"Unparseable timestamp {value!r}") from None
-    else:
-        raise CloudElementsConfigError(f"Unparseable timestamp {value!r} ({type(value).__name__})")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_zone(naive_tz))
-    return format_utc(moment)
-
-
-def get_dotted(record: Mapping[str, Any], dotted: str) -> Any:
-    """Return ``record["a"]["b"]`` for ``"a.b"`` (``None`` when any step is missing or not a dict)."""
-    current: Any = record
-    for part in dotted.split("."):
-        if not isinstance(current, Mapping):
-            return None
-        current = current.get(part)
-    return current
-
-
-def _falsy_flag(value: Any) -> bool:
-    """True for ``false``/``"false"``/``0``/``"0"`` (an explicit inactive flag), false for missing."""
-    if isinstance(value, bool):
-        return value is False
-    if isinstance(value, (int, float)):
-        return value == 0
-    if isinstance(value, str):
-        return value.strip().lower() in {"false", "0", "no", "n"}
-    return False
-
-
-def is_soft_deleted(record: Mapping[str, Any], spec: ElementSpec) -> bool:
-    """Whether the record is soft-deleted at the source, from the element's ``soft_delete_field``.
-
-    QuickBooks Online ``active == false``; QuickBooks Enterprise ``IsActive == false`` (transactions
-    carry no ``IsActive``: live); FreshBooks ``vis_state == 1`` (0 active, 2 archived: both live).
-    A missing field means live.
-    """
-    field = spec.soft_delete_field
-    if not field:
-        return False
-    value = get_dotted(record, field)
-    if field == "vis_state":
-        try:
-            return value is not None and not isinstance(value, bool) and int(value) == 1
-        except (TypeError, ValueError):
-            return False
-    return _falsy_flag(value)
-
-
-def normalize_record_id(raw_id: str, element_key: str) -> str:
-    """Return the stable id of a record.
-
-    QuickBooks Online reads return ``<id>|<syncToken>`` (reference §3.5); the sync token changes on
-    every update, so only the part before ``|`` identifies the record.
-    """
-    if element_key == "quickbooks" and "|" in raw_id:
-        return raw_id.split("|", 1)[0]
-    return raw_id
+    moment = parse_instant(value, naive_tz=naive_tz, strict=True)
+    return None if moment is None else format_utc(moment)
 
 
 def canonical_json(record: Any) -> str:
@@ -467,7 +372,7 @@ def parse_json_line(line: str | bytes, *, where: str) -> Any:
         return None
     try:
         value = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise CloudElementsDataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(value, dict):
         raise CloudElementsDataError(f"{where}: expected a JSON object, got {type(value).__name__}")
@@ -478,19 +383,19 @@ def build_row(record: Mapping[str, Any], spec: ElementSpec, *, naive_tz: str, wh
     """Build the staged row of one record.
 
     :param spec: the element's spec (id fields, updated field, soft-delete field).
-    :param naive_tz: zone of timestamps without offset (see :data:`DEFAULT_NAIVE_TIMEZONES`).
+    :param naive_tz: zone of timestamps without offset (default: the element's ``naive_timezone``).
     :param where: ``"<path>:<line number>"`` for error messages.
     :raises CloudElementsDataError: the record has none of the element's id fields, or an updated
         value that cannot be parsed (both are also :class:`CloudElementsConfigError`).
     """
     try:
-        rid = normalize_record_id(record_id(dict(record), spec.key), spec.key)
+        rid = record_id(record, spec)
     except CloudElementsConfigError:
         raise CloudElementsDataError(
             f"{where}: record has no id field (expected one of {', '.join(spec.id_fields)})"
         ) from None
     try:
-        updated = normalize_timestamp(get_dotted(record, spec.updated_field), naive_tz=naive_tz)
+        updated = normalize_timestamp(field_value(record, spec.updated_field), naive_tz=naive_tz)
     except CloudElementsConfigError as exc:
         raise CloudElementsDataError(
             f"{where}: record {rid!r} field {spec.updated_field}: {exc.message}"
@@ -513,14 +418,14 @@ def build_tombstone(obj: Mapping[str, Any], spec: ElementSpec, *, where: str) ->
     raw_id = obj.get("id")
     if raw_id is None or raw_id == "":
         try:
-            raw_id = record_id(dict(obj), spec.key)
+            raw_id = record_id(obj, spec)
         except CloudElementsConfigError:
             raise CloudElementsDataError(f"{where}: tombstone has no id") from None
     try:
         deleted_at = normalize_timestamp(obj.get("deleted_at"), naive_tz="UTC")
     except CloudElementsConfigError as exc:
         raise CloudElementsDataError(f"{where}: tombstone deleted_at: {exc.message}") from None
-    return normalize_record_id(str(raw_id), spec.key), deleted_at
+    return stable_id(raw_id, spec), deleted_at
 
 
 # --------------------------------------------------------------------------------------------------
@@ -631,7 +536,6 @@ def apply_tombstones_sql(dialect: SqlDialect, table: str) -> list[tuple[str, tup
             (INSTANCE,),
         ),
     ]
-
 
 
 def unmatched_tombstones_sql(dialect: SqlDialect, table: str) -> str:

@@ -71,7 +71,8 @@ def resolve_window(
     """Compute the extract window for a task run.
 
     :param context: the Airflow task context (reads ``data_interval_start``/``data_interval_end`` and
-        ``prev_data_interval_start_success``).
+        ``prev_data_interval_start_success``/``prev_data_interval_end_success``). A zero-width
+        interval (start == end) becomes ``[previous successful interval end, end)``.
     :param full_refresh: ``True`` (always everything), ``False`` (always the interval) or ``"auto"``
         (everything on a DAG's first successful run, the interval afterwards).
     :param lookback: overlap subtracted from the window start (timedelta or seconds) to catch late
@@ -83,10 +84,17 @@ def resolve_window(
     ctx = context or {}
     start = to_utc(window_start if window_start is not None else ctx.get("data_interval_start"), name="window start")
     end = to_utc(window_end if window_end is not None else ctx.get("data_interval_end"), name="window end")
+    if window_start is None and start is not None and start == end:
+        # Zero-width interval (Airflow 3's CronTriggerTimetable, manual and `dags test` runs): the
+        # window runs from the previous successful run's interval end, so consecutive runs tile.
+        previous = ctx.get("prev_data_interval_end_success")
+        prev_end = to_utc(previous, name="previous interval end") if previous else None
+        start = prev_end if prev_end is not None and prev_end < end else None
     if full_refresh not in (True, False, "auto"):
         raise CloudElementsConfigError(f"full_refresh must be True, False or 'auto', got {full_refresh!r}")
     if full_refresh == "auto":
-        first_run = ctx.get("prev_data_interval_start_success") is None
+        # a lazy proxy in Airflow 3's context: ``is None`` would never be true, truthiness resolves it
+        first_run = not ctx.get("prev_data_interval_start_success")
         full = first_run or (start is None and end is None)
     else:
         full = bool(full_refresh)

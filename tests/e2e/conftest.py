@@ -13,7 +13,9 @@ from tests.conftest import ROOT, connection_json
 
 
 @pytest.fixture
-def sync_env(emulator: Any, airflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def sync_env(
+    emulator: Any, airflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
     """Connections and knobs the example DAGs read; returns paths the test inspects."""
     landing = tmp_path / "landing"
     warehouse = tmp_path / "warehouse.db"
@@ -21,11 +23,18 @@ def sync_env(emulator: Any, airflow_db: str, tmp_path: Path, monkeypatch: pytest
         "AIRFLOW_CONN_CLOUDELEMENTS_DEFAULT",
         connection_json(emulator.base_url, emulator.user_secret, emulator.organization_secret),
     )
-    monkeypatch.setenv("AIRFLOW_CONN_CLOUDELEMENTS_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CLOUDELEMENTS_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)})
+    )
     for key in ("quickbooks", "quickbooksonprem", "freshbooksv2"):
         monkeypatch.setenv(
             f"AIRFLOW_CONN_CLOUDELEMENTS_{key.upper()}_APP",
-            json.dumps({"conn_type": "generic", "extra": {"oauth.api.key": f"{key}-id", "oauth.api.secret": "app-secret-123456"}}),
+            json.dumps(
+                {
+                    "conn_type": "generic",
+                    "extra": {"oauth.api.key": f"{key}-id", "oauth.api.secret": "app-secret-123456"},
+                }
+            ),
         )
     monkeypatch.setenv("CLOUDELEMENTS_OUTPUT_BASE", f"file://{landing}")
     monkeypatch.setenv("CLOUDELEMENTS_POLL_INTERVAL", "0.2")
@@ -39,6 +48,8 @@ def load_dag() -> Callable[[str], Any]:
     def _load(dag_id: str) -> Any:
         from airflow.dag_processing.dagbag import DagBag
 
+        forget_runs(dag_id)
+
         bag = DagBag(dag_folder=str(ROOT / "dags_examples" / f"{dag_id}.py"))
         assert not bag.import_errors, bag.import_errors
         dag = bag.get_dag(dag_id)
@@ -46,3 +57,15 @@ def load_dag() -> Callable[[str], Any]:
         return dag
 
     return _load
+
+
+def forget_runs(dag_id: str) -> None:
+    """Delete a DAG's runs (and their task instances) so the next run is its first one."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    with create_session() as session:
+        session.execute(delete(TaskInstance).where(TaskInstance.dag_id == dag_id))
+        session.execute(delete(DagRun).where(DagRun.dag_id == dag_id))

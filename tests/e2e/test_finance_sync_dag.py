@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cloudelements.utils.elements import record_id
+from airflow_provider_cloudelements.utils.records import record_id
 
 DAG_ID = "cloudelements_finance_sync"
 
@@ -63,4 +63,6 @@ def test_first_run_full_load_matches_emulator(
         ), f"{element_key}/{resource}: landed ids differ from the emulator's"
         assert records == truth or sorted(map(json.dumps, records)) == sorted(map(json.dumps, truth))
         table = f"ce_{element_key}_{resource}".replace("-", "_")
-        assert live_rows(sync_env["warehouse"], table, instance_id) == {record_id(r, element_key) for r in truth}
+        assert live_rows(sync_env["warehouse"], table, instance_id) == {
+            record_id(r, element_key) for r in truth
+        }

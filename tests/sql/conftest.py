@@ -149,7 +149,9 @@ def make_manifest(
 # ---- record shapes (reference §3.5), written by hand -------------------------------------------------
 
 
-def qbo_invoice(num: int, *, updated_ms: int, sync: int = 0, total: float = 100.0, **extra: Any) -> dict[str, Any]:
+def qbo_invoice(
+    num: int, *, updated_ms: int, sync: int = 0, total: float = 100.0, **extra: Any
+) -> dict[str, Any]:
     """A QuickBooks Online invoice: ``id`` is ``<id>|<syncToken>``, times are epoch milliseconds."""
     return {
         "id": f"{num}|{sync}",
@@ -210,8 +212,14 @@ def qbe_invoice(txn_id: str, *, modified: str, amount: str = "15.00") -> dict[st
         "EditSequence": "1484948017",
         "CustomerRef": {"FullName": "Blue, Dale"},
         "InvoiceLineRet": [
-            {"ItemRef": {"FullName": "Deposit"}, "Desc": "Deposit", "Quantity": "3", "Rate": "5.00",
-             "Amount": amount, "SalesTaxCodeRef": {"FullName": "Non"}}
+            {
+                "ItemRef": {"FullName": "Deposit"},
+                "Desc": "Deposit",
+                "Quantity": "3",
+                "Rate": "5.00",
+                "Amount": amount,
+                "SalesTaxCodeRef": {"FullName": "Non"},
+            }
         ],
     }
 

@@ -63,7 +63,9 @@ def run_at(db: Backend, manifest: dict[str, Any], synced_at: datetime) -> dict[s
 
 
 def counts(summary: dict[str, Any]) -> tuple[int, ...]:
-    return tuple(summary[k] for k in ("inserted", "updated", "unchanged", "deleted", "rows_live", "rows_total"))
+    return tuple(
+        summary[k] for k in ("inserted", "updated", "unchanged", "deleted", "rows_live", "rows_total")
+    )
 
 
 def test_qbo_first_load_then_incremental(db: Backend, tmp_path: Path) -> None:
@@ -104,8 +106,12 @@ def test_rerun_is_byte_identical(db: Backend, tmp_path: Path) -> None:
     ]
     tombs = write_ndjson(tmp_path / "del.ndjson", [{"id": "3", "deleted_at": "2024-02-01T00:00:00Z"}])
     manifest = make_manifest(
-        "quickbooks", "customers", write_ndjson(tmp_path / "c.ndjson", records), 3,
-        full_refresh=True, deleted_path=tombs,
+        "quickbooks",
+        "customers",
+        write_ndjson(tmp_path / "c.ndjson", records),
+        3,
+        full_refresh=True,
+        deleted_path=tombs,
     )
     s1 = run_at(db, manifest, datetime(2024, 3, 1, tzinfo=timezone.utc))
     before = db.dump(table)
@@ -123,8 +129,15 @@ def test_older_update_does_not_regress(db: Backend, tmp_path: Path) -> None:
     new = [qbo_invoice(1, updated_ms=T0 + HOUR, sync=1, total=11.0)]
     old_manifest = make_manifest("quickbooks", "invoices", write_ndjson(tmp_path / "old.ndjson", old), 2)
     run(db, old_manifest)
-    assert counts(run(db, make_manifest("quickbooks", "invoices", write_ndjson(tmp_path / "new.ndjson", new), 1))) == (
-        0, 1, 0, 0, 2, 2,
+    assert counts(
+        run(db, make_manifest("quickbooks", "invoices", write_ndjson(tmp_path / "new.ndjson", new), 1))
+    ) == (
+        0,
+        1,
+        0,
+        0,
+        2,
+        2,
     )
     snapshot = db.dump(table)
     # out-of-order rerun of the older manifest: record 1 is older than what is stored, record 2 identical
@@ -158,8 +171,15 @@ def test_duplicate_ids_in_one_file_keep_the_newest(db: Backend, tmp_path: Path) 
 
 def test_tombstones_mark_deleted_after_upserts(db: Backend, tmp_path: Path) -> None:
     table = f"{db.prefix}quickbooks_invoices"
-    run(db, make_manifest("quickbooks", "invoices",
-                          write_ndjson(tmp_path / "a.ndjson", [qbo_invoice(i, updated_ms=T0) for i in (1, 2, 3)]), 3))
+    run(
+        db,
+        make_manifest(
+            "quickbooks",
+            "invoices",
+            write_ndjson(tmp_path / "a.ndjson", [qbo_invoice(i, updated_ms=T0) for i in (1, 2, 3)]),
+            3,
+        ),
+    )
     tombs = write_ndjson(
         tmp_path / "del.ndjson",
         [
@@ -168,13 +188,16 @@ def test_tombstones_mark_deleted_after_upserts(db: Backend, tmp_path: Path) -> N
             {"id": "999", "deleted_at": "2024-01-02T00:00:00Z"},  # unknown: ignored
         ],
     )
-    file = write_ndjson(tmp_path / "b.ndjson", [qbo_invoice(4, updated_ms=T0 + 1), qbo_invoice(2, updated_ms=T0 + 1)])
+    file = write_ndjson(
+        tmp_path / "b.ndjson", [qbo_invoice(4, updated_ms=T0 + 1), qbo_invoice(2, updated_ms=T0 + 1)]
+    )
     s = run(db, make_manifest("quickbooks", "invoices", file, 2, deleted_path=tombs))
     assert counts(s) == (1, 1, 0, 2, 2, 4)
     rows = db.rows(table, 12)
     assert "999" not in rows
     assert (rows["1"]["is_deleted"], rows["4"]["is_deleted"], rows["2"]["is_deleted"]) == (1, 1, 0)
     assert rows["1"]["updated_at"] == "2024-01-02T00:00:00.000Z"  # moved to deleted_at
+    assert rows["4"]["updated_at"] == "2024-01-02T00:00:00.000Z"  # also when the file carried the record
     assert rows["1"]["data"]["docNumber"] == "101"  # row kept (soft delete)
 
     # a later rerun of the first (older) extract must not bring record 1 back
@@ -187,16 +210,28 @@ def test_full_refresh_deletes_missing_ids_of_that_instance_only(db: Backend, tmp
     table = f"{db.prefix}freshbooksv2_invoices"
     base = [fb_invoice(i, updated="2024-01-10 10:00:00") for i in (1, 2, 3, 4)]
     run(db, make_manifest("freshbooksv2", "invoices", write_ndjson(tmp_path / "i12.ndjson", base), 4))
-    run(db, make_manifest("freshbooksv2", "invoices", write_ndjson(tmp_path / "i13.ndjson", base), 4, instance_id=13))
-    late = fb_invoice(4, updated="2024-02-20 10:00:00", amount="44.00")  # updated after the full extract's window
+    run(
+        db,
+        make_manifest(
+            "freshbooksv2", "invoices", write_ndjson(tmp_path / "i13.ndjson", base), 4, instance_id=13
+        ),
+    )
+    late = fb_invoice(
+        4, updated="2024-02-20 10:00:00", amount="44.00"
+    )  # updated after the full extract's window
     run(db, make_manifest("freshbooksv2", "invoices", write_ndjson(tmp_path / "late.ndjson", [late]), 1))
 
     full = write_ndjson(tmp_path / "full.ndjson", [base[0], base[2]])  # 2 and 4 absent
-    s = run(db, make_manifest("freshbooksv2", "invoices", full, 2, full_refresh=True,
-                              window_end="2024-02-01T00:00:00Z"))
+    s = run(
+        db,
+        make_manifest(
+            "freshbooksv2", "invoices", full, 2, full_refresh=True, window_end="2024-02-01T00:00:00Z"
+        ),
+    )
     assert counts(s) == (0, 0, 2, 1, 3, 4)  # only 2 deleted: 4 changed after the window end
     rows = db.rows(table, 12)
     assert {rid: r["is_deleted"] for rid, r in rows.items()} == {"1": 0, "2": 1, "3": 0, "4": 0}
+    assert rows["1"]["updated_at"] == "2024-01-10T10:00:00.000Z"  # naive FreshBooks times: UTC by default
     assert all(r["is_deleted"] == 0 for r in db.rows(table, 13).values())
 
     # without a window end, every row absent from the file goes
@@ -208,8 +243,15 @@ def test_full_refresh_deletes_missing_ids_of_that_instance_only(db: Backend, tmp
 @pytest.mark.parametrize("bad", ['{"id": "9|0", "metaData": ', "not json at all"])
 def test_bad_line_in_the_middle_leaves_table_unchanged(db: Backend, tmp_path: Path, bad: str) -> None:
     table = f"{db.prefix}quickbooks_invoices"
-    run(db, make_manifest("quickbooks", "invoices",
-                          write_ndjson(tmp_path / "a.ndjson", [qbo_invoice(i, updated_ms=T0) for i in (1, 2)]), 2))
+    run(
+        db,
+        make_manifest(
+            "quickbooks",
+            "invoices",
+            write_ndjson(tmp_path / "a.ndjson", [qbo_invoice(i, updated_ms=T0) for i in (1, 2)]),
+            2,
+        ),
+    )
     before = db.dump(table)
     records = [qbo_invoice(i, updated_ms=T0 + HOUR, sync=1, total=999.0) for i in range(1, 8)]
     path = write_ndjson(tmp_path / "bad.ndjson", records, raw_lines={4: bad})
@@ -219,8 +261,10 @@ def test_bad_line_in_the_middle_leaves_table_unchanged(db: Backend, tmp_path: Pa
 
 
 def test_failure_on_first_load_leaves_no_table(db: Backend, tmp_path: Path) -> None:
-    records: list[dict[str, Any]] = [qbe_customer("80000001-1", modified="2017-01-20T16:33:37-08:00"),
-                                     {"Name": "no id at all", "TimeModified": "2017-01-20T16:33:37-08:00"}]
+    records: list[dict[str, Any]] = [
+        qbe_customer("80000001-1", modified="2017-01-20T16:33:37-08:00"),
+        {"Name": "no id at all", "TimeModified": "2017-01-20T16:33:37-08:00"},
+    ]
     path = write_ndjson(tmp_path / "noid.ndjson", records)
     with pytest.raises(CloudElementsConfigError, match=r"noid\.ndjson:2: record has no id"):
         run(db, make_manifest("quickbooksonprem", "customers", path, 2), batch_size=1)
@@ -232,7 +276,9 @@ def test_record_count_mismatch_loads_nothing(db: Backend, tmp_path: Path) -> Non
     with pytest.raises(CloudElementsReconciliationError, match="holds 1 record"):
         run(db, make_manifest("quickbooks", "invoices", path, 2))
     assert db.dump(f"{db.prefix}quickbooks_invoices") == []
-    assert run(db, make_manifest("quickbooks", "invoices", path, 2), verify_record_count=False)["inserted"] == 1
+    assert (
+        run(db, make_manifest("quickbooks", "invoices", path, 2), verify_record_count=False)["inserted"] == 1
+    )
 
 
 def test_qbe_and_freshbooks_shapes(db: Backend, tmp_path: Path) -> None:
@@ -240,8 +286,12 @@ def test_qbe_and_freshbooks_shapes(db: Backend, tmp_path: Path) -> None:
         qbe_customer("80000001-1484948017", modified="2017-01-20T16:33:37-08:00"),
         qbe_customer("80000002-1484948017", modified="2017-01-21T09:00:00+01:00", active="false"),
     ]
-    s = run(db, make_manifest("quickbooksonprem", "customers", write_ndjson(tmp_path / "qbe.ndjson", qbe), 2,
-                              instance_id=7))
+    s = run(
+        db,
+        make_manifest(
+            "quickbooksonprem", "customers", write_ndjson(tmp_path / "qbe.ndjson", qbe), 2, instance_id=7
+        ),
+    )
     assert counts(s) == (2, 0, 0, 1, 1, 2)
     rows = db.rows(f"{db.prefix}quickbooksonprem_customers", 7)
     assert rows["80000001-1484948017"]["updated_at"] == "2017-01-21T00:33:37.000Z"
@@ -256,23 +306,32 @@ def test_qbe_and_freshbooks_shapes(db: Backend, tmp_path: Path) -> None:
     s = run(db, make_manifest("freshbooks", "invoices", write_ndjson(tmp_path / "fb.ndjson", fb), 3))
     assert counts(s) == (3, 0, 0, 1, 2, 3)
     rows = db.rows(f"{db.prefix}freshbooks_invoices", 12)
-    assert rows["1"]["updated_at"] == "2024-01-15T14:30:00.000Z"  # US Eastern, EST
-    assert rows["2"]["updated_at"] == "2024-07-15T13:30:00.000Z"  # EDT
+    assert rows["1"]["updated_at"] == "2024-01-15T09:30:00.000Z"  # naive FreshBooks time read as UTC
+    assert rows["2"]["updated_at"] == "2024-07-15T09:30:00.000Z"
     assert [rows[k]["is_deleted"] for k in "123"] == [0, 1, 0]
 
     # an explicit source time zone overrides the FreshBooks default
     fb2 = [fb_invoice(9, updated="2024-01-15 09:30:00")]
-    run(db, make_manifest("freshbooks", "invoices", write_ndjson(tmp_path / "fb2.ndjson", fb2), 1),
-        source_timezone="UTC")
+    run(
+        db,
+        make_manifest("freshbooks", "invoices", write_ndjson(tmp_path / "fb2.ndjson", fb2), 1),
+        source_timezone="UTC",
+    )
     assert db.rows(f"{db.prefix}freshbooks_invoices", 12)["9"]["updated_at"] == "2024-01-15T09:30:00.000Z"
 
 
 def test_list_of_manifests_returns_list(db: Backend, tmp_path: Path) -> None:
-    a = make_manifest("quickbooks", "invoices", write_ndjson(tmp_path / "a.ndjson", [qbo_invoice(1, updated_ms=T0)]), 1)
-    b = make_manifest("quickbooks", "customers",
-                      write_ndjson(tmp_path / "b.ndjson", [qbo_customer(1, updated_ms=T0)]), 1)
+    a = make_manifest(
+        "quickbooks", "invoices", write_ndjson(tmp_path / "a.ndjson", [qbo_invoice(1, updated_ms=T0)]), 1
+    )
+    b = make_manifest(
+        "quickbooks", "customers", write_ndjson(tmp_path / "b.ndjson", [qbo_customer(1, updated_ms=T0)]), 1
+    )
     out = run(db, [a, None, b])
-    assert [s["table"] for s in out] == [f"{db.prefix}quickbooks_invoices", f"{db.prefix}quickbooks_customers"]
+    assert [s["table"] for s in out] == [
+        f"{db.prefix}quickbooks_invoices",
+        f"{db.prefix}quickbooks_customers",
+    ]
     assert run(db, []) == []
 
 
@@ -280,8 +339,22 @@ def test_streams_in_batches(db: Backend, tmp_path: Path) -> None:
     n = 2500
     records = [qbo_invoice(i, updated_ms=T0 + i) for i in range(n)]
     path = write_ndjson(tmp_path / "big.ndjson", records)
-    assert counts(run(db, make_manifest("quickbooks", "invoices", path, n), batch_size=300)) == (n, 0, 0, 0, n, n)
-    assert counts(run(db, make_manifest("quickbooks", "invoices", path, n), batch_size=300)) == (0, 0, n, 0, n, n)
+    assert counts(run(db, make_manifest("quickbooks", "invoices", path, n), batch_size=300)) == (
+        n,
+        0,
+        0,
+        0,
+        n,
+        n,
+    )
+    assert counts(run(db, make_manifest("quickbooks", "invoices", path, n), batch_size=300)) == (
+        0,
+        0,
+        n,
+        0,
+        n,
+        n,
+    )
 
 
 @pytest.mark.parametrize(
@@ -301,7 +374,9 @@ def test_bad_manifest_fails_before_touching_the_database(
         raise AssertionError("the database was reached")
 
     monkeypatch.setattr(sql_module, "get_sql_hook", no_db)
-    good = make_manifest("quickbooks", "invoices", write_ndjson(tmp_path / "a.ndjson", [qbo_invoice(1, updated_ms=T0)]), 1)
+    good = make_manifest(
+        "quickbooks", "invoices", write_ndjson(tmp_path / "a.ndjson", [qbo_invoice(1, updated_ms=T0)]), 1
+    )
     with pytest.raises(CloudElementsConfigError, match=message):
         run(db, [good, {**good, **change}])
 
@@ -323,3 +398,25 @@ def test_operator_arguments() -> None:
     op = CloudElementsSqlUpsertOperator(task_id="y", manifest={"a": 1})
     assert op.conn_id == "sqlite_default" and op.table_prefix == "ce_"
     assert set(op.template_fields) == {"manifest", "conn_id", "table_prefix"}
+
+
+def test_concurrent_loads_into_one_table(db: Backend, tmp_path: Path) -> None:
+    """Mapped load tasks run in parallel: writers of one table (one SQLite file) must serialise, not fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    manifests = [
+        make_manifest(
+            "quickbooks",
+            "invoices",
+            write_ndjson(
+                tmp_path / f"i{iid}.ndjson", [qbo_invoice(i, updated_ms=T0 + i) for i in range(200)]
+            ),
+            200,
+            instance_id=iid,
+        )
+        for iid in range(1, 5)
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        summaries = list(pool.map(lambda m: run(db, m, batch_size=50), manifests))
+    assert [counts(s) for s in summaries] == [(200, 0, 0, 0, 200, 200)] * 4
+    assert len(db.dump(f"{db.prefix}quickbooks_invoices")) == 800

@@ -14,8 +14,14 @@ from .conftest import fb_invoice, make_manifest, qbe_customer, qbe_invoice, qbo_
 class TestNames:
     def test_table_name_sanitizes(self) -> None:
         assert sqlsync.table_name("ce_", "quickbooks", "bill-payments") == "ce_quickbooks_bill_payments"
-        assert sqlsync.table_name("CE-", "quickbooksonprem", "journal-entries") == "ce_quickbooksonprem_journal_entries"
-        assert sqlsync.table_name("", "freshbooksv2", "Invoices; DROP TABLE x") == "freshbooksv2_invoices_drop_table_x"
+        assert (
+            sqlsync.table_name("CE-", "quickbooksonprem", "journal-entries")
+            == "ce_quickbooksonprem_journal_entries"
+        )
+        assert (
+            sqlsync.table_name("", "freshbooksv2", "Invoices; DROP TABLE x")
+            == "freshbooksv2_invoices_drop_table_x"
+        )
 
     def test_long_names_stay_distinct_and_bounded(self) -> None:
         a = sqlsync.table_name("ce_", "quickbooks", "r" * 80 + "a")
@@ -85,7 +91,11 @@ class TestRows:
         [
             ("quickbooks", qbo_customer(1, updated_ms=1, active=False), 1),
             ("quickbooks", qbo_customer(1, updated_ms=1, active=True), 0),
-            ("quickbooksonprem", qbe_customer("80000001-1", modified="2017-01-20T16:33:37-08:00", active="false"), 1),
+            (
+                "quickbooksonprem",
+                qbe_customer("80000001-1", modified="2017-01-20T16:33:37-08:00", active="false"),
+                1,
+            ),
             ("quickbooksonprem", qbe_customer("80000001-1", modified="2017-01-20T16:33:37-08:00"), 0),
             ("quickbooksonprem", qbe_invoice("16D1-1", modified="2017-01-20T16:33:37-08:00"), 0),
             ("freshbooksv2", fb_invoice(1, updated="2024-01-01 00:00:00", vis_state=1), 1),
@@ -99,10 +109,18 @@ class TestRows:
 
     def test_qbe_ids(self) -> None:
         spec = get_element("quickbooksonprem")
-        lst = sqlsync.build_row(qbe_customer("80000001-1484948017", modified="2017-01-20T16:33:37-08:00"),
-                                spec, naive_tz="UTC", where="f:1")
-        txn = sqlsync.build_row(qbe_invoice("16D1-1484948017", modified="2017-01-20T16:33:37-08:00"),
-                                spec, naive_tz="UTC", where="f:2")
+        lst = sqlsync.build_row(
+            qbe_customer("80000001-1484948017", modified="2017-01-20T16:33:37-08:00"),
+            spec,
+            naive_tz="UTC",
+            where="f:1",
+        )
+        txn = sqlsync.build_row(
+            qbe_invoice("16D1-1484948017", modified="2017-01-20T16:33:37-08:00"),
+            spec,
+            naive_tz="UTC",
+            where="f:2",
+        )
         assert (lst.record_id, txn.record_id) == ("80000001-1484948017", "16D1-1484948017")
 
     def test_record_without_id(self) -> None:
@@ -125,10 +143,16 @@ class TestRows:
 
     def test_tombstones(self) -> None:
         spec = get_element("quickbooks")
-        assert sqlsync.build_tombstone({"id": "7|2", "deleted_at": "2024-01-01T00:00:00Z"}, spec, where="d:1") == (
-            "7", "2024-01-01T00:00:00.000Z",
+        assert sqlsync.build_tombstone(
+            {"id": "7|2", "deleted_at": "2024-01-01T00:00:00Z"}, spec, where="d:1"
+        ) == (
+            "7",
+            "2024-01-01T00:00:00.000Z",
         )
-        assert sqlsync.build_tombstone({"TxnID": "9-9"}, get_element("quickbooksonprem"), where="d:1") == ("9-9", None)
+        assert sqlsync.build_tombstone({"TxnID": "9-9"}, get_element("quickbooksonprem"), where="d:1") == (
+            "9-9",
+            None,
+        )
         with pytest.raises(CloudElementsDataError, match="no id"):
             sqlsync.build_tombstone({"deleted_at": "2024-01-01T00:00:00Z"}, spec, where="d:1")
 
@@ -136,7 +160,9 @@ class TestRows:
 class TestManifests:
     def test_valid(self) -> None:
         m = sqlsync.validate_manifest(
-            make_manifest("quickbooks", "invoices", "file:///x.ndjson", 4, window_end="2024-01-31T00:00:00+00:00")
+            make_manifest(
+                "quickbooks", "invoices", "file:///x.ndjson", 4, window_end="2024-01-31T00:00:00+00:00"
+            )
         )
         assert (m.element_key, m.instance_id, m.records, m.full_refresh) == ("quickbooks", 12, 4, False)
         assert m.window_end == "2024-01-31T00:00:00.000Z"

@@ -19,11 +19,22 @@ QBO_OAUTH1: dict[str, Any] = {
     "providerData": {"oauth_token": "t", "oauth_verifier": "v", "secret": "s", "realmId": "1"},
     "configuration": {"oauth.api.key": "k", "oauth.api.secret": "s", "oauth.callback.url": "https://x"},
 }
-QBE: dict[str, Any] = {"element": {"key": "quickbooksonprem"}, "name": "QBE",
-                       "configuration": {"app.name": "a", "host.ip": "https://1.g2c"}}
-FB2: dict[str, Any] = {"element": {"key": "freshbooksv2"}, "name": "FB", "providerData": {"code": "c"},
-                       "configuration": {"oauth.api.key": "k", "oauth.api.secret": "s",
-                                         "oauth.callback.url": "https://x", "business.name": "B"}}
+QBE: dict[str, Any] = {
+    "element": {"key": "quickbooksonprem"},
+    "name": "QBE",
+    "configuration": {"app.name": "a", "host.ip": "https://1.g2c"},
+}
+FB2: dict[str, Any] = {
+    "element": {"key": "freshbooksv2"},
+    "name": "FB",
+    "providerData": {"code": "c"},
+    "configuration": {
+        "oauth.api.key": "k",
+        "oauth.api.secret": "s",
+        "oauth.callback.url": "https://x",
+        "business.name": "B",
+    },
+}
 
 
 @pytest.mark.parametrize("body", [QBO_OAUTH2, QBO_OAUTH1, QBE, FB2])

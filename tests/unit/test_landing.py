@@ -10,9 +10,13 @@ from airflow_provider_cloudelements.utils.landing import atomic_write, partition
 
 
 def test_partition_path_is_stable_per_interval(tmp_path: Path) -> None:
-    kwargs = dict(element_key="quickbooks", instance_id=7, resource="invoices",
-                  window_start=datetime(2026, 3, 1, 10, tzinfo=timezone.utc),
-                  window_end=datetime(2026, 3, 1, 11, tzinfo=timezone.utc))
+    kwargs = dict(
+        element_key="quickbooks",
+        instance_id=7,
+        resource="invoices",
+        window_start=datetime(2026, 3, 1, 10, tzinfo=timezone.utc),
+        window_end=datetime(2026, 3, 1, 11, tzinfo=timezone.utc),
+    )
     a = partition_path(f"file://{tmp_path}", **kwargs)  # type: ignore[arg-type]
     b = partition_path(ObjectStoragePath(f"file://{tmp_path}"), **kwargs)  # type: ignore[arg-type]
     assert str(a) == str(b)

@@ -1,0 +1,213 @@
+"""Pure tests of utils/http.py: headers, error parsing, redaction, Retry-After, Pager."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from airflow_provider_cloudelements.exceptions import (
+    CloudElementsApiError,
+    CloudElementsAuthenticationError,
+    CloudElementsBadRequestError,
+    CloudElementsReconciliationError,
+    CloudElementsServerError,
+)
+from airflow_provider_cloudelements.utils.http import (
+    PageInfo,
+    Pager,
+    exception_for_response,
+    hub_authorization,
+    is_throttle_message,
+    parse_error_body,
+    parse_retry_after,
+    platform_authorization,
+    redact,
+    strip_instance,
+)
+
+U, ORG, T = "u+1/2=secretU", "o+3/4=secretO", "t+5/6=tokenT"
+
+
+def test_headers():
+    assert platform_authorization(U, ORG) == f"User {U}, Organization {ORG}"
+    assert hub_authorization(U, ORG, T) == f"User {U}, Organization {ORG}, Element {T}"
+    assert hub_authorization(U, None, T) == f"User {U}, Element {T}"
+
+
+def test_redact_known_values_and_header_shapes():
+    text = f"echo: Authorization: User {U}, Organization {ORG}, Element {T}; again {T}"
+    out = redact(text, [U, ORG, T, None, ""])
+    for s in (U, ORG, T):
+        assert s not in out
+    # unknown values in header shape are removed too
+    assert "abcdefgh1234" not in redact("User abcdefgh1234, Element zzzzzzzz9999")
+    assert redact("nothing secret here") == "nothing secret here"
+
+
+@given(st.text(min_size=6, max_size=40, alphabet=st.characters(blacklist_categories=("Cs",))))
+def test_redact_property(secret):
+    assert secret not in redact(f"a{secret}b {secret}", [secret])
+
+
+def test_parse_error_body_json():
+    info = parse_error_body(
+        b'{"message": "Invalid query", "requestId": "r-1", "providerMessage": "QueryValidationError"}',
+        request_id_header="hdr",
+    )
+    assert (info.message, info.request_id, info.provider_message, info.is_json) == (
+        "Invalid query",
+        "r-1",
+        "QueryValidationError",
+        True,
+    )
+    assert parse_error_body(b'{"message": "x"}', request_id_header="hdr").request_id == "hdr"
+
+
+def test_parse_error_body_html_is_short_and_sanitized():
+    html = (
+        "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1>"
+        + "<p>x</p>" * 500
+        + f"<pre>Authorization: User {U}, Organization {ORG}</pre></body></html>"
+    ).encode()
+    info = parse_error_body(html, content_type="text/html", secrets=[U, ORG])
+    assert not info.is_json
+    assert info.message.startswith("HTML error body: 502 Bad Gateway")
+    assert "<" not in info.message and len(info.message) < 260
+    assert U not in info.message and ORG not in info.message
+    assert parse_error_body(b"").message == "empty error body"
+    assert (
+        "not json" in parse_error_body(b"{not json").message
+        or "non-JSON" in parse_error_body(b"{not json").message
+    )
+
+
+def test_parse_error_body_redacts_echoed_secrets_in_json():
+    info = parse_error_body(f'{{"message": "bad header User {U}, Element {T}"}}'.encode(), secrets=[U, T])
+    assert U not in info.message and T not in info.message
+
+
+def test_throttle_detection():
+    assert is_throttle_message(None, "message=ThrottleExceeded; errorCode=003001; statusCode=429")
+    assert is_throttle_message("Throttle Exceeded", None)
+    assert not is_throttle_message("Internal error", None)
+
+
+def test_exception_messages():
+    e401 = exception_for_response(
+        401, ErrorInfo("Invalid token"), method="GET", path="/hubs/finance/ping", instance_id=42, hub=True
+    )
+    assert isinstance(e401, CloudElementsAuthenticationError)
+    assert "re-authorize element instance 42" in str(e401)
+    p401 = exception_for_response(401, ErrorInfo("Bad secrets"), method="GET", path="/instances")
+    assert "user_secret" in str(p401)
+    e400 = exception_for_response(
+        400, ErrorInfo("Bad Request", "rq", "3100 - message=AuthorizationFailed"), method="GET", path="/x"
+    )
+    assert isinstance(e400, CloudElementsBadRequestError)
+    assert "use_sandbox" in str(e400) and "requestId=rq" in str(e400) and "providerMessage=3100" in str(e400)
+    assert isinstance(
+        exception_for_response(599, ErrorInfo("x"), method="GET", path="/x"), CloudElementsServerError
+    )
+    assert type(exception_for_response(418, ErrorInfo("x"), method="GET", path="/x")) is CloudElementsApiError
+
+
+from airflow_provider_cloudelements.utils.http import ErrorInfo  # noqa: E402
+
+
+def test_parse_retry_after():
+    now = datetime(2024, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    assert parse_retry_after("3", now=now) == 3.0
+    assert parse_retry_after(" 1.5 ", now=now) == 1.5
+    assert parse_retry_after("-2", now=now) == 0.0
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now=now) == 30.0
+    assert parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now=now) == 0.0
+    for bad in (None, "", "soon", "nan", "inf"):
+        assert parse_retry_after(bad, now=now) is None
+
+
+def test_strip_instance():
+    inst = {
+        "id": 1,
+        "token": T,
+        "configuration": {"oauth.api.secret": "s3cr3t!", "oauth.callback.url": "https://cb", "x": 1},
+        "providerData": {"code": "grant-code", "realmId": "123"},
+    }
+    out = strip_instance(inst)
+    assert "token" not in out
+    assert out["configuration"] == {
+        "oauth.api.secret": "********",
+        "oauth.callback.url": "https://cb",
+        "x": 1,
+    }
+    assert out["providerData"] == {"code": "********", "realmId": "123"}
+    assert inst["token"] == T  # input untouched
+
+
+def run_pager(pager, pages):
+    out, sent = [], []
+    it = iter(pages)
+    while (q := pager.next_params()) is not None:
+        sent.append(q)
+        out.extend(pager.feed(next(it)))
+    pager.finish()
+    return out, sent
+
+
+def test_pager_cursor_mode():
+    pages = [
+        PageInfo([{"id": 1}, {"id": 2}], next_token="a", returned=2),
+        PageInfo([{"id": 3}], next_token="b", returned=1),
+        PageInfo([], next_token="c", returned=0),
+    ]
+    out, sent = run_pager(Pager("/r", {"where": "x=1"}, page_size=2), pages)
+    assert [r["id"] for r in out] == [1, 2, 3]
+    assert sent == [
+        {"where": "x=1", "pageSize": 2},
+        {"where": "x=1", "pageSize": 2, "nextPage": "a"},
+        {"where": "x=1", "pageSize": 2, "nextPage": "b"},
+    ]
+
+
+def test_pager_page_mode_and_capped_page_size(caplog):
+    pages = [
+        PageInfo([{"id": i} for i in range(3)], error_header="pageSize above max 3"),
+        PageInfo([{"id": i} for i in range(3, 6)]),
+        PageInfo([{"id": 6}]),
+    ]
+    with caplog.at_level(logging.WARNING):
+        out, sent = run_pager(Pager("/r", {}, page_size=10), pages)
+    assert len(out) == 7
+    assert sent == [{"pageSize": 10}, {"pageSize": 3, "page": 2}, {"pageSize": 3, "page": 3}]
+    assert "3 of the 10 requested records with Elements-Error" in caplog.text
+
+
+def test_pager_guards_against_ignored_page_and_repeated_cursor():
+    same = PageInfo([{"id": 1}, {"id": 2}])
+    with pytest.raises(CloudElementsApiError, match="ignores paging"):
+        run_pager(Pager("/r", {}, page_size=2), [same, same, same])
+    with pytest.raises(CloudElementsApiError, match="same Elements-Next-Page-Token"):
+        run_pager(
+            Pager("/r", {}, page_size=1),
+            [PageInfo([{"id": 1}], next_token="t"), PageInfo([{"id": 2}], next_token="t")],
+        )
+
+
+def test_pager_reconcile():
+    pages = [PageInfo([{"id": 1}], total=2)]
+    with pytest.raises(CloudElementsReconciliationError):
+        run_pager(Pager("/r", {}, page_size=5, reconcile_total=True), pages)
+    _out, sent = run_pager(
+        Pager("/r", {}, page_size=5, reconcile_total=True), [PageInfo([{"id": 1}], total=1)]
+    )
+    assert sent == [{"pageSize": 5, "returnCount": "true"}]
+
+
+def test_page_info_rejects_non_list():
+    with pytest.raises(CloudElementsApiError):
+        PageInfo.from_response({"a": 1}, {})
+    assert PageInfo.from_response(None, {"Elements-Next-Page-Token": " "}).next_token is None

@@ -1,0 +1,189 @@
+"""Pure tests of the retry predicate, wait computation and stop rule (utils/retry.py)."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+import requests
+import tenacity
+import urllib3.exceptions
+
+from airflow_provider_cloudelements.exceptions import (
+    CloudElementsAuthenticationError,
+    CloudElementsBadRequestError,
+    CloudElementsConflictError,
+    CloudElementsConnectionError,
+    CloudElementsForbiddenError,
+    CloudElementsNotFoundError,
+    CloudElementsServerError,
+    CloudElementsThrottledError,
+)
+from airflow_provider_cloudelements.utils.http import ErrorInfo, exception_for_response
+from airflow_provider_cloudelements.utils.retry import (
+    RetryPolicy,
+    TruncatedDownloadError,
+    compute_wait,
+    is_retryable_exception,
+    is_retryable_status,
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "throttled", "idempotent", "expected"),
+    [
+        (429, False, True, True),
+        (429, False, False, True),
+        (502, False, True, True),
+        (503, False, True, True),
+        (504, False, True, True),
+        (502, False, False, False),
+        (503, False, False, False),
+        (500, False, True, False),
+        (500, True, True, True),
+        (500, True, False, True),
+        (400, False, True, False),
+        (401, False, True, False),
+        (403, False, True, False),
+        (404, False, True, False),
+        (409, False, True, False),
+        (None, False, True, False),
+    ],
+)
+def test_is_retryable_status(status, throttled, idempotent, expected):
+    assert is_retryable_status(status, throttled=throttled, idempotent=idempotent) is expected
+
+
+def _api_exc(status: int, provider: str | None = None):
+    return exception_for_response(status, ErrorInfo("m", "rid", provider), method="GET", path="/x")
+
+
+@pytest.mark.parametrize(
+    ("status", "provider", "cls", "retryable"),
+    [
+        (429, None, CloudElementsThrottledError, True),
+        (500, "message=ThrottleExceeded; errorCode=003001", CloudElementsThrottledError, True),
+        (500, "errorCode=003001", CloudElementsThrottledError, True),
+        (500, "NullPointerException", CloudElementsServerError, False),
+        (502, None, CloudElementsServerError, True),
+        (503, None, CloudElementsServerError, True),
+        (504, None, CloudElementsServerError, True),
+        (400, "3100 - AuthorizationFailed", CloudElementsBadRequestError, False),
+        (401, None, CloudElementsAuthenticationError, False),
+        (403, None, CloudElementsForbiddenError, False),
+        (404, None, CloudElementsNotFoundError, False),
+        (409, None, CloudElementsConflictError, False),
+    ],
+)
+def test_predicate_on_api_errors(status, provider, cls, retryable):
+    exc = _api_exc(status, provider)
+    assert type(exc) is cls
+    assert is_retryable_exception(exc) is retryable
+
+
+def test_predicate_on_transport_errors():
+    refused = requests.exceptions.ConnectionError(
+        urllib3.exceptions.MaxRetryError(
+            None,
+            "/x",
+            reason=urllib3.exceptions.NewConnectionError(None, "refused"),  # type: ignore[arg-type]
+        )
+    )
+    reset = requests.exceptions.ConnectionError(
+        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())
+    )
+    for exc in (
+        refused,
+        reset,
+        requests.exceptions.ReadTimeout(),
+        requests.exceptions.ConnectTimeout(),
+        requests.exceptions.ChunkedEncodingError(),
+        httpx.ConnectError("x"),
+        httpx.ReadTimeout("x"),
+        httpx.RemoteProtocolError("x"),
+        TruncatedDownloadError("x"),
+    ):
+        assert is_retryable_exception(exc), exc
+    # POST: only when the request surely did not reach the server
+    assert is_retryable_exception(refused, idempotent=False)
+    assert is_retryable_exception(requests.exceptions.ConnectTimeout(), idempotent=False)
+    assert is_retryable_exception(httpx.ConnectError("x"), idempotent=False)
+    assert not is_retryable_exception(reset, idempotent=False)
+    assert not is_retryable_exception(requests.exceptions.ReadTimeout(), idempotent=False)
+    assert not is_retryable_exception(httpx.ReadTimeout("x"), idempotent=False)
+    # never
+    assert not is_retryable_exception(ValueError("x"))
+    assert not is_retryable_exception(KeyError("x"))
+    assert not is_retryable_exception(CloudElementsConnectionError("non-seekable"))
+
+
+def test_compute_wait_retry_after_wins_and_is_capped():
+    policy = RetryPolicy(max_retry_after=60)
+    assert compute_wait(1, retry_after=2.5, policy=policy) == 2.5
+    assert compute_wait(7, retry_after=0, policy=policy) == 0
+    assert compute_wait(1, retry_after=3600, policy=policy) == 60
+    assert compute_wait(1, retry_after=-5, policy=policy) == 0
+
+
+def test_compute_wait_backoff_is_jittered_exponential_and_capped():
+    policy = RetryPolicy(initial_backoff=1, multiplier=2, max_backoff=30)
+    lo = [compute_wait(a, retry_after=None, policy=policy, rand=lambda: 0.0) for a in range(1, 9)]
+    hi = [compute_wait(a, retry_after=None, policy=policy, rand=lambda: 0.999999) for a in range(1, 9)]
+    assert lo == [0.5, 1, 2, 4, 8, 15, 15, 15]
+    assert [round(h) for h in hi] == [1, 2, 4, 8, 16, 30, 30, 30]
+    assert all(lo_ <= hi_ for lo_, hi_ in zip(lo, hi, strict=True))
+
+
+def test_stop_on_time_budget_not_attempt_count():
+    clock = {"t": 0.0}
+    sleeps: list[float] = []
+
+    def fake_sleep(s: float) -> None:
+        sleeps.append(s)
+        clock["t"] += s
+
+    policy = RetryPolicy(budget=20, initial_backoff=1, max_backoff=8, rand=lambda: 1.0)
+    calls = {"n": 0}
+
+    def fail():
+        calls["n"] += 1
+        raise _api_exc(503)
+
+    retrying = policy.retrying(idempotent=True, logger=logging.getLogger("t"), what="GET /x")
+    retrying = retrying.copy(sleep=fake_sleep)
+    # tenacity measures seconds_since_start with time.monotonic; drive it from the fake clock instead
+    real = tenacity.RetryCallState.seconds_since_start
+    try:
+        tenacity.RetryCallState.seconds_since_start = property(lambda self: clock["t"])  # type: ignore[assignment]
+        with pytest.raises(CloudElementsServerError):
+            retrying(fail)
+    finally:
+        tenacity.RetryCallState.seconds_since_start = real  # type: ignore[assignment]
+    # waits 1, 2, 4, 8 (=15 s); the next 8 s wait would end at 23 s > 20 s budget -> stop
+    assert sleeps == [1, 2, 4, 8]
+    assert calls["n"] == 5
+
+
+def test_non_retryable_error_raises_immediately():
+    calls = {"n": 0}
+
+    def fail():
+        calls["n"] += 1
+        raise _api_exc(404)
+
+    with pytest.raises(CloudElementsNotFoundError):
+        RetryPolicy(budget=100).retrying(idempotent=True, logger=logging.getLogger("t"), what="x")(fail)
+    assert calls["n"] == 1
+
+
+def test_zero_budget_means_single_attempt():
+    calls = {"n": 0}
+
+    def fail():
+        calls["n"] += 1
+        raise _api_exc(429)
+
+    with pytest.raises(CloudElementsThrottledError):
+        RetryPolicy(budget=0).retrying(idempotent=True, logger=logging.getLogger("t"), what="x")(fail)
+    assert calls["n"] == 1
