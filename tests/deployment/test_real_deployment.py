@@ -64,15 +64,6 @@ RUN_TIMEOUT = 300.0
 #: instance's state attribute is running" → up_for_retry; apache/airflow#72716, open).
 #: ``CE_DEPLOYMENT_BULK_SECONDS`` overrides it (e.g. ``0`` shows the deferral checks failing).
 BULK_SECONDS = float(os.environ.get("CE_DEPLOYMENT_BULK_SECONDS", "8"))
-#: WORKAROUND (remove once the example DAG is fixed): with Airflow 3's defaults the DAG's
-#: ``schedule=timedelta(hours=1)`` becomes a ``DeltaTriggerTimetable``, whose runs have a zero-width
-#: data interval (start == end), and every extract fails in ``utils/windows.py::resolve_window`` with
-#: "Window start … is not before end …". Unit and e2e tests never see it: ``AIRFLOW__CORE__UNIT_TEST_MODE``
-#: loads Airflow's ``unit_tests.cfg``, which turns data intervals on. Airflow 3.3.2's
-#: ``airflow.sdk.definitions.dag._create_timetable`` reads ``create_cron_data_intervals`` (not
-#: ``create_delta_data_intervals``) for timedelta schedules, so both are set. Set
-#: ``CE_DEPLOYMENT_DEFAULT_TIMETABLES=1`` to run the check with stock defaults.
-DATA_INTERVALS_WORKAROUND = os.environ.get("CE_DEPLOYMENT_DEFAULT_TIMETABLES") != "1"
 
 pytestmark = [pytest.mark.deployment, pytest.mark.timeout(RUN_TIMEOUT + STARTUP_TIMEOUT + 120)]
 
@@ -171,9 +162,6 @@ def deployment(
             }
         ),
     }
-    if DATA_INTERVALS_WORKAROUND:
-        env["AIRFLOW__SCHEDULER__CREATE_CRON_DATA_INTERVALS"] = "True"
-        env["AIRFLOW__SCHEDULER__CREATE_DELTA_DATA_INTERVALS"] = "True"
     stack = AirflowDeployment(
         home=tmp / "airflow",
         dags_folder=DAGS_FOLDER,
