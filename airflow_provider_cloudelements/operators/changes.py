@@ -49,9 +49,10 @@ def events_from_context(context: Context) -> list[dict[str, Any]]:
 class CloudElementsChangedRecordsOperator(BaseOperator):
     """Fetch the records named by change events and land them, plus tombstones for deletions.
 
-    For each resource among the events: ``GET /hubs/finance/{resource}/{id}`` for every created or
-    updated object (newest event per object wins), a tombstone ``{"id", "deleted_at"}`` for every
-    ``DELETED`` event or record that no longer exists (404). Files land atomically as
+    For each resource among the events: ``GET /hubs/finance/{resource}/{id}`` for every changed
+    object (newest event per object wins); a record that still exists is landed as it is (a soft
+    delete keeps its inactive flag), one that no longer exists (404) becomes a tombstone
+    ``{"id", "deleted_at"}``. Files land atomically as
     ``<resource>.ndjson`` and ``<resource>.deleted.ndjson`` in a partition named after the events' time
     span. Returns a list of manifests (same shape as the extract operators', ``mode="events"``,
     ``deleted_path`` set) for :class:`~airflow_provider_cloudelements.operators.sql.CloudElementsSqlUpsertOperator`.
@@ -134,12 +135,12 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
         records = nbytes = tombstones = 0
         with staged_file(target) as (out, publish), staged_file(deleted) as (dead, publish_deleted):
             for object_id, event in sorted(by_id.items()):
-                record = None
-                if str(event.get("eventType", "")).upper() != "DELETED":
-                    try:
-                        record = self.hook.get_record(resource, object_id)
-                    except CloudElementsNotFoundError:
-                        record = None
+                # Fetch even for DELETED events: a soft-deleted record still exists (inactive flag),
+                # only a 404 means a hard delete.
+                try:
+                    record = self.hook.get_record(resource, object_id)
+                except CloudElementsNotFoundError:
+                    record = None
                 if record is None:
                     tomb = {"id": object_id, "deleted_at": event.get("eventDate")}
                     dead.write(json.dumps(tomb).encode() + b"\n")

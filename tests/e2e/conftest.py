@@ -45,12 +45,12 @@ def sync_env(
 def load_dag() -> Callable[[str], Any]:
     """Parse an example DAG file freshly (so environment knobs set by the test apply)."""
 
-    def _load(dag_id: str) -> Any:
+    def _load(dag_id: str, file: str | None = None) -> Any:
         from airflow.dag_processing.dagbag import DagBag
 
         forget_runs(dag_id)
 
-        bag = DagBag(dag_folder=str(ROOT / "dags_examples" / f"{dag_id}.py"))
+        bag = DagBag(dag_folder=str(ROOT / "dags_examples" / f"{file or dag_id}.py"))
         assert not bag.import_errors, bag.import_errors
         dag = bag.get_dag(dag_id)
         assert dag is not None

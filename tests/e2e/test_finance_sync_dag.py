@@ -37,7 +37,7 @@ def live_rows(db: Path, table: str, instance_id: int) -> set[str]:
         return {
             r[0]
             for r in conn.execute(
-                f'select record_id from "{table}" where instance_id = ? and is_deleted = 0',  # noqa: S608
+                f'select record_id from "{table}" where instance_id = ? and is_deleted = 0',
                 (instance_id,),
             )
         }
