@@ -82,8 +82,10 @@ def _run(cmd: list[str], env: dict[str, str], log: Path) -> int:
     started = time.monotonic()
     with log.open("w") as out:
         proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, check=False)
-    print(f"  $ {' '.join(cmd[1:] if cmd[0].endswith('python') else cmd)}  → exit {proc.returncode} "
-          f"in {time.monotonic() - started:.1f}s (log: {log.relative_to(ROOT)})")
+    print(
+        f"  $ {' '.join(cmd[1:] if cmd[0].endswith('python') else cmd)}  → exit {proc.returncode} "
+        f"in {time.monotonic() - started:.1f}s (log: {log.relative_to(ROOT)})"
+    )
     return proc.returncode
 
 
@@ -91,7 +93,9 @@ def _db_rows(db: Path) -> dict[tuple[str, int, str], dict[str, tuple[str | None,
     """{(element_key, instance_id, resource): {record_id: (updated_at, is_deleted, record)}}."""
     from airflow_provider_cloudelements.utils.elements import ELEMENTS
 
-    tables = {f"ce_{key}_{res}".replace("-", "_"): (key, res) for key, spec in ELEMENTS.items() for res in spec.resources}
+    tables = {
+        f"ce_{key}_{res}".replace("-", "_"): (key, res) for key, spec in ELEMENTS.items() for res in spec.resources
+    }
     rows: dict[tuple[str, int, str], dict[str, tuple[str | None, int, Any]]] = {}
     if not db.exists():
         return rows
@@ -100,10 +104,12 @@ def _db_rows(db: Path) -> dict[tuple[str, int, str], dict[str, tuple[str | None,
             if table not in tables:
                 continue
             key, resource = tables[table]
-            query = f'select instance_id, record_id, updated_at, is_deleted, data from "{table}"'  # noqa: S608
+            query = f'select instance_id, record_id, updated_at, is_deleted, data from "{table}"'
             for instance_id, rid, updated, deleted, data in conn.execute(query):
                 rows.setdefault((key, int(instance_id), resource), {})[str(rid)] = (
-                    updated, int(deleted), json.loads(data)
+                    updated,
+                    int(deleted),
+                    json.loads(data),
                 )
     return rows
 
@@ -130,8 +136,9 @@ def main() -> int:
             return 1
         before = _db_rows(WORK / "warehouse.db")
 
-        print("Simulating activity in the emulator:", ", ".join(f"{v} {k}" for k, v in ACTIVITY.items()),
-              "per resource")
+        print(
+            "Simulating activity in the emulator:", ", ".join(f"{v} {k}" for k, v in ACTIVITY.items()), "per resource"
+        )
         changes: dict[tuple[int, str], dict[str, list[str]]] = {}
         synced = sorted({(key, inst) for key, inst, _ in before})
         for _key, instance_id in synced:
@@ -139,8 +146,12 @@ def main() -> int:
                 instance_id, resources=sorted({r for k, i, r in before if i == instance_id}), **ACTIVITY
             ).items():
                 changes[(instance_id, resource)] = summary
-        second = max(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1), first + timedelta(seconds=1))
-        time.sleep(max((second - datetime.now(timezone.utc)).total_seconds(), 0))  # the interval must end after the activity
+        second = max(
+            datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1), first + timedelta(seconds=1)
+        )
+        time.sleep(
+            max((second - datetime.now(timezone.utc)).total_seconds(), 0)
+        )  # the interval must end after the activity
         print("Run 2: incremental")
         if _run([*airflow, "dags", "test", DAG_ID, second.isoformat()], env, WORK / "logs" / "run2.log"):
             print("Run 2 failed; see the log")
@@ -148,14 +159,17 @@ def main() -> int:
         after = _db_rows(WORK / "warehouse.db")
 
         ok = True
-        header = (f"{'element':<17} {'resource':<16} {'emulator':>8} {'db live':>8} {'inserted':>8} "
-                  f"{'updated':>8} {'deleted':>8}  match")
+        header = (
+            f"{'element':<17} {'resource':<16} {'emulator':>8} {'db live':>8} {'inserted':>8} "
+            f"{'updated':>8} {'deleted':>8}  match"
+        )
         print()
         print(header)
         print("-" * len(header))
         for key, instance_id, resource in sorted(after):
-            truth = {record_id(r, key): r for r in emu.state.records(instance_id, resource)
-                     if not is_soft_deleted(r, key)}
+            truth = {
+                record_id(r, key): r for r in emu.state.records(instance_id, resource) if not is_soft_deleted(r, key)
+            }
             rows = after[(key, instance_id, resource)]
             live = {rid: rec for rid, (_, deleted, rec) in rows.items() if not deleted}
             old = before.get((key, instance_id, resource), {})
@@ -168,8 +182,10 @@ def main() -> int:
             # a record created and deleted within one interval never reaches the database
             match = live == truth and inserted == created_ids - removed_ids and deleted == removed_ids - created_ids
             ok &= match
-            print(f"{key:<17} {resource:<16} {len(truth):>8} {len(live):>8} {len(inserted):>8} "
-                  f"{len(updated):>8} {len(deleted):>8}  {'yes' if match else 'NO'}")
+            print(
+                f"{key:<17} {resource:<16} {len(truth):>8} {len(live):>8} {len(inserted):>8} "
+                f"{len(updated):>8} {len(deleted):>8}  {'yes' if match else 'NO'}"
+            )
         if not after:
             print("No tables were loaded")
             ok = False

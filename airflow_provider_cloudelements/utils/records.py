@@ -83,7 +83,9 @@ def _spec(element: str | ElementSpec) -> ElementSpec:
     return element if isinstance(element, ElementSpec) else get_element(element)
 
 
-def updated_at(record: Mapping[str, Any], element: str | ElementSpec, *, naive_tz: str | None = None) -> datetime | None:
+def updated_at(
+    record: Mapping[str, Any], element: str | ElementSpec, *, naive_tz: str | None = None
+) -> datetime | None:
     """The record's last-modified instant (UTC) from the element's updated field, or ``None``."""
     spec = _spec(element)
     return parse_instant(field_value(record, spec.updated_field), naive_tz=naive_tz or spec.naive_timezone)

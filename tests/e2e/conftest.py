@@ -13,9 +13,7 @@ from tests.conftest import ROOT, connection_json
 
 
 @pytest.fixture
-def sync_env(
-    emulator: Any, airflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, Any]:
+def sync_env(emulator: Any, airflow_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Connections and knobs the example DAGs read; returns paths the test inspects."""
     landing = tmp_path / "landing"
     warehouse = tmp_path / "warehouse.db"

@@ -30,9 +30,7 @@ def test_sensor_variant_lands_exactly_the_changed_records(
     monkeypatch.setenv("CLOUDELEMENTS_EVENTS_INSTANCE_ID", str(instance_id))
     monkeypatch.setenv("CLOUDELEMENTS_EVENTS_POLL_INTERVAL", "0.2")
     watermark = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=1)
-    changes = emulator.state.simulate_activity(
-        instance_id, resources=resources, creates=2, updates=2, deletes=1
-    )
+    changes = emulator.state.simulate_activity(instance_id, resources=resources, creates=2, updates=2, deletes=1)
 
     dag = load_dag(DAG_ID, file="cloudelements_event_driven_sync")
     run = dag.test(logical_date=watermark)

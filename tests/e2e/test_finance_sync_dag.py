@@ -58,11 +58,9 @@ def test_first_run_full_load_matches_emulator(
     for (element_key, instance_id, resource), records in files.items():
         truth = emulator.state.records(instance_id, resource)
         assert truth, f"emulator has no {resource} for {element_key}"
-        assert sorted(record_id(r, element_key) for r in records) == sorted(
-            record_id(r, element_key) for r in truth
-        ), f"{element_key}/{resource}: landed ids differ from the emulator's"
+        assert sorted(record_id(r, element_key) for r in records) == sorted(record_id(r, element_key) for r in truth), (
+            f"{element_key}/{resource}: landed ids differ from the emulator's"
+        )
         assert records == truth or sorted(map(json.dumps, records)) == sorted(map(json.dumps, truth))
         table = f"ce_{element_key}_{resource}".replace("-", "_")
-        assert live_rows(sync_env["warehouse"], table, instance_id) == {
-            record_id(r, element_key) for r in truth
-        }
+        assert live_rows(sync_env["warehouse"], table, instance_id) == {record_id(r, element_key) for r in truth}

@@ -33,9 +33,7 @@ def test_lookback_widens_start_only() -> None:
 
 
 def test_consecutive_windows_have_no_gap_and_no_overlap() -> None:
-    a = resolve_window(
-        {"data_interval_start": START, "data_interval_end": END, "prev_data_interval_start_success": 1}
-    )
+    a = resolve_window({"data_interval_start": START, "data_interval_end": END, "prev_data_interval_start_success": 1})
     b = resolve_window(
         {
             "data_interval_start": END,
@@ -104,15 +102,26 @@ def test_status_enum_accepts_both_completion_spellings_and_rejects_unknown() -> 
 
 def test_zero_width_interval_runs_from_previous_successful_end() -> None:
     prev_end = START - timedelta(hours=2)
-    w = resolve_window({"data_interval_start": END, "data_interval_end": END,
-                        "prev_data_interval_start_success": prev_end - timedelta(hours=1),
-                        "prev_data_interval_end_success": prev_end})
+    w = resolve_window(
+        {
+            "data_interval_start": END,
+            "data_interval_end": END,
+            "prev_data_interval_start_success": prev_end - timedelta(hours=1),
+            "prev_data_interval_end_success": prev_end,
+        }
+    )
     assert (w.start, w.end, w.full_refresh) == (prev_end, END, False)
 
 
 def test_zero_width_first_run_is_a_full_load() -> None:
-    w = resolve_window({"data_interval_start": END, "data_interval_end": END,
-                        "prev_data_interval_start_success": None, "prev_data_interval_end_success": None})
+    w = resolve_window(
+        {
+            "data_interval_start": END,
+            "data_interval_end": END,
+            "prev_data_interval_start_success": None,
+            "prev_data_interval_end_success": None,
+        }
+    )
     assert w.full_refresh and w.start is None and w.end == END
 
 
