@@ -423,11 +423,7 @@ class BulkService:
                 "poll /bulk/{id}/status until it is " + self.done_status,
             )
         wanted = (accept or "text/csv").lower()
-        limit = (
-            self.faults.config.drop_download_after_bytes
-            if self.faults.applies("/elements/api-v2/hubs/finance/bulk")
-            else None
-        )
+        limit = self.faults.take_download_drop("/elements/api-v2/hubs/finance/bulk")
         disposition = {"Content-Disposition": f'attachment; filename="{object_name}-{job_id}'}
         if any(t in wanted for t in ("application/json", "application/jsonl", "application/x-ndjson")):
             size = os.path.getsize(job["file"])

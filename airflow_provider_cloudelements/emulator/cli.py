@@ -25,6 +25,7 @@ from airflow_provider_cloudelements.emulator.config import (
 
 _FAULT_HELP = {
     "path_prefix": "apply faults only to paths starting with this (e.g. /elements/api-v2/hubs/finance/bulk)",
+    "methods": "apply faults only to these HTTP methods (comma-separated, e.g. GET)",
     "burst_429": "the next N matching requests get 429 + Retry-After",
     "rate_429": "probability (0-1) of a 429 per matching request",
     "retry_after_seconds": "Retry-After value (seconds) of injected 429s",
@@ -39,6 +40,8 @@ _FAULT_HELP = {
     "burst_slow": "the next N matching requests are delayed by --slow-seconds",
     "rate_slow": "probability (0-1) that a request is delayed by --slow-seconds",
     "drop_download_after_bytes": "bulk downloads close the connection after this many bytes",
+    "drop_download_times": "with --drop-download-after-bytes: cut off only the next N downloads "
+    "(unset = every download)",
     "rate_limit_per_minute": "requests per minute allowed per element token; over it -> 429 + Retry-After",
     "bulk_fail": "bulk jobs end FAILED",
     "bulk_failed_records": "leave N records out of each bulk file (recordsFailedCount, /errors)",

@@ -22,9 +22,10 @@ class FaultConfig:
 
     Faults apply only to Cloud Elements API routes (``/elements/api-v2/...``), never to
     ``/_emulator``. ``path_prefix`` narrows them further (e.g.
-    ``"/elements/api-v2/hubs/finance/bulk"``). ``burst_*`` fields are deterministic counters (the
-    next N matching requests), ``rate_*`` fields are probabilities in ``[0, 1]`` drawn from an RNG
-    seeded from the emulator seed.
+    ``"/elements/api-v2/hubs/finance/bulk"``) and ``methods`` to some HTTP verbs (``"GET"``,
+    ``"GET,PUT"``: e.g. fault the polls but not the non-idempotent submit). ``burst_*`` fields
+    are deterministic counters (the next N matching requests), ``rate_*`` fields are
+    probabilities in ``[0, 1]`` drawn from an RNG seeded from the emulator seed.
 
     :ivar burst_429/rate_429: answer 429 with ``Retry-After: retry_after_seconds`` and a JSON error.
     :ivar burst_5xx/rate_5xx: answer ``status_5xx`` with a JSON error incl. ``providerMessage``.
@@ -33,6 +34,8 @@ class FaultConfig:
     :ivar burst_html_502: answer 502 with an nginx-like ``text/html`` body.
     :ivar slow_seconds/burst_slow/rate_slow: delay (seconds) before answering.
     :ivar drop_download_after_bytes: bulk downloads close the connection after that many bytes.
+    :ivar drop_download_times: with ``drop_download_after_bytes``, only the next N bulk downloads
+        are cut off (later ones are complete); ``None`` (default) cuts off every download.
     :ivar rate_limit_per_minute: per element token (or per user when no token); over the limit → 429.
     :ivar bulk_fail: bulk jobs end ``FAILED``.
     :ivar bulk_failed_records: that many records are left out of each bulk download file, counted
@@ -40,6 +43,7 @@ class FaultConfig:
     """
 
     path_prefix: str | None = None
+    methods: str | None = None
     burst_429: int = 0
     rate_429: float = 0.0
     retry_after_seconds: float = 1.0
@@ -53,6 +57,7 @@ class FaultConfig:
     burst_slow: int = 0
     rate_slow: float = 0.0
     drop_download_after_bytes: int | None = None
+    drop_download_times: int | None = None
     rate_limit_per_minute: int | None = None
     bulk_fail: bool = False
     bulk_failed_records: int = 0

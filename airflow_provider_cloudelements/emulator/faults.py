@@ -54,9 +54,14 @@ class FaultInjector:
             self.config = self.config.updated(**fields)
             return self.config
 
-    def applies(self, path: str) -> bool:
+    def applies(self, path: str, method: str | None = None) -> bool:
         prefix = self.config.path_prefix
-        return path.startswith(API_PREFIX) and (not prefix or path.startswith(prefix))
+        if not path.startswith(API_PREFIX) or (prefix and not path.startswith(prefix)):
+            return False
+        methods = self.config.methods
+        if methods and method is not None:
+            return method.upper() in {m.strip().upper() for m in methods.split(",") if m.strip()}
+        return True
 
     def _take(self, burst_field: str, rate: float) -> bool:
         burst = getattr(self.config, burst_field, 0)
@@ -65,9 +70,11 @@ class FaultInjector:
             return True
         return rate > 0 and self._rng.random() < rate
 
-    def decide(self, path: str, auth_header: str | None) -> tuple[str | None, float]:
+    def decide(
+        self, path: str, auth_header: str | None, method: str | None = None
+    ) -> tuple[str | None, float]:
         """Return ``(fault kind or None, delay seconds)`` for one request."""
-        if not self.applies(path):
+        if not self.applies(path, method):
             return None, 0.0
         with self._lock:
             c = self.config
@@ -83,6 +90,23 @@ class FaultInjector:
                 if self._take(burst, rate):
                     return kind, delay
             return None, delay
+
+    def take_download_drop(self, path: str) -> int | None:
+        """Bytes after which this bulk download is cut off, or ``None`` for a complete download.
+
+        Consumes one of ``drop_download_times`` when that counter is set.
+        """
+        if not self.applies(path, "GET"):
+            return None
+        with self._lock:
+            c = self.config
+            if c.drop_download_after_bytes is None:
+                return None
+            if c.drop_download_times is not None:
+                if c.drop_download_times <= 0:
+                    return None
+                self.config = c.updated(drop_download_times=c.drop_download_times - 1)
+            return c.drop_download_after_bytes
 
     def _over_limit(self, auth_header: str | None, limit: int) -> bool:
         parts = parse_authorization(auth_header)
@@ -159,7 +183,7 @@ class EmulatorMiddleware:
         scope["ce_request_id"] = request_id
         path = scope["path"]
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        kind, delay = self.injector.decide(path, headers.get("authorization"))
+        kind, delay = self.injector.decide(path, headers.get("authorization"), scope.get("method"))
         if delay:
             await asyncio.sleep(delay)
         if kind:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -60,6 +61,8 @@ from airflow_provider_cloudelements.utils.http import (
     excerpt,
     header_int,
     hub_authorization,
+    json_array,
+    json_object,
     parse_error_body,
     parse_retry_after,
     platform_authorization,
@@ -145,12 +148,16 @@ def _number(
         return default
     try:
         number = float(value)
+        if not math.isfinite(number):  # NaN/inf: requests rejects NaN, inf would wait forever
+            raise ValueError
         if integer:
             if number != int(number):
                 raise ValueError
             number = int(number)
     except (TypeError, ValueError):
-        raise CloudElementsConfigError(f"Connection extra {key!r} must be a number, got {value!r}") from None
+        raise CloudElementsConfigError(
+            f"Connection extra {key!r} must be a finite number, got {value!r}"
+        ) from None
     if number < 0 or (number == 0 and not allow_zero):
         raise CloudElementsConfigError(f"Connection extra {key!r} must be positive, got {value!r}")
     return number
@@ -790,19 +797,19 @@ class CloudElementsHook(BaseHook):
 
     def list_elements(self) -> list[dict[str, Any]]:
         """``GET /elements`` (§2.1): element catalog objects."""
-        result = self._call("GET", "/elements", hub=False)
-        return list(result or [])
+        return json_array(self._call("GET", "/elements", hub=False), "GET /elements")
 
     def get_element(self, key: str) -> dict[str, Any]:
         """``GET /elements/{keyOrId}`` (§2.1)."""
         if not key or not str(key).strip():
             raise CloudElementsConfigError("Element key must not be empty")
-        return dict(self._call("GET", f"/elements/{quote(str(key), safe='')}", hub=False) or {})
+        path = f"/elements/{quote(str(key), safe='')}"
+        return json_object(self._call("GET", path, hub=False), f"GET {path}")
 
     # ------------------------------------------------------------------------------------ hub
     def ping(self) -> dict[str, Any]:
         """``GET /hubs/finance/ping`` (§3.1): checks the instance is still connected."""
-        return dict(self._call("GET", f"{HUB_PREFIX}/ping", hub=True) or {})
+        return json_object(self._call("GET", f"{HUB_PREFIX}/ping", hub=True), f"GET {HUB_PREFIX}/ping")
 
     def iter_records(
         self,
@@ -853,19 +860,19 @@ class CloudElementsHook(BaseHook):
         :raises CloudElementsNotFoundError: unknown id.
         """
         path = self._record_path(resource, record_id)
-        return dict(self._call("GET", path, hub=True) or {})
+        return json_object(self._call("GET", path, hub=True), f"GET {path}")
 
     def create_record(self, resource: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /hubs/finance/{resource}`` (§3.1); not retried once the request may have been sent."""
         check_resource_name(resource, self.element_key)
-        return dict(self._call("POST", f"{HUB_PREFIX}/{resource}", hub=True, json_body=dict(body)) or {})
+        path = f"{HUB_PREFIX}/{resource}"
+        return json_object(self._call("POST", path, hub=True, json_body=dict(body)), f"POST {path}")
 
     def update_record(self, resource: str, record_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """``PATCH /hubs/finance/{resource}/{id}`` (§3.1). QBO needs the current ``syncToken`` / the
         ``id|syncToken`` id and QBE the current ``EditSequence`` (§3.5): read right before updating."""
-        return dict(
-            self._call("PATCH", self._record_path(resource, record_id), hub=True, json_body=dict(body)) or {}
-        )
+        path = self._record_path(resource, record_id)
+        return json_object(self._call("PATCH", path, hub=True, json_body=dict(body)), f"PATCH {path}")
 
     def delete_record(self, resource: str, record_id: str) -> None:
         """``DELETE /hubs/finance/{resource}/{id}`` (§3.1)."""
@@ -919,7 +926,8 @@ class CloudElementsHook(BaseHook):
     def get_bulk_status(self, job_id: str) -> dict[str, Any]:
         """``GET /hubs/finance/bulk/{id}/status`` (§4.1): raw JSON (``id``, ``status``, ``recordsCount``,
         ``recordsFailedCount`` …)."""
-        return dict(self._call("GET", f"{HUB_PREFIX}/bulk/{_job(job_id)}/status", hub=True) or {})
+        path = f"{HUB_PREFIX}/bulk/{_job(job_id)}/status"
+        return json_object(self._call("GET", path, hub=True), f"GET {path}")
 
     def wait_for_bulk_job(
         self, job_id: str, *, poll_interval: float = 5, timeout: float | None = None

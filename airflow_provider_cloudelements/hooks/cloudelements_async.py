@@ -48,6 +48,7 @@ from airflow_provider_cloudelements.utils.http import (
     exception_for_response,
     excerpt,
     hub_authorization,
+    json_object,
     parse_error_body,
     parse_retry_after,
     platform_authorization,
@@ -236,7 +237,8 @@ class CloudElementsAsyncHook(BaseHook):
     # ------------------------------------------------------------------------------------ API
     async def get_bulk_status(self, job_id: str) -> dict[str, Any]:
         """``GET /hubs/finance/bulk/{id}/status`` (§4.1): raw status JSON."""
-        return dict(await self._call("GET", f"{HUB_PREFIX}/bulk/{_job(job_id)}/status", hub=True) or {})
+        path = f"{HUB_PREFIX}/bulk/{_job(job_id)}/status"
+        return json_object(await self._call("GET", path, hub=True), f"GET {path}")
 
     async def cancel_bulk_job(self, job_id: str) -> None:
         """``PUT /hubs/finance/bulk/{id}/cancel`` (§4.1)."""
@@ -245,7 +247,7 @@ class CloudElementsAsyncHook(BaseHook):
 
     async def ping(self) -> dict[str, Any]:
         """``GET /hubs/finance/ping`` (§3.1)."""
-        return dict(await self._call("GET", f"{HUB_PREFIX}/ping", hub=True) or {})
+        return json_object(await self._call("GET", f"{HUB_PREFIX}/ping", hub=True), f"GET {HUB_PREFIX}/ping")
 
     async def list_events(
         self,

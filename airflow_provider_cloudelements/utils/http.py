@@ -290,6 +290,33 @@ def exception_for_response(
     return CloudElementsApiError(f"{what}{detail}", **kwargs)
 
 
+def json_object(value: Any, what: str) -> dict[str, Any]:
+    """A decoded 2xx body that must be a JSON object (an empty body gives ``{}``).
+
+    :param value: the decoded body (``None`` for an empty body).
+    :param what: the call, for the message (``"GET /hubs/finance/ping"``).
+    :raises CloudElementsApiError: any other JSON value (an array, a string, a number …), which a
+        ``dict(...)`` would turn into a bare ``TypeError``/``ValueError`` or silently wrong data.
+    """
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise CloudElementsApiError(f"Cloud Elements {what}: expected a JSON object, got {type(value).__name__}")
+
+
+def json_array(value: Any, what: str) -> list[Any]:
+    """A decoded 2xx body that must be a JSON array (an empty body gives ``[]``).
+
+    :raises CloudElementsApiError: any other JSON value.
+    """
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    raise CloudElementsApiError(f"Cloud Elements {what}: expected a JSON array, got {type(value).__name__}")
+
+
 # --------------------------------------------------------------------------------------------- Retry-After
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (RFC 9110: delay-seconds or an HTTP-date).
