@@ -123,3 +123,51 @@ class CloudElementsConnectionError(CloudElementsServerError):
     (bulk download) cut off mid-stream, still failing when the retry time budget was spent, or not
     retried because a retry was unsafe (a POST that may have been processed, a non-seekable file
     already partly written). ``status_code`` is ``None``."""
+
+
+def error_for_event(err: BaseException) -> dict[str, object]:
+    """A JSON-safe description of ``err`` for a trigger event (no secrets: our messages hold none).
+
+    ``{"type": class name, "message", "status_code", "request_id", "provider_message"}``; the type is
+    only meaningful for this module's classes (see :func:`exception_from_event`).
+    """
+    return {
+        "type": type(err).__name__,
+        "message": str(getattr(err, "message", err)),
+        "status_code": getattr(err, "status_code", None),
+        "request_id": getattr(err, "request_id", None),
+        "provider_message": getattr(err, "provider_message", None),
+    }
+
+
+def exception_from_event(error: object, fallback_message: str) -> CloudElementsError:
+    """Rebuild the typed error a trigger reported (:func:`error_for_event`); unknown types become
+    :class:`CloudElementsBulkJobError` so nothing outside this hierarchy is ever raised."""
+    if not isinstance(error, dict):
+        return CloudElementsBulkJobError(fallback_message)
+    cls = globals().get(str(error.get("type")))
+    if not (isinstance(cls, type) and issubclass(cls, CloudElementsError)):
+        cls = CloudElementsBulkJobError
+    status = error.get("status_code")
+    return cls(
+        str(error.get("message") or fallback_message),
+        status_code=status if isinstance(status, int) else None,
+        request_id=str(error["request_id"]) if error.get("request_id") else None,
+        provider_message=str(error["provider_message"]) if error.get("provider_message") else None,
+    )
+
+
+def as_instance_id(value: object) -> int:
+    """An element instance id: a positive integer (or its decimal text, e.g. a rendered template).
+
+    :raises CloudElementsConfigError: for booleans, non-integers and ids < 1.
+    """
+    if isinstance(value, bool):
+        raise CloudElementsConfigError(f"instance_id must be an integer, got {value!r}")
+    try:
+        number = int(str(value).strip()) if isinstance(value, str) else int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise CloudElementsConfigError(f"instance_id must be an integer, got {value!r}") from None
+    if (isinstance(value, float) and value != number) or number < 1:
+        raise CloudElementsConfigError(f"instance_id must be a positive integer, got {value!r}")
+    return number

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
-from airflow_provider_cloudelements.exceptions import CloudElementsConfigError, CloudElementsNotFoundError
+from airflow_provider_cloudelements.exceptions import (
+    CloudElementsConfigError,
+    CloudElementsNotFoundError,
+    as_instance_id,
+)
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.operators.extract import MANIFEST_NAME, default_output_base
 from airflow_provider_cloudelements.utils.elements import get_element
@@ -29,7 +33,11 @@ def latest_changes(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict
     object type or id are ignored.
     """
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for event in sorted(events, key=lambda e: (parse_instant(e.get("eventDate")) or datetime.min.astimezone(), str(e.get("id")))):
+
+    def order(e: dict[str, Any]) -> tuple[datetime, str]:
+        return parse_instant(e.get("eventDate")) or datetime.min.replace(tzinfo=timezone.utc), str(e.get("id"))
+
+    for event in sorted(events, key=order):
         resource, object_id = event.get("objectType"), event.get("objectId")
         if resource and object_id not in (None, ""):
             out.setdefault(str(resource), {})[str(object_id)] = event
@@ -85,13 +93,12 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> CloudElementsHook:
-        return CloudElementsHook(cloudelements_conn_id=self.cloudelements_conn_id, instance_id=int(self.instance_id))
+        return CloudElementsHook(
+            cloudelements_conn_id=self.cloudelements_conn_id, instance_id=as_instance_id(self.instance_id)
+        )
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        try:
-            instance_id = int(self.instance_id)
-        except (TypeError, ValueError):
-            raise CloudElementsConfigError(f"instance_id must be an integer, got {self.instance_id!r}") from None
+        instance_id = as_instance_id(self.instance_id)
         events = list(self.events) if self.events else events_from_context(context)
         changes = latest_changes(events)
         total = sum(len(ids) for ids in changes.values())

@@ -29,9 +29,11 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsBulkJobError,
     CloudElementsConfigError,
     CloudElementsNotFoundError,
-    CloudElementsRecordFailuresError,
     CloudElementsReconciliationError,
+    CloudElementsRecordFailuresError,
     CloudElementsTimeoutError,
+    as_instance_id,
+    exception_from_event,
 )
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.operators.links import (
@@ -49,13 +51,12 @@ from airflow_provider_cloudelements.utils.landing import (
     FORMAT_SUFFIX,
     ProgressLogger,
     partition_path,
-    read_json,
     staged_file,
     write_json_atomic,
 )
 from airflow_provider_cloudelements.utils.records import updated_at
 from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
-from airflow_provider_cloudelements.utils.windows import ExtractWindow, resolve_window
+from airflow_provider_cloudelements.utils.windows import ExtractWindow, positive_number, resolve_window
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -157,10 +158,7 @@ class _CloudElementsExtractBase(BaseOperator):
     def _instance_id(self) -> int | None:
         if self.instance_id in (None, ""):
             return None
-        try:
-            return int(self.instance_id)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise CloudElementsConfigError(f"instance_id must be an integer, got {self.instance_id!r}") from None
+        return as_instance_id(self.instance_id)
 
     def _resolve(self, context: Context) -> tuple[int, str, ExtractWindow, ObjectStoragePath]:
         """Return ``(instance_id, element_key, window, target file)``; validates before any transfer."""
@@ -339,19 +337,21 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if poll_interval <= 0:
-            raise CloudElementsConfigError(f"poll_interval must be positive seconds, got {poll_interval!r}")
-        if max_failed_records < 0:
-            raise CloudElementsConfigError("max_failed_records must be >= 0")
+        if isinstance(max_failed_records, bool) or not isinstance(max_failed_records, int) or max_failed_records < 0:
+            raise CloudElementsConfigError(f"max_failed_records must be an integer >= 0, got {max_failed_records!r}")
         self.deferrable = deferrable
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = positive_number(poll_interval, "poll_interval")
         self.timeout = timeout
-        self.max_failed_records = int(max_failed_records)
+        self._timeout_seconds()  # validate now: a bad timeout must fail before any job is submitted
+        self.max_failed_records = max_failed_records
         self.cancel_on_kill = cancel_on_kill
         self.job_id: str | None = None
 
     def _timeout_seconds(self) -> float:
-        seconds = self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
+        if isinstance(self.timeout, timedelta):
+            seconds = self.timeout.total_seconds()
+        else:
+            seconds = positive_number(self.timeout, "timeout")
         if self.execution_timeout is not None:
             framework = self.execution_timeout.total_seconds() - TIMEOUT_BUFFER_SECONDS
             seconds = min(seconds, max(framework, 1.0))
@@ -362,14 +362,16 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
     # -- execute ----------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self._timeout_seconds()  # before submitting: no orphan job for a bad timeout
         instance_id, element_key, window, target = self._resolve(context)
         hook = self.hook
         job_id = self._reattach(context, hook)
         if job_id is None:
             where, from_, to = self._query_for(element_key, window)
             job_id = hook.start_bulk_query(self.resource, where=where, from_=from_, to=to)
-            self.log.info("Submitted bulk job %s for %s/%s (window %s)", job_id, element_key, self.resource,
-                          window.as_dict())
+            self.log.info(
+                "Submitted bulk job %s for %s/%s (window %s)", job_id, element_key, self.resource, window.as_dict()
+            )
             self._remember(context, job_id)
         self.job_id = job_id
         context["ti"].xcom_push(key="bulk_job_id", value=job_id)
@@ -421,6 +423,8 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
         if kind == "timeout":
             self._cancel_quietly(job_id)
             raise CloudElementsTimeoutError(f"Bulk job {job_id} did not finish before the deadline; cancelled")
+        if kind == "error" and event.get("error"):
+            raise exception_from_event(event["error"], f"Bulk job {job_id}: {message}")
         if kind in ("failed", "cancelled", "error"):
             raise CloudElementsBulkJobError(f"Bulk job {job_id}: {message}")
         raise CloudElementsBulkJobError(f"Bulk job {job_id}: unexpected trigger event {kind!r}")
@@ -576,7 +580,9 @@ class CloudElementsPagedExtractOperator(_CloudElementsExtractBase):
         instance_id, element_key, window, target = self._resolve(context)
         spec = get_element(element_key)
         where = self._where_for(element_key, window)
-        day_precision = spec.ceql_date_format == "date" and not window.full_refresh
+        # Day-precision CEQL (FreshBooks) selects a superset of the window: filter on the exact
+        # instants. A full refresh still has an end bound (the interval end), so it is filtered too.
+        day_precision = spec.ceql_date_format == "date" and (window.start is not None or window.end is not None)
         progress = ProgressLogger(f"Paged extract {element_key}/{self.resource}", logger=self.log)  # type: ignore[arg-type]
         records = nbytes = 0
         with staged_file(target, "wb") as (handle, publish):
@@ -623,7 +629,7 @@ class _ParquetSink:
         import tempfile
 
         self.handle = handle
-        self.tmp = tempfile.NamedTemporaryFile(prefix="ce-parquet-", suffix=".ndjson")  # noqa: SIM115
+        self.tmp = tempfile.NamedTemporaryFile(prefix="ce-parquet-", suffix=".ndjson")
 
     def write(self, line: bytes) -> None:
         self.tmp.write(line)

@@ -8,7 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, BaseOperator
 
-from airflow_provider_cloudelements.exceptions import CloudElementsConfigError, CloudElementsNotFoundError
+from airflow_provider_cloudelements.exceptions import (
+    CloudElementsConfigError,
+    CloudElementsNotFoundError,
+    as_instance_id,
+)
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.operators.links import INSTANCE_URL_KEY, CloudElementsInstanceLink, instance_url
 from airflow_provider_cloudelements.utils.elements import get_element
@@ -125,8 +129,13 @@ class CloudElementsCreateInstanceOperator(BaseOperator):
             instance = self.hook.create_instance(body)
         result = {"id": int(instance["id"]), "name": instance.get("name"), "element_key": element_key, "reused": reused}
         context["ti"].xcom_push(key=INSTANCE_URL_KEY, value=instance_url(self.hook.base_url, result["id"]))
-        self.log.info("%s element instance %s (%s, %s)", "Reusing" if reused else "Created", result["id"],
-                      result["name"], element_key)
+        self.log.info(
+            "%s element instance %s (%s, %s)",
+            "Reusing" if reused else "Created",
+            result["id"],
+            result["name"],
+            element_key,
+        )
         return result
 
 
@@ -154,10 +163,7 @@ class CloudElementsDeleteInstanceOperator(BaseOperator):
         self.cloudelements_conn_id = cloudelements_conn_id
 
     def execute(self, context: Context) -> None:
-        try:
-            instance_id = int(self.instance_id)
-        except (TypeError, ValueError):
-            raise CloudElementsConfigError(f"instance_id must be an integer, got {self.instance_id!r}") from None
+        instance_id = as_instance_id(self.instance_id)
         try:
             CloudElementsHook(cloudelements_conn_id=self.cloudelements_conn_id).delete_instance(instance_id)
             self.log.info("Deleted element instance %s", instance_id)

@@ -233,9 +233,7 @@ def load_manifest(
         cur.close()
 
     if unmatched:
-        log.info(
-            "%s tombstone(s) named records unknown to %s for instance %s; ignored", unmatched, table, iid
-        )
+        log.info("%s tombstone(s) named records unknown to %s for instance %s; ignored", unmatched, table, iid)
     summary = {
         "table": table,
         "element_key": manifest.element_key,

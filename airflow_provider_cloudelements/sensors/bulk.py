@@ -10,8 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, conf
 
-from airflow_provider_cloudelements.exceptions import CloudElementsBulkJobError, CloudElementsTimeoutError
+from airflow_provider_cloudelements.exceptions import CloudElementsBulkJobError, as_instance_id
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
+from airflow_provider_cloudelements.sensors.events import (
+    CloudElementsSensorTimeoutError,
+    resume_skipping_only_timeouts,
+    run_sensor_loop,
+)
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
 from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
 
@@ -27,6 +32,8 @@ class CloudElementsBulkJobSensor(BaseSensorOperator):
     :param job_id: bulk job id. Templated.
     :param instance_id: element instance the job belongs to. Templated.
     :param deferrable: wait in the triggerer (:class:`CloudElementsBulkJobTrigger`).
+    :raises CloudElementsSensorTimeoutError: still running at ``timeout`` (``soft_fail`` skips only
+        this; a failed job fails the task).
     """
 
     template_fields: Sequence[str] = ("job_id", "instance_id")
@@ -48,7 +55,7 @@ class CloudElementsBulkJobSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> CloudElementsHook:
-        instance_id = int(self.instance_id) if self.instance_id not in (None, "") else None
+        instance_id = as_instance_id(self.instance_id) if self.instance_id not in (None, "") else None
         return CloudElementsHook(cloudelements_conn_id=self.cloudelements_conn_id, instance_id=instance_id)
 
     def poke(self, context: Context) -> bool:
@@ -63,7 +70,7 @@ class CloudElementsBulkJobSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
-            super().execute(context)
+            run_sensor_loop(self, context)
             return self.hook.get_bulk_status(str(self.job_id))
         if self.poke(context):
             return self.hook.get_bulk_status(str(self.job_id))
@@ -81,10 +88,13 @@ class CloudElementsBulkJobSensor(BaseSensorOperator):
             timeout=None,
         )
 
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        return resume_skipping_only_timeouts(self, next_method, next_kwargs, context)
+
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         kind = (event or {}).get("status")
         if kind == "success":
             return self.hook.get_bulk_status(str(self.job_id))
         if kind == "timeout":
-            raise CloudElementsTimeoutError(f"Bulk job {self.job_id} did not finish before the sensor timeout")
+            raise CloudElementsSensorTimeoutError(f"Bulk job {self.job_id} did not finish before the sensor timeout")
         raise CloudElementsBulkJobError(f"Bulk job {self.job_id}: {(event or {}).get('message', kind)}")

@@ -9,20 +9,57 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsConfigError,
     CloudElementsError,
     CloudElementsTimeoutError,
+    as_instance_id,
 )
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.triggers.events import CloudElementsEventTrigger, newest_date, summarize_events
+from airflow_provider_cloudelements.triggers.events import (
+    CloudElementsEventTrigger,
+    floor_ms,
+    newest_date,
+    summarize_events,
+)
 from airflow_provider_cloudelements.utils.windows import to_utc
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 EVENT_TYPES = frozenset({"CREATED", "UPDATED", "DELETED"})
+
+
+class CloudElementsSensorTimeoutError(CloudElementsTimeoutError, AirflowSensorTimeout):
+    """A Cloud Elements sensor timed out. Also an ``AirflowSensorTimeout``, so Airflow fails the task
+    without retrying it (a retry would restart the timeout clock) and ``soft_fail`` skips it."""
+
+
+def run_sensor_loop(sensor: BaseSensorOperator, context: Context) -> Any:
+    """``BaseSensorOperator.execute`` with its timeout raised as :class:`CloudElementsSensorTimeoutError`."""
+    try:
+        return BaseSensorOperator.execute(sensor, context)
+    except CloudElementsSensorTimeoutError:
+        raise
+    except AirflowSensorTimeout as err:
+        raise CloudElementsSensorTimeoutError(str(err)) from err
+
+
+def resume_skipping_only_timeouts(
+    sensor: BaseSensorOperator, next_method: str, next_kwargs: Any, context: Context
+) -> Any:
+    """``BaseSensorOperator.resume_execution`` but ``soft_fail`` skips only a real timeout: the base
+    class turns *every* ``AirflowException`` raised on resume into a skip, which would hide an API or
+    trigger error behind a skipped task (user-needs §4 item 17)."""
+    try:
+        return BaseSensorOperator.resume_execution(sensor, next_method, next_kwargs, context)
+    except AirflowSkipException as skip:
+        cause = skip.__cause__
+        if cause is None or isinstance(cause, (AirflowSensorTimeout, AirflowSkipException)):
+            raise
+        raise cause from None
 
 
 class CloudElementsEventSensor(BaseSensorOperator):
@@ -35,10 +72,14 @@ class CloudElementsEventSensor(BaseSensorOperator):
     :param instance_id: element instance id. Templated.
     :param object_types: resource names, e.g. ``["invoices", "payments"]``; empty = any.
     :param event_types: subset of ``CREATED``, ``UPDATED``, ``DELETED``; empty = any.
-    :param since: watermark (ISO-8601); default: the run's ``data_interval_start``. Templated.
-    :param deferrable: wait in the triggerer (:class:`CloudElementsEventTrigger`); default
-        ``[operators] default_deferrable``. ``poke_interval``, ``timeout``, ``exponential_backoff``,
-        ``max_wait`` and ``soft_fail`` behave as in any Airflow sensor, in both modes.
+    :param since: watermark (ISO-8601, rounded down to the millisecond like event dates); default:
+        the run's ``data_interval_start``. Templated.
+    :param deferrable: wait in the triggerer (:class:`CloudElementsEventTrigger`) after one
+        immediate check; default ``[operators] default_deferrable``. ``poke_interval``, ``timeout``,
+        ``exponential_backoff``, ``max_wait`` and ``soft_fail`` behave as in any Airflow sensor, in
+        both modes, except that ``soft_fail`` skips only on a timeout (an API or trigger error fails).
+    :raises CloudElementsSensorTimeoutError: no matching event before ``timeout`` (a
+        ``CloudElementsTimeoutError`` and an ``AirflowSensorTimeout``: failed without retry).
     """
 
     template_fields: Sequence[str] = ("instance_id", "since")
@@ -67,22 +108,29 @@ class CloudElementsEventSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> CloudElementsHook:
-        return CloudElementsHook(cloudelements_conn_id=self.cloudelements_conn_id, instance_id=int(self.instance_id))
+        return CloudElementsHook(
+            cloudelements_conn_id=self.cloudelements_conn_id, instance_id=as_instance_id(self.instance_id)
+        )
 
     def _watermark(self, context: Context) -> Any:
         value = to_utc(self.since or context.get("data_interval_start"), name="since")
         if value is None:
-            raise CloudElementsConfigError("No watermark: pass since= or run the sensor in a DAG run with a data interval")
-        return value
+            raise CloudElementsConfigError(
+                "No watermark: pass since= or run the sensor in a DAG run with a data interval"
+            )
+        return floor_ms(value)
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
-            return super().execute(context)
+            return run_sensor_loop(self, context)
+        first = self.poke(context)  # events already there cost no deferral
+        if first.is_done:
+            return first.xcom_value
         watermark = self._watermark(context)
         timeout = self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
         self.defer(
             trigger=CloudElementsEventTrigger(
-                instance_id=int(self.instance_id),
+                instance_id=as_instance_id(self.instance_id),
                 cloudelements_conn_id=self.cloudelements_conn_id,
                 object_types=self.object_types,
                 event_types=self.event_types,
@@ -101,7 +149,7 @@ class CloudElementsEventSensor(BaseSensorOperator):
         events = [
             e
             for e in self.hook.iter_events(
-                instance_id=int(self.instance_id),
+                instance_id=as_instance_id(self.instance_id),
                 since=watermark,
                 object_types=self.object_types or None,
                 event_types=self.event_types or None,
@@ -118,15 +166,16 @@ class CloudElementsEventSensor(BaseSensorOperator):
         )
         return PokeReturnValue(is_done=bool(events), xcom_value=summarize_events(events) if events else None)
 
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        return resume_skipping_only_timeouts(self, next_method, next_kwargs, context)
+
     def execute_complete(self, context: Context, event: dict[str, Any]) -> list[dict[str, Any]]:
         status = (event or {}).get("status")
         if status == "success":
             return list(event.get("events") or [])
         if status == "timeout":
-            from airflow.exceptions import AirflowSkipException
-
             message = f"No matching events for instance {self.instance_id} before the timeout"
             if self.soft_fail:
                 raise AirflowSkipException(message)
-            raise CloudElementsTimeoutError(message)
+            raise CloudElementsSensorTimeoutError(message)
         raise CloudElementsError(f"Event trigger failed: {(event or {}).get('message', status)}")

@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_cloudelements.exceptions import error_for_event
 from airflow_provider_cloudelements.hooks.cloudelements_async import CloudElementsAsyncHook
 from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
 
@@ -87,7 +88,9 @@ class CloudElementsBulkJobTrigger(BaseTrigger):
                 self.log.info("Bulk job %s is %s", self.job_id, status.value)
                 await asyncio.sleep(max(min(self.poll_interval, self.end_time - time.time()), 0.0))
         except Exception as err:  # every failure becomes an event the operator can act on
-            yield self._event("error", None, f"{type(err).__name__}: {err}")
+            event = self._event("error", None, f"{type(err).__name__}: {err}")
+            event.payload["error"] = error_for_event(err)  # keeps a 401/403's type across the deferral
+            yield event
 
     def _event(self, kind: str, payload: dict[str, Any] | None, message: str) -> TriggerEvent:
         payload = payload or {}

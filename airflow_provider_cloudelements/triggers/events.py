@@ -22,6 +22,12 @@ def summarize_events(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: e.get(k) for k in keys} for e in events]
 
 
+def floor_ms(moment: datetime) -> datetime:
+    """Round a watermark down to whole milliseconds: event dates have millisecond precision (reference
+    §5.6), so an event in the same millisecond as a microsecond watermark must still count (``>=``)."""
+    return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)
+
+
 def newest_date(events: Sequence[dict[str, Any]], default: datetime) -> datetime:
     dates = [d for d in (parse_instant(e.get("eventDate")) for e in events) if d is not None]
     return max(dates, default=default)
@@ -45,8 +51,9 @@ class CloudElementsEventTrigger(BaseEventTrigger):
     :param instance_id: element instance whose events to read.
     :param object_types: resource names to match (``["invoices"]``); empty matches all.
     :param event_types: ``CREATED``/``UPDATED``/``DELETED``; empty matches all.
-    :param since: ISO-8601 watermark; events at or after it match (half-open like data intervals).
-        Default: when the trigger first runs.
+    :param since: ISO-8601 watermark; events at or after it (rounded down to the millisecond, the
+        precision of event dates) match, half-open like data intervals. Default: when the trigger
+        first runs.
     :param poll_interval: seconds between polls (multiplied by ``backoff`` after empty polls, capped
         at ``max_poll_interval``).
     :param end_time: absolute deadline, epoch seconds (sensor use); ``None`` = no deadline.
@@ -96,7 +103,7 @@ class CloudElementsEventTrigger(BaseEventTrigger):
         )
 
     async def _load_watermark(self) -> tuple[datetime, set[str]]:
-        default = parse_instant(self.since) or datetime.now(timezone.utc)
+        default = floor_ms(parse_instant(self.since) or datetime.now(timezone.utc))
         store = getattr(self, "asset_state_store", None)
         if self.watch and store is not None:
             try:

@@ -60,6 +60,20 @@ def to_utc(value: Any, *, name: str = "date") -> datetime | None:
     return datetime.fromtimestamp(dt.timestamp(), tz=timezone.utc)
 
 
+def positive_number(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """``value`` as a finite float > 0 (>= 0 with ``allow_zero``); bools and text are rejected.
+
+    :raises CloudElementsConfigError: naming ``name`` and the bad value.
+    """
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise CloudElementsConfigError(f"{name} must be a number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise CloudElementsConfigError(f"{name} must be {'>= 0' if allow_zero else 'positive'}, got {value!r}")
+    return float(value)
+
+
 def resolve_window(
     context: Any,
     *,
@@ -101,7 +115,11 @@ def resolve_window(
     if start is not None and end is not None and start >= end:
         raise CloudElementsConfigError(f"Window start {start.isoformat()} is not before end {end.isoformat()}")
     if lookback:
-        delta = lookback if isinstance(lookback, timedelta) else timedelta(seconds=float(lookback))
+        delta = (
+            lookback
+            if isinstance(lookback, timedelta)
+            else timedelta(seconds=positive_number(lookback, "lookback", allow_zero=True))
+        )
         if delta < timedelta(0):
             raise CloudElementsConfigError("lookback must not be negative")
         if start is not None:
