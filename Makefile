@@ -25,8 +25,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check airflow_provider_cloudelements tests dags_examples scripts benchmarks
 	$(VENV)/bin/mypy airflow_provider_cloudelements
 
+# Benchmarks (benchmarks/RESULTS.md): adds the baselines' dependencies (dlt) to the same venv.
 bench: $(STAMP)
-	$(PY) benchmarks/run.py
+	$(PY) -m pip install --quiet --constraint constraints.txt --editable ".[dev,bench]" 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 emulator: $(STAMP)
 	$(VENV)/bin/cloudelements-emulator --help

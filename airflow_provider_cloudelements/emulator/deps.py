@@ -76,7 +76,7 @@ def paginate(
     if size < 1:
         raise CEError(400, "pageSize must be a positive integer")
     size = min(size, cap)
-    offset = decode_cursor(next_page) if next_page else 0
+    offset = decode_cursor(next_page)[0] if next_page else 0
     page = items[offset : offset + size]
     headers = {"Elements-Returned-Count": str(len(page)), "Elements-Total-Count": str(len(items))}
     if offset + size < len(items):

@@ -47,20 +47,28 @@ class Page:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
+def encode_cursor(offset: int, last_seq: int | None = None) -> str:
+    """Opaque ``Elements-Next-Page-Token`` (reference §3.3): the row offset and, for pages in
+    ascending ``seq`` order, the last row's ``seq`` (keyset paging: the next page starts there
+    instead of re-reading every skipped row)."""
+    state: dict[str, int] = {"o": offset}
+    if last_seq is not None:
+        state["s"] = last_seq
+    return base64.urlsafe_b64encode(json.dumps(state).encode()).decode().rstrip("=")
 
 
-def decode_cursor(token: str) -> int:
-    """:raises CEError: 400 for a token this emulator did not issue."""
+def decode_cursor(token: str) -> tuple[int, int | None]:
+    """``(offset, last_seq or None)``. :raises CEError: 400 for a token this emulator did not issue."""
     try:
         padded = token + "=" * (-len(token) % 4)
-        offset = int(json.loads(base64.urlsafe_b64decode(padded.encode()))["o"])
+        state = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        offset = int(state["o"])
+        last_seq = int(state["s"]) if "s" in state else None
     except (ValueError, KeyError, TypeError):
         raise CEError(400, f"Invalid nextPage token: {token!r}") from None
     if offset < 0:
         raise CEError(400, f"Invalid nextPage token: {token!r}")
-    return offset
+    return offset, last_seq
 
 
 def parse_order_by(order_by: str | None) -> list[tuple[str, bool]]:
@@ -182,8 +190,9 @@ class HubService:
                     f"{element.page_cap} for {element.key}; the page was truncated to "
                     f"{element.page_cap} records."
                 )
+        last_seq: int | None = None
         if next_page:
-            offset = decode_cursor(next_page)
+            offset, last_seq = decode_cursor(next_page)
         elif page is not None:
             if page < 1:
                 raise CEError(400, "page must be >= 1 (pages are 1-based)")
@@ -200,8 +209,14 @@ class HubService:
         orders = parse_order_by(order_by)
         sql_order = self._sql_order(element, resource, orders)
         total: int | None = None
+        keyset = sql_order == "seq" and last_seq is not None
+        page_rows: list[Any] = []
         if query.tree is None and sql_order is not None:
-            rows = [r.data for r in self.records.scan(tbl, order=sql_order, offset=offset, limit=size + 1)]
+            if keyset:
+                page_rows = list(self.records.scan(tbl, order="seq", after_seq=last_seq, limit=size + 1))
+            else:
+                page_rows = list(self.records.scan(tbl, order=sql_order, offset=offset, limit=size + 1))
+            rows = [r.data for r in page_rows]
             if return_count:
                 total = self.records.count(tbl)
         else:
@@ -209,13 +224,17 @@ class HubService:
             window = Window(lo=lo, hi=hi, hi_inclusive=True)
             matches = (
                 r
-                for r in self.records.scan(tbl, window, order=sql_order or "seq")
+                for r in self.records.scan(
+                    tbl, window, order=sql_order or "seq", after_seq=last_seq if keyset else None
+                )
                 if query.predicate(r.obj())
             )
             if sql_order is not None and not return_count:
                 rows = []
+                skip = 0 if keyset else offset
                 for i, r in enumerate(matches):
-                    if i >= offset:
+                    if i >= skip:
+                        page_rows.append(r)
                         rows.append(r.data)
                         if len(rows) > size:
                             break
@@ -229,7 +248,8 @@ class HubService:
         rows = rows[:size]
         headers["Elements-Returned-Count"] = str(len(rows))
         if has_more:
-            headers["Elements-Next-Page-Token"] = encode_cursor(offset + size)
+            resume = page_rows[size - 1].seq if sql_order == "seq" and len(page_rows) > size else None
+            headers["Elements-Next-Page-Token"] = encode_cursor(offset + size, resume)
         if return_count and total is not None:
             headers["Elements-Total-Count"] = str(total)
         return Page("[" + ",".join(rows) + "]", headers)

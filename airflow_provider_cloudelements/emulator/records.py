@@ -191,9 +191,16 @@ class RecordRepo:
         order: str = "seq",
         offset: int = 0,
         limit: int | None = None,
+        after_seq: int | None = None,
     ) -> Iterator[Row]:
-        """Stream rows in ``order`` (by ``seq`` or ``updated``, asc/desc) in constant memory."""
+        """Stream rows in ``order`` (by ``seq`` or ``updated``, asc/desc) in constant memory.
+
+        ``after_seq`` keeps only rows with ``seq`` greater than it (keyset paging, with ``order="seq"``).
+        """
         where, args = self._where(window, include_deleted)
+        if after_seq is not None:
+            where = f"{where} AND seq > ?" if where else " WHERE seq > ?"
+            args = [*args, after_seq]
         assert order in ("seq", "seq DESC", "updated, seq", "updated DESC, seq DESC")
         sql = f"SELECT seq, created, updated, deleted, data, changed FROM {tbl}{where} ORDER BY {order}"
         if limit is not None or offset:

@@ -87,6 +87,29 @@ class CloudElementsAsyncHook(BaseHook):
         self._settings: CloudElementsSettings | None = None
         self._token: str | None = None
         self._budgets: dict[bool, AsyncRequestBudget] = {}
+        self._client: httpx.AsyncClient | None = None
+
+    async def _http_client(self, s: CloudElementsSettings) -> httpx.AsyncClient:
+        """One pooled client per hook (a new client per request costs an SSL context and a
+        connection each time: ~10 ms CPU per trigger poll, benchmarks/RESULTS.md)."""
+        if self._client is None or self._client.is_closed:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
+                headers={"User-Agent": USER_AGENT},
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the pooled HTTP client (triggers call this when they stop)."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def __aenter__(self) -> CloudElementsAsyncHook:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         name = type(self).__name__
@@ -192,15 +215,12 @@ class CloudElementsAsyncHook(BaseHook):
         budget = self._retry_budget_arg if self._retry_budget_arg is not None else s.retry_budget
         policy = RetryPolicy(budget=budget)
         what = f"{method} {path}"
-        timeout = httpx.Timeout(s.read_timeout, connect=s.connect_timeout)
         start = time.monotonic()
         try:
-            async with httpx.AsyncClient(timeout=timeout, headers={"User-Agent": USER_AGENT}) as client:
-                async for attempt in policy.async_retrying(
-                    idempotent=method != "POST", logger=self.log, what=what
-                ):
-                    with attempt:
-                        resp = await self._send_once(client, method, path, hub=hub, params=params)
+            client = await self._http_client(s)
+            async for attempt in policy.async_retrying(idempotent=method != "POST", logger=self.log, what=what):
+                with attempt:
+                    resp = await self._send_once(client, method, path, hub=hub, params=params)
             return resp
         except CloudElementsError:
             raise

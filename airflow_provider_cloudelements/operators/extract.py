@@ -70,6 +70,8 @@ STATE_KEY = "cloudelements_bulk_job"
 #: Seconds kept between our own deadline and ``execution_timeout`` so the job can still be cancelled.
 TIMEOUT_BUFFER_SECONDS = 60.0
 MANIFEST_NAME = "_manifest.json"
+#: Records encoded per file write in paged extracts (one write per record cost ~25% of a 100k pull).
+WRITE_BATCH_RECORDS = 1000
 
 
 def default_output_base() -> str:
@@ -585,18 +587,23 @@ class CloudElementsPagedExtractOperator(_CloudElementsExtractBase):
         day_precision = spec.ceql_date_format == "date" and (window.start is not None or window.end is not None)
         progress = ProgressLogger(f"Paged extract {element_key}/{self.resource}", logger=self.log)  # type: ignore[arg-type]
         records = nbytes = 0
+        encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
         with staged_file(target, "wb") as (handle, publish):
             sink = handle if self.output_format == "ndjson" else _ParquetSink(handle)
+            batch: list[str] = []
             for record in self.hook.iter_records(
                 self.resource, where=where, page_size=self.page_size, reconcile_total=self.reconcile_total
             ):
                 if day_precision and not _in_window(record, element_key, window):
                     continue
-                line = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-                sink.write(line)
-                records += 1
-                nbytes += len(line)
-                progress(records, nbytes)
+                batch.append(encode(record))
+                if len(batch) >= WRITE_BATCH_RECORDS:  # one write per batch, not per record
+                    nbytes += _write_lines(sink, batch)
+                    records += len(batch)
+                    batch.clear()
+                    progress(records, nbytes)
+            nbytes += _write_lines(sink, batch)
+            records += len(batch)
             if isinstance(sink, _ParquetSink):
                 sink.close()
             publish()
@@ -610,6 +617,15 @@ class CloudElementsPagedExtractOperator(_CloudElementsExtractBase):
             job_id=None,
         )
         return self._publish_manifest(context, manifest)
+
+
+def _write_lines(sink: Any, lines: list[str]) -> int:
+    """Write ``lines`` as NDJSON in one call; returns the bytes written."""
+    if not lines:
+        return 0
+    data = ("\n".join(lines) + "\n").encode()
+    sink.write(data)
+    return len(data)
 
 
 def _in_window(record: dict[str, Any], element_key: str, window: ExtractWindow) -> bool:

@@ -91,6 +91,8 @@ class CloudElementsBulkJobTrigger(BaseTrigger):
             event = self._event("error", None, f"{type(err).__name__}: {err}")
             event.payload["error"] = error_for_event(err)  # keeps a 401/403's type across the deferral
             yield event
+        finally:
+            await hook.aclose()
 
     def _event(self, kind: str, payload: dict[str, Any] | None, message: str) -> TriggerEvent:
         payload = payload or {}
@@ -109,7 +111,8 @@ class CloudElementsBulkJobTrigger(BaseTrigger):
         if not self.cancel_on_kill:
             return
         try:
-            await self._hook().cancel_bulk_job(self.job_id)
+            async with self._hook() as hook:
+                await hook.cancel_bulk_job(self.job_id)
             self.log.info("Cancelled bulk job %s on kill", self.job_id)
         except Exception as err:  # best effort, as the base class documents
             self.log.warning("Could not cancel bulk job %s on kill: %s", self.job_id, err)

@@ -166,6 +166,8 @@ class CloudElementsEventTrigger(BaseEventTrigger):
                 await asyncio.sleep(sleep_for)
         except Exception as err:
             yield TriggerEvent({"status": "error", "message": f"{type(err).__name__}: {err}"})
+        finally:
+            await hook.aclose()
 
     def _matches(self, event: dict[str, Any], watermark: datetime, seen: set[str]) -> bool:
         when = parse_instant(event.get("eventDate"))

@@ -535,8 +535,12 @@ class _NoSeek(io.RawIOBase):
 
 
 def test_download_dropped_into_non_seekable_raises(server, loop_conn):
-    big = NDJSON * 30  # > one 256 KiB chunk, so bytes reach the file before the drop
-    server.handler = router({("GET", "/hubs/finance/bulk/5/invoices"): Resp(200, big, drop_after=300_000)})
+    from airflow_provider_cloudelements.hooks.cloudelements import DOWNLOAD_CHUNK_BYTES
+
+    # more than one download chunk, so bytes reach the file before the drop
+    big = NDJSON * (3 * DOWNLOAD_CHUNK_BYTES // len(NDJSON) + 1)
+    drop = DOWNLOAD_CHUNK_BYTES + DOWNLOAD_CHUNK_BYTES // 4
+    server.handler = router({("GET", "/hubs/finance/bulk/5/invoices"): Resp(200, big, drop_after=drop)})
     hook = CloudElementsHook(loop_conn(), element_token=ELEMENT_TOKEN)
     with pytest.raises(CloudElementsConnectionError, match="not seekable"):
         hook.download_bulk("5", "invoices", _NoSeek())

@@ -87,7 +87,7 @@ def bulk_errors(hub: str, job_id: str, request: Request, inst: HubInstance) -> A
     size = int_param(q.get("pageSize"), "pageSize") or 200
     if size < 1:
         raise CEError(400, "pageSize must be a positive integer")
-    offset = decode_cursor(q["nextPage"]) if q.get("nextPage") else 0
+    offset = decode_cursor(q["nextPage"])[0] if q.get("nextPage") else 0
     items, more = state_of(request).bulk.errors(inst, job_id, offset, size)
     headers = {"Elements-Returned-Count": str(len(items))}
     if more:
