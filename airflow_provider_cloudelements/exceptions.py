@@ -31,7 +31,9 @@ class CloudElementsError(AirflowException):
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.status_code = status_code
+        # AirflowException declares status_code as an HTTPStatus class attribute for its REST API;
+        # ours is the Cloud Elements response status (or None when no call was made).
+        self.status_code = status_code  # type: ignore[assignment]
         self.request_id = request_id
         self.provider_message = provider_message
 

@@ -20,30 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-QBO_RESOURCES: tuple[str, ...] = (
-    "bill-payments",
-    "bills",
-    "classes",
-    "credit-memos",
-    "credit-terms",
-    "currencies",
-    "customers",
-    "employees",
-    "invoices",
-    "journal-entries",
-    "ledger-accounts",
-    "payment-methods",
-    "payments",
-    "products",
-    "purchase-orders",
-    "refund-receipts",
-    "sales-receipts",
-    "tax-codes",
-    "tax-rates",
-    "time-activities",
-    "vendor-credits",
-    "vendors",
-)
+from airflow_provider_cloudelements.catalog import FRESHBOOKS_RESOURCES, QBE_RESOURCES, QBO_RESOURCES
+
 QBO_LISTS = frozenset(
     {
         "classes",
@@ -59,23 +37,7 @@ QBO_LISTS = frozenset(
         "vendors",
     }
 )
-QBE_RESOURCES: tuple[str, ...] = (
-    "bills",
-    "credit-memos",
-    "item-receipts",
-    "invoices",
-    "journal-entries",
-    "payments",
-    "sales-receipts",
-    "purchase-orders",
-    "sales-orders",
-    "customers",
-    "employees",
-    "products",
-    "vendors",
-)
 QBE_LISTS = frozenset({"customers", "employees", "products", "vendors"})
-FRESHBOOKS_RESOURCES: tuple[str, ...] = ("customers", "invoices", "payments", "items", "taxes")
 FRESHBOOKS_SOFT = frozenset({"customers", "invoices", "payments", "items"})
 
 #: Fields a create (hub POST, bulk upload) must carry, per style and resource; anything else is optional.

@@ -41,6 +41,7 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsConnectionError,
     CloudElementsError,
     CloudElementsTimeoutError,
+    as_instance_id,
 )
 from airflow_provider_cloudelements.utils import ceql
 from airflow_provider_cloudelements.utils.budget import (
@@ -82,12 +83,8 @@ from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStat
 T = TypeVar("T")
 
 CONN_TYPE = "cloudelements"
-DEFAULT_CONNECT_TIMEOUT = (
-    10.0  # seconds: a TCP+TLS handshake to CE takes well under 1 s; 10 s = network trouble
-)
-DEFAULT_READ_TIMEOUT = (
-    120.0  # seconds between bytes: CE pages the provider synchronously, QBO/QBE pages can be slow
-)
+DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds: a TCP+TLS handshake to CE takes well under 1 s; 10 s = network trouble
+DEFAULT_READ_TIMEOUT = 120.0  # seconds between bytes: CE pages the provider synchronously, QBO/QBE pages can be slow
 BULK_DOWNLOAD_READ_TIMEOUT = 300.0  # seconds: CE may assemble a bulk file before the first byte
 DEFAULT_PAGE_SIZE = 200  # records: CE hub default and QBO maximum (reference §3.3)
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024  # 1 MiB: 256 KiB chunks cost ~4-20% at 100k-1M (benchmarks/)
@@ -140,9 +137,7 @@ class CloudElementsSettings:
     max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS
 
 
-def _number(
-    extras: Mapping[str, Any], key: str, default: float, *, integer: bool = False, allow_zero: bool = False
-):
+def _number(extras: Mapping[str, Any], key: str, default: float, *, integer: bool = False, allow_zero: bool = False):
     value = extras.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         return default
@@ -155,9 +150,7 @@ def _number(
                 raise ValueError
             number = int(number)
     except (TypeError, ValueError):
-        raise CloudElementsConfigError(
-            f"Connection extra {key!r} must be a finite number, got {value!r}"
-        ) from None
+        raise CloudElementsConfigError(f"Connection extra {key!r} must be a finite number, got {value!r}") from None
     if number < 0 or (number == 0 and not allow_zero):
         raise CloudElementsConfigError(f"Connection extra {key!r} must be positive, got {value!r}")
     return number
@@ -193,8 +186,7 @@ def settings_from_connection(conn: Any, extras: Mapping[str, Any] | None = None)
     conn_type = (getattr(conn, "conn_type", None) or "").strip().lower()
     if conn_type != CONN_TYPE:
         raise CloudElementsConfigError(
-            f"Connection {getattr(conn, 'conn_id', '?')!r} has type {conn_type or None!r}; "
-            f"expected {CONN_TYPE!r}"
+            f"Connection {getattr(conn, 'conn_id', '?')!r} has type {conn_type or None!r}; expected {CONN_TYPE!r}"
         )
     extras = dict(conn.extra_dejson if extras is None else extras)
     missing = [k for k in ("user_secret", "organization_secret") if not str(extras.get(k) or "").strip()]
@@ -313,9 +305,7 @@ def event_date(event: Mapping[str, Any]) -> datetime | None:
             continue
         try:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return ceql.to_datetime(
-                    datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=None)
-                )
+                return ceql.to_datetime(datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=None))
             return ceql.to_datetime(value)
         except (CloudElementsConfigError, OverflowError, OSError, ValueError):
             continue
@@ -395,9 +385,7 @@ class CloudElementsHook(BaseHook):
     ) -> None:
         super().__init__()
         self.cloudelements_conn_id = cloudelements_conn_id
-        if instance_id is not None and (isinstance(instance_id, bool) or int(instance_id) <= 0):
-            raise CloudElementsConfigError(f"instance_id must be a positive integer, got {instance_id!r}")
-        self._instance_id_arg = int(instance_id) if instance_id is not None else None
+        self._instance_id_arg = as_instance_id(instance_id) if instance_id is not None else None
         if element_token:
             mask_secret(element_token)
         self._element_token_arg = element_token or None
@@ -541,9 +529,7 @@ class CloudElementsHook(BaseHook):
         )
 
     # ------------------------------------------------------------------------------------ core
-    def _error_from(
-        self, resp: requests.Response, *, method: str, path: str, hub: bool
-    ) -> CloudElementsApiError:
+    def _error_from(self, resp: requests.Response, *, method: str, path: str, hub: bool) -> CloudElementsApiError:
         try:
             body = resp.content
         except (requests.RequestException, urllib3.exceptions.HTTPError):
@@ -609,9 +595,7 @@ class CloudElementsHook(BaseHook):
             finally:
                 resp.close()
 
-    def _with_retry(
-        self, fn: Callable[[], T], *, method: str, path: str, idempotent: bool | None = None
-    ) -> T:
+    def _with_retry(self, fn: Callable[[], T], *, method: str, path: str, idempotent: bool | None = None) -> T:
         """Run one logical call under the retry policy; convert leftover transport errors."""
         idem = method.upper() != "POST" if idempotent is None else idempotent
         what = f"{method} {path}"
@@ -627,9 +611,7 @@ class CloudElementsHook(BaseHook):
             if not is_transport_error(exc):
                 raise
             elapsed = time.monotonic() - start
-            hint = (
-                "" if idem else " (not retried after the request may have been sent: POST is not idempotent)"
-            )
+            hint = "" if idem else " (not retried after the request may have been sent: POST is not idempotent)"
             raise CloudElementsConnectionError(
                 redact(
                     f"Cloud Elements {what}: no usable response ({_describe_transport(exc)}) after "
@@ -738,9 +720,7 @@ class CloudElementsHook(BaseHook):
         self._cache_instance(instance)
         return strip_instance(instance)
 
-    def find_instances(
-        self, *, name: str | None = None, tags: list[str] | None = None
-    ) -> list[dict[str, Any]]:
+    def find_instances(self, *, name: str | None = None, tags: list[str] | None = None) -> list[dict[str, Any]]:
         """``GET /instances?tags[]=..`` (§2.2), then keep instances whose ``name`` equals ``name`` exactly.
 
         :param name: exact instance name to keep, or ``None`` for all.
@@ -760,9 +740,7 @@ class CloudElementsHook(BaseHook):
             out.append(strip_instance(inst))
         return out
 
-    def update_instance(
-        self, instance_id: int, body: Mapping[str, Any], *, partial: bool = True
-    ) -> dict[str, Any]:
+    def update_instance(self, instance_id: int, body: Mapping[str, Any], *, partial: bool = True) -> dict[str, Any]:
         """``PATCH /instances/{id}`` (``partial=True``) or ``PUT /instances/{id}`` (§2.2).
 
         :param body: fields to change (``name``, ``tags`` (replaced wholesale), ``configuration``,
@@ -772,9 +750,7 @@ class CloudElementsHook(BaseHook):
         iid = _positive_int(instance_id, "instance_id")
         for value in sensitive_values(body):
             mask_secret(value)
-        instance = self._call(
-            "PATCH" if partial else "PUT", f"/instances/{iid}", hub=False, json_body=dict(body)
-        )
+        instance = self._call("PATCH" if partial else "PUT", f"/instances/{iid}", hub=False, json_body=dict(body))
         if isinstance(instance, Mapping):
             self._cache_instance(instance)
             return strip_instance(instance)
@@ -929,9 +905,7 @@ class CloudElementsHook(BaseHook):
         path = f"{HUB_PREFIX}/bulk/{_job(job_id)}/status"
         return json_object(self._call("GET", path, hub=True), f"GET {path}")
 
-    def wait_for_bulk_job(
-        self, job_id: str, *, poll_interval: float = 5, timeout: float | None = None
-    ) -> dict:
+    def wait_for_bulk_job(self, job_id: str, *, poll_interval: float = 5, timeout: float | None = None) -> dict:
         """Poll :meth:`get_bulk_status` until the job is terminal (§4.2).
 
         :param poll_interval: seconds between polls.
@@ -1107,17 +1081,11 @@ class CloudElementsHook(BaseHook):
         ``eventDate``, ``objectType``/``eventType`` anywhere in the event).
         """
         iid = instance_id if instance_id is not None else self.instance_id
-        path = (
-            f"/instances/{_positive_int(iid, 'instance_id')}/events"
-            if iid is not None
-            else "/instances/events"
-        )
+        path = f"/instances/{_positive_int(iid, 'instance_id')}/events" if iid is not None else "/instances/events"
         for value, what in ((since, "since"), (until, "until")):
             if value is not None:
                 ceql.to_datetime(value, what=what)
-        records = self._paginate(
-            path, event_window_params(since, until), hub=False, page_size=self.settings.page_size
-        )
+        records = self._paginate(path, event_window_params(since, until), hub=False, page_size=self.settings.page_size)
         return (
             dict(e)
             for e in records
@@ -1139,15 +1107,10 @@ class CloudElementsHook(BaseHook):
                 TEST_CONNECTION_RETRY_BUDGET, saved if saved is not None else self.settings.retry_budget
             )
             self._call("GET", "/instances", hub=False, params={"pageSize": 1})
-            message = (
-                f"Cloud Elements platform API reachable at {self.base_url} "
-                "(user/organization secrets accepted)"
-            )
+            message = f"Cloud Elements platform API reachable at {self.base_url} (user/organization secrets accepted)"
             if self._static_token() or self.instance_id is not None:
                 self.ping()
-                target = (
-                    f"instance {self.instance_id}" if self.instance_id is not None else "the element token"
-                )
+                target = f"instance {self.instance_id}" if self.instance_id is not None else "the element token"
                 message += f"; hub ping OK for {target}"
             return True, message
         except Exception as exc:

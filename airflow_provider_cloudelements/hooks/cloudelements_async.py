@@ -28,6 +28,7 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsConfigError,
     CloudElementsConnectionError,
     CloudElementsError,
+    as_instance_id,
 )
 from airflow_provider_cloudelements.hooks.cloudelements import (
     CONN_TYPE,
@@ -80,9 +81,7 @@ class CloudElementsAsyncHook(BaseHook):
     ) -> None:
         super().__init__()
         self.cloudelements_conn_id = cloudelements_conn_id
-        if instance_id is not None and (isinstance(instance_id, bool) or int(instance_id) <= 0):
-            raise CloudElementsConfigError(f"instance_id must be a positive integer, got {instance_id!r}")
-        self._instance_id_arg = int(instance_id) if instance_id is not None else None
+        self._instance_id_arg = as_instance_id(instance_id) if instance_id is not None else None
         self._retry_budget_arg = retry_budget
         self._settings: CloudElementsSettings | None = None
         self._token: str | None = None
@@ -162,9 +161,7 @@ class CloudElementsAsyncHook(BaseHook):
     def _budget(self, hub: bool, s: CloudElementsSettings) -> AsyncRequestBudget:
         budget = self._budgets.get(hub)
         if budget is None:
-            budget = self._budgets[hub] = AsyncRequestBudget(
-                s.max_requests_per_minute, s.max_concurrent_requests
-            )
+            budget = self._budgets[hub] = AsyncRequestBudget(s.max_requests_per_minute, s.max_concurrent_requests)
         return budget
 
     async def _send_once(
@@ -235,9 +232,7 @@ class CloudElementsAsyncHook(BaseHook):
                 )
             ) from exc
 
-    async def _call(
-        self, method: str, path: str, *, hub: bool, params: Mapping[str, Any] | None = None
-    ) -> Any:
+    async def _call(self, method: str, path: str, *, hub: bool, params: Mapping[str, Any] | None = None) -> Any:
         resp = await self._request(method, path, hub=hub, params=params)
         return self._decode(resp)
 

@@ -8,48 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from airflow_provider_cloudelements.catalog import FRESHBOOKS_RESOURCES, QBE_RESOURCES, QBO_RESOURCES
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
-
-QBO_RESOURCES: tuple[str, ...] = (
-    "bill-payments",
-    "bills",
-    "classes",
-    "credit-memos",
-    "credit-terms",
-    "currencies",
-    "customers",
-    "employees",
-    "invoices",
-    "journal-entries",
-    "ledger-accounts",
-    "payment-methods",
-    "payments",
-    "products",
-    "purchase-orders",
-    "refund-receipts",
-    "sales-receipts",
-    "tax-codes",
-    "tax-rates",
-    "time-activities",
-    "vendor-credits",
-    "vendors",
-)  # the 22 QBO polling resources, reference §5.2 / §3.2
-QBE_RESOURCES: tuple[str, ...] = (
-    "bills",
-    "credit-memos",
-    "item-receipts",
-    "invoices",
-    "journal-entries",
-    "payments",
-    "sales-receipts",
-    "purchase-orders",
-    "sales-orders",
-    "customers",
-    "employees",
-    "products",
-    "vendors",
-)  # the 13 QBE polling resources, reference §5.2 / §3.2
-FRESHBOOKS_RESOURCES: tuple[str, ...] = ("customers", "invoices", "payments", "items", "taxes")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import Any, BinaryIO, cast
 
 from airflow.sdk import ObjectStoragePath
 
@@ -56,7 +56,7 @@ def temp_sibling(final: ObjectStoragePath) -> ObjectStoragePath:
 
 
 @contextmanager
-def atomic_write(final: ObjectStoragePath, mode: str = "wb") -> Iterator[IO[Any]]:
+def atomic_write(final: ObjectStoragePath, mode: str = "wb") -> Iterator[BinaryIO]:
     """Open a temporary sibling of ``final`` for writing; move it over ``final`` on clean exit.
 
     On any exception the temporary file is removed and ``final`` is left as it was (an existing
@@ -70,9 +70,7 @@ def atomic_write(final: ObjectStoragePath, mode: str = "wb") -> Iterator[IO[Any]
 
 
 @contextmanager
-def staged_file(
-    final: ObjectStoragePath, mode: str = "wb"
-) -> Iterator[tuple[IO[Any], Callable[[], None]]]:
+def staged_file(final: ObjectStoragePath, mode: str = "wb") -> Iterator[tuple[BinaryIO, Callable[[], None]]]:
     """Yield ``(handle, publish)``: write to ``handle``, call ``publish()`` to move it to ``final``.
 
     If the block exits without ``publish()`` having been called, or raises, the temporary file is
@@ -81,7 +79,7 @@ def staged_file(
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(final)
     published = False
-    handle = tmp.open(mode)
+    handle = cast(BinaryIO, tmp.open(mode))  # binary modes only ("wb"): callers write bytes
 
     def publish() -> None:
         nonlocal published

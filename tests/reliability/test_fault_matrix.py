@@ -21,11 +21,11 @@ import pytest
 
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsAuthenticationError,
-    CloudElementsNotFoundError,
     CloudElementsBulkJobError,
     CloudElementsConnectionError,
     CloudElementsError,
     CloudElementsForbiddenError,
+    CloudElementsNotFoundError,
     CloudElementsRecordFailuresError,
     CloudElementsServerError,
     CloudElementsThrottledError,
