@@ -39,44 +39,6 @@ def _pct(values: list[float], q: float) -> float | None:
     return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
 
 
-def _patch_shared_client() -> None:
-    """Experiment: one ``httpx.AsyncClient`` per hook (kept open) instead of one per request.
-
-    Same retry loop, same ``_send_once``; only the client construction moves out of the hot path.
-    """
-    import httpx
-
-    from airflow_provider_cloudelements.exceptions import CloudElementsConnectionError, CloudElementsError
-    from airflow_provider_cloudelements.hooks import cloudelements_async as mod
-
-    async def _request(self, method, path, *, hub, params=None):
-        s = await self.get_settings()
-        budget = self._retry_budget_arg if self._retry_budget_arg is not None else s.retry_budget
-        policy = mod.RetryPolicy(budget=budget)
-        what = f"{method} {path}"
-        client = getattr(self, "_bench_client", None)
-        if client is None:
-            timeout = httpx.Timeout(s.read_timeout, connect=s.connect_timeout)
-            client = self._bench_client = httpx.AsyncClient(timeout=timeout, headers={"User-Agent": mod.USER_AGENT})
-        start = time.monotonic()
-        try:
-            async for attempt in policy.async_retrying(idempotent=method != "POST", logger=self.log, what=what):
-                with attempt:
-                    resp = await self._send_once(client, method, path, hub=hub, params=params)
-            return resp
-        except CloudElementsError:
-            raise
-        except Exception as exc:
-            if not mod.is_transport_error(exc):
-                raise
-            raise CloudElementsConnectionError(
-                f"Cloud Elements {what}: no usable response ({type(exc).__name__}) after "
-                f"{time.monotonic() - start:.1f} s"
-            ) from exc
-
-    mod.CloudElementsAsyncHook._request = _request
-
-
 async def _main(spec: dict[str, Any]) -> dict[str, Any]:
     from airflow_provider_cloudelements.hooks.cloudelements_async import CloudElementsAsyncHook
     from airflow_provider_cloudelements.triggers.events import CloudElementsEventTrigger
@@ -195,8 +157,8 @@ def main() -> int:
             "extra": {"user_secret": spec["user_secret"], "organization_secret": spec["org_secret"]},
         }
     )
-    if "shared_client" in spec.get("patches", []):
-        _patch_shared_client()
+    if spec.get("patches"):
+        raise SystemExit(f"unknown trigger patches {spec['patches']} (shared_client is shipped since 1c663cb)")
     result = asyncio.run(_main(spec))
     result["patches"] = spec.get("patches", [])
     print("RESULT " + json.dumps(result), flush=True)

@@ -4,7 +4,8 @@
 
 The spec names the variant (``kind``) and the emulator it talks to; the last stdout line is a JSON
 result: ``records``, ``bytes``, ``seconds`` (the measured phase only, imports and interpreter start
-excluded), ``cpu_s`` (user+sys of this process during the phase), ``rss_base_mb`` (RSS once imports
+excluded), ``cpu_s`` (user+sys of this process during the phase), ``emulator_cpu_s`` (user+sys of
+the emulator process during the same phase, read with psutil), ``rss_base_mb`` (RSS once imports
 and setup are done), ``peak_rss_mb`` (``ru_maxrss`` of this process: the whole life, imports
 included) and variant-specific extras. Nothing here asserts a wall-clock limit: run.py only reports.
 
@@ -104,60 +105,47 @@ def _profiled(spec: dict[str, Any], fn):
 
 
 def _apply_patches(spec: dict[str, Any]) -> list[str]:
-    """Local experiments on a COPY of the hot path (monkeypatched in this process only)."""
+    """Local experiments NOT shipped in the provider, on a COPY of the hot path (monkeypatched in
+    this process only). Shipped since commit 1c663cb and therefore no longer experiments: 1 MiB
+    download chunks, batched paged writes, one pooled async client per hook."""
     applied = []
     for name in spec.get("patches", []):
-        if name == "chunk_1mib":
-            import airflow_provider_cloudelements.hooks.cloudelements as mod
-
-            mod.DOWNLOAD_CHUNK_BYTES = 1 << 20
-        elif name == "orjson":
-            import orjson
-
-            import airflow_provider_cloudelements.hooks.cloudelements as mod
-
-            def _json(self, resp):  # same contract as CloudElementsHook._json, faster decoder
-                content = resp.content
-                if not content or not content.strip():
-                    return None
-                return orjson.loads(content)
-
-            mod.CloudElementsHook._json = _json
-        elif name == "batch":
-            _patch_paged_execute(batch=True, fast_dumps="orjson" in spec.get("patches", []))
+        if name == "orjson":
+            _patch_orjson()
         else:
             raise SystemExit(f"unknown patch {name}")
         applied.append(name)
     return applied
 
 
-def _patch_paged_execute(*, batch: bool, fast_dumps: bool) -> None:
-    """Experiment: ``CloudElementsPagedExtractOperator.execute`` copied with its record loop changed:
-    lines are joined and written once per ~1000 records instead of one ``ObjectStoragePath`` file
-    write per record (``batch``), and optionally encoded with ``orjson.dumps`` (same compact UTF-8
-    bytes as ``json.dumps(separators=(",", ":"), ensure_ascii=False)``)."""
-    import json
+def _patch_orjson() -> None:
+    """Experiment ``orjson``: ``orjson.loads`` for page bodies (``CloudElementsHook._json``) and
+    ``orjson.dumps`` for the NDJSON lines of ``CloudElementsPagedExtractOperator.execute``. The
+    execute copy is the shipped one (batches of ``WRITE_BATCH_RECORDS`` lines, one write each) with
+    only the encoder changed; orjson's output is the same compact UTF-8 as
+    ``json.dumps(separators=(",", ":"), ensure_ascii=False)``."""
+    import orjson
 
+    import airflow_provider_cloudelements.hooks.cloudelements as hook_mod
     from airflow_provider_cloudelements.operators import extract as ex
     from airflow_provider_cloudelements.utils.landing import ProgressLogger, staged_file
 
-    if fast_dumps:
-        import orjson
+    def _json(self, resp):  # same contract as CloudElementsHook._json for valid bodies
+        content = resp.content
+        if not content or not content.strip():
+            return None
+        return orjson.loads(content)
 
-        def dumps(record):
-            return orjson.dumps(record) + b"\n"
-    else:
-        def dumps(record):
-            return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    hook_mod.CloudElementsHook._json = _json
 
     def execute(self, context):
         instance_id, element_key, window, target = self._resolve(context)
         spec = ex.get_element(element_key)
         where = self._where_for(element_key, window)
-        day_precision = spec.ceql_date_format == "date" and not window.full_refresh
+        day_precision = spec.ceql_date_format == "date" and (window.start is not None or window.end is not None)
         progress = ProgressLogger(f"Paged extract {element_key}/{self.resource}", logger=self.log)
         records = nbytes = 0
-        buf: list[bytes] = []
+        batch: list[bytes] = []
         with staged_file(target, "wb") as (handle, publish):
             sink = handle if self.output_format == "ndjson" else ex._ParquetSink(handle)
             for record in self.hook.iter_records(
@@ -165,16 +153,19 @@ def _patch_paged_execute(*, batch: bool, fast_dumps: bool) -> None:
             ):
                 if day_precision and not ex._in_window(record, element_key, window):
                     continue
-                line = dumps(record)
-                buf.append(line)
-                records += 1
-                nbytes += len(line)
-                if len(buf) >= 1000:
-                    sink.write(b"".join(buf))
-                    buf.clear()
+                batch.append(orjson.dumps(record))
+                if len(batch) >= ex.WRITE_BATCH_RECORDS:
+                    data = b"\n".join(batch) + b"\n"
+                    sink.write(data)
+                    nbytes += len(data)
+                    records += len(batch)
+                    batch.clear()
                     progress(records, nbytes)
-            if buf:
-                sink.write(b"".join(buf))
+            if batch:
+                data = b"\n".join(batch) + b"\n"
+                sink.write(data)
+                nbytes += len(data)
+                records += len(batch)
             if isinstance(sink, ex._ParquetSink):
                 sink.close()
             publish()
@@ -185,6 +176,39 @@ def _patch_paged_execute(*, batch: bool, fast_dumps: bool) -> None:
     ex.CloudElementsPagedExtractOperator.execute = execute
 
 
+class _EmuCPU:
+    """The emulator process's CPU seconds (user+sys), read with psutil around a measured phase."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        import psutil
+
+        self.ps = psutil.Process(spec["emulator_pid"]) if spec.get("emulator_pid") else None
+
+    def __call__(self) -> float:
+        if self.ps is None:
+            return 0.0
+        t = self.ps.cpu_times()
+        return t.user + t.system
+
+
+def _fresh_job(spec: dict[str, Any], session: Any) -> tuple[str, float]:
+    """Submit a bulk query and poll its status every 0.1 s, as the operator does (``poll_interval=0.1``),
+    so the download starts right after the emulator finished writing the job's snapshot: the same
+    page-cache / writeback state the operator downloads in. Untimed (reported as ``job_s``)."""
+    hub, headers = _hub(spec)
+    t0 = time.perf_counter()
+    r = session.post(f"{hub}/bulk/query", headers=headers, params={"q": "select * from invoices"})
+    r.raise_for_status()
+    job = str(r.json()["id"])
+    while True:
+        status = session.get(f"{hub}/bulk/{job}/status", headers=headers).json()["status"]
+        if status in ("COMPLETED", "COMPLETE"):
+            return job, time.perf_counter() - t0
+        if status in ("FAILED", "CANCELLED", "ABORTED"):
+            raise RuntimeError(f"bulk job {job}: {status}")
+        time.sleep(0.1)
+
+
 def bulk_operator(spec: dict[str, Any]) -> dict[str, Any]:
     """``CloudElementsBulkExtractOperator.execute`` (sync mode) end to end, download phase timed too."""
     _airflow_env(spec)
@@ -192,15 +216,17 @@ def bulk_operator(spec: dict[str, Any]) -> dict[str, Any]:
     from airflow_provider_cloudelements.operators.extract import CloudElementsBulkExtractOperator
 
     patches = _apply_patches(spec)
+    emu = _EmuCPU(spec)
     phases: dict[str, float] = {}
     original = CloudElementsHook.download_bulk
 
     def timed_download(self, *args, **kwargs):  # measurement only: same call, timed
-        t0 = time.perf_counter()
+        e0, t0 = emu(), time.perf_counter()
         try:
             return original(self, *args, **kwargs)
         finally:
             phases["download_s"] = time.perf_counter() - t0
+            phases["emulator_cpu_download_s"] = emu() - e0
 
     CloudElementsHook.download_bulk = timed_download  # type: ignore[method-assign]
     op = CloudElementsBulkExtractOperator(
@@ -216,9 +242,9 @@ def bulk_operator(spec: dict[str, Any]) -> dict[str, Any]:
     ctx = _context()
     _ = op.hook.settings  # resolve the connection outside the timed phase (one env lookup)
     base = _rss_mb()
-    c0, t0 = _cpu(), time.perf_counter()
+    e0, c0, t0 = emu(), _cpu(), time.perf_counter()
     manifest = _profiled(spec, lambda: op.execute(ctx))
-    seconds, cpu = time.perf_counter() - t0, _cpu() - c0
+    seconds, cpu, emu_cpu = time.perf_counter() - t0, _cpu() - c0, emu() - e0
     lines = _count_lines(manifest["path"][len("file://"):]) if spec.get("verify") else manifest["records"]
     return {
         "records": manifest["records"],
@@ -226,6 +252,8 @@ def bulk_operator(spec: dict[str, Any]) -> dict[str, Any]:
         "seconds": seconds,
         "download_s": phases.get("download_s"),
         "cpu_s": cpu,
+        "emulator_cpu_s": emu_cpu,
+        "emulator_cpu_download_s": phases.get("emulator_cpu_download_s"),
         "rss_base_mb": base,
         "verified_lines": lines,
         "patches": patches,
@@ -249,14 +277,16 @@ def paged_operator(spec: dict[str, Any]) -> dict[str, Any]:
     )
     ctx = _context()
     _ = op.hook.settings
+    emu = _EmuCPU(spec)
     base = _rss_mb()
-    c0, t0 = _cpu(), time.perf_counter()
+    e0, c0, t0 = emu(), _cpu(), time.perf_counter()
     manifest = _profiled(spec, lambda: op.execute(ctx))
     return {
         "records": manifest["records"],
         "bytes": manifest["bytes"],
         "seconds": time.perf_counter() - t0,
         "cpu_s": _cpu() - c0,
+        "emulator_cpu_s": emu() - e0,
         "rss_base_mb": base,
         "patches": patches,
     }
@@ -268,12 +298,14 @@ def bulk_raw(spec: dict[str, Any]) -> dict[str, Any]:
     import requests
 
     hub, headers = _hub(spec)
-    url = f"{hub}/bulk/{spec['job_id']}/invoices"
     sink_path = os.devnull if spec["sink"] == "devnull" else os.path.join(spec["out_dir"], "raw.ndjson")
     os.makedirs(spec["out_dir"], exist_ok=True)
     session = requests.Session()
+    job_id, job_s = _fresh_job(spec, session) if spec.get("fresh_job") else (spec["job_id"], None)
+    url = f"{hub}/bulk/{job_id}/invoices"
+    emu = _EmuCPU(spec)
     base = _rss_mb()
-    c0, t0 = _cpu(), time.perf_counter()
+    e0, c0, t0 = emu(), _cpu(), time.perf_counter()
     size = lines = 0
     with session.get(url, headers={**headers, "Accept": "application/json"}, stream=True) as r, open(
         sink_path, "wb"
@@ -288,7 +320,9 @@ def bulk_raw(spec: dict[str, Any]) -> dict[str, Any]:
         "bytes": size,
         "seconds": time.perf_counter() - t0,
         "cpu_s": _cpu() - c0,
+        "emulator_cpu_s": emu() - e0,
         "rss_base_mb": base,
+        "job_s": job_s,
     }
 
 
@@ -297,11 +331,14 @@ def bulk_naive(spec: dict[str, Any]) -> dict[str, Any]:
     import requests
 
     hub, headers = _hub(spec)
-    url = f"{hub}/bulk/{spec['job_id']}/invoices"
     os.makedirs(spec["out_dir"], exist_ok=True)
     path = os.path.join(spec["out_dir"], "naive.ndjson")
+    with requests.Session() as session:
+        job_id, job_s = _fresh_job(spec, session) if spec.get("fresh_job") else (spec["job_id"], None)
+    url = f"{hub}/bulk/{job_id}/invoices"
+    emu = _EmuCPU(spec)
     base = _rss_mb()
-    c0, t0 = _cpu(), time.perf_counter()
+    e0, c0, t0 = emu(), _cpu(), time.perf_counter()
     resp = requests.get(url, headers={**headers, "Accept": "application/json"})
     resp.raise_for_status()
     records = [json.loads(line) for line in resp.text.splitlines() if line.strip()]
@@ -314,7 +351,9 @@ def bulk_naive(spec: dict[str, Any]) -> dict[str, Any]:
         "bytes": size,
         "seconds": time.perf_counter() - t0,
         "cpu_s": _cpu() - c0,
+        "emulator_cpu_s": emu() - e0,
         "rss_base_mb": base,
+        "job_s": job_s,
     }
 
 
@@ -326,8 +365,9 @@ def paged_naive(spec: dict[str, Any]) -> dict[str, Any]:
     os.makedirs(spec["out_dir"], exist_ok=True)
     path = os.path.join(spec["out_dir"], "naive.ndjson")
     session = requests.Session()
+    emu = _EmuCPU(spec)
     base = _rss_mb()
-    c0, t0 = _cpu(), time.perf_counter()
+    e0, c0, t0 = emu(), _cpu(), time.perf_counter()
     params: dict[str, Any] = {"pageSize": spec["page_size"]}
     records = pages = 0
     with open(path, "w", encoding="utf-8") as out:
@@ -347,6 +387,7 @@ def paged_naive(spec: dict[str, Any]) -> dict[str, Any]:
         "bytes": os.path.getsize(path),
         "seconds": time.perf_counter() - t0,
         "cpu_s": _cpu() - c0,
+        "emulator_cpu_s": emu() - e0,
         "rss_base_mb": base,
         "pages": pages,
     }
@@ -393,10 +434,11 @@ def paged_dlt(spec: dict[str, Any]) -> dict[str, Any]:
         dataset_name="ce",
         progress=None,
     )
+    emu = _EmuCPU(spec)
     base = _rss_mb()
-    c0, t0 = _cpu(), time.perf_counter()
+    e0, c0, t0 = emu(), _cpu(), time.perf_counter()
     info = pipeline.run(source, loader_file_format="jsonl")
-    seconds, cpu = time.perf_counter() - t0, _cpu() - c0
+    seconds, cpu, emu_cpu = time.perf_counter() - t0, _cpu() - c0, emu() - e0
     info.raise_on_failed_jobs()
     records = size = 0
     for root, _, files in os.walk(os.path.join(spec["out_dir"], "ce", "invoices")):
@@ -404,7 +446,8 @@ def paged_dlt(spec: dict[str, Any]) -> dict[str, Any]:
             p = os.path.join(root, name)
             size += os.path.getsize(p)
             records += _count_lines(p)
-    return {"records": records, "bytes": size, "seconds": seconds, "cpu_s": cpu, "rss_base_mb": base}
+    return {"records": records, "bytes": size, "seconds": seconds, "cpu_s": cpu, "emulator_cpu_s": emu_cpu,
+            "rss_base_mb": base}
 
 
 VARIANTS = {

@@ -43,7 +43,7 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsTimeoutError,
     as_instance_id,
 )
-from airflow_provider_cloudelements.utils import ceql
+from airflow_provider_cloudelements.utils import ceql, jsonfast
 from airflow_provider_cloudelements.utils.budget import (
     DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_REQUESTS_PER_MINUTE,
@@ -646,7 +646,7 @@ class CloudElementsHook(BaseHook):
         if not content or not content.strip():
             return None
         try:
-            return json.loads(content)
+            return jsonfast.loads(content)
         except ValueError:
             snippet = redact(excerpt(content.decode("utf-8", "replace")), self._secrets())
             raise CloudElementsApiError(
@@ -956,7 +956,8 @@ class CloudElementsHook(BaseHook):
     ) -> BulkDownloadResult:
         """Stream a finished job's file: ``GET /hubs/finance/bulk/{id}/{resource}`` (§4.1) into ``fileobj``.
 
-        The body is written chunk by chunk (256 KiB), never held in memory. ``fmt="json"`` sends
+        The body is written chunk by chunk (:data:`DOWNLOAD_CHUNK_BYTES`, 1 MiB), never held in memory.
+        ``fmt="json"`` sends
         ``Accept: application/json`` (the file is NDJSON, one record per line); ``"csv"`` sends
         ``Accept: text/csv``. The read timeout is at least 300 s.
 

@@ -11,7 +11,9 @@ raises inside the triggerer's event loop, see airflow-provider-guide "Imports").
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import ssl
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -58,6 +60,16 @@ from airflow_provider_cloudelements.utils.http import (
 from airflow_provider_cloudelements.utils.retry import RETRY_AFTER_ATTR, RetryPolicy, is_transport_error
 
 
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    """One TLS context per process, with httpx's default CA bundle (certifi). Building one per
+    client costs ~0.9 MB and 10-17 ms CPU: 1,000 deferred triggers would hold ~0.9 GB
+    (benchmarks/RESULTS.md, triggers)."""
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 class CloudElementsAsyncHook(BaseHook):
     """Async twin of :class:`~.cloudelements.CloudElementsHook` for deferrable triggers.
 
@@ -95,6 +107,7 @@ class CloudElementsAsyncHook(BaseHook):
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
                 headers={"User-Agent": USER_AGENT},
+                verify=_ssl_context(),
             )
         return self._client
 

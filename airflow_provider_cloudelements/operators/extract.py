@@ -45,7 +45,7 @@ from airflow_provider_cloudelements.operators.links import (
     instance_url,
 )
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
-from airflow_provider_cloudelements.utils import ceql
+from airflow_provider_cloudelements.utils import ceql, jsonfast
 from airflow_provider_cloudelements.utils.elements import check_resource, get_element
 from airflow_provider_cloudelements.utils.landing import (
     FORMAT_SUFFIX,
@@ -577,7 +577,6 @@ class CloudElementsPagedExtractOperator(_CloudElementsExtractBase):
         self.reconcile_total = reconcile_total
 
     def execute(self, context: Context) -> dict[str, Any]:
-        import json
 
         instance_id, element_key, window, target = self._resolve(context)
         spec = get_element(element_key)
@@ -587,7 +586,7 @@ class CloudElementsPagedExtractOperator(_CloudElementsExtractBase):
         day_precision = spec.ceql_date_format == "date" and (window.start is not None or window.end is not None)
         progress = ProgressLogger(f"Paged extract {element_key}/{self.resource}", logger=self.log)  # type: ignore[arg-type]
         records = nbytes = 0
-        encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+        encode = jsonfast.dumps
         with staged_file(target, "wb") as (handle, publish):
             sink = handle if self.output_format == "ndjson" else _ParquetSink(handle)
             batch: list[str] = []

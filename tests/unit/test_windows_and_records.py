@@ -130,3 +130,18 @@ def test_config_errors_fail_without_retry() -> None:
 
     with pytest.raises(AirflowFailException):
         resolve_window(ctx(), window_start="garbage")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"id": "1", "name": "Zoë 🧾", "amount": 12.5, "nested": {"a": [1, None, True]}}, {"big": 2**70}, {1: "x"}],
+)
+def test_jsonfast_matches_the_stdlib_and_falls_back(value: object) -> None:
+    import json
+
+    from airflow_provider_cloudelements.utils import jsonfast
+
+    text = jsonfast.dumps(value)
+    assert text == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    assert jsonfast.loads(text) == json.loads(text)
+    assert jsonfast.loads('{"n": NaN}')["n"] != jsonfast.loads('{"n": NaN}')["n"]  # stdlib fallback
