@@ -122,6 +122,9 @@ def main() -> int:
     (WORK / "logs").mkdir(parents=True)
     python = sys.executable
     airflow = [python, "-m", "airflow"]
+    import logging
+
+    logging.getLogger("airflow_provider_cloudelements.emulator").setLevel(logging.WARNING)  # keep the console short
     config = EmulatorConfig(seed=42, records_per_resource=RECORDS_PER_RESOURCE, bulk_min_seconds=0.3)
     print(f"Cloud Elements finance sync demo ({RECORDS_PER_RESOURCE} records per resource)")
     with EmulatorServer(config) as emu:
