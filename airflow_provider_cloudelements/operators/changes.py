@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import cached_property
@@ -16,10 +15,16 @@ from airflow_provider_cloudelements.exceptions import (
     as_instance_id,
 )
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.operators.extract import MANIFEST_NAME, default_output_base
+from airflow_provider_cloudelements.operators.extract import (
+    MANIFEST_NAME,
+    build_manifest,
+    default_output_base,
+    tombstone,
+)
 from airflow_provider_cloudelements.utils.elements import get_element
-from airflow_provider_cloudelements.utils.landing import partition_path, staged_file, write_json_atomic
+from airflow_provider_cloudelements.utils.landing import partition_path, staged_file, write_json_atomic, write_ndjson
 from airflow_provider_cloudelements.utils.records import parse_instant
+from airflow_provider_cloudelements.utils.windows import ExtractWindow
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -137,46 +142,38 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
         by_id: dict[str, dict[str, Any]],
         folder: ObjectStoragePath,
     ) -> dict[str, Any]:
+        records: list[dict[str, Any]] = []
+        tombstones: list[dict[str, Any]] = []
+        for object_id, event in sorted(by_id.items()):
+            # Fetch even for DELETED events: a soft-deleted record still exists (inactive flag),
+            # only a 404 means a hard delete. At most max_records objects, so the lists stay small.
+            try:
+                records.append(self.hook.get_record(resource, object_id))
+            except CloudElementsNotFoundError:
+                tombstones.append(tombstone(object_id, event.get("eventDate")))
         target = folder / f"{resource}.ndjson"
         deleted = folder / f"{resource}.deleted.ndjson"
-        records = nbytes = tombstones = 0
         with staged_file(target) as (out, publish), staged_file(deleted) as (dead, publish_deleted):
-            for object_id, event in sorted(by_id.items()):
-                # Fetch even for DELETED events: a soft-deleted record still exists (inactive flag),
-                # only a 404 means a hard delete.
-                try:
-                    record = self.hook.get_record(resource, object_id)
-                except CloudElementsNotFoundError:
-                    record = None
-                if record is None:
-                    tomb = {"id": object_id, "deleted_at": event.get("eventDate")}
-                    dead.write(json.dumps(tomb).encode() + b"\n")
-                    tombstones += 1
-                    continue
-                line = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-                out.write(line)
-                records += 1
-                nbytes += len(line)
+            count, nbytes = write_ndjson(out, records)
+            write_ndjson(dead, tombstones)
             publish()
             publish_deleted()
-        manifest = {
-            "element_key": element_key,
-            "instance_id": instance_id,
-            "resource": resource,
-            "mode": "events",
-            "path": str(target),
-            "format": "ndjson",
-            "records": records,
-            "bytes": nbytes,
-            "job_id": None,
-            "failed_records": 0,
-            "errors_path": None,
-            "deleted_path": str(deleted),
-            "deleted": tombstones,
-            "window": {"start": None, "end": None, "full_refresh": False},
-            "full_refresh": False,
-            "manifest_path": str(folder / MANIFEST_NAME),
-        }
+        manifest = build_manifest(
+            element_key=element_key,
+            instance_id=instance_id,
+            resource=resource,
+            mode="events",
+            target=target,
+            output_format="ndjson",
+            records=count,
+            nbytes=nbytes,
+            job_id=None,
+            window=ExtractWindow(start=None, end=None, full_refresh=False),
+            deleted_path=str(deleted),
+            deleted=len(tombstones),
+        )
         write_json_atomic(folder / MANIFEST_NAME, manifest)
-        self.log.info("Landed %s changed and %s deleted %s of instance %s", records, tombstones, resource, instance_id)
+        self.log.info(
+            "Landed %s changed and %s deleted %s of instance %s", count, len(tombstones), resource, instance_id
+        )
         return manifest

@@ -45,7 +45,7 @@ from airflow_provider_cloudelements.operators.links import (
     instance_url,
 )
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
-from airflow_provider_cloudelements.utils import ceql, jsonfast
+from airflow_provider_cloudelements.utils import ceql
 from airflow_provider_cloudelements.utils.elements import check_resource, get_element
 from airflow_provider_cloudelements.utils.landing import (
     FORMAT_SUFFIX,
@@ -53,6 +53,7 @@ from airflow_provider_cloudelements.utils.landing import (
     partition_path,
     staged_file,
     write_json_atomic,
+    write_ndjson,
 )
 from airflow_provider_cloudelements.utils.records import updated_at
 from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
@@ -70,8 +71,6 @@ STATE_KEY = "cloudelements_bulk_job"
 #: Seconds kept between our own deadline and ``execution_timeout`` so the job can still be cancelled.
 TIMEOUT_BUFFER_SECONDS = 60.0
 MANIFEST_NAME = "_manifest.json"
-#: Records encoded per file write in paged extracts (one write per record cost ~25% of a 100k pull).
-WRITE_BATCH_RECORDS = 1000
 
 
 def default_output_base() -> str:
@@ -224,26 +223,26 @@ class _CloudElementsExtractBase(BaseOperator):
         job_id: str | None,
         failed_records: int = 0,
         errors_path: str | None = None,
+        deleted_path: str | None = None,
+        deleted: int = 0,
     ) -> dict[str, Any]:
-        deleted_path, deleted = self._land_tombstones(instance_id, window, target)
-        return {
-            "element_key": element_key,
-            "instance_id": instance_id,
-            "resource": self.resource,
-            "mode": self.mode,
-            "path": str(target),
-            "format": self.output_format,
-            "records": records,
-            "bytes": nbytes,
-            "job_id": job_id,
-            "failed_records": failed_records,
-            "errors_path": errors_path,
-            "deleted_path": deleted_path,
-            "deleted": deleted,
-            "window": window.as_dict(),
-            "full_refresh": window.full_refresh,
-            "manifest_path": str(target.parent / MANIFEST_NAME),
-        }
+        """This operator's :func:`build_manifest` (no I/O)."""
+        return build_manifest(
+            element_key=element_key,
+            instance_id=instance_id,
+            resource=self.resource,
+            mode=self.mode,
+            target=target,
+            output_format=self.output_format,
+            records=records,
+            nbytes=nbytes,
+            job_id=job_id,
+            failed_records=failed_records,
+            errors_path=errors_path,
+            deleted_path=deleted_path,
+            deleted=deleted,
+            window=window,
+        )
 
     def _land_tombstones(
         self, instance_id: int, window: ExtractWindow, target: ObjectStoragePath
@@ -251,21 +250,16 @@ class _CloudElementsExtractBase(BaseOperator):
         """Write the window's DELETED events for this resource as tombstones; ``(path, count)``."""
         if not self.capture_deletes or window.full_refresh:
             return None, 0
-        import json
-
         path = target.parent / f"{self.resource}.deleted.ndjson"
-        count = 0
+        events = self.hook.iter_events(
+            instance_id=instance_id,
+            since=window.start,
+            until=window.end,
+            object_types=[self.resource],
+            event_types=["DELETED"],
+        )
         with staged_file(path, "wb") as (handle, publish):
-            for event in self.hook.iter_events(
-                instance_id=instance_id,
-                since=window.start,
-                until=window.end,
-                object_types=[self.resource],
-                event_types=["DELETED"],
-            ):
-                tomb = {"id": str(event.get("objectId")), "deleted_at": event.get("eventDate")}
-                handle.write(json.dumps(tomb, separators=(",", ":")).encode() + b"\n")
-                count += 1
+            count, _ = write_ndjson(handle, (tombstone(e.get("objectId"), e.get("eventDate")) for e in events))
             publish()
         if count:
             self.log.info("Recorded %s hard deletes of %s as tombstones", count, self.resource)
@@ -505,8 +499,11 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
             )
         expected = status.get("recordsCount")
         lines, nbytes = self._download(job_id, target, expected)
+        deleted_path, deleted = self._land_tombstones(instance_id, window, target)
         manifest = self._manifest(
             instance_id=instance_id,
+            deleted_path=deleted_path,
+            deleted=deleted,
             element_key=element_key,
             window=window,
             target=target,
@@ -542,12 +539,9 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
         return lines, nbytes
 
     def _save_errors(self, job_id: str, target: ObjectStoragePath) -> ObjectStoragePath:
-        import json
-
         path = target.parent / f"{self.resource}.errors.ndjson"
         with staged_file(path, "wb") as (handle, publish):
-            for error in self.hook.iter_bulk_errors(job_id):
-                handle.write(json.dumps(error, separators=(",", ":")).encode() + b"\n")
+            write_ndjson(handle, self.hook.iter_bulk_errors(job_id))
             publish()
         return path
 
@@ -585,29 +579,21 @@ class CloudElementsPagedExtractOperator(_CloudElementsExtractBase):
         # instants. A full refresh still has an end bound (the interval end), so it is filtered too.
         day_precision = spec.ceql_date_format == "date" and (window.start is not None or window.end is not None)
         progress = ProgressLogger(f"Paged extract {element_key}/{self.resource}", logger=self.log)  # type: ignore[arg-type]
-        records = nbytes = 0
-        encode = jsonfast.dumps
+        pages = self.hook.iter_records(
+            self.resource, where=where, page_size=self.page_size, reconcile_total=self.reconcile_total
+        )
+        selected = (r for r in pages if not day_precision or _in_window(r, element_key, window))
         with staged_file(target, "wb") as (handle, publish):
             sink = handle if self.output_format == "ndjson" else _ParquetSink(handle)
-            batch: list[str] = []
-            for record in self.hook.iter_records(
-                self.resource, where=where, page_size=self.page_size, reconcile_total=self.reconcile_total
-            ):
-                if day_precision and not _in_window(record, element_key, window):
-                    continue
-                batch.append(encode(record))
-                if len(batch) >= WRITE_BATCH_RECORDS:  # one write per batch, not per record
-                    nbytes += _write_lines(sink, batch)
-                    records += len(batch)
-                    batch.clear()
-                    progress(records, nbytes)
-            nbytes += _write_lines(sink, batch)
-            records += len(batch)
+            records, nbytes = write_ndjson(sink, selected, progress=progress)  # type: ignore[arg-type]
             if isinstance(sink, _ParquetSink):
                 sink.close()
             publish()
+        deleted_path, deleted = self._land_tombstones(instance_id, window, target)
         manifest = self._manifest(
             instance_id=instance_id,
+            deleted_path=deleted_path,
+            deleted=deleted,
             element_key=element_key,
             window=window,
             target=target,
@@ -618,13 +604,47 @@ class CloudElementsPagedExtractOperator(_CloudElementsExtractBase):
         return self._publish_manifest(context, manifest)
 
 
-def _write_lines(sink: Any, lines: list[str]) -> int:
-    """Write ``lines`` as NDJSON in one call; returns the bytes written."""
-    if not lines:
-        return 0
-    data = ("\n".join(lines) + "\n").encode()
-    sink.write(data)
-    return len(data)
+def tombstone(record_id: Any, deleted_at: Any) -> dict[str, Any]:
+    """One tombstone line for the SQL loader: ``{"id": str, "deleted_at": ISO|None}``."""
+    return {"id": str(record_id), "deleted_at": deleted_at}
+
+
+def build_manifest(
+    *,
+    element_key: str,
+    instance_id: int,
+    resource: str,
+    mode: str,
+    target: ObjectStoragePath,
+    output_format: str,
+    records: int,
+    nbytes: int,
+    job_id: str | None,
+    window: ExtractWindow,
+    failed_records: int = 0,
+    errors_path: str | None = None,
+    deleted_path: str | None = None,
+    deleted: int = 0,
+) -> dict[str, Any]:
+    """The small XCom manifest every extract returns (module docstring); no I/O."""
+    return {
+        "element_key": element_key,
+        "instance_id": instance_id,
+        "resource": resource,
+        "mode": mode,
+        "path": str(target),
+        "format": output_format,
+        "records": records,
+        "bytes": nbytes,
+        "job_id": job_id,
+        "failed_records": failed_records,
+        "errors_path": errors_path,
+        "deleted_path": deleted_path,
+        "deleted": deleted,
+        "window": window.as_dict(),
+        "full_refresh": window.full_refresh,
+        "manifest_path": str(target.parent / MANIFEST_NAME),
+    }
 
 
 def _in_window(record: dict[str, Any], element_key: str, window: ExtractWindow) -> bool:

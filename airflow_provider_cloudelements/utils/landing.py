@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, BinaryIO, cast
@@ -117,15 +117,50 @@ def _remove_quietly(path: ObjectStoragePath) -> None:
         log.warning("Could not remove temporary file %s", path)
 
 
+#: Records encoded per file write (one write per record cost ~25% of a 100k paged pull, benchmarks/).
+WRITE_BATCH_RECORDS = 1000
+
+
+def write_ndjson(
+    handle: BinaryIO,
+    records: Iterable[Any],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    batch_records: int = WRITE_BATCH_RECORDS,
+) -> tuple[int, int]:
+    """Write ``records`` as NDJSON (compact UTF-8, one object per line) in batches.
+
+    :param progress: called with ``(records, bytes)`` written so far after each batch.
+    :returns: ``(records, bytes)`` written.
+    """
+    from airflow_provider_cloudelements.utils import jsonfast
+
+    count = nbytes = 0
+    batch: list[str] = []
+
+    def flush() -> None:
+        nonlocal count, nbytes
+        if batch:
+            data = ("\n".join(batch) + "\n").encode()
+            handle.write(data)
+            count += len(batch)
+            nbytes += len(data)
+            batch.clear()
+            if progress is not None:
+                progress(count, nbytes)
+
+    for record in records:
+        batch.append(jsonfast.dumps(record))
+        if len(batch) >= batch_records:
+            flush()
+    flush()
+    return count, nbytes
+
+
 def write_json_atomic(final: ObjectStoragePath, payload: Any) -> None:
     """Write ``payload`` as pretty JSON to ``final`` atomically."""
     with atomic_write(final, "wb") as handle:
         handle.write(json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
-
-
-def read_json(path: ObjectStoragePath) -> Any:
-    with path.open("rb") as handle:
-        return json.loads(handle.read())
 
 
 class ProgressLogger:
