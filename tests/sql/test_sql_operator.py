@@ -146,15 +146,20 @@ def test_older_update_does_not_regress(db: Backend, tmp_path: Path) -> None:
     assert db.rows(table, 12)["1"]["data"]["totalAmt"] == 11.0
 
 
-def test_same_time_different_data_is_taken(db: Backend, tmp_path: Path) -> None:
-    """QBE/FreshBooks have second precision: a same-second edit must still land."""
+def test_same_second_edit_is_decided_by_the_edit_sequence(db: Backend, tmp_path: Path) -> None:
+    """QBE has second precision: two edits in one TimeModified second are ordered by EditSequence,
+    whichever is loaded last (issue 11 #6: older content loaded last used to win)."""
     table = f"{db.prefix}quickbooksonprem_invoices"
-    a = [qbe_invoice("16D1-1484948017", modified="2017-01-20T16:33:37-08:00", amount="15.00")]
-    b = [qbe_invoice("16D1-1484948017", modified="2017-01-20T16:33:37-08:00", amount="16.00")]
-    run(db, make_manifest("quickbooksonprem", "invoices", write_ndjson(tmp_path / "a.ndjson", a), 1))
-    s = run(db, make_manifest("quickbooksonprem", "invoices", write_ndjson(tmp_path / "b.ndjson", b), 1))
-    assert counts(s) == (0, 1, 0, 0, 1, 1)
-    assert db.rows(table, 12)["16D1-1484948017"]["data"]["InvoiceLineRet"][0]["Amount"] == "16.00"
+    rid = "16D1-1484948017"
+    older = [qbe_invoice(rid, modified="2017-01-20T16:33:37-08:00", amount="15.00", edit_sequence="1484948017")]
+    newer = [qbe_invoice(rid, modified="2017-01-20T16:33:37-08:00", amount="16.00", edit_sequence="1484948018")]
+    a = make_manifest("quickbooksonprem", "invoices", write_ndjson(tmp_path / "a.ndjson", older), 1)
+    b = make_manifest("quickbooksonprem", "invoices", write_ndjson(tmp_path / "b.ndjson", newer), 1)
+    assert counts(run(db, a)) == (1, 0, 0, 0, 1, 1)
+    assert counts(run(db, b)) == (0, 1, 0, 0, 1, 1)  # in order: the same-second edit lands
+    assert counts(run(db, a)) == (0, 0, 1, 0, 1, 1)  # older content loaded last: loses
+    row = db.rows(table, 12)[rid]
+    assert (row["data"]["InvoiceLineRet"][0]["Amount"], row["version_num"]) == ("16.00", 1484948018)
 
 
 def test_duplicate_ids_in_one_file_keep_the_newest(db: Backend, tmp_path: Path) -> None:
@@ -185,20 +190,22 @@ def test_tombstones_mark_deleted_after_upserts(db: Backend, tmp_path: Path) -> N
         [
             {"id": "1|0", "deleted_at": "2024-01-02T00:00:00Z"},  # in the table, not in this file
             {"id": "4", "deleted_at": "2024-01-02T00:00:00Z"},  # in this file: upserted then deleted
-            {"id": "999", "deleted_at": "2024-01-02T00:00:00Z"},  # unknown: ignored
+            {"id": "999", "deleted_at": "2024-01-02T00:00:00Z"},  # unknown: stored as a tombstone row
         ],
     )
-    file = write_ndjson(
-        tmp_path / "b.ndjson", [qbo_invoice(4, updated_ms=T0 + 1), qbo_invoice(2, updated_ms=T0 + 1)]
-    )
+    file = write_ndjson(tmp_path / "b.ndjson", [qbo_invoice(4, updated_ms=T0 + 1), qbo_invoice(2, updated_ms=T0 + 1)])
     s = run(db, make_manifest("quickbooks", "invoices", file, 2, deleted_path=tombs))
-    assert counts(s) == (1, 1, 0, 2, 2, 4)
+    assert counts(s) == (1, 1, 0, 2, 2, 5) and s["new_tombstones"] == 1
     rows = db.rows(table, 12)
-    assert "999" not in rows
     assert (rows["1"]["is_deleted"], rows["4"]["is_deleted"], rows["2"]["is_deleted"]) == (1, 1, 0)
-    assert rows["1"]["updated_at"] == "2024-01-02T00:00:00.000Z"  # moved to deleted_at
-    assert rows["4"]["updated_at"] == "2024-01-02T00:00:00.000Z"  # also when the file carried the record
-    assert rows["1"]["data"]["docNumber"] == "101"  # row kept (soft delete)
+    # deletions keep their own time; updated_at stays the version's (no longer moved forward)
+    assert rows["1"]["deleted_at"] == rows["4"]["deleted_at"] == "2024-01-02T00:00:00.000Z"
+    assert rows["1"]["updated_at"] == "2024-01-01T00:00:00.000Z"
+    assert rows["4"]["updated_at"] == "2024-01-01T00:00:00.001Z"
+    assert rows["1"]["data"]["docNumber"] == "101"  # row kept (soft delete) with its last content
+    assert rows["999"]["data"] is None and rows["999"]["is_deleted"] == 1  # tombstone row
+    assert rows["999"]["deleted_at"] == "2024-01-02T00:00:00.000Z"
+    assert rows["2"]["deleted_at"] is None
 
     # a later rerun of the first (older) extract must not bring record 1 back
     again = make_manifest("quickbooks", "invoices", str(tmp_path.joinpath("a.ndjson").as_uri()), 3)
@@ -310,14 +317,14 @@ def test_qbe_and_freshbooks_shapes(db: Backend, tmp_path: Path) -> None:
     assert rows["2"]["updated_at"] == "2024-07-15T09:30:00.000Z"
     assert [rows[k]["is_deleted"] for k in "123"] == [0, 1, 0]
 
-    # an explicit source time zone overrides the FreshBooks default
+    # an explicit naive_timezone overrides the element default
     fb2 = [fb_invoice(9, updated="2024-01-15 09:30:00")]
     run(
         db,
         make_manifest("freshbooks", "invoices", write_ndjson(tmp_path / "fb2.ndjson", fb2), 1),
-        source_timezone="UTC",
+        naive_timezone="America/New_York",
     )
-    assert db.rows(f"{db.prefix}freshbooks_invoices", 12)["9"]["updated_at"] == "2024-01-15T09:30:00.000Z"
+    assert db.rows(f"{db.prefix}freshbooks_invoices", 12)["9"]["updated_at"] == "2024-01-15T14:30:00.000Z"
 
 
 def test_list_of_manifests_returns_list(db: Backend, tmp_path: Path) -> None:

@@ -212,9 +212,15 @@ class TestDialects:
             sqlsync.dialect_for_conn_type("mysql")
 
     def test_sql_uses_dialect(self) -> None:
-        assert "IS DISTINCT FROM" in sqlsync.merge_sql(sqlsync.POSTGRES, "ce_t")
-        assert "IS NOT" in sqlsync.merge_sql(sqlsync.SQLITE, "ce_t")
+        assert "IS DISTINCT FROM" in sqlsync.resolve_sql(sqlsync.POSTGRES, "ce_t")
+        assert "IS NOT " in sqlsync.resolve_sql(sqlsync.SQLITE, "ce_t")
         assert 'COLLATE "C"' in sqlsync.create_table_sql(sqlsync.POSTGRES, "ce_t")
         assert "%s" not in sqlsync.stage_insert_sql(sqlsync.SQLITE)
-        sql, params = sqlsync.full_refresh_sql(sqlsync.SQLITE, "ce_t", window_end="2024-01-01T00:00:00.000Z")
-        assert sql.count("?") == 2 and sqlsync.bind(params, 5) == (5, "2024-01-01T00:00:00.000Z")
+        end = "2024-01-01T00:00:00.000Z"
+        sql, params = sqlsync.full_refresh_sql(
+            sqlsync.SQLITE, "ce_t", snapshot_at=None, window_end=end, load_time="2024-02-01T00:00:00.000Z"
+        )
+        assert sql.count("?") == 4 and sqlsync.bind(params, 5) == (end, 5, end, end)
+        assert "%s" in sqlsync.resolve_sql(sqlsync.POSTGRES, "ce_t") and "?" not in sqlsync.resolve_sql(
+            sqlsync.POSTGRES, "ce_t"
+        )
