@@ -721,15 +721,52 @@ def kept_absent_sql(dialect: SqlDialect, table: str) -> str:
     )
 
 
+def snapshots_table(table: str) -> str:
+    """Name of the side table keeping, per instance, the latest complete snapshot loaded into ``table``."""
+    return sanitize_identifier(f"{table}__snapshots")
+
+
+def create_snapshots_sql(dialect: SqlDialect, table: str) -> str:
+    """Idempotent DDL of :func:`snapshots_table` (``instance_id``, ``snapshot_at``, ``synced_at``)."""
+    key = dialect.key_text_type
+    return (
+        f"CREATE TABLE IF NOT EXISTS {quote_identifier(snapshots_table(table))} (instance_id BIGINT NOT NULL "
+        f"PRIMARY KEY, snapshot_at {key} NOT NULL, synced_at TEXT NOT NULL)"
+    )
+
+
+def snapshot_select_sql(dialect: SqlDialect, table: str) -> str:
+    """The instance's latest complete snapshot time (param: instance id; no row when none)."""
+    return (
+        f"SELECT snapshot_at FROM {quote_identifier(snapshots_table(table))} WHERE instance_id = {dialect.placeholder}"
+    )
+
+
+def snapshot_upsert_sql(dialect: SqlDialect, table: str) -> str:
+    """Record a complete snapshot if later than the stored one (params: instance id, snapshot_at,
+    synced_at). Only manifests with ``snapshot_at`` (v2, open-ended) are recorded: a v1 full refresh
+    was bounded by its window end, so it does not prove that ids it lacks were gone."""
+    p = dialect.placeholder
+    snaps = quote_identifier(snapshots_table(table))
+    return (
+        f"INSERT INTO {snaps} (instance_id, snapshot_at, synced_at) VALUES ({p}, {p}, {p}) "
+        f"ON CONFLICT (instance_id) DO UPDATE SET snapshot_at = excluded.snapshot_at, "
+        f"synced_at = excluded.synced_at WHERE excluded.snapshot_at > {snaps}.snapshot_at"
+    )
+
+
 def resolve_sql(dialect: SqlDialect, table: str) -> str:
     """Resolve each staged id against its stored row into ``_FINAL``, keeping only rows that change
-    (param: instance id).
+    (params: the instance's latest complete snapshot time or ``None``, instance id).
 
     Per id: the best version of (stored, staged) by :func:`_beats` (``took`` = 1 when it is the staged
-    one; a tombstone row's empty version always loses), and the later deletion of the two. The row is a
-    deletion (``is_deleted`` = 1, ``deleted_at`` = d, data of the best version, or ``null``) iff there
-    is a deletion and d >= the best version's ``observed_at``; otherwise the best version
-    (``deleted_at`` NULL). Rows equal to the stored row in every column are not written.
+    one; a tombstone row's empty version always loses), and the later deletion of the two. A staged
+    version that would create or restore the row although it was observed before the instance's latest
+    complete snapshot (:func:`snapshot_select_sql`) is deleted at that snapshot: the snapshot held every
+    live record and did not hold it. The row is a deletion (``is_deleted`` = 1, ``deleted_at`` = d, data
+    of the best version, or ``null``) iff there is a deletion and d >= the best version's
+    ``observed_at``; otherwise the best version (``deleted_at`` NULL). Rows equal to the stored row in
+    every column are not written.
     """
     p = dialect.placeholder
     ne = dialect.distinct_op
@@ -738,7 +775,7 @@ def resolve_sql(dialect: SqlDialect, table: str) -> str:
         f"'{TOMBSTONE_DATA}' OR {_beats('s', 'p')}) THEN 1 ELSE 0 END"
     )
     joined = (
-        f"SELECT s.record_id AS record_id, s.from_file AS from_file, "
+        f"SELECT CAST({p} AS TEXT) AS snap, s.record_id AS record_id, s.from_file AS from_file, "
         f"CASE WHEN p.record_id IS NULL THEN 0 ELSE 1 END AS existed, {pick} AS took, "
         f"s.updated_at AS s_u, s.version_num AS s_n, s.observed_at AS s_k, s.is_deleted AS s_f, "
         f"s.data AS s_data, s.deleted_at AS s_d, p.updated_at AS p_u, p.version_num AS p_n, "
@@ -752,12 +789,17 @@ def resolve_sql(dialect: SqlDialect, table: str) -> str:
 
     merged = (
         f"SELECT j.*, {best('u')}, {best('n')}, {best('k')}, {best('f')}, {best('data')}, "
-        f"CASE WHEN j.s_d IS NULL THEN j.p_d WHEN j.p_d IS NULL OR j.s_d > j.p_d THEN j.s_d ELSE j.p_d END AS del "
+        f"CASE WHEN j.s_d IS NULL THEN j.p_d WHEN j.p_d IS NULL OR j.s_d > j.p_d THEN j.s_d ELSE j.p_d END AS del0 "
         f"FROM ({joined}) j"
     )
+    snapped = (
+        "SELECT m.*, CASE WHEN m.snap IS NOT NULL AND m.took = 1 AND (m.existed = 0 OR m.p_d IS NOT NULL) "
+        "AND COALESCE(m.b_k, '') < m.snap AND (m.del0 IS NULL OR m.snap > m.del0) THEN m.snap ELSE m.del0 END "
+        f"AS del FROM ({merged}) m"
+    )
     gone = (
-        "SELECT m.*, CASE WHEN m.del IS NOT NULL AND COALESCE(m.b_k, '') <= m.del THEN 1 ELSE 0 END AS gone "
-        f"FROM ({merged}) m"
+        "SELECT n.*, CASE WHEN n.del IS NOT NULL AND COALESCE(n.b_k, '') <= n.del THEN 1 ELSE 0 END AS gone "
+        f"FROM ({snapped}) n"
     )
     final = (
         f"SELECT g.record_id, g.existed, g.from_file, "

@@ -13,13 +13,20 @@ import os
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 # bound at import: tests may monkeypatch the module attribute, teardown must still reach the database
-from airflow_provider_cloudelements.operators.sql import get_sql_hook
+from airflow_provider_cloudelements.operators.sql import (
+    CloudElementsSqlUpsertOperator,
+    get_sql_hook,
+    load_manifest,
+    prepare_connection,
+)
+from airflow_provider_cloudelements.utils import sqlsync
 
 POSTGRES_URI_ENV = "CLOUDELEMENTS_TEST_POSTGRES_URI"
 COLUMNS = "instance_id, record_id, updated_at, is_deleted, data, synced_at, version_num, observed_at, deleted_at"
@@ -112,6 +119,32 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Monke
         backend.query(f'DROP TABLE IF EXISTS "{name}"')
 
 
+def run(db: Backend, manifest: Any, **kwargs: Any) -> Any:
+    """Run the operator as a task would (``execute`` with an empty context)."""
+    op = CloudElementsSqlUpsertOperator(
+        task_id="load", manifest=manifest, conn_id=db.conn_id, table_prefix=db.prefix, **kwargs
+    )
+    return op.execute(context={})  # type: ignore[arg-type]
+
+
+def run_at(db: Backend, manifest: dict[str, Any], synced_at: datetime) -> dict[str, Any]:
+    """Call the load function directly with a chosen ``synced_at`` (to prove reruns write nothing)."""
+    hook, dialect = get_sql_hook(db.conn_id)
+    conn = hook.get_conn()
+    try:
+        prepare_connection(conn, dialect)
+        return load_manifest(
+            conn, dialect, sqlsync.validate_manifest(manifest), table_prefix=db.prefix, synced_at=synced_at
+        )
+    finally:
+        conn.close()
+
+
+def counts(summary: dict[str, Any]) -> tuple[int, ...]:
+    """``(inserted, updated, unchanged, deleted, rows_live, rows_total)`` of a load summary."""
+    return tuple(summary[k] for k in ("inserted", "updated", "unchanged", "deleted", "rows_live", "rows_total"))
+
+
 def write_ndjson(path: Path, records: Sequence[Any], *, raw_lines: dict[int, str] | None = None) -> str:
     """Write ``records`` one JSON per line (``raw_lines`` inserts verbatim lines at those indexes).
 
@@ -171,9 +204,7 @@ def make_manifest(
 # ---- record shapes (reference §3.5), written by hand -------------------------------------------------
 
 
-def qbo_invoice(
-    num: int, *, updated_ms: int, sync: int = 0, total: float = 100.0, **extra: Any
-) -> dict[str, Any]:
+def qbo_invoice(num: int, *, updated_ms: int, sync: int = 0, total: float = 100.0, **extra: Any) -> dict[str, Any]:
     """A QuickBooks Online invoice: ``id`` is ``<id>|<syncToken>``, times are epoch milliseconds."""
     return {
         "id": f"{num}|{sync}",

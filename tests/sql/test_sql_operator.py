@@ -21,51 +21,24 @@ from airflow_provider_cloudelements.operators.sql import (
     SUMMARY_KEYS,
     CloudElementsSqlUpsertOperator,
     get_sql_hook,
-    load_manifest,
-    prepare_connection,
 )
-from airflow_provider_cloudelements.utils import sqlsync
 
 from .conftest import (
     Backend,
+    counts,
     fb_invoice,
     make_manifest,
     qbe_customer,
     qbe_invoice,
     qbo_customer,
     qbo_invoice,
+    run,
+    run_at,
     write_ndjson,
 )
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z in epoch ms
 HOUR = 3_600_000
-
-
-def run(db: Backend, manifest: Any, **kwargs: Any) -> Any:
-    """Run the operator as a task would (``execute`` with an empty context)."""
-    op = CloudElementsSqlUpsertOperator(
-        task_id="load", manifest=manifest, conn_id=db.conn_id, table_prefix=db.prefix, **kwargs
-    )
-    return op.execute(context={})  # type: ignore[arg-type]
-
-
-def run_at(db: Backend, manifest: dict[str, Any], synced_at: datetime) -> dict[str, Any]:
-    """Call the load function directly with a chosen ``synced_at`` (to prove reruns write nothing)."""
-    hook, dialect = get_sql_hook(db.conn_id)
-    conn = hook.get_conn()
-    try:
-        prepare_connection(conn, dialect)
-        return load_manifest(
-            conn, dialect, sqlsync.validate_manifest(manifest), table_prefix=db.prefix, synced_at=synced_at
-        )
-    finally:
-        conn.close()
-
-
-def counts(summary: dict[str, Any]) -> tuple[int, ...]:
-    return tuple(
-        summary[k] for k in ("inserted", "updated", "unchanged", "deleted", "rows_live", "rows_total")
-    )
 
 
 def test_qbo_first_load_then_incremental(db: Backend, tmp_path: Path) -> None:
@@ -129,9 +102,7 @@ def test_older_update_does_not_regress(db: Backend, tmp_path: Path) -> None:
     new = [qbo_invoice(1, updated_ms=T0 + HOUR, sync=1, total=11.0)]
     old_manifest = make_manifest("quickbooks", "invoices", write_ndjson(tmp_path / "old.ndjson", old), 2)
     run(db, old_manifest)
-    assert counts(
-        run(db, make_manifest("quickbooks", "invoices", write_ndjson(tmp_path / "new.ndjson", new), 1))
-    ) == (
+    assert counts(run(db, make_manifest("quickbooks", "invoices", write_ndjson(tmp_path / "new.ndjson", new), 1))) == (
         0,
         1,
         0,
@@ -219,21 +190,15 @@ def test_full_refresh_deletes_missing_ids_of_that_instance_only(db: Backend, tmp
     run(db, make_manifest("freshbooksv2", "invoices", write_ndjson(tmp_path / "i12.ndjson", base), 4))
     run(
         db,
-        make_manifest(
-            "freshbooksv2", "invoices", write_ndjson(tmp_path / "i13.ndjson", base), 4, instance_id=13
-        ),
+        make_manifest("freshbooksv2", "invoices", write_ndjson(tmp_path / "i13.ndjson", base), 4, instance_id=13),
     )
-    late = fb_invoice(
-        4, updated="2024-02-20 10:00:00", amount="44.00"
-    )  # updated after the full extract's window
+    late = fb_invoice(4, updated="2024-02-20 10:00:00", amount="44.00")  # updated after the full extract's window
     run(db, make_manifest("freshbooksv2", "invoices", write_ndjson(tmp_path / "late.ndjson", [late]), 1))
 
     full = write_ndjson(tmp_path / "full.ndjson", [base[0], base[2]])  # 2 and 4 absent
     s = run(
         db,
-        make_manifest(
-            "freshbooksv2", "invoices", full, 2, full_refresh=True, window_end="2024-02-01T00:00:00Z"
-        ),
+        make_manifest("freshbooksv2", "invoices", full, 2, full_refresh=True, window_end="2024-02-01T00:00:00Z"),
     )
     assert counts(s) == (0, 0, 2, 1, 3, 4)  # only 2 deleted: 4 changed after the window end
     rows = db.rows(table, 12)
@@ -283,9 +248,7 @@ def test_record_count_mismatch_loads_nothing(db: Backend, tmp_path: Path) -> Non
     with pytest.raises(CloudElementsReconciliationError, match="holds 1 record"):
         run(db, make_manifest("quickbooks", "invoices", path, 2))
     assert db.dump(f"{db.prefix}quickbooks_invoices") == []
-    assert (
-        run(db, make_manifest("quickbooks", "invoices", path, 2), verify_record_count=False)["inserted"] == 1
-    )
+    assert run(db, make_manifest("quickbooks", "invoices", path, 2), verify_record_count=False)["inserted"] == 1
 
 
 def test_qbe_and_freshbooks_shapes(db: Backend, tmp_path: Path) -> None:
@@ -295,9 +258,7 @@ def test_qbe_and_freshbooks_shapes(db: Backend, tmp_path: Path) -> None:
     ]
     s = run(
         db,
-        make_manifest(
-            "quickbooksonprem", "customers", write_ndjson(tmp_path / "qbe.ndjson", qbe), 2, instance_id=7
-        ),
+        make_manifest("quickbooksonprem", "customers", write_ndjson(tmp_path / "qbe.ndjson", qbe), 2, instance_id=7),
     )
     assert counts(s) == (2, 0, 0, 1, 1, 2)
     rows = db.rows(f"{db.prefix}quickbooksonprem_customers", 7)
@@ -328,9 +289,7 @@ def test_qbe_and_freshbooks_shapes(db: Backend, tmp_path: Path) -> None:
 
 
 def test_list_of_manifests_returns_list(db: Backend, tmp_path: Path) -> None:
-    a = make_manifest(
-        "quickbooks", "invoices", write_ndjson(tmp_path / "a.ndjson", [qbo_invoice(1, updated_ms=T0)]), 1
-    )
+    a = make_manifest("quickbooks", "invoices", write_ndjson(tmp_path / "a.ndjson", [qbo_invoice(1, updated_ms=T0)]), 1)
     b = make_manifest(
         "quickbooks", "customers", write_ndjson(tmp_path / "b.ndjson", [qbo_customer(1, updated_ms=T0)]), 1
     )
@@ -415,9 +374,7 @@ def test_concurrent_loads_into_one_table(db: Backend, tmp_path: Path) -> None:
         make_manifest(
             "quickbooks",
             "invoices",
-            write_ndjson(
-                tmp_path / f"i{iid}.ndjson", [qbo_invoice(i, updated_ms=T0 + i) for i in range(200)]
-            ),
+            write_ndjson(tmp_path / f"i{iid}.ndjson", [qbo_invoice(i, updated_ms=T0 + i) for i in range(200)]),
             200,
             instance_id=iid,
         )

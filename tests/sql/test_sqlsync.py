@@ -14,14 +14,8 @@ from .conftest import fb_invoice, make_manifest, qbe_customer, qbe_invoice, qbo_
 class TestNames:
     def test_table_name_sanitizes(self) -> None:
         assert sqlsync.table_name("ce_", "quickbooks", "bill-payments") == "ce_quickbooks_bill_payments"
-        assert (
-            sqlsync.table_name("CE-", "quickbooksonprem", "journal-entries")
-            == "ce_quickbooksonprem_journal_entries"
-        )
-        assert (
-            sqlsync.table_name("", "freshbooksv2", "Invoices; DROP TABLE x")
-            == "freshbooksv2_invoices_drop_table_x"
-        )
+        assert sqlsync.table_name("CE-", "quickbooksonprem", "journal-entries") == "ce_quickbooksonprem_journal_entries"
+        assert sqlsync.table_name("", "freshbooksv2", "Invoices; DROP TABLE x") == "freshbooksv2_invoices_drop_table_x"
 
     def test_long_names_stay_distinct_and_bounded(self) -> None:
         a = sqlsync.table_name("ce_", "quickbooks", "r" * 80 + "a")
@@ -143,9 +137,7 @@ class TestRows:
 
     def test_tombstones(self) -> None:
         spec = get_element("quickbooks")
-        assert sqlsync.build_tombstone(
-            {"id": "7|2", "deleted_at": "2024-01-01T00:00:00Z"}, spec, where="d:1"
-        ) == (
+        assert sqlsync.build_tombstone({"id": "7|2", "deleted_at": "2024-01-01T00:00:00Z"}, spec, where="d:1") == (
             "7",
             "2024-01-01T00:00:00.000Z",
         )
@@ -160,9 +152,7 @@ class TestRows:
 class TestManifests:
     def test_valid(self) -> None:
         m = sqlsync.validate_manifest(
-            make_manifest(
-                "quickbooks", "invoices", "file:///x.ndjson", 4, window_end="2024-01-31T00:00:00+00:00"
-            )
+            make_manifest("quickbooks", "invoices", "file:///x.ndjson", 4, window_end="2024-01-31T00:00:00+00:00")
         )
         assert (m.element_key, m.instance_id, m.records, m.full_refresh) == ("quickbooks", 12, 4, False)
         assert m.window_end == "2024-01-31T00:00:00.000Z"
