@@ -176,16 +176,21 @@ def _migrate(cur: Any, dialect: SqlDialect, table: str, manifest: LoadManifest, 
     return added
 
 
-def _latest_snapshot(cur: Any, dialect: SqlDialect, table: str, manifest: LoadManifest, load_time: str) -> str | None:
-    """The instance's latest complete snapshot time, after recording this manifest's when it is one."""
+def _latest_snapshot(
+    cur: Any, dialect: SqlDialect, table: str, manifest: LoadManifest, load_time: str
+) -> tuple[str | None, str | None]:
+    """``(snap, snap_all)`` for :func:`sqlsync.resolve_sql`: the instance's latest complete snapshot
+    time, ``snap`` being ``None`` when this manifest is that snapshot (its own file is the snapshot and
+    its absences are staged by :func:`sqlsync.full_refresh_sql`). Records this manifest's when later."""
     cur.execute(sqlsync.snapshot_select_sql(dialect, table), (manifest.instance_id,))
     row = cur.fetchone()
     stored = None if row is None else str(row[0])
     mine = manifest.snapshot_at if manifest.deletes_by_absence else None
-    if mine is not None and (stored is None or mine > stored):
+    if mine is None or (stored is not None and mine < stored):
+        return stored, stored
+    if stored is None or mine > stored:
         cur.execute(sqlsync.snapshot_upsert_sql(dialect, table), (manifest.instance_id, mine, load_time))
-        return mine
-    return stored
+    return None, mine
 
 
 def load_manifest(
@@ -257,7 +262,7 @@ def load_manifest(
         cur.execute(sqlsync.create_table_sql(dialect, table))
         _migrate(cur, dialect, table, manifest, stamp)
         cur.execute(sqlsync.create_snapshots_sql(dialect, table))
-        latest_snapshot = _latest_snapshot(cur, dialect, table, manifest, stamp)
+        snap, snap_all = _latest_snapshot(cur, dialect, table, manifest, stamp)
         for statement in sqlsync.create_stage_sql(dialect):
             cur.execute(statement)
 
@@ -285,7 +290,7 @@ def load_manifest(
             cur.execute(sqlsync.kept_absent_sql(dialect, table), (iid,))
             kept_absent = int(cur.fetchone()[0])
 
-        cur.execute(sqlsync.resolve_sql(dialect, table), (latest_snapshot, iid))
+        cur.execute(sqlsync.resolve_sql(dialect, table), (snap, snap_all, iid))
         cur.execute(sqlsync.count_sql())
         file_ids, inserted, updated, deleted, new_tombstones = (int(v) for v in cur.fetchone())
         cur.execute(sqlsync.merge_sql(dialect, table), (iid, stamp))

@@ -757,16 +757,19 @@ def snapshot_upsert_sql(dialect: SqlDialect, table: str) -> str:
 
 def resolve_sql(dialect: SqlDialect, table: str) -> str:
     """Resolve each staged id against its stored row into ``_FINAL``, keeping only rows that change
-    (params: the instance's latest complete snapshot time or ``None``, instance id).
+    (params: ``snap``, the instance's latest complete snapshot time, ``None`` when there is none or when
+    this manifest is that snapshot; ``snap_all``, the same including this manifest's; instance id).
 
     Per id: the best version of (stored, staged) by :func:`_beats` (``took`` = 1 when it is the staged
     one; a tombstone row's empty version always loses), and the later deletion of the two. A staged
-    version that would create or restore the row although it was observed before the instance's latest
-    complete snapshot (:func:`snapshot_select_sql`) is deleted at that snapshot: the snapshot held every
-    live record and did not hold it. The row is a deletion (``is_deleted`` = 1, ``deleted_at`` = d, data
-    of the best version, or ``null``) iff there is a deletion and d >= the best version's
-    ``observed_at``; otherwise the best version (``deleted_at`` NULL). Rows equal to the stored row in
-    every column are not written.
+    version that would create or restore the row although it was observed no later than the instance's
+    latest complete snapshot (:func:`snapshot_select_sql`) is deleted at that snapshot: the snapshot
+    held every live record and did not hold it (the same ``d >= observed_at`` rule as the absence
+    deletions :func:`full_refresh_sql` stages when that snapshot was loaded). The row is a deletion
+    (``is_deleted`` = 1, ``deleted_at`` = d, data of the best version, or ``null``) iff there is a
+    deletion and d >= the best version's ``observed_at``, and then d is at least ``snap_all`` (an id
+    deleted before a complete snapshot is absent from it); otherwise the best version (``deleted_at``
+    NULL). Rows equal to the stored row in every column are not written.
     """
     p = dialect.placeholder
     ne = dialect.distinct_op
@@ -775,7 +778,8 @@ def resolve_sql(dialect: SqlDialect, table: str) -> str:
         f"'{TOMBSTONE_DATA}' OR {_beats('s', 'p')}) THEN 1 ELSE 0 END"
     )
     joined = (
-        f"SELECT CAST({p} AS TEXT) AS snap, s.record_id AS record_id, s.from_file AS from_file, "
+        f"SELECT CAST({p} AS TEXT) AS snap, CAST({p} AS TEXT) AS snap_all, "
+        f"s.record_id AS record_id, s.from_file AS from_file, "
         f"CASE WHEN p.record_id IS NULL THEN 0 ELSE 1 END AS existed, {pick} AS took, "
         f"s.updated_at AS s_u, s.version_num AS s_n, s.observed_at AS s_k, s.is_deleted AS s_f, "
         f"s.data AS s_data, s.deleted_at AS s_d, p.updated_at AS p_u, p.version_num AS p_n, "
@@ -794,19 +798,24 @@ def resolve_sql(dialect: SqlDialect, table: str) -> str:
     )
     snapped = (
         "SELECT m.*, CASE WHEN m.snap IS NOT NULL AND m.took = 1 AND (m.existed = 0 OR m.p_d IS NOT NULL) "
-        "AND COALESCE(m.b_k, '') < m.snap AND (m.del0 IS NULL OR m.snap > m.del0) THEN m.snap ELSE m.del0 END "
+        "AND COALESCE(m.b_k, '') <= m.snap AND (m.del0 IS NULL OR m.snap > m.del0) THEN m.snap ELSE m.del0 END "
         f"AS del FROM ({merged}) m"
     )
     gone = (
         "SELECT n.*, CASE WHEN n.del IS NOT NULL AND COALESCE(n.b_k, '') <= n.del THEN 1 ELSE 0 END AS gone "
         f"FROM ({snapped}) n"
     )
+    # a deletion older than the latest complete snapshot is known to hold at that snapshot too
+    gone = (
+        "SELECT o.*, CASE WHEN o.gone = 1 AND o.snap_all IS NOT NULL AND o.del < o.snap_all THEN o.snap_all "
+        f"ELSE o.del END AS del_at FROM ({gone}) o"
+    )
     final = (
         f"SELECT g.record_id, g.existed, g.from_file, "
         f"CASE WHEN g.existed = 1 AND g.took = 1 AND g.b_data <> g.p_data THEN 1 ELSE 0 END AS data_changed, "
         f"g.p_f AS was_deleted, g.b_u AS updated_at, g.b_n AS version_num, g.b_k AS observed_at, "
         f"CASE WHEN g.gone = 1 THEN 1 ELSE g.b_f END AS is_deleted, "
-        f"CASE WHEN g.gone = 1 THEN g.del ELSE NULL END AS deleted_at, "
+        f"CASE WHEN g.gone = 1 THEN g.del_at ELSE NULL END AS deleted_at, "
         f"COALESCE(g.b_data, '{TOMBSTONE_DATA}') AS data, g.p_u, g.p_n, g.p_k, g.p_f, g.p_data, g.p_d "
         f"FROM ({gone}) g"
     )
