@@ -87,11 +87,24 @@ def state(db: Backend, table: str, instance_id: int) -> dict[str, tuple[Any, ...
 
 def test_late_full_refresh_deletes_only_what_its_snapshot_proves(db: Backend, tmp_path: Path) -> None:
     table = f"{db.prefix}quickbooks_invoices"
-    inc1 = extract(tmp_path, "inc1", "quickbooks", "invoices", [qbo_invoice(i, updated_ms=ms(7)) for i in (1, 2, 3, 4)],
-                   snapshot=iso(8))  # fmt: skip
+    inc1 = extract(
+        tmp_path,
+        "inc1",
+        "quickbooks",
+        "invoices",
+        [qbo_invoice(i, updated_ms=ms(7)) for i in (1, 2, 3, 4)],
+        snapshot=iso(8),
+    )
     # 10:00 open-ended full refresh: 3 and 4 were hard-deleted before it; 2 is its 07:00 version
-    full = extract(tmp_path, "full", "quickbooks", "invoices", [qbo_invoice(1, updated_ms=ms(7)),
-                   qbo_invoice(2, updated_ms=ms(7))], snapshot=iso(10), full_refresh=True)  # fmt: skip
+    full = extract(
+        tmp_path,
+        "full",
+        "quickbooks",
+        "invoices",
+        [qbo_invoice(1, updated_ms=ms(7)), qbo_invoice(2, updated_ms=ms(7))],
+        snapshot=iso(10),
+        full_refresh=True,
+    )
     # 11:00 incremental, loaded BEFORE the full refresh: 2 edited at 10:30, 5 created at 10:40
     edited = qbo_invoice(2, updated_ms=ms(10, 30), sync=1, total=222.0)
     created = qbo_invoice(5, updated_ms=ms(10, 40))
@@ -121,11 +134,27 @@ def test_v1_full_refresh_keeps_the_window_end_rule(db: Backend, tmp_path: Path) 
     """A manifest without snapshot_at (an old XCom) still loads: its full refresh deletes absent rows
     updated before its window end (deleted_at = the window end), and nothing when records failed."""
     table = f"{db.prefix}quickbooks_invoices"
-    run(db, extract(tmp_path, "v1inc", "quickbooks", "invoices",
-                    [qbo_invoice(1, updated_ms=ms(7)), qbo_invoice(2, updated_ms=ms(7)),
-                     qbo_invoice(3, updated_ms=ms(11))], snapshot=None))  # fmt: skip
-    full = extract(tmp_path, "v1full", "quickbooks", "invoices", [qbo_invoice(1, updated_ms=ms(7))], snapshot=None,
-                   full_refresh=True, window_end=at(10).isoformat())  # fmt: skip
+    run(
+        db,
+        extract(
+            tmp_path,
+            "v1inc",
+            "quickbooks",
+            "invoices",
+            [qbo_invoice(1, updated_ms=ms(7)), qbo_invoice(2, updated_ms=ms(7)), qbo_invoice(3, updated_ms=ms(11))],
+            snapshot=None,
+        ),
+    )
+    full = extract(
+        tmp_path,
+        "v1full",
+        "quickbooks",
+        "invoices",
+        [qbo_invoice(1, updated_ms=ms(7))],
+        snapshot=None,
+        full_refresh=True,
+        window_end=at(10).isoformat(),
+    )
     assert counts(run(db, full)) == (0, 0, 1, 1, 2, 3)
     rows = db.rows(table, 12)
     assert (rows["2"]["is_deleted"], rows["2"]["deleted_at"]) == (1, iso(10))
@@ -152,8 +181,9 @@ def test_failed_records_are_never_deletions(
     everything = [qbo_invoice(i, updated_ms=ms(7)) for i in range(1, 6)]
     run(db, extract(tmp_path, "inc", "quickbooks", "invoices", everything, snapshot=iso(8)))
     # 4 and 5 failed to export: absent from the file, live at the source
-    full = extract(tmp_path, "full", "quickbooks", "invoices", everything[:3], snapshot=snapshot, full_refresh=True,
-                   **extra)  # fmt: skip
+    full = extract(
+        tmp_path, "full", "quickbooks", "invoices", everything[:3], snapshot=snapshot, full_refresh=True, **extra
+    )
     with caplog.at_level(logging.WARNING, logger="airflow_provider_cloudelements.operators.sql"):
         summary = run(db, full)
     assert counts(summary) == (0, 0, 3, 0, 5, 5)
@@ -175,8 +205,9 @@ def test_old_tombstone_never_beats_a_restore(db: Backend, tmp_path: Path) -> Non
     deleted = {**qbo_customer(7, updated_ms=ms(9), active=False), "syncToken": "1"}
     restored = {**qbo_customer(7, updated_ms=ms(9, 30), active=True), "syncToken": "2"}
     tomb = [{"id": "7", "deleted_at": iso(9)}]
-    one = extract(tmp_path, "one", "quickbooks", "customers", [restored], snapshot=iso(10), tombstones=tomb,
-                  instance_id=12)  # fmt: skip
+    one = extract(
+        tmp_path, "one", "quickbooks", "customers", [restored], snapshot=iso(10), tombstones=tomb, instance_id=12
+    )
     first = extract(tmp_path, "m1", "quickbooks", "customers", [deleted], snapshot=iso(9, 15), tombstones=tomb)
     second = extract(tmp_path, "m2", "quickbooks", "customers", [restored], snapshot=iso(10))
 
@@ -194,8 +225,18 @@ def test_old_tombstone_never_beats_a_restore(db: Backend, tmp_path: Path) -> Non
 def test_deletion_keeps_its_own_time(db: Backend, tmp_path: Path) -> None:
     table = f"{db.prefix}quickbooks_invoices"
     run(db, extract(tmp_path, "a", "quickbooks", "invoices", [qbo_invoice(8, updated_ms=ms(7))], snapshot=iso(8)))
-    run(db, extract(tmp_path, "b", "quickbooks", "invoices", [], snapshot=iso(10),
-                    tombstones=[{"id": "8", "deleted_at": iso(9, 1)}]))  # fmt: skip
+    run(
+        db,
+        extract(
+            tmp_path,
+            "b",
+            "quickbooks",
+            "invoices",
+            [],
+            snapshot=iso(10),
+            tombstones=[{"id": "8", "deleted_at": iso(9, 1)}],
+        ),
+    )
     row = db.rows(table, 12)["8"]
     assert (row["is_deleted"], row["deleted_at"], row["updated_at"], row["observed_at"]) == (
         1,
@@ -215,7 +256,13 @@ def test_version_without_updated_field_no_longer_wins(db: Backend, tmp_path: Pat
     run(db, extract(tmp_path, "fb", "freshbooksv2", "invoices", [stored], snapshot=iso(10)))
     timeless = {k: v for k, v in fb_invoice(5, updated="", amount="99.00").items() if k != "updated"}
     assert counts(run(db, extract(tmp_path, "fb1", "freshbooksv2", "invoices", [timeless], snapshot=None))) == (
-        0, 0, 1, 0, 1, 1)  # fmt: skip
+        0,
+        0,
+        1,
+        0,
+        1,
+        1,
+    )
     assert db.rows(fb_table, 12)["5"]["data"] == stored
 
     qbo_table = f"{db.prefix}quickbooks_invoices"
@@ -224,15 +271,23 @@ def test_version_without_updated_field_no_longer_wins(db: Backend, tmp_path: Pat
     del older["metaData"]["lastUpdatedTime"]
     run(db, extract(tmp_path, "q1", "quickbooks", "invoices", [newer], snapshot=iso(10)))
     assert counts(run(db, extract(tmp_path, "q2", "quickbooks", "invoices", [older], snapshot=iso(11)))) == (
-        0, 0, 1, 0, 1, 1)  # fmt: skip  # a later snapshot of an older syncToken: the syncToken decides
+        0,
+        0,
+        1,
+        0,
+        1,
+        1,
+    )  # a later snapshot of an older syncToken: the syncToken decides
     assert db.rows(qbo_table, 12)["9"]["data"] == newer
 
 
 def test_same_second_qbe_edit_loaded_last_with_older_content_loses(db: Backend, tmp_path: Path) -> None:
     table = f"{db.prefix}quickbooksonprem_customers"
     old = qbe_customer("80000001-1", modified="2026-12-01T04:00:00-05:00", edit_sequence="1796101200")
-    new = {**qbe_customer("80000001-1", modified="2026-12-01T04:00:00-05:00", edit_sequence="1796101201"),
-           "Balance": "99.00"}  # fmt: skip
+    new = {
+        **qbe_customer("80000001-1", modified="2026-12-01T04:00:00-05:00", edit_sequence="1796101201"),
+        "Balance": "99.00",
+    }
     # the newer edit reached an earlier-started extract; the older content is in a later snapshot
     run(db, extract(tmp_path, "new", "quickbooksonprem", "customers", [new], snapshot=iso(9, 30)))
     summary = run(db, extract(tmp_path, "old", "quickbooksonprem", "customers", [old], snapshot=iso(10)))
@@ -247,10 +302,24 @@ def test_freshbooks_edits_in_a_repeated_dst_hour_resolve_by_snapshot_time(db: Ba
     table = f"{db.prefix}freshbooksv2_invoices"
     first = fb_invoice(3, updated="2026-11-01 01:30:00", amount="10.00")
     second = fb_invoice(3, updated="2026-11-01 01:10:00", amount="20.00")
-    ex1 = extract(tmp_path, "ex1", "freshbooksv2", "invoices", [first], snapshot="2026-11-01T05:40:00.000Z",
-                  naive_timezone="America/New_York")  # fmt: skip
-    ex2 = extract(tmp_path, "ex2", "freshbooksv2", "invoices", [second], snapshot="2026-11-01T06:20:00.000Z",
-                  naive_timezone="America/New_York")  # fmt: skip
+    ex1 = extract(
+        tmp_path,
+        "ex1",
+        "freshbooksv2",
+        "invoices",
+        [first],
+        snapshot="2026-11-01T05:40:00.000Z",
+        naive_timezone="America/New_York",
+    )
+    ex2 = extract(
+        tmp_path,
+        "ex2",
+        "freshbooksv2",
+        "invoices",
+        [second],
+        snapshot="2026-11-01T06:20:00.000Z",
+        naive_timezone="America/New_York",
+    )
     for iid, order in ((12, (ex1, ex2)), (13, (ex2, ex1))):
         for manifest in order:
             run(db, {**manifest, "instance_id": iid})
@@ -284,8 +353,15 @@ def test_naive_timezone_comes_from_the_manifest_unless_set(
 
 
 def test_bad_naive_timezone_fails_before_the_database(db: Backend, tmp_path: Path) -> None:
-    manifest = extract(tmp_path, "x", "freshbooksv2", "invoices", [fb_invoice(1, updated="2026-07-15 09:30:00")],
-                       snapshot=iso(10), naive_timezone="Mars/Olympus")  # fmt: skip
+    manifest = extract(
+        tmp_path,
+        "x",
+        "freshbooksv2",
+        "invoices",
+        [fb_invoice(1, updated="2026-07-15 09:30:00")],
+        snapshot=iso(10),
+        naive_timezone="Mars/Olympus",
+    )
     with pytest.raises(CloudElementsConfigError, match="manifest naive_timezone: unknown time zone 'Mars/Olympus'"):
         run(db, manifest)
     assert not db.table_exists(f"{db.prefix}freshbooksv2_invoices")
@@ -313,10 +389,18 @@ def test_deeply_nested_record_is_a_typed_error(db: Backend, tmp_path: Path) -> N
 
 def test_tombstone_for_unknown_id_stops_a_late_older_extract(db: Backend, tmp_path: Path) -> None:
     table = f"{db.prefix}quickbooks_invoices"
-    taken_before = extract(tmp_path, "old", "quickbooks", "invoices", [qbo_invoice(50, updated_ms=ms(7))],
-                           snapshot=iso(8))  # fmt: skip
-    deletes = extract(tmp_path, "del", "quickbooks", "invoices", [], snapshot=iso(10),
-                      tombstones=[{"id": "50|0", "deleted_at": iso(9)}])  # fmt: skip
+    taken_before = extract(
+        tmp_path, "old", "quickbooks", "invoices", [qbo_invoice(50, updated_ms=ms(7))], snapshot=iso(8)
+    )
+    deletes = extract(
+        tmp_path,
+        "del",
+        "quickbooks",
+        "invoices",
+        [],
+        snapshot=iso(10),
+        tombstones=[{"id": "50|0", "deleted_at": iso(9)}],
+    )
     summary = run(db, deletes)
     assert (summary["new_tombstones"], summary["deleted"], summary["rows_live"], summary["rows_total"]) == (1, 0, 0, 1)
     row = db.rows(table, 12)["50"]
@@ -355,7 +439,7 @@ def _history(tmp_path: Path) -> list[dict[str, Any]]:
             [qbo_invoice(i, updated_ms=ms(6)) for i in (1, 2, 3, 4)],
             snapshot=iso(7),
             full_refresh=True,
-        ),  # fmt: skip
+        ),
         extract(
             tmp_path,
             "h2",
@@ -364,7 +448,7 @@ def _history(tmp_path: Path) -> list[dict[str, Any]]:
             [qbo_invoice(2, updated_ms=ms(8), sync=1, total=2.5), qbo_invoice(5, updated_ms=ms(8))],
             snapshot=iso(9),
             tombstones=[{"id": "3", "deleted_at": iso(8, 30)}, {"id": "77", "deleted_at": iso(8, 45)}],
-        ),  # fmt: skip
+        ),
         extract(
             tmp_path,
             "h3",
@@ -377,7 +461,7 @@ def _history(tmp_path: Path) -> list[dict[str, Any]]:
             ],
             snapshot=iso(11),
             full_refresh=True,
-        ),  # fmt: skip
+        ),
         extract(
             tmp_path,
             "h4",
@@ -385,7 +469,7 @@ def _history(tmp_path: Path) -> list[dict[str, Any]]:
             "invoices",
             [qbo_invoice(4, updated_ms=ms(11, 30), sync=2, total=4.5), qbo_invoice(6, updated_ms=ms(12))],
             snapshot=iso(13),
-        ),  # 4 restored after h3 found it gone  # fmt: skip
+        ),  # 4 restored after h3 found it gone
         extract(
             tmp_path,
             "h5",
@@ -394,7 +478,7 @@ def _history(tmp_path: Path) -> list[dict[str, Any]]:
             [qbo_invoice(2, updated_ms=ms(8), sync=1, total=2.5)],
             snapshot=None,
             window_end=at(9).isoformat(),
-        ),  # a v1 XCom  # fmt: skip
+        ),  # a v1 XCom
     ]
 
 
@@ -450,8 +534,10 @@ def test_table_of_the_old_loader_is_migrated_in_place(db: Backend, tmp_path: Pat
     }
     p = "%s" if db.name == "postgres" else "?"
     for rid, (updated, deleted, data) in old_rows.items():
-        db.query(f'INSERT INTO "{table}" VALUES (12, {p}, {p}, {p}, {p}, {p})',
-                 (rid, updated, deleted, sqlsync.canonical_json(data), iso(10)))  # fmt: skip
+        db.query(
+            f'INSERT INTO "{table}" VALUES (12, {p}, {p}, {p}, {p}, {p})',
+            (rid, updated, deleted, sqlsync.canonical_json(data), iso(10)),
+        )
 
     newer = qbo_customer(1, updated_ms=ms(11))
     manifest = extract(tmp_path, "m", "quickbooks", "customers", [newer], snapshot=iso(12))
