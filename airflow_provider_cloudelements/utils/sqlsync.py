@@ -761,7 +761,9 @@ def resolve_sql(dialect: SqlDialect, table: str) -> str:
     this manifest is that snapshot; ``snap_all``, the same including this manifest's; instance id).
 
     Per id: the best version of (stored, staged) by :func:`_beats` (``took`` = 1 when it is the staged
-    one; a tombstone row's empty version always loses), and the later deletion of the two. A staged
+    one; a tombstone row's empty version always loses; a staged version with the stored ``data`` is the
+    stored version seen again: never rewritten, it only lowers ``observed_at`` to the earlier of the
+    two), and the later deletion of the two. A staged
     version that would create or restore the row although it was observed no later than the instance's
     latest complete snapshot (:func:`snapshot_select_sql`) is deleted at that snapshot: the snapshot
     held every live record and did not hold it (the same ``d >= observed_at`` rule as the absence
@@ -775,12 +777,13 @@ def resolve_sql(dialect: SqlDialect, table: str) -> str:
     ne = dialect.distinct_op
     pick = (
         "CASE WHEN s.data IS NOT NULL AND (p.record_id IS NULL OR p.data = "
-        f"'{TOMBSTONE_DATA}' OR {_beats('s', 'p')}) THEN 1 ELSE 0 END"
+        f"'{TOMBSTONE_DATA}' OR (p.data <> s.data AND {_beats('s', 'p')})) THEN 1 ELSE 0 END"
     )
     joined = (
         f"SELECT CAST({p} AS TEXT) AS snap, CAST({p} AS TEXT) AS snap_all, "
         f"s.record_id AS record_id, s.from_file AS from_file, "
         f"CASE WHEN p.record_id IS NULL THEN 0 ELSE 1 END AS existed, {pick} AS took, "
+        f"CASE WHEN p.data = s.data THEN 1 ELSE 0 END AS same, "
         f"s.updated_at AS s_u, s.version_num AS s_n, s.observed_at AS s_k, s.is_deleted AS s_f, "
         f"s.data AS s_data, s.deleted_at AS s_d, p.updated_at AS p_u, p.version_num AS p_n, "
         f"p.observed_at AS p_k, p.is_deleted AS p_f, p.data AS p_data, p.deleted_at AS p_d "
@@ -791,8 +794,13 @@ def resolve_sql(dialect: SqlDialect, table: str) -> str:
     def best(column: str) -> str:
         return f"CASE WHEN j.took = 1 THEN j.s_{column} ELSE j.p_{column} END AS b_{column}"
 
+    # the same content seen again keeps its earliest observed time (so load order does not matter)
+    observed = (
+        "CASE WHEN j.took = 1 THEN j.s_k WHEN j.same = 1 AND j.s_k IS NOT NULL AND (j.p_k IS NULL OR "
+        "j.s_k < j.p_k) THEN j.s_k ELSE j.p_k END AS b_k"
+    )
     merged = (
-        f"SELECT j.*, {best('u')}, {best('n')}, {best('k')}, {best('f')}, {best('data')}, "
+        f"SELECT j.*, {best('u')}, {best('n')}, {observed}, {best('f')}, {best('data')}, "
         f"CASE WHEN j.s_d IS NULL THEN j.p_d WHEN j.p_d IS NULL OR j.s_d > j.p_d THEN j.s_d ELSE j.p_d END AS del0 "
         f"FROM ({joined}) j"
     )

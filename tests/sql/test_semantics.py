@@ -553,3 +553,17 @@ def test_table_of_the_old_loader_is_migrated_in_place(db: Backend, tmp_path: Pat
     before = db.dump(table)
     assert counts(run_at(db, manifest, DAY + timedelta(days=2))) == (0, 0, 1, 0, 1, 3)  # migrated once
     assert db.dump(table) == before
+
+
+def test_re_extract_with_a_later_snapshot_writes_nothing(db: Backend, tmp_path: Path) -> None:
+    """A cleared and rerun DAG run extracts the same records again with a later snapshot_at: identical
+    content is the same version, so no row is rewritten (it keeps its first observed time)."""
+    table = f"{db.prefix}quickbooks_invoices"
+    records = [qbo_invoice(i, updated_ms=ms(7) + i) for i in range(1, 6)]
+    first = extract(tmp_path, "r1", "quickbooks", "invoices", records, snapshot=iso(10), full_refresh=True)
+    again = extract(tmp_path, "r2", "quickbooks", "invoices", records, snapshot=iso(12), full_refresh=True)
+    run_at(db, first, DAY + timedelta(days=1))
+    before = db.dump(table)
+    assert counts(run_at(db, again, DAY + timedelta(days=2))) == (0, 0, 5, 0, 5, 5)
+    assert db.dump(table) == before
+    assert {r["observed_at"] for r in db.rows(table, 12).values()} == {iso(10)}
