@@ -20,18 +20,26 @@ Target table (one per ``(element_key, resource)``, e.g. ``ce_quickbooks_invoices
 
 Ordering (docs/reliability.md "Semantics"): of two versions the higher ``version_num`` wins when both
 have one and they differ, else the higher ``observed_at``, else the higher ``updated_at``; a full tie
-keeps the stored row. A deletion at ``d`` beats a version iff ``d >= observed_at``; of two deletions
-the later ``d`` is kept. Per record the table keeps the best version seen and the latest deletion,
-and shows the deletion iff it is not older than that version, so the result does not depend on the
-order in which manifests are loaded, and reloading a manifest writes nothing.
+keeps the stored row, and a version with the stored ``data`` is the stored version seen again (never
+rewritten; it keeps the earlier ``observed_at``). A deletion at ``d`` beats a version iff
+``d >= observed_at``; of two deletions the later ``d`` is kept. Per record the table keeps the best
+version seen and the latest deletion, and shows the deletion iff it is not older than that version,
+so the result does not depend on the order in which manifests are loaded, and reloading a manifest
+writes nothing.
 
-Load algorithm (one transaction per manifest):
+Side table ``<table>__snapshots`` (``instance_id``, ``snapshot_at``, ``synced_at``): the latest
+*complete* snapshot loaded per instance. Every id it lacked was gone at its ``snapshot_at``, so an
+older extract loaded later cannot create or restore such an id, and deletions older than it take
+its time.
 
-1. :func:`migrate_table_sql`: create the table, or add the columns an older loader did not create;
+Load algorithm (one transaction per manifest, under a per-table lock):
+
+1. create the table, or add the columns an older loader did not create (:func:`migrate_table_sql`,
+   :func:`old_deletions_sql`); create the snapshots table;
 2. stream the NDJSON file into a temp staging table (``_STAGE``), one row per id (best version wins);
 3. stream the tombstones file into the same table (``deleted_at``, the latest per id);
 4. on a complete full refresh, stage a deletion at ``snapshot_at`` for every row the file lacks
-   (:func:`full_refresh_sql`);
+   (:func:`full_refresh_sql`) and record the snapshot;
 5. :func:`resolve_sql` joins the stage to the target and writes, into ``_FINAL``, the rows whose
    resolved state differs from what is stored; :func:`count_sql` counts them;
 6. :func:`merge_sql` upserts ``_FINAL``: unchanged rows are never written (a rerun writes nothing).

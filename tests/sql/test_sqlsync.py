@@ -174,6 +174,66 @@ class TestManifests:
         with pytest.raises(CloudElementsConfigError, match=message):
             sqlsync.validate_manifest(manifest)
 
+    def test_v1_and_v2(self) -> None:
+        v1 = sqlsync.validate_manifest(
+            make_manifest("quickbooks", "invoices", "file:///x.ndjson", 1, full_refresh=True)
+        )
+        assert (v1.manifest_version, v1.snapshot_at, v1.complete, v1.naive_timezone) == (1, None, True, None)
+        assert v1.deletes_by_absence
+        failed = make_manifest("quickbooks", "invoices", "file:///x.ndjson", 1, full_refresh=True, failed_records=1)
+        assert not sqlsync.validate_manifest(failed).deletes_by_absence
+        v2 = sqlsync.validate_manifest(
+            make_manifest(
+                "freshbooksv2",
+                "invoices",
+                "file:///x.ndjson",
+                1,
+                full_refresh=True,
+                snapshot_at="2026-12-01T10:00:00Z",
+                complete=False,
+                naive_timezone="America/New_York",
+            )
+        )
+        assert (v2.manifest_version, v2.snapshot_at, v2.complete) == (2, "2026-12-01T10:00:00.000Z", False)
+        assert v2.naive_timezone == "America/New_York" and not v2.deletes_by_absence
+        assert sqlsync.resolve_naive_timezone(None, v2) == "America/New_York"
+        assert sqlsync.resolve_naive_timezone("UTC", v2) == "UTC"
+        assert sqlsync.resolve_naive_timezone(None, v1) == "UTC"  # ElementSpec.naive_timezone
+        no_key = make_manifest("quickbooks", "invoices", "file:///x.ndjson", 1, full_refresh=True, snapshot_at="x")
+        del no_key["complete"]
+        no_key["snapshot_at"] = "2026-12-01T10:00:00Z"
+        assert not sqlsync.validate_manifest(no_key).complete  # v2 without "complete": never complete
+
+    @pytest.mark.parametrize(
+        ("change", "message"),
+        [
+            ({"snapshot_at": "soon"}, "manifest snapshot_at: Unparseable"),
+            ({"complete": "perhaps"}, "complete must be a boolean"),
+            ({"naive_timezone": "Mars/Olympus"}, "manifest naive_timezone: unknown time zone"),
+            ({"naive_timezone": 5}, "naive_timezone must be an IANA time zone name"),
+        ],
+    )
+    def test_invalid_v2(self, change: dict, message: str) -> None:
+        manifest = {**make_manifest("quickbooks", "invoices", "file:///x.ndjson", 1), **change}
+        with pytest.raises(CloudElementsConfigError, match=message):
+            sqlsync.validate_manifest(manifest)
+
+    def test_observed_time(self) -> None:
+        assert sqlsync.observed_time("2026-12-01T09:00:00.000Z", "2026-12-01T10:00:00.000Z") == (
+            "2026-12-01T10:00:00.000Z"
+        )
+        assert sqlsync.observed_time("2026-12-01T11:00:00.000Z", "2026-12-01T10:00:00.000Z") == (
+            "2026-12-01T11:00:00.000Z"
+        )
+        assert sqlsync.observed_time(None, "2026-12-01T10:00:00.000Z") == "2026-12-01T10:00:00.000Z"
+        assert sqlsync.observed_time("2026-12-01T09:00:00.000Z", None) == "2026-12-01T09:00:00.000Z"
+        assert sqlsync.observed_time(None, None) is None
+
+    def test_deep_nesting_is_a_data_error(self) -> None:
+        line = '{"id": 1, "x": ' + "[" * 3000 + "]" * 3000 + "}"
+        with pytest.raises(CloudElementsDataError, match="f:9: JSON nested too deeply"):
+            sqlsync.parse_json_line(line, where="f:9")
+
     def test_missing_key_entirely(self) -> None:
         manifest = make_manifest("quickbooks", "invoices", "file:///x.ndjson", 1)
         del manifest["resource"]
