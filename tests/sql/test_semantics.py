@@ -74,6 +74,11 @@ def extract(
     )
 
 
+def invoices(tmp_path: Path, name: str, records: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+    """:func:`extract` of QuickBooks Online invoices."""
+    return extract(tmp_path, name, "quickbooks", "invoices", records, **kwargs)
+
+
 def state(db: Backend, table: str, instance_id: int) -> dict[str, tuple[Any, ...]]:
     """Every column but ``synced_at`` of one instance's rows (to compare instances loaded differently)."""
     return {
@@ -87,20 +92,16 @@ def state(db: Backend, table: str, instance_id: int) -> dict[str, tuple[Any, ...
 
 def test_late_full_refresh_deletes_only_what_its_snapshot_proves(db: Backend, tmp_path: Path) -> None:
     table = f"{db.prefix}quickbooks_invoices"
-    inc1 = extract(
+    inc1 = invoices(
         tmp_path,
         "inc1",
-        "quickbooks",
-        "invoices",
         [qbo_invoice(i, updated_ms=ms(7)) for i in (1, 2, 3, 4)],
         snapshot=iso(8),
     )
     # 10:00 open-ended full refresh: 3 and 4 were hard-deleted before it; 2 is its 07:00 version
-    full = extract(
+    full = invoices(
         tmp_path,
         "full",
-        "quickbooks",
-        "invoices",
         [qbo_invoice(1, updated_ms=ms(7)), qbo_invoice(2, updated_ms=ms(7))],
         snapshot=iso(10),
         full_refresh=True,
@@ -108,7 +109,7 @@ def test_late_full_refresh_deletes_only_what_its_snapshot_proves(db: Backend, tm
     # 11:00 incremental, loaded BEFORE the full refresh: 2 edited at 10:30, 5 created at 10:40
     edited = qbo_invoice(2, updated_ms=ms(10, 30), sync=1, total=222.0)
     created = qbo_invoice(5, updated_ms=ms(10, 40))
-    inc2 = extract(tmp_path, "inc2", "quickbooks", "invoices", [edited, created], snapshot=iso(11))
+    inc2 = invoices(tmp_path, "inc2", [edited, created], snapshot=iso(11))
     run(db, inc1)
     run(db, inc2)
 
@@ -123,7 +124,7 @@ def test_late_full_refresh_deletes_only_what_its_snapshot_proves(db: Backend, tm
     # an older extract loaded after all this resurrects nothing and regresses nothing
     assert counts(run(db, inc1)) == (0, 0, 4, 0, 3, 5)
     # an extract taken before the snapshot, naming an id the table never held and the snapshot lacked
-    old = extract(tmp_path, "old", "quickbooks", "invoices", [qbo_invoice(6, updated_ms=ms(5))], snapshot=iso(6))
+    old = invoices(tmp_path, "old", [qbo_invoice(6, updated_ms=ms(5))], snapshot=iso(6))
     summary = run(db, old)
     assert (summary["inserted"], summary["deleted"], summary["rows_live"]) == (1, 1, 3)
     assert (db.rows(table, 12)["6"]["is_deleted"], db.rows(table, 12)["6"]["deleted_at"]) == (1, iso(10))
@@ -136,20 +137,16 @@ def test_v1_full_refresh_keeps_the_window_end_rule(db: Backend, tmp_path: Path) 
     table = f"{db.prefix}quickbooks_invoices"
     run(
         db,
-        extract(
+        invoices(
             tmp_path,
             "v1inc",
-            "quickbooks",
-            "invoices",
             [qbo_invoice(1, updated_ms=ms(7)), qbo_invoice(2, updated_ms=ms(7)), qbo_invoice(3, updated_ms=ms(11))],
             snapshot=None,
         ),
     )
-    full = extract(
+    full = invoices(
         tmp_path,
         "v1full",
-        "quickbooks",
-        "invoices",
         [qbo_invoice(1, updated_ms=ms(7))],
         snapshot=None,
         full_refresh=True,
@@ -179,7 +176,7 @@ def test_failed_records_are_never_deletions(
 ) -> None:
     table = f"{db.prefix}quickbooks_invoices"
     everything = [qbo_invoice(i, updated_ms=ms(7)) for i in range(1, 6)]
-    run(db, extract(tmp_path, "inc", "quickbooks", "invoices", everything, snapshot=iso(8)))
+    run(db, invoices(tmp_path, "inc", everything, snapshot=iso(8)))
     # 4 and 5 failed to export: absent from the file, live at the source
     full = extract(
         tmp_path, "full", "quickbooks", "invoices", everything[:3], snapshot=snapshot, full_refresh=True, **extra
@@ -224,14 +221,12 @@ def test_old_tombstone_never_beats_a_restore(db: Backend, tmp_path: Path) -> Non
 
 def test_deletion_keeps_its_own_time(db: Backend, tmp_path: Path) -> None:
     table = f"{db.prefix}quickbooks_invoices"
-    run(db, extract(tmp_path, "a", "quickbooks", "invoices", [qbo_invoice(8, updated_ms=ms(7))], snapshot=iso(8)))
+    run(db, invoices(tmp_path, "a", [qbo_invoice(8, updated_ms=ms(7))], snapshot=iso(8)))
     run(
         db,
-        extract(
+        invoices(
             tmp_path,
             "b",
-            "quickbooks",
-            "invoices",
             [],
             snapshot=iso(10),
             tombstones=[{"id": "8", "deleted_at": iso(9, 1)}],
@@ -269,8 +264,8 @@ def test_version_without_updated_field_no_longer_wins(db: Backend, tmp_path: Pat
     newer = qbo_invoice(9, updated_ms=ms(9), sync=3, total=30.0)
     older = qbo_invoice(9, updated_ms=ms(8), sync=2, total=20.0)
     del older["metaData"]["lastUpdatedTime"]
-    run(db, extract(tmp_path, "q1", "quickbooks", "invoices", [newer], snapshot=iso(10)))
-    assert counts(run(db, extract(tmp_path, "q2", "quickbooks", "invoices", [older], snapshot=iso(11)))) == (
+    run(db, invoices(tmp_path, "q1", [newer], snapshot=iso(10)))
+    assert counts(run(db, invoices(tmp_path, "q2", [older], snapshot=iso(11)))) == (
         0,
         0,
         1,
@@ -374,7 +369,7 @@ def test_bad_naive_timezone_fails_before_the_database(db: Backend, tmp_path: Pat
 
 def test_deeply_nested_record_is_a_typed_error(db: Backend, tmp_path: Path) -> None:
     table = f"{db.prefix}quickbooks_invoices"
-    run(db, extract(tmp_path, "ok", "quickbooks", "invoices", [qbo_invoice(1, updated_ms=ms(7))], snapshot=iso(8)))
+    run(db, invoices(tmp_path, "ok", [qbo_invoice(1, updated_ms=ms(7))], snapshot=iso(8)))
     before = db.dump(table)
     nested = json.dumps({"id": "2|0", "metaData": {"lastUpdatedTime": ms(9)}, "line": []})
     nested = nested[:-3] + "[" * 3000 + "]" * 3000 + "]}"
@@ -392,11 +387,9 @@ def test_tombstone_for_unknown_id_stops_a_late_older_extract(db: Backend, tmp_pa
     taken_before = extract(
         tmp_path, "old", "quickbooks", "invoices", [qbo_invoice(50, updated_ms=ms(7))], snapshot=iso(8)
     )
-    deletes = extract(
+    deletes = invoices(
         tmp_path,
         "del",
-        "quickbooks",
-        "invoices",
         [],
         snapshot=iso(10),
         tombstones=[{"id": "50|0", "deleted_at": iso(9)}],
@@ -431,29 +424,23 @@ def test_full_refresh_deletion_survives_late_older_extracts(db: Backend, tmp_pat
 def _history(tmp_path: Path) -> list[dict[str, Any]]:
     """Extracts of one QBO invoice table over a day (created, edited, soft/hard deleted, restored)."""
     return [
-        extract(
+        invoices(
             tmp_path,
             "h1",
-            "quickbooks",
-            "invoices",
             [qbo_invoice(i, updated_ms=ms(6)) for i in (1, 2, 3, 4)],
             snapshot=iso(7),
             full_refresh=True,
         ),
-        extract(
+        invoices(
             tmp_path,
             "h2",
-            "quickbooks",
-            "invoices",
             [qbo_invoice(2, updated_ms=ms(8), sync=1, total=2.5), qbo_invoice(5, updated_ms=ms(8))],
             snapshot=iso(9),
             tombstones=[{"id": "3", "deleted_at": iso(8, 30)}, {"id": "77", "deleted_at": iso(8, 45)}],
         ),
-        extract(
+        invoices(
             tmp_path,
             "h3",
-            "quickbooks",
-            "invoices",
             [
                 qbo_invoice(1, updated_ms=ms(6)),
                 qbo_invoice(2, updated_ms=ms(8), sync=1, total=2.5),
@@ -462,19 +449,15 @@ def _history(tmp_path: Path) -> list[dict[str, Any]]:
             snapshot=iso(11),
             full_refresh=True,
         ),
-        extract(
+        invoices(
             tmp_path,
             "h4",
-            "quickbooks",
-            "invoices",
             [qbo_invoice(4, updated_ms=ms(11, 30), sync=2, total=4.5), qbo_invoice(6, updated_ms=ms(12))],
             snapshot=iso(13),
         ),  # 4 restored after h3 found it gone
-        extract(
+        invoices(
             tmp_path,
             "h5",
-            "quickbooks",
-            "invoices",
             [qbo_invoice(2, updated_ms=ms(8), sync=1, total=2.5)],
             snapshot=None,
             window_end=at(9).isoformat(),
@@ -560,8 +543,8 @@ def test_re_extract_with_a_later_snapshot_writes_nothing(db: Backend, tmp_path: 
     content is the same version, so no row is rewritten (it keeps its first observed time)."""
     table = f"{db.prefix}quickbooks_invoices"
     records = [qbo_invoice(i, updated_ms=ms(7) + i) for i in range(1, 6)]
-    first = extract(tmp_path, "r1", "quickbooks", "invoices", records, snapshot=iso(10), full_refresh=True)
-    again = extract(tmp_path, "r2", "quickbooks", "invoices", records, snapshot=iso(12), full_refresh=True)
+    first = invoices(tmp_path, "r1", records, snapshot=iso(10), full_refresh=True)
+    again = invoices(tmp_path, "r2", records, snapshot=iso(12), full_refresh=True)
     run_at(db, first, DAY + timedelta(days=1))
     before = db.dump(table)
     assert counts(run_at(db, again, DAY + timedelta(days=2))) == (0, 0, 5, 0, 5, 5)
