@@ -336,7 +336,7 @@ def load_manifest(
         "rows_total": rows_total,
     }
     log.info(
-        "Loaded %s (%s record(s), %s tombstone(s), full_refresh=%s, complete=%s) into %s: inserted=%s "
+        "Loaded %s (%s record(s), %s tombstone(s), full_refresh=%s, deletes_absent=%s) into %s: inserted=%s "
         "updated=%s unchanged=%s deleted=%s new_tombstones=%s rows_live=%s rows_total=%s",
         manifest.path,
         records.value,
