@@ -131,6 +131,26 @@ def _record_rows(manifest: LoadManifest, naive_tz: str, counter: _Counter) -> It
         yield row.as_params()
 
 
+def _distinct_runs(rows: list[tuple[Any, ...]], limit: int) -> Iterator[list[tuple[Any, ...]]]:
+    """Split ``rows`` (record id first) into consecutive runs of distinct ids, at most ``limit`` long."""
+    run: list[tuple[Any, ...]] = []
+    ids: set[Any] = set()
+    for row in rows:
+        if row[0] in ids or len(run) >= limit:
+            yield run
+            run, ids = [], set()
+        run.append(row)
+        ids.add(row[0])
+    if run:
+        yield run
+
+
+def _stage_batch(cur: Any, dialect: SqlDialect, batch: list[tuple[Any, ...]]) -> None:
+    """Stage a batch of file records with multi-row inserts (one round trip per run, not per row)."""
+    for run in _distinct_runs(batch, sqlsync.stage_rows_per_statement(dialect)):
+        cur.execute(sqlsync.stage_insert_sql(dialect, len(run)), [value for row in run for value in row])
+
+
 def _tombstone_rows(manifest: LoadManifest, load_time: str, counter: _Counter) -> Iterator[tuple[Any, ...]]:
     assert manifest.deleted_path is not None
     spec = manifest.spec
@@ -267,9 +287,8 @@ def load_manifest(
             cur.execute(statement)
 
         records = _Counter()
-        insert = sqlsync.stage_insert_sql(dialect)
         for batch in _batched(_record_rows(manifest, naive_tz, records), batch_size):
-            cur.executemany(insert, batch)
+            _stage_batch(cur, dialect, batch)
         if verify_record_count and manifest.records is not None and records.value != manifest.records:
             raise CloudElementsReconciliationError(
                 f"{manifest.path} holds {records.value} record(s) but the manifest says {manifest.records}; "

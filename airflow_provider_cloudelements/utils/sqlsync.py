@@ -95,6 +95,8 @@ class SqlDialect:
         implicitly, as psycopg does).
     :param lock_sql: statement taking a per-table lock for the transaction, with one text parameter
         (the table name); ``None`` where ``begin_sql`` already serialises writers.
+    :param max_params: parameters allowed in one statement (SQLite before 3.32: 999; psycopg 3
+        binds at most 65,535), which bounds the rows of one multi-row ``VALUES`` insert.
     """
 
     name: str
@@ -104,6 +106,7 @@ class SqlDialect:
     session_sql: tuple[str, ...] = ()
     begin_sql: str | None = None
     lock_sql: str | None = None
+    max_params: int = 999
 
 
 SQLITE = SqlDialect(
@@ -124,6 +127,7 @@ POSTGRES = SqlDialect(
     distinct_op="IS DISTINCT FROM",
     # serialises loaders of the same table (and concurrent CREATE TABLE IF NOT EXISTS, which can race)
     lock_sql="SELECT pg_advisory_xact_lock(hashtext(%s))",
+    max_params=30_000,
 )
 
 _DIALECTS_BY_CONN_TYPE: dict[str, SqlDialect] = {
@@ -653,16 +657,29 @@ def _later_deletion(table: str) -> str:
     return f"{table}.deleted_at IS NULL OR excluded.deleted_at > {table}.deleted_at"
 
 
-def stage_insert_sql(dialect: SqlDialect) -> str:
-    """Insert one file record into the staging table; a duplicate id keeps the winning version.
+#: Parameters of one staged file record (:meth:`StagedRow.as_params`).
+STAGE_PARAMS = 6
 
-    Parameters: ``(record_id, updated_at, version_num, observed_at, is_deleted, data)``
-    (:meth:`StagedRow.as_params`).
+
+def stage_rows_per_statement(dialect: SqlDialect) -> int:
+    """Most file records one :func:`stage_insert_sql` statement may carry in ``dialect``."""
+    return max(1, dialect.max_params // STAGE_PARAMS)
+
+
+def stage_insert_sql(dialect: SqlDialect, rows: int = 1) -> str:
+    """Insert ``rows`` file records into the staging table; an id already staged keeps the winning
+    version. The ids of one statement must be distinct (PostgreSQL cannot update a row twice in one
+    ``ON CONFLICT`` statement): a repeated id goes into the next statement, so the result is the one
+    of inserting the records one by one in file order.
+
+    Parameters: ``rows`` times ``(record_id, updated_at, version_num, observed_at, is_deleted, data)``
+    (:meth:`StagedRow.as_params`), at most :func:`stage_rows_per_statement` rows.
     """
     p = dialect.placeholder
+    values = ", ".join([f"({p}, 1, {p}, {p}, {p}, {p}, {p})"] * rows)
     return (
         f"INSERT INTO {_STAGE} (record_id, from_file, updated_at, version_num, observed_at, is_deleted, data) "
-        f"VALUES ({p}, 1, {p}, {p}, {p}, {p}, {p}) "
+        f"VALUES {values} "
         f"ON CONFLICT (record_id) DO UPDATE SET updated_at = excluded.updated_at, "
         f"version_num = excluded.version_num, observed_at = excluded.observed_at, "
         f"is_deleted = excluded.is_deleted, data = excluded.data "
