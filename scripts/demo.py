@@ -105,6 +105,8 @@ def _db_rows(db: Path) -> dict[tuple[str, int, str], dict[str, tuple[str | None,
             key, resource = tables[table]
             query = f'select instance_id, record_id, updated_at, is_deleted, data from "{table}"'
             for instance_id, rid, updated, deleted, data in conn.execute(query):
+                if data == "null":  # a tombstone row: an id deleted before any version of it was loaded
+                    continue
                 rows.setdefault((key, int(instance_id), resource), {})[str(rid)] = (
                     updated,
                     int(deleted),

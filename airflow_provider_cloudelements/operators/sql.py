@@ -8,7 +8,9 @@ and every dialect difference lives in :mod:`airflow_provider_cloudelements.utils
 
 from __future__ import annotations
 
+import json
 import logging
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -21,6 +23,7 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsReconciliationError,
 )
 from airflow_provider_cloudelements.utils import sqlsync
+from airflow_provider_cloudelements.utils.records import is_soft_deleted
 from airflow_provider_cloudelements.utils.sqlsync import LoadManifest, SqlDialect
 
 if TYPE_CHECKING:
@@ -39,6 +42,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "updated",
     "unchanged",
     "deleted",
+    "new_tombstones",
     "rows_live",
     "rows_total",
 )
@@ -123,19 +127,90 @@ def _record_rows(manifest: LoadManifest, naive_tz: str, counter: _Counter) -> It
         if record is None:
             continue
         counter.value += 1
-        yield sqlsync.build_row(record, spec, naive_tz=naive_tz, where=where).as_params()
+        row = sqlsync.build_row(record, spec, naive_tz=naive_tz, where=where, snapshot_at=manifest.snapshot_at)
+        yield row.as_params()
 
 
-def _tombstone_rows(manifest: LoadManifest, counter: _Counter) -> Iterator[tuple[Any, ...]]:
+def _distinct_runs(rows: list[tuple[Any, ...]], limit: int) -> Iterator[list[tuple[Any, ...]]]:
+    """Split ``rows`` (record id first) into consecutive runs of distinct ids, at most ``limit`` long."""
+    run: list[tuple[Any, ...]] = []
+    ids: set[Any] = set()
+    for row in rows:
+        if row[0] in ids or len(run) >= limit:
+            yield run
+            run, ids = [], set()
+        run.append(row)
+        ids.add(row[0])
+    if run:
+        yield run
+
+
+def _stage_batch(cur: Any, dialect: SqlDialect, batch: list[tuple[Any, ...]]) -> None:
+    """Stage a batch of file records with multi-row inserts (one round trip per run, not per row)."""
+    for run in _distinct_runs(batch, sqlsync.stage_rows_per_statement(dialect)):
+        cur.execute(sqlsync.stage_insert_sql(dialect, len(run)), [value for row in run for value in row])
+
+
+def _tombstone_rows(manifest: LoadManifest, load_time: str, counter: _Counter) -> Iterator[tuple[Any, ...]]:
     assert manifest.deleted_path is not None
     spec = manifest.spec
+    default = sqlsync.default_deletion_time(manifest, load_time)
     for lineno, line in _iter_lines(manifest.deleted_path):
         where = f"{manifest.deleted_path}:{lineno}"
         obj = sqlsync.parse_json_line(line, where=where)
         if obj is None:
             continue
         counter.value += 1
-        yield sqlsync.build_tombstone(obj, spec, where=where)
+        rid, deleted_at = sqlsync.build_tombstone(obj, spec, where=where)
+        yield rid, deleted_at or default
+
+
+def _migrate(cur: Any, dialect: SqlDialect, table: str, manifest: LoadManifest, load_time: str) -> list[str]:
+    """Bring a table created by an older loader to the current columns, in place (inside the load's
+    transaction, under its lock); returns the columns added (``[]`` for an up-to-date table)."""
+    cur.execute(sqlsync.columns_probe_sql(table))
+    present = {str(col[0]).lower() for col in cur.description}
+    cur.fetchall()
+    statements = sqlsync.migrate_table_sql(dialect, table, present)
+    if not statements:
+        return []
+    for statement in statements:
+        cur.execute(statement)
+    if "deleted_at" not in present:
+        select, update = sqlsync.old_deletions_sql(dialect, table)
+        cur.execute(select)
+        spec = manifest.spec
+        converted = []
+        for iid, rid, data in cur.fetchall():
+            try:
+                soft = is_soft_deleted(json.loads(data), spec)
+            except (ValueError, TypeError, AttributeError, RecursionError):
+                soft = False
+            if not soft:
+                converted.append((load_time, iid, rid))
+        if converted:
+            cur.executemany(update, converted)
+        log.info("Converted %s deleted row(s) of %s into deletion rows", len(converted), table)
+    added = [name for name in ("version_num", "observed_at", "deleted_at") if name not in present]
+    log.warning("Migrated table %s created by an older loader: added column(s) %s", table, ", ".join(added))
+    return added
+
+
+def _latest_snapshot(
+    cur: Any, dialect: SqlDialect, table: str, manifest: LoadManifest, load_time: str
+) -> tuple[str | None, str | None]:
+    """``(snap, snap_all)`` for :func:`sqlsync.resolve_sql`: the instance's latest complete snapshot
+    time, ``snap`` being ``None`` when this manifest is that snapshot (its own file is the snapshot and
+    its absences are staged by :func:`sqlsync.full_refresh_sql`). Records this manifest's when later."""
+    cur.execute(sqlsync.snapshot_select_sql(dialect, table), (manifest.instance_id,))
+    row = cur.fetchone()
+    stored = None if row is None else str(row[0])
+    mine = manifest.snapshot_at if manifest.deletes_by_absence else None
+    if mine is None or (stored is not None and mine < stored):
+        return stored, stored
+    if stored is None or mine > stored:
+        cur.execute(sqlsync.snapshot_upsert_sql(dialect, table), (manifest.instance_id, mine, load_time))
+    return None, mine
 
 
 def load_manifest(
@@ -145,30 +220,46 @@ def load_manifest(
     *,
     table_prefix: str = "ce_",
     batch_size: int = 1000,
-    source_timezone: str | None = None,
+    naive_timezone: str | None = None,
     verify_record_count: bool = True,
     synced_at: datetime | None = None,
 ) -> dict[str, Any]:
     """Upsert one manifest's files into its table, in one transaction (all or nothing).
+
+    Semantics (docs/reliability.md "Semantics", :mod:`~airflow_provider_cloudelements.utils.sqlsync`):
+    versions are ordered by the element's version number, then observed time ``max(updated,
+    snapshot_at)``, then updated time; deletions (tombstones, and ids absent from a *complete* full
+    refresh) carry their own time and win over versions not observed after it. Loading a manifest
+    again writes nothing.
 
     :param conn: an open DB-API connection prepared by :func:`prepare_connection`.
     :param dialect: the connection's :class:`SqlDialect`.
     :param manifest: a validated manifest (:func:`sqlsync.validate_manifest`).
     :param table_prefix: prefix of the table name (sanitized).
     :param batch_size: rows per ``executemany`` into the staging table (memory bound: one batch).
-    :param source_timezone: zone of naive timestamps; default per element
+    :param naive_timezone: IANA zone of timestamps without an offset (FreshBooks ``updated``); default
+        the manifest's ``naive_timezone`` (the zone its extract used), else the element's
         (``ElementSpec.naive_timezone``: UTC).
     :param verify_record_count: fail when the file's record count differs from ``manifest.records``.
     :param synced_at: load time written to changed rows (default: now, UTC).
     :returns: ``{"table", "element_key", "instance_id", "resource", "inserted", "updated",
-        "unchanged", "deleted", "rows_live", "rows_total"}`` — see :func:`sqlsync.count_sql` for the
-        meaning of the counts; ``rows_*`` count this instance's rows after the load.
+        "unchanged", "deleted", "new_tombstones", "rows_live", "rows_total"}`` — see
+        :func:`sqlsync.count_sql` for the counts; ``rows_*`` count this instance's rows after the load
+        (``rows_total`` includes tombstone rows).
     :raises CloudElementsDataError: a bad line or record (the table is left unchanged).
     :raises CloudElementsReconciliationError: the record count disagrees with the manifest.
     :raises Exception: any database error, after rolling back.
     """
     table = sqlsync.table_name(table_prefix, manifest.element_key, manifest.resource)
-    naive_tz = source_timezone or manifest.spec.naive_timezone
+    naive_tz = sqlsync.resolve_naive_timezone(naive_timezone, manifest)
+    if naive_timezone and manifest.naive_timezone and naive_timezone != manifest.naive_timezone:
+        log.warning(
+            "Reading naive times of %s/%s in %s (naive_timezone) although its extract used %s",
+            manifest.element_key,
+            manifest.resource,
+            naive_timezone,
+            manifest.naive_timezone,
+        )
     stamp = sqlsync.format_utc(synced_at or datetime.now(timezone.utc))
     iid = manifest.instance_id
     if manifest.failed_records:
@@ -182,19 +273,22 @@ def load_manifest(
         )
 
     cur = conn.cursor()
+    kept_absent = 0
     try:
         if dialect.begin_sql:
             cur.execute(dialect.begin_sql)
         if dialect.lock_sql:
             cur.execute(dialect.lock_sql, (table,))
         cur.execute(sqlsync.create_table_sql(dialect, table))
+        _migrate(cur, dialect, table, manifest, stamp)
+        cur.execute(sqlsync.create_snapshots_sql(dialect, table))
+        snap, snap_all = _latest_snapshot(cur, dialect, table, manifest, stamp)
         for statement in sqlsync.create_stage_sql(dialect):
             cur.execute(statement)
 
         records = _Counter()
-        insert = sqlsync.stage_insert_sql(dialect)
         for batch in _batched(_record_rows(manifest, naive_tz, records), batch_size):
-            cur.executemany(insert, batch)
+            _stage_batch(cur, dialect, batch)
         if verify_record_count and manifest.records is not None and records.value != manifest.records:
             raise CloudElementsReconciliationError(
                 f"{manifest.path} holds {records.value} record(s) but the manifest says {manifest.records}; "
@@ -202,21 +296,22 @@ def load_manifest(
             )
 
         tombstones = _Counter()
-        unmatched = 0
         if manifest.deleted_path:
             tomb_insert = sqlsync.tombstone_insert_sql(dialect)
-            for batch in _batched(_tombstone_rows(manifest, tombstones), batch_size):
+            for batch in _batched(_tombstone_rows(manifest, stamp, tombstones), batch_size):
                 cur.executemany(tomb_insert, batch)
-            cur.execute(sqlsync.unmatched_tombstones_sql(dialect, table), (iid,))
-            unmatched = int(cur.fetchone()[0])
-            for statement, params in sqlsync.apply_tombstones_sql(dialect, table):
-                cur.execute(statement, sqlsync.bind(params, iid))
-        if manifest.full_refresh:
-            statement, params = sqlsync.full_refresh_sql(dialect, table, window_end=manifest.window_end)
+        if manifest.deletes_by_absence:
+            statement, params = sqlsync.full_refresh_sql(
+                dialect, table, snapshot_at=manifest.snapshot_at, window_end=manifest.window_end, load_time=stamp
+            )
             cur.execute(statement, sqlsync.bind(params, iid))
+        elif manifest.full_refresh:
+            cur.execute(sqlsync.kept_absent_sql(dialect, table), (iid,))
+            kept_absent = int(cur.fetchone()[0])
 
-        cur.execute(sqlsync.count_sql(dialect, table), (iid,))
-        inserted, updated, unchanged, deleted = (int(v) for v in cur.fetchone())
+        cur.execute(sqlsync.resolve_sql(dialect, table), (snap, snap_all, iid))
+        cur.execute(sqlsync.count_sql())
+        file_ids, inserted, updated, deleted, new_tombstones = (int(v) for v in cur.fetchone())
         cur.execute(sqlsync.merge_sql(dialect, table), (iid, stamp))
         cur.execute(sqlsync.rows_count_sql(dialect, table), (iid,))
         rows_total, rows_live = (int(v) for v in cur.fetchone())
@@ -232,8 +327,20 @@ def load_manifest(
     finally:
         cur.close()
 
-    if unmatched:
-        log.info("%s tombstone(s) named records unknown to %s for instance %s; ignored", unmatched, table, iid)
+    if manifest.full_refresh and not manifest.deletes_by_absence:
+        log.warning(
+            "Full refresh %s of %s/%s instance %s is not complete (complete=%s, failed_records=%s): "
+            "deleted nothing by absence; %s live row(s) absent from the file were kept",
+            manifest.path,
+            manifest.element_key,
+            manifest.resource,
+            iid,
+            manifest.complete,
+            manifest.failed_records,
+            kept_absent,
+        )
+    if new_tombstones:
+        log.info("Stored %s tombstone row(s) for ids %s did not hold (instance %s)", new_tombstones, table, iid)
     summary = {
         "table": table,
         "element_key": manifest.element_key,
@@ -241,23 +348,26 @@ def load_manifest(
         "resource": manifest.resource,
         "inserted": inserted,
         "updated": updated,
-        "unchanged": unchanged,
+        "unchanged": file_ids - inserted - updated,
         "deleted": deleted,
+        "new_tombstones": new_tombstones,
         "rows_live": rows_live,
         "rows_total": rows_total,
     }
     log.info(
-        "Loaded %s (%s record(s), %s tombstone(s), full_refresh=%s) into %s: inserted=%s updated=%s "
-        "unchanged=%s deleted=%s rows_live=%s rows_total=%s",
+        "Loaded %s (%s record(s), %s tombstone(s), full_refresh=%s, deletes_absent=%s) into %s: inserted=%s "
+        "updated=%s unchanged=%s deleted=%s new_tombstones=%s rows_live=%s rows_total=%s",
         manifest.path,
         records.value,
         tombstones.value,
         manifest.full_refresh,
+        manifest.deletes_by_absence,
         table,
         inserted,
         updated,
-        unchanged,
+        summary["unchanged"],
         deleted,
+        new_tombstones,
         rows_live,
         rows_total,
     )
@@ -269,18 +379,24 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
 
     One table per ``(element_key, resource)``, named ``<table_prefix><element_key>_<resource>``
     sanitized (``ce_quickbooks_bill_payments``), primary key ``(instance_id, record_id)``; columns
-    and algorithm in :mod:`airflow_provider_cloudelements.utils.sqlsync`. Each manifest loads in one
-    transaction: a bad line leaves its table unchanged; rerunning a manifest leaves the table
-    byte-identical; an older manifest never overwrites newer rows; tombstones (``deleted_path``) and,
-    for ``full_refresh`` manifests, ids missing from the file mark rows ``is_deleted = 1`` (kept).
+    and algorithm in :mod:`airflow_provider_cloudelements.utils.sqlsync`, semantics in
+    docs/reliability.md ("Semantics"). Each manifest loads in one transaction: a bad line leaves its
+    table unchanged; rerunning a manifest writes nothing; manifests may be loaded in any order (an
+    older version never overwrites a newer one, an old deletion never hides a newer version, a newer
+    deletion is never undone by an older extract). Tombstones (``deleted_path``) and, for a
+    *complete* full refresh only (``complete: true``, no failed records), ids absent from the file mark
+    rows ``is_deleted = 1`` with their own ``deleted_at``; tombstones for ids the table does not hold
+    are stored as tombstone rows (``data`` = ``null``).
 
-    Manifest shape (the extract operators' XCom)::
+    Manifest shape (the extract operators' XCom; v1 manifests lack the last four keys)::
 
         {"element_key": "quickbooks", "instance_id": 12, "resource": "invoices",
-         "path": "file:///.../invoices.ndjson", "format": "ndjson", "records": 40,
-         "full_refresh": False, "window": {"start": ISO | None, "end": ISO | None},
+         "path": "file:///.../invoices.<token>.ndjson", "format": "ndjson", "records": 40,
+         "full_refresh": False, "window": {"start": ISO | None, "end": ISO | None, "full_refresh": bool},
          "deleted_path": None | URI of {"id": ..., "deleted_at": ISO} lines,
-         "failed_records": 0, "errors_path": None, ...}
+         "failed_records": 0, "errors_path": None, ...,
+         "manifest_version": 2, "snapshot_at": "2026-12-01T10:00:00.000Z", "complete": False,
+         "naive_timezone": "UTC"}
 
     :param manifest: a manifest dict, or a list of them (e.g. the XComArg of mapped extract tasks;
         ``None`` entries are skipped). Templated.
@@ -288,16 +404,20 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
         ``apache-airflow-providers-sqlite``) or ``postgres``. Templated.
     :param table_prefix: table name prefix. Templated.
     :param batch_size: records per ``executemany`` (bounds memory; the file is streamed).
-    :param source_timezone: IANA zone of timestamps without an offset (FreshBooks ``updated``);
-        default ``America/New_York`` for FreshBooks, UTC otherwise.
+    :param naive_timezone: IANA zone of element times without an offset (FreshBooks ``updated``);
+        ``None`` (default) = the manifest's ``naive_timezone`` (the zone its extract filtered with),
+        else the element's default (``ElementSpec.naive_timezone``, UTC for every element). Set it only
+        to override what the extract recorded (a warning is logged when they differ).
+    :param source_timezone: deprecated alias of ``naive_timezone``.
     :param verify_record_count: fail (and load nothing) when a file's record count differs from the
         manifest's ``records``.
     :returns: per manifest ``{"table", "element_key", "instance_id", "resource", "inserted",
-        "updated", "unchanged", "deleted", "rows_live", "rows_total"}``: a dict for a dict manifest,
-        a list of dicts (same order) for a list.
+        "updated", "unchanged", "deleted", "new_tombstones", "rows_live", "rows_total"}``: a dict for a
+        dict manifest, a list of dicts (same order) for a list.
     :raises CloudElementsConfigError: bad manifest (missing key, unknown element key, non-NDJSON
-        format), bad connection or parameter — before the database is touched.
-    :raises CloudElementsDataError: a bad line or record; that manifest's table is unchanged (earlier
+        format, unknown ``naive_timezone``), bad connection or parameter — before the database is touched.
+    :raises CloudElementsDataError: a bad line or record (invalid JSON, no id, an unparseable time,
+        nesting too deep), naming the file and line; that manifest's table is unchanged (earlier
         manifests of a list stay committed, later ones are not loaded).
     :raises CloudElementsReconciliationError: a file's record count disagrees with its manifest.
     """
@@ -312,25 +432,31 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
         conn_id: str = "sqlite_default",
         table_prefix: str = "ce_",
         batch_size: int = 1000,
-        source_timezone: str | None = None,
+        naive_timezone: str | None = None,
         verify_record_count: bool = True,
+        source_timezone: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise CloudElementsConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if source_timezone is not None:
+            warnings.warn("source_timezone is deprecated; use naive_timezone", DeprecationWarning, stacklevel=2)
+            if naive_timezone is not None and naive_timezone != source_timezone:
+                raise CloudElementsConfigError("Give naive_timezone only (source_timezone is its deprecated alias)")
+            naive_timezone = source_timezone
+        if naive_timezone is not None:
+            sqlsync.check_timezone(naive_timezone, "naive_timezone")
         self.manifest = manifest
         self.conn_id = conn_id
         self.table_prefix = table_prefix
         self.batch_size = batch_size
-        self.source_timezone = source_timezone
+        self.naive_timezone = naive_timezone
         self.verify_record_count = verify_record_count
 
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
         raw, single = sqlsync.coerce_manifests(self.manifest)
         manifests = [sqlsync.validate_manifest(item) for item in raw]
-        if self.source_timezone:
-            sqlsync.normalize_timestamp("2000-01-01 00:00:00", naive_tz=self.source_timezone)  # validates
         for m in manifests:  # fail on a bad prefix before touching the database
             sqlsync.table_name(self.table_prefix, m.element_key, m.resource)
         if not manifests:
@@ -349,7 +475,7 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
                         m,
                         table_prefix=self.table_prefix,
                         batch_size=self.batch_size,
-                        source_timezone=self.source_timezone,
+                        naive_timezone=self.naive_timezone,
                         verify_record_count=self.verify_record_count,
                     )
                 )

@@ -29,8 +29,14 @@ class ElementSpec:
     :param required_provider_data: provider data keys each group needs (same order as above).
     :param event_modes: ``polling`` and/or ``webhook`` (reference §3.2, last paragraph).
     :param soft_delete_field: field marking a record inactive/deleted without removing it.
-    :param naive_timezone: zone of date-times written without an offset (FreshBooks ``updated``). The
-        reference does not document FreshBooks' zone; UTC is assumed (override per load).
+    :param naive_timezone: IANA zone of date-times written without an offset (FreshBooks ``updated``).
+        The reference does not document FreshBooks' zone; UTC is assumed. It is only the default of the
+        one ``naive_timezone`` parameter of the extract and SQL load operators (the extract records the
+        zone it used in its manifest, the loader reads the manifest's zone unless told otherwise).
+    :param version_field: field holding the record's own version number, an integer that grows on every
+        change (QuickBooks Online ``syncToken``, QuickBooks Enterprise ``EditSequence``); ``None`` when
+        the element has none (FreshBooks). Read with
+        :func:`~airflow_provider_cloudelements.utils.records.record_version`.
     """
 
     key: str
@@ -44,6 +50,7 @@ class ElementSpec:
     event_modes: tuple[str, ...] = ("polling",)
     soft_delete_field: str | None = None
     naive_timezone: str = "UTC"
+    version_field: str | None = None
     id_fields: tuple[str, ...] = ("id",)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -64,6 +71,7 @@ ELEMENTS: dict[str, ElementSpec] = {
         required_provider_data=(("code", "realmId"), ("oauth_token", "oauth_verifier", "secret", "realmId")),
         event_modes=("polling", "webhook"),
         soft_delete_field="active",
+        version_field="syncToken",
     ),
     "quickbooksonprem": ElementSpec(
         key="quickbooksonprem",
@@ -75,6 +83,7 @@ ELEMENTS: dict[str, ElementSpec] = {
         required_configuration=(("app.name", "host.ip"),),
         event_modes=("polling",),
         soft_delete_field="IsActive",
+        version_field="EditSequence",
         id_fields=("ListID", "TxnID"),
     ),
     "freshbooksv2": ElementSpec(

@@ -91,6 +91,34 @@ def updated_at(
     return parse_instant(field_value(record, spec.updated_field), naive_tz=naive_tz or spec.naive_timezone)
 
 
+#: Largest version number stored (``version_num`` is a signed 64-bit ``BIGINT``).
+_MAX_VERSION = 2**63 - 1
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+def record_version(record: Mapping[str, Any], element: str | ElementSpec) -> int | None:
+    """The record's own version number (``ElementSpec.version_field``), or ``None``.
+
+    QuickBooks Online ``syncToken`` and QuickBooks Enterprise ``EditSequence`` are integers written as
+    strings (``"3"``, ``"1484948017"``) that grow on every change (reference §3.5); FreshBooks has no
+    version field. A missing value, a boolean, a non-integer (``"3a"``, ``2.5``) or a value outside the
+    signed 64-bit range gives ``None`` (the record is then ordered by its times alone).
+    """
+    field = _spec(element).version_field
+    if not field:
+        return None
+    value = field_value(record, field)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and _INTEGER.match(value.strip()):
+        number = int(value.strip())
+    else:
+        return None
+    return number if -_MAX_VERSION - 1 <= number <= _MAX_VERSION else None
+
+
 def _falsy_flag(value: Any) -> bool:
     """True for ``false``/``"false"``/``0``/``"0"`` (an explicit inactive flag), false when missing."""
     if isinstance(value, bool):

@@ -8,23 +8,41 @@ Target table (one per ``(element_key, resource)``, e.g. ``ce_quickbooks_invoices
 
     instance_id BIGINT   NOT NULL   -- Cloud Elements element instance id
     record_id   TEXT     NOT NULL   -- the record's id (QBO ``id`` without ``|syncToken``, QBE ListID/TxnID)
-    updated_at  TEXT     NULL       -- ISO-8601 UTC, fixed width ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (sorts as text)
-    is_deleted  INTEGER  NOT NULL   -- 1 = soft-deleted at the source, tombstoned or gone from a full load
-    data        TEXT     NOT NULL   -- canonical JSON of the record as Cloud Elements served it
-    synced_at   TEXT     NOT NULL   -- ISO-8601 UTC time of the load that last changed the row
+    updated_at  TEXT     NULL       -- u: ISO-8601 UTC, fixed width ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (sorts as text)
+    is_deleted  INTEGER  NOT NULL   -- 1 = soft-deleted at the source, or a deletion (deleted_at set)
+    data        TEXT     NOT NULL   -- canonical JSON of the record as Cloud Elements served it;
+                                    --   ``null`` for a tombstone row (an id deleted before we saw it)
+    synced_at   TEXT     NOT NULL   -- ISO-8601 UTC time of the load that last wrote the row
+    version_num BIGINT   NULL       -- n: the element's version (QBO syncToken, QBE EditSequence)
+    observed_at TEXT     NULL       -- K = max(u, snapshot_at): when this version was known to exist
+    deleted_at  TEXT     NULL       -- d: set iff the row is a deletion (tombstone or full-refresh absence)
     PRIMARY KEY (instance_id, record_id)
 
-Load algorithm (one transaction per manifest, see :func:`merge_sql` and :func:`count_sql`):
+Ordering (docs/reliability.md "Semantics"): of two versions the higher ``version_num`` wins when both
+have one and they differ, else the higher ``observed_at``, else the higher ``updated_at``; a full tie
+keeps the stored row, and a version with the stored ``data`` is the stored version seen again (never
+rewritten; it keeps the earlier ``observed_at``). A deletion at ``d`` beats a version iff
+``d >= observed_at``; of two deletions the later ``d`` is kept. Per record the table keeps the best
+version seen and the latest deletion, and shows the deletion iff it is not older than that version,
+so the result does not depend on the order in which manifests are loaded, and reloading a manifest
+writes nothing.
 
-1. stream the NDJSON file into a temp staging table (``_STAGE``), de-duplicated by id (newest
-   ``updated_at`` wins, the later line wins a tie);
-2. stream the tombstones file (if any) into ``_TOMBS``; mark the staged rows they name as deleted, and
-   stage a deleted copy of every existing target row they name that the file did not carry;
-3. on a full refresh, stage a deleted copy of every live target row of the instance the file did not
-   carry (restricted to rows updated before the window end, when one is given);
-4. count inserted/updated/unchanged/deleted by joining the staging table to the target;
-5. ``INSERT … SELECT … ON CONFLICT DO UPDATE … WHERE <newer-or-equal and different>``: rows never move
-   back in time, and unchanged rows are not written at all (a rerun leaves the table byte-identical).
+Side table ``<table>__snapshots`` (``instance_id``, ``snapshot_at``, ``synced_at``): the latest
+*complete* snapshot loaded per instance. Every id it lacked was gone at its ``snapshot_at``, so an
+older extract loaded later cannot create or restore such an id, and deletions older than it take
+its time.
+
+Load algorithm (one transaction per manifest, under a per-table lock):
+
+1. create the table, or add the columns an older loader did not create (:func:`migrate_table_sql`,
+   :func:`old_deletions_sql`); create the snapshots table;
+2. stream the NDJSON file into a temp staging table (``_STAGE``), one row per id (best version wins);
+3. stream the tombstones file into the same table (``deleted_at``, the latest per id);
+4. on a complete full refresh, stage a deletion at ``snapshot_at`` for every row the file lacks
+   (:func:`full_refresh_sql`) and record the snapshot;
+5. :func:`resolve_sql` joins the stage to the target and writes, into ``_FINAL``, the rows whose
+   resolved state differs from what is stored; :func:`count_sql` counts them;
+6. :func:`merge_sql` upserts ``_FINAL``: unchanged rows are never written (a rerun writes nothing).
 """
 
 from __future__ import annotations
@@ -38,6 +56,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError, CloudElementsDataError
+from airflow_provider_cloudelements.utils import jsonfast
 from airflow_provider_cloudelements.utils.elements import ElementSpec, get_element
 from airflow_provider_cloudelements.utils.records import (
     field_value,
@@ -45,7 +64,9 @@ from airflow_provider_cloudelements.utils.records import (
     is_soft_deleted,
     parse_instant,
     record_id,
+    record_version,
     stable_id,
+    zone,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -54,11 +75,10 @@ from airflow_provider_cloudelements.utils.records import (
 
 #: Temp tables used during one load; dropped before the transaction commits.
 _STAGE = "ce_stage_records"
-_TOMBS = "ce_stage_tombstones"
+_FINAL = "ce_stage_resolved"
 
 #: PostgreSQL truncates identifiers to 63 bytes (NAMEDATALEN - 1); we stay within it for both dialects.
 MAX_IDENTIFIER_LENGTH = 63
-
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,8 @@ class SqlDialect:
         implicitly, as psycopg does).
     :param lock_sql: statement taking a per-table lock for the transaction, with one text parameter
         (the table name); ``None`` where ``begin_sql`` already serialises writers.
+    :param max_params: parameters allowed in one statement (SQLite before 3.32: 999; psycopg 3
+        binds at most 65,535), which bounds the rows of one multi-row ``VALUES`` insert.
     """
 
     name: str
@@ -84,6 +106,7 @@ class SqlDialect:
     session_sql: tuple[str, ...] = ()
     begin_sql: str | None = None
     lock_sql: str | None = None
+    max_params: int = 999
 
 
 SQLITE = SqlDialect(
@@ -104,6 +127,7 @@ POSTGRES = SqlDialect(
     distinct_op="IS DISTINCT FROM",
     # serialises loaders of the same table (and concurrent CREATE TABLE IF NOT EXISTS, which can race)
     lock_sql="SELECT pg_advisory_xact_lock(hashtext(%s))",
+    max_params=30_000,
 )
 
 _DIALECTS_BY_CONN_TYPE: dict[str, SqlDialect] = {
@@ -191,11 +215,18 @@ class LoadManifest:
     :param resource: Finance-hub resource, e.g. ``invoices``.
     :param path: ObjectStoragePath URI of the NDJSON records file (any fsspec scheme).
     :param records: number of records the extract says it wrote, or ``None`` when not reported.
-    :param full_refresh: whether the file holds every live record of the instance.
+    :param full_refresh: whether the extract selected every record (no lower bound on the updated time).
     :param window_end: normalised ISO-8601 UTC end of the extract window, or ``None``.
     :param deleted_path: URI of the NDJSON tombstones file (``{"id": ..., "deleted_at": ISO}``), or ``None``.
-    :param failed_records: records the bulk job could not export (informational).
+    :param failed_records: records the bulk job could not export (they are absent from the file).
     :param errors_path: URI of the bulk job's error file (informational).
+    :param manifest_version: ``2`` for manifests with ``snapshot_at``/``complete``, else ``1``.
+    :param snapshot_at: s, normalised ISO-8601 UTC lower bound (server clock) of when every record in the
+        file was observed, or ``None`` (a v1 manifest: unknown).
+    :param complete: whether the file holds every live record of the instance as of ``snapshot_at`` (the
+        manifest's ``complete``; for a manifest without ``snapshot_at`` and without ``complete``:
+        ``full_refresh`` and no failed records).
+    :param naive_timezone: the IANA zone the extract used for the element's naive times, or ``None``.
     """
 
     element_key: str
@@ -208,11 +239,20 @@ class LoadManifest:
     deleted_path: str | None
     failed_records: int
     errors_path: str | None
+    manifest_version: int = 1
+    snapshot_at: str | None = None
+    complete: bool = False
+    naive_timezone: str | None = None
 
     @property
     def spec(self) -> ElementSpec:
         """The element's :class:`ElementSpec`."""
         return get_element(self.element_key)
+
+    @property
+    def deletes_by_absence(self) -> bool:
+        """Whether ids absent from the file may be marked deleted: a complete full refresh, 0 failed."""
+        return self.full_refresh and self.complete and self.failed_records == 0
 
 
 def coerce_manifests(value: Any) -> tuple[list[Any], bool]:
@@ -238,9 +278,7 @@ def coerce_manifests(value: Any) -> tuple[list[Any], bool]:
     if isinstance(value, Mapping):
         return [value], True
     if value is None or isinstance(value, (bytes, int, float, bool)):
-        raise CloudElementsConfigError(
-            f"manifest must be a dict or a list of dicts, got {type(value).__name__}"
-        )
+        raise CloudElementsConfigError(f"manifest must be a dict or a list of dicts, got {type(value).__name__}")
     try:
         items = [item for item in value if item is not None]
     except TypeError:
@@ -269,60 +307,101 @@ def _as_bool(value: Any, what: str) -> bool:
     raise CloudElementsConfigError(f"manifest {what} must be a boolean, got {value!r}")
 
 
+def _as_instant(value: Any, what: str) -> str | None:
+    """A manifest time (ISO-8601; naive = UTC) normalised, ``None`` when missing."""
+    if value in (None, ""):
+        return None
+    try:
+        return normalize_timestamp(value, naive_tz="UTC")
+    except CloudElementsConfigError as exc:
+        raise CloudElementsConfigError(f"manifest {what}: {exc.message}") from None
+
+
+def check_timezone(name: Any, what: str) -> str:
+    """``name`` if it is a known IANA zone. :raises CloudElementsConfigError: naming ``what``."""
+    if not isinstance(name, str) or not name.strip():
+        raise CloudElementsConfigError(f"{what} must be an IANA time zone name, got {name!r}")
+    try:
+        zone(name)
+    except CloudElementsConfigError:
+        raise CloudElementsConfigError(f"{what}: unknown time zone {name!r}") from None
+    return name
+
+
 def validate_manifest(raw: Any) -> LoadManifest:
     """Validate one extract manifest (see the operator docstring for the shape).
 
     Required keys: ``element_key``, ``instance_id``, ``resource``, ``path``, ``format``. Optional:
     ``records``, ``full_refresh`` (default false), ``window`` (``{"start", "end"}``), ``deleted_path``,
-    ``failed_records``, ``errors_path``; other keys (``bytes``, ``job_id``, ``mode``) are ignored.
+    ``failed_records``, ``errors_path``, and the manifest-v2 keys ``manifest_version``, ``snapshot_at``
+    (ISO-8601), ``complete`` (bool), ``naive_timezone`` (IANA zone); other keys (``bytes``, ``job_id``,
+    ``mode``) are ignored. A manifest without ``snapshot_at`` is read as v1 (see :class:`LoadManifest`).
 
     :raises CloudElementsConfigError: not a mapping, a missing key, an unknown element key, a format
-        other than NDJSON, a non-integer instance id or count, an unparseable window end.
+        other than NDJSON, a non-integer instance id or count, an unparseable window end or
+        ``snapshot_at``, a non-boolean ``complete``, an unknown ``naive_timezone``.
     """
     if not isinstance(raw, Mapping):
         raise CloudElementsConfigError(f"Each manifest must be a dict, got {type(raw).__name__}")
     missing = [key for key in _REQUIRED_MANIFEST_KEYS if raw.get(key) in (None, "")]
     if missing:
         raise CloudElementsConfigError(
-            f"Manifest is missing required key(s) {', '.join(missing)}; "
-            f"got keys: {', '.join(sorted(map(str, raw)))}"
+            f"Manifest is missing required key(s) {', '.join(missing)}; got keys: {', '.join(sorted(map(str, raw)))}"
         )
     element_key = str(raw["element_key"])
     get_element(element_key)  # raises CloudElementsConfigError for an unknown key
     fmt = str(raw["format"]).lower()
     if fmt not in _NDJSON_FORMATS:
         raise CloudElementsConfigError(
-            f"Manifest format {raw['format']!r} is not supported by the SQL loader; "
-            "only NDJSON files can be loaded"
+            f"Manifest format {raw['format']!r} is not supported by the SQL loader; only NDJSON files can be loaded"
         )
     records = raw.get("records")
     window = raw.get("window") or {}
     if not isinstance(window, Mapping):
         raise CloudElementsConfigError(f"manifest window must be a dict, got {type(window).__name__}")
-    window_end = window.get("end")
+    full_refresh = _as_bool(raw.get("full_refresh", False), "full_refresh")
+    failed = _as_int(raw.get("failed_records") or 0, "failed_records")
+    snapshot_at = _as_instant(raw.get("snapshot_at"), "snapshot_at")
+    if raw.get("complete") is not None:
+        complete = _as_bool(raw["complete"], "complete")
+    else:  # v2 without the key: not complete; v1: what a full refresh meant before manifest v2
+        complete = snapshot_at is None and full_refresh and failed == 0
+    naive = raw.get("naive_timezone")
     return LoadManifest(
         element_key=element_key,
         instance_id=_as_int(raw["instance_id"], "instance_id"),
         resource=str(raw["resource"]),
         path=str(raw["path"]),
         records=None if records is None else _as_int(records, "records"),
-        full_refresh=_as_bool(raw.get("full_refresh", False), "full_refresh"),
-        window_end=None if window_end in (None, "") else normalize_timestamp(window_end, naive_tz="UTC"),
+        full_refresh=full_refresh,
+        window_end=_as_instant(window.get("end"), "window end"),
         deleted_path=str(raw["deleted_path"]) if raw.get("deleted_path") else None,
-        failed_records=_as_int(raw.get("failed_records") or 0, "failed_records"),
+        failed_records=failed,
         errors_path=str(raw["errors_path"]) if raw.get("errors_path") else None,
+        manifest_version=_as_int(raw.get("manifest_version") or 1, "manifest_version"),
+        snapshot_at=snapshot_at,
+        complete=complete,
+        naive_timezone=None if naive in (None, "") else check_timezone(naive, "manifest naive_timezone"),
     )
+
+
+def resolve_naive_timezone(explicit: str | None, manifest: LoadManifest) -> str:
+    """The zone naive element times of ``manifest`` are read in: the operator's ``naive_timezone`` when
+    set, else the manifest's (the zone the extract filtered with), else the element's default."""
+    return explicit or manifest.naive_timezone or manifest.spec.naive_timezone
 
 
 # --------------------------------------------------------------------------------------------------
 # Timestamps and rows
 # --------------------------------------------------------------------------------------------------
 
+
 def normalize_timestamp(value: Any, *, naive_tz: str = "UTC") -> str | None:
     """Normalise an element's timestamp to fixed-width ISO-8601 UTC (``YYYY-MM-DDTHH:MM:SS.mmmZ``).
 
     Accepts what :func:`~airflow_provider_cloudelements.utils.records.parse_instant` accepts (epoch-ms,
-    ISO-8601 with ``Z``/offset, naive ``yyyy-MM-dd[ HH:mm:ss]`` read in ``naive_tz``).
+    ISO-8601 with ``Z``/offset, naive ``yyyy-MM-dd[ HH:mm:ss]`` read in ``naive_tz``; a local time
+    repeated by a daylight-saving change is read as its first occurrence).
 
     :returns: the normalised string, or ``None`` for ``None``/empty input.
     :raises CloudElementsConfigError: for an unparseable value (message names the value).
@@ -336,12 +415,18 @@ def canonical_json(record: Any) -> str:
     return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
 
+#: ``data`` of a tombstone row: the id was deleted before any version of it was loaded.
+TOMBSTONE_DATA = "null"
+
+
 @dataclass(frozen=True)
 class StagedRow:
-    """One row ready for the staging table.
+    """One version of a record, ready for the staging table.
 
     :param record_id: stable record id (text).
-    :param updated_at: normalised ISO-8601 UTC string, or ``None`` when the record has no updated field.
+    :param updated_at: u, normalised ISO-8601 UTC, or ``None`` when the record has no updated field.
+    :param version_num: n, the element's version number (:func:`records.record_version`), or ``None``.
+    :param observed_at: K = max(u, snapshot_at) (u alone without a snapshot time, ``None`` if neither).
     :param is_deleted: 1 when soft-deleted at the source, else 0.
     :param data: canonical JSON of the record.
     """
@@ -350,17 +435,27 @@ class StagedRow:
     updated_at: str | None
     is_deleted: int
     data: str
+    version_num: int | None = None
+    observed_at: str | None = None
 
-    def as_params(self) -> tuple[str, str | None, int, str]:
+    def as_params(self) -> tuple[str, str | None, int | None, str | None, int, str]:
         """Parameters in the order of :func:`stage_insert_sql`."""
-        return (self.record_id, self.updated_at, self.is_deleted, self.data)
+        return (self.record_id, self.updated_at, self.version_num, self.observed_at, self.is_deleted, self.data)
+
+
+def observed_time(updated: str | None, snapshot_at: str | None) -> str | None:
+    """K = max(u, s) of normalised times (either may be ``None``)."""
+    if updated is None or snapshot_at is None:
+        return updated or snapshot_at
+    return max(updated, snapshot_at)
 
 
 def parse_json_line(line: str | bytes, *, where: str) -> Any:
     """Parse one NDJSON line; ``None`` for a blank line.
 
     :param where: ``"<path>:<line number>"`` for the error message.
-    :raises CloudElementsDataError: invalid JSON, invalid UTF-8, or a value that is not an object.
+    :raises CloudElementsDataError: invalid JSON, invalid UTF-8, nesting deeper than the parser allows,
+        or a value that is not an object.
     """
     if isinstance(line, bytes):
         try:
@@ -371,22 +466,33 @@ def parse_json_line(line: str | bytes, *, where: str) -> Any:
     if not text:
         return None
     try:
-        value = json.loads(text)
+        value = jsonfast.loads(text)
     except json.JSONDecodeError as exc:
         raise CloudElementsDataError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise CloudElementsDataError(f"{where}: JSON nested too deeply to load") from None
     if not isinstance(value, dict):
         raise CloudElementsDataError(f"{where}: expected a JSON object, got {type(value).__name__}")
     return value
 
 
-def build_row(record: Mapping[str, Any], spec: ElementSpec, *, naive_tz: str, where: str) -> StagedRow:
+def build_row(
+    record: Mapping[str, Any],
+    spec: ElementSpec,
+    *,
+    naive_tz: str,
+    where: str,
+    snapshot_at: str | None = None,
+) -> StagedRow:
     """Build the staged row of one record.
 
-    :param spec: the element's spec (id fields, updated field, soft-delete field).
-    :param naive_tz: zone of timestamps without offset (default: the element's ``naive_timezone``).
+    :param spec: the element's spec (id, updated, version and soft-delete fields).
+    :param naive_tz: zone of timestamps without offset (:func:`resolve_naive_timezone`).
     :param where: ``"<path>:<line number>"`` for error messages.
-    :raises CloudElementsDataError: the record has none of the element's id fields, or an updated
-        value that cannot be parsed (both are also :class:`CloudElementsConfigError`).
+    :param snapshot_at: the manifest's normalised ``snapshot_at`` (``None`` for a v1 manifest).
+    :raises CloudElementsDataError: the record has none of the element's id fields, an updated value
+        that cannot be parsed, or nesting too deep to serialise (all are also
+        :class:`CloudElementsConfigError`).
     """
     try:
         rid = record_id(record, spec)
@@ -397,21 +503,26 @@ def build_row(record: Mapping[str, Any], spec: ElementSpec, *, naive_tz: str, wh
     try:
         updated = normalize_timestamp(field_value(record, spec.updated_field), naive_tz=naive_tz)
     except CloudElementsConfigError as exc:
-        raise CloudElementsDataError(
-            f"{where}: record {rid!r} field {spec.updated_field}: {exc.message}"
-        ) from None
+        raise CloudElementsDataError(f"{where}: record {rid!r} field {spec.updated_field}: {exc.message}") from None
+    try:
+        data = canonical_json(record)
+    except RecursionError:
+        raise CloudElementsDataError(f"{where}: record {rid!r} is nested too deeply to store") from None
     return StagedRow(
         record_id=rid,
         updated_at=updated,
         is_deleted=1 if is_soft_deleted(record, spec) else 0,
-        data=canonical_json(record),
+        data=data,
+        version_num=record_version(record, spec),
+        observed_at=observed_time(updated, snapshot_at),
     )
 
 
 def build_tombstone(obj: Mapping[str, Any], spec: ElementSpec, *, where: str) -> tuple[str, str | None]:
     """Return ``(record_id, deleted_at)`` of one tombstone line ``{"id": ..., "deleted_at": ISO}``.
 
-    The id may also be given under the element's own id field (``ListID``/``TxnID``).
+    The id may also be given under the element's own id field (``ListID``/``TxnID``). A missing
+    ``deleted_at`` gives ``None``; the loader then uses :func:`default_deletion_time`.
 
     :raises CloudElementsDataError: no id, or an unparseable ``deleted_at``.
     """
@@ -428,6 +539,12 @@ def build_tombstone(obj: Mapping[str, Any], spec: ElementSpec, *, where: str) ->
     return stable_id(raw_id, spec), deleted_at
 
 
+def default_deletion_time(manifest: LoadManifest, load_time: str) -> str:
+    """d of a tombstone without ``deleted_at``: the manifest's ``snapshot_at``, else its window end,
+    else the load time (all are upper bounds of when the deletion was seen)."""
+    return manifest.snapshot_at or manifest.window_end or load_time
+
+
 # --------------------------------------------------------------------------------------------------
 # SQL
 # --------------------------------------------------------------------------------------------------
@@ -436,9 +553,16 @@ def build_tombstone(obj: Mapping[str, Any], spec: ElementSpec, *, where: str) ->
 INSTANCE = object()
 
 
+def _added_columns(dialect: SqlDialect) -> tuple[tuple[str, str], ...]:
+    """Columns added after the first release, in order, with their types: migrated by ADD COLUMN."""
+    key = dialect.key_text_type
+    return (("version_num", "BIGINT"), ("observed_at", key), ("deleted_at", key))
+
+
 def create_table_sql(dialect: SqlDialect, table: str) -> str:
     """Idempotent DDL of a target table (see the module docstring for the columns)."""
     key = dialect.key_text_type
+    added = "".join(f"{name} {kind}, " for name, kind in _added_columns(dialect))
     return (
         f"CREATE TABLE IF NOT EXISTS {quote_identifier(table)} ("
         f"instance_id BIGINT NOT NULL, "
@@ -447,184 +571,331 @@ def create_table_sql(dialect: SqlDialect, table: str) -> str:
         f"is_deleted INTEGER NOT NULL DEFAULT 0, "
         f"data TEXT NOT NULL, "
         f"synced_at TEXT NOT NULL, "
+        f"{added}"
         f"PRIMARY KEY (instance_id, record_id))"
     )
 
 
+def columns_probe_sql(table: str) -> str:
+    """A query returning no row whose cursor ``description`` names the table's columns (both drivers)."""
+    return f"SELECT * FROM {quote_identifier(table)} WHERE 1 = 0"
+
+
+def migrate_table_sql(dialect: SqlDialect, table: str, present: set[str]) -> list[str]:
+    """``ALTER TABLE … ADD COLUMN`` for each column of :func:`create_table_sql` missing from ``present``
+    (lower-case names of a table created by an older loader), plus the backfill that makes old rows
+    follow the ordering rule: ``observed_at`` = ``updated_at`` (what the old loader compared).
+
+    Deletions of the old loader are converted by the caller (:func:`old_deletions_sql`): telling a
+    tombstoned row from a soft-deleted one needs the element's soft-delete field, read in Python.
+    Idempotent: nothing is returned for an up-to-date table.
+    """
+    tgt = quote_identifier(table)
+    statements = [
+        f"ALTER TABLE {tgt} ADD COLUMN {name} {kind}" for name, kind in _added_columns(dialect) if name not in present
+    ]
+    if "observed_at" not in present:
+        statements.append(f"UPDATE {tgt} SET observed_at = updated_at")
+    return statements
+
+
+def old_deletions_sql(dialect: SqlDialect, table: str) -> tuple[str, str]:
+    """``(select, update)`` converting an old loader's deletions into deletion rows.
+
+    ``select`` lists ``(instance_id, record_id, data)`` of rows with ``is_deleted = 1``; for those
+    whose data is not soft-deleted at the source (a tombstone or a full-refresh absence), ``update``
+    (params: ``load_time, instance_id, record_id``) sets ``deleted_at`` to the row's ``updated_at``
+    (the old loader moved it to the tombstone's time), or the migration time when it has none.
+    """
+    p = dialect.placeholder
+    tgt = quote_identifier(table)
+    return (
+        f"SELECT instance_id, record_id, data FROM {tgt} WHERE is_deleted = 1",
+        f"UPDATE {tgt} SET deleted_at = COALESCE(updated_at, {p}) WHERE instance_id = {p} AND record_id = {p}",
+    )
+
+
 def create_stage_sql(dialect: SqlDialect) -> list[str]:
-    """DDL of the two temp staging tables (dropped first, in case a previous load left them)."""
+    """DDL of the temp staging tables (dropped first, in case a previous load left them).
+
+    ``_STAGE``: per id the best version in the file (``data`` NULL when the file has none) and the
+    latest deletion (``deleted_at``); ``_FINAL``: the resolved rows that differ from the target.
+    """
     key = dialect.key_text_type
+    version = (
+        f"updated_at {key}, version_num BIGINT, observed_at {key}, is_deleted INTEGER, data TEXT, deleted_at {key}"
+    )
     return [
-        f"DROP TABLE IF EXISTS {_STAGE}",
-        f"DROP TABLE IF EXISTS {_TOMBS}",
-        f"CREATE TEMP TABLE {_STAGE} (record_id {key} PRIMARY KEY, updated_at {key}, "
-        f"is_deleted INTEGER NOT NULL, data TEXT NOT NULL, from_file INTEGER NOT NULL)",
-        f"CREATE TEMP TABLE {_TOMBS} (record_id {key} PRIMARY KEY, deleted_at {key})",
+        *drop_stage_sql(),
+        f"CREATE TEMP TABLE {_STAGE} (record_id {key} PRIMARY KEY, from_file INTEGER NOT NULL, {version})",
+        f"CREATE TEMP TABLE {_FINAL} (record_id {key} PRIMARY KEY, existed INTEGER NOT NULL, "
+        f"from_file INTEGER NOT NULL, data_changed INTEGER NOT NULL, was_deleted INTEGER, {version})",
     ]
 
 
 def drop_stage_sql() -> list[str]:
     """Drop the staging tables (run before commit so nothing outlives the transaction)."""
-    return [f"DROP TABLE IF EXISTS {_STAGE}", f"DROP TABLE IF EXISTS {_TOMBS}"]
+    return [f"DROP TABLE IF EXISTS {_STAGE}", f"DROP TABLE IF EXISTS {_FINAL}"]
 
 
-def _newer_or_equal(new: str, old: str) -> str:
-    """SQL predicate: ``new`` timestamp may replace ``old`` (unknown times never block a write)."""
-    return f"({new} IS NULL OR {old} IS NULL OR {new} >= {old})"
+def _beats(new: str, old: str) -> str:
+    """SQL predicate: version ``new`` wins over version ``old`` (both aliases have ``version_num``,
+    ``observed_at``, ``updated_at``): the higher version number when both have one and they differ,
+    else the later observed time, else the later updated time; missing times count as earliest and a
+    full tie is false (the stored version stays)."""
+    return (
+        f"(CASE WHEN {new}.version_num IS NOT NULL AND {old}.version_num IS NOT NULL "
+        f"AND {new}.version_num <> {old}.version_num THEN {new}.version_num > {old}.version_num "
+        f"WHEN COALESCE({new}.observed_at, '') <> COALESCE({old}.observed_at, '') "
+        f"THEN COALESCE({new}.observed_at, '') > COALESCE({old}.observed_at, '') "
+        f"ELSE COALESCE({new}.updated_at, '') > COALESCE({old}.updated_at, '') END)"
+    )
 
 
-def stage_insert_sql(dialect: SqlDialect) -> str:
-    """Insert one file record into the staging table; a duplicate id keeps the newest version.
+def _later_deletion(table: str) -> str:
+    """ON CONFLICT condition keeping the later deletion time in the staging table."""
+    return f"{table}.deleted_at IS NULL OR excluded.deleted_at > {table}.deleted_at"
 
-    Parameters: ``(record_id, updated_at, is_deleted, data)`` (:meth:`StagedRow.as_params`).
+
+#: Parameters of one staged file record (:meth:`StagedRow.as_params`).
+STAGE_PARAMS = 6
+
+
+def stage_rows_per_statement(dialect: SqlDialect) -> int:
+    """Most file records one :func:`stage_insert_sql` statement may carry in ``dialect``."""
+    return max(1, dialect.max_params // STAGE_PARAMS)
+
+
+def stage_insert_sql(dialect: SqlDialect, rows: int = 1) -> str:
+    """Insert ``rows`` file records into the staging table; an id already staged keeps the winning
+    version. The ids of one statement must be distinct (PostgreSQL cannot update a row twice in one
+    ``ON CONFLICT`` statement): a repeated id goes into the next statement, so the result is the one
+    of inserting the records one by one in file order.
+
+    Parameters: ``rows`` times ``(record_id, updated_at, version_num, observed_at, is_deleted, data)``
+    (:meth:`StagedRow.as_params`), at most :func:`stage_rows_per_statement` rows.
     """
     p = dialect.placeholder
+    values = ", ".join([f"({p}, 1, {p}, {p}, {p}, {p}, {p})"] * rows)
     return (
-        f"INSERT INTO {_STAGE} (record_id, updated_at, is_deleted, data, from_file) "
-        f"VALUES ({p}, {p}, {p}, {p}, 1) "
+        f"INSERT INTO {_STAGE} (record_id, from_file, updated_at, version_num, observed_at, is_deleted, data) "
+        f"VALUES {values} "
         f"ON CONFLICT (record_id) DO UPDATE SET updated_at = excluded.updated_at, "
+        f"version_num = excluded.version_num, observed_at = excluded.observed_at, "
         f"is_deleted = excluded.is_deleted, data = excluded.data "
-        f"WHERE {_newer_or_equal('excluded.updated_at', f'{_STAGE}.updated_at')}"
+        f"WHERE {_beats('excluded', _STAGE)}"
     )
 
 
 def tombstone_insert_sql(dialect: SqlDialect) -> str:
-    """Insert one tombstone; a duplicate id keeps the latest ``deleted_at``.
+    """Stage one deletion (after the file's records); a duplicate id keeps the latest ``deleted_at``.
 
-    Parameters: ``(record_id, deleted_at)``.
+    Parameters: ``(record_id, deleted_at)`` (``deleted_at`` never ``None``: see
+    :func:`default_deletion_time`).
     """
     p = dialect.placeholder
     return (
-        f"INSERT INTO {_TOMBS} (record_id, deleted_at) VALUES ({p}, {p}) "
-        f"ON CONFLICT (record_id) DO UPDATE SET deleted_at = excluded.deleted_at "
-        f"WHERE {_TOMBS}.deleted_at IS NULL OR "
-        f"(excluded.deleted_at IS NOT NULL AND excluded.deleted_at > {_TOMBS}.deleted_at)"
-    )
-
-
-def _later(deleted_at: str, updated_at: str) -> str:
-    """SQL expression: the later of a tombstone time and a row's updated time (NULLs ignored)."""
-    return (
-        f"CASE WHEN {deleted_at} IS NOT NULL AND ({updated_at} IS NULL OR {deleted_at} > {updated_at}) "
-        f"THEN {deleted_at} ELSE {updated_at} END"
-    )
-
-
-def apply_tombstones_sql(dialect: SqlDialect, table: str) -> list[tuple[str, tuple[Any, ...]]]:
-    """Statements (with parameters; ``instance_id`` is bound later) applying tombstones to the stage.
-
-    1. staged file rows named by a tombstone become deleted, ``updated_at`` moves to ``deleted_at`` if later;
-    2. existing target rows named by a tombstone and absent from the file are staged as deleted copies.
-
-    The returned parameter tuples contain the marker ``INSTANCE`` to be replaced by the instance id.
-    """
-    p = dialect.placeholder
-    tgt = quote_identifier(table)
-    return [
-        (
-            f"UPDATE {_STAGE} SET is_deleted = 1, updated_at = ("
-            f"SELECT {_later('t.deleted_at', f'{_STAGE}.updated_at')} FROM {_TOMBS} t "
-            f"WHERE t.record_id = {_STAGE}.record_id) "
-            f"WHERE record_id IN (SELECT record_id FROM {_TOMBS})",
-            (),
-        ),
-        (
-            f"INSERT INTO {_STAGE} (record_id, updated_at, is_deleted, data, from_file) "
-            f"SELECT t.record_id, {_later('t.deleted_at', 'p.updated_at')}, 1, p.data, 0 "
-            f"FROM {_TOMBS} t JOIN {tgt} p ON p.instance_id = {p} AND p.record_id = t.record_id "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {_STAGE} s WHERE s.record_id = t.record_id)",
-            (INSTANCE,),
-        ),
-    ]
-
-
-def unmatched_tombstones_sql(dialect: SqlDialect, table: str) -> str:
-    """Count tombstones naming a record neither in the file nor in the table (param: instance id)."""
-    p = dialect.placeholder
-    return (
-        f"SELECT COUNT(*) FROM {_TOMBS} t "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {_STAGE} s WHERE s.record_id = t.record_id)"
-        f" AND NOT EXISTS (SELECT 1 FROM {quote_identifier(table)} p WHERE p.instance_id = {p} "
-        f"AND p.record_id = t.record_id)"
+        f"INSERT INTO {_STAGE} (record_id, from_file, deleted_at) VALUES ({p}, 0, {p}) "
+        f"ON CONFLICT (record_id) DO UPDATE SET deleted_at = excluded.deleted_at WHERE {_later_deletion(_STAGE)}"
     )
 
 
 def full_refresh_sql(
-    dialect: SqlDialect, table: str, *, window_end: str | None
+    dialect: SqlDialect,
+    table: str,
+    *,
+    snapshot_at: str | None,
+    window_end: str | None,
+    load_time: str,
 ) -> tuple[str, tuple[Any, ...]]:
-    """Stage a deleted copy of every live row of the instance that the full-refresh file lacks.
+    """Stage a deletion for every row of the instance that a complete full-refresh file lacks.
 
-    With a ``window_end``, rows updated at or after it are left alone: the extract could not have
-    seen them, so their absence proves nothing (this keeps an out-of-order rerun of an old full
-    refresh from deleting newer records).
+    Only call it for a manifest whose :attr:`LoadManifest.deletes_by_absence` is true. The deletion
+    time d is ``snapshot_at`` (s); rows whose version was observed after s (``observed_at > s``:
+    edited or created after the snapshot, loaded earlier from a later extract) keep their version, and
+    rows already deleted before s get the later time. A v1 manifest (no ``snapshot_at``) uses its window
+    end as d for rows observed strictly before it, as the old loader did; without a window end, d is
+    each row's own ``observed_at`` (``load_time`` when it has none), so any newer version restores it.
     """
     p = dialect.placeholder
-    sql = (
-        f"INSERT INTO {_STAGE} (record_id, updated_at, is_deleted, data, from_file) "
-        f"SELECT p.record_id, p.updated_at, 1, p.data, 0 FROM {quote_identifier(table)} p "
-        f"WHERE p.instance_id = {p} AND p.is_deleted = 0 "
-        f"AND NOT EXISTS (SELECT 1 FROM {_STAGE} s WHERE s.record_id = p.record_id)"
+    head = f"INSERT INTO {_STAGE} (record_id, from_file, deleted_at) SELECT p.record_id, 0, "
+    tail = (
+        f" FROM {quote_identifier(table)} p WHERE p.instance_id = {p} AND ({{cond}}) "
+        f"AND NOT EXISTS (SELECT 1 FROM {_STAGE} s WHERE s.record_id = p.record_id AND s.from_file = 1) "
+        f"ON CONFLICT (record_id) DO UPDATE SET deleted_at = excluded.deleted_at WHERE {_later_deletion(_STAGE)}"
     )
-    params: tuple[Any, ...] = (INSTANCE,)
-    if window_end is not None:
-        sql += f" AND (p.updated_at IS NULL OR p.updated_at < {p})"
-        params = (INSTANCE, window_end)
-    return sql, params
+    bound = snapshot_at or window_end
+    if bound is None:
+        sql = head + f"COALESCE(p.observed_at, CAST({p} AS TEXT))" + tail.format(cond="p.deleted_at IS NULL")
+        return sql, (load_time, INSTANCE)
+    version_cmp = "<=" if snapshot_at else "<"
+    cond = (
+        f"(p.deleted_at IS NOT NULL AND p.deleted_at < {p}) "
+        f"OR (p.deleted_at IS NULL AND COALESCE(p.observed_at, '') {version_cmp} {p})"
+    )
+    return head + f"CAST({p} AS TEXT)" + tail.format(cond=cond), (bound, INSTANCE, bound, bound)
 
 
-def _changes(dialect: SqlDialect, new: str, old: str) -> str:
-    """SQL predicate: staged row ``new`` must be written over existing row ``old``.
-
-    The staged version is not older, and it differs (data, delete flag or updated time).
-    """
-    d = dialect.distinct_op
+def kept_absent_sql(dialect: SqlDialect, table: str) -> str:
+    """Count live rows of the instance a full-refresh file lacks (param: instance id): what an
+    incomplete full refresh did not delete."""
     return (
-        f"({_newer_or_equal(f'{new}.updated_at', f'{old}.updated_at')} AND ("
-        f"{new}.data <> {old}.data OR {new}.is_deleted <> {old}.is_deleted OR "
-        f"{new}.updated_at {d} {old}.updated_at))"
+        f"SELECT COUNT(*) FROM {quote_identifier(table)} p WHERE p.instance_id = {dialect.placeholder} "
+        f"AND p.is_deleted = 0 AND NOT EXISTS (SELECT 1 FROM {_STAGE} s WHERE s.record_id = p.record_id "
+        f"AND s.from_file = 1)"
     )
 
 
-def count_sql(dialect: SqlDialect, table: str) -> str:
-    """Count what the merge will do, before it runs (param: instance id).
+def snapshots_table(table: str) -> str:
+    """Name of the side table keeping, per instance, the latest complete snapshot loaded into ``table``."""
+    return sanitize_identifier(f"{table}__snapshots")
 
-    Columns: ``inserted`` (file records new to the table), ``updated`` (file records replacing an
-    existing row), ``unchanged`` (file records identical to, or older than, the stored row),
-    ``deleted`` (rows that are absent or live now and will be deleted: soft-delete flag, tombstone or
-    full-refresh difference). ``inserted + updated + unchanged`` = distinct record ids in the file.
+
+def create_snapshots_sql(dialect: SqlDialect, table: str) -> str:
+    """Idempotent DDL of :func:`snapshots_table` (``instance_id``, ``snapshot_at``, ``synced_at``)."""
+    key = dialect.key_text_type
+    return (
+        f"CREATE TABLE IF NOT EXISTS {quote_identifier(snapshots_table(table))} (instance_id BIGINT NOT NULL "
+        f"PRIMARY KEY, snapshot_at {key} NOT NULL, synced_at TEXT NOT NULL)"
+    )
+
+
+def snapshot_select_sql(dialect: SqlDialect, table: str) -> str:
+    """The instance's latest complete snapshot time (param: instance id; no row when none)."""
+    return (
+        f"SELECT snapshot_at FROM {quote_identifier(snapshots_table(table))} WHERE instance_id = {dialect.placeholder}"
+    )
+
+
+def snapshot_upsert_sql(dialect: SqlDialect, table: str) -> str:
+    """Record a complete snapshot if later than the stored one (params: instance id, snapshot_at,
+    synced_at). Only manifests with ``snapshot_at`` (v2, open-ended) are recorded: a v1 full refresh
+    was bounded by its window end, so it does not prove that ids it lacks were gone."""
+    p = dialect.placeholder
+    snaps = quote_identifier(snapshots_table(table))
+    return (
+        f"INSERT INTO {snaps} (instance_id, snapshot_at, synced_at) VALUES ({p}, {p}, {p}) "
+        f"ON CONFLICT (instance_id) DO UPDATE SET snapshot_at = excluded.snapshot_at, "
+        f"synced_at = excluded.synced_at WHERE excluded.snapshot_at > {snaps}.snapshot_at"
+    )
+
+
+def resolve_sql(dialect: SqlDialect, table: str) -> str:
+    """Resolve each staged id against its stored row into ``_FINAL``, keeping only rows that change
+    (params: ``snap``, the instance's latest complete snapshot time, ``None`` when there is none or when
+    this manifest is that snapshot; ``snap_all``, the same including this manifest's; instance id).
+
+    Per id: the best version of (stored, staged) by :func:`_beats` (``took`` = 1 when it is the staged
+    one; a tombstone row's empty version always loses; a staged version with the stored ``data`` is the
+    stored version seen again: never rewritten, it only lowers ``observed_at`` to the earlier of the
+    two), and the later deletion of the two. A staged
+    version that would create or restore the row although it was observed no later than the instance's
+    latest complete snapshot (:func:`snapshot_select_sql`) is deleted at that snapshot: the snapshot
+    held every live record and did not hold it (the same ``d >= observed_at`` rule as the absence
+    deletions :func:`full_refresh_sql` stages when that snapshot was loaded). The row is a deletion
+    (``is_deleted`` = 1, ``deleted_at`` = d, data of the best version, or ``null``) iff there is a
+    deletion and d >= the best version's ``observed_at``, and then d is at least ``snap_all`` (an id
+    deleted before a complete snapshot is absent from it); otherwise the best version (``deleted_at``
+    NULL). Rows equal to the stored row in every column are not written.
     """
     p = dialect.placeholder
-    w = _changes(dialect, "s", "p")
-
-    def total(condition: str) -> str:
-        return f"COALESCE(SUM(CASE WHEN {condition} THEN 1 ELSE 0 END), 0)"
-
-    file_row = "s.from_file = 1"
-    return (
-        f"SELECT {total(f'{file_row} AND p.record_id IS NULL')}, "
-        f"{total(f'{file_row} AND p.record_id IS NOT NULL AND {w}')}, "
-        f"{total(f'{file_row} AND p.record_id IS NOT NULL AND NOT {w}')}, "
-        f"{total(f's.is_deleted = 1 AND (p.record_id IS NULL OR (p.is_deleted = 0 AND {w}))')} "
+    ne = dialect.distinct_op
+    pick = (
+        "CASE WHEN s.data IS NOT NULL AND (p.record_id IS NULL OR p.data = "
+        f"'{TOMBSTONE_DATA}' OR (p.data <> s.data AND {_beats('s', 'p')})) THEN 1 ELSE 0 END"
+    )
+    joined = (
+        f"SELECT CAST({p} AS TEXT) AS snap, CAST({p} AS TEXT) AS snap_all, "
+        f"s.record_id AS record_id, s.from_file AS from_file, "
+        f"CASE WHEN p.record_id IS NULL THEN 0 ELSE 1 END AS existed, {pick} AS took, "
+        f"CASE WHEN p.data = s.data THEN 1 ELSE 0 END AS same, "
+        f"s.updated_at AS s_u, s.version_num AS s_n, s.observed_at AS s_k, s.is_deleted AS s_f, "
+        f"s.data AS s_data, s.deleted_at AS s_d, p.updated_at AS p_u, p.version_num AS p_n, "
+        f"p.observed_at AS p_k, p.is_deleted AS p_f, p.data AS p_data, p.deleted_at AS p_d "
         f"FROM {_STAGE} s LEFT JOIN {quote_identifier(table)} p "
         f"ON p.instance_id = {p} AND p.record_id = s.record_id"
     )
 
+    def best(column: str) -> str:
+        return f"CASE WHEN j.took = 1 THEN j.s_{column} ELSE j.p_{column} END AS b_{column}"
+
+    # the same content seen again keeps its earliest observed time (so load order does not matter)
+    observed = (
+        "CASE WHEN j.took = 1 THEN j.s_k WHEN j.same = 1 AND j.s_k IS NOT NULL AND (j.p_k IS NULL OR "
+        "j.s_k < j.p_k) THEN j.s_k ELSE j.p_k END AS b_k"
+    )
+    merged = (
+        f"SELECT j.*, {best('u')}, {best('n')}, {observed}, {best('f')}, {best('data')}, "
+        f"CASE WHEN j.s_d IS NULL THEN j.p_d WHEN j.p_d IS NULL OR j.s_d > j.p_d THEN j.s_d ELSE j.p_d END AS del0 "
+        f"FROM ({joined}) j"
+    )
+    snapped = (
+        "SELECT m.*, CASE WHEN m.snap IS NOT NULL AND m.took = 1 AND (m.existed = 0 OR m.p_d IS NOT NULL) "
+        "AND COALESCE(m.b_k, '') <= m.snap AND (m.del0 IS NULL OR m.snap > m.del0) THEN m.snap ELSE m.del0 END "
+        f"AS del FROM ({merged}) m"
+    )
+    gone = (
+        "SELECT n.*, CASE WHEN n.del IS NOT NULL AND COALESCE(n.b_k, '') <= n.del THEN 1 ELSE 0 END AS gone "
+        f"FROM ({snapped}) n"
+    )
+    # a deletion older than the latest complete snapshot is known to hold at that snapshot too
+    gone = (
+        "SELECT o.*, CASE WHEN o.gone = 1 AND o.snap_all IS NOT NULL AND o.del < o.snap_all THEN o.snap_all "
+        f"ELSE o.del END AS del_at FROM ({gone}) o"
+    )
+    final = (
+        f"SELECT g.record_id, g.existed, g.from_file, "
+        f"CASE WHEN g.existed = 1 AND g.took = 1 AND g.b_data <> g.p_data THEN 1 ELSE 0 END AS data_changed, "
+        f"g.p_f AS was_deleted, g.b_u AS updated_at, g.b_n AS version_num, g.b_k AS observed_at, "
+        f"CASE WHEN g.gone = 1 THEN 1 ELSE g.b_f END AS is_deleted, "
+        f"CASE WHEN g.gone = 1 THEN g.del_at ELSE NULL END AS deleted_at, "
+        f"COALESCE(g.b_data, '{TOMBSTONE_DATA}') AS data, g.p_u, g.p_n, g.p_k, g.p_f, g.p_data, g.p_d "
+        f"FROM ({gone}) g"
+    )
+    columns = (
+        "record_id, existed, from_file, data_changed, was_deleted, "
+        "updated_at, version_num, observed_at, is_deleted, deleted_at, data"
+    )
+    changed = (
+        f"x.existed = 0 OR x.data <> x.p_data OR x.is_deleted <> x.p_f OR x.updated_at {ne} x.p_u "
+        f"OR x.version_num {ne} x.p_n OR x.observed_at {ne} x.p_k OR x.deleted_at {ne} x.p_d"
+    )
+    return f"INSERT INTO {_FINAL} ({columns}) SELECT {columns} FROM ({final}) x WHERE {changed}"
+
+
+def count_sql() -> str:
+    """Count what the merge will do, after :func:`resolve_sql` (no parameter).
+
+    Columns: ``file_ids`` (distinct record ids in the file), ``inserted`` (file records new to the
+    table), ``updated`` (file records whose version replaced different stored data), ``deleted``
+    (rows live before, or new file records, that end deleted: soft-delete flag, tombstone or
+    full-refresh absence), ``new_tombstones`` (deletions stored for ids the table did not hold).
+    ``unchanged`` = ``file_ids - inserted - updated`` (identical, older, or only seen again later).
+    """
+
+    def total(condition: str) -> str:
+        return f"(SELECT COUNT(*) FROM {_FINAL} WHERE {condition})"
+
+    return (
+        f"SELECT (SELECT COUNT(*) FROM {_STAGE} WHERE from_file = 1), "
+        f"{total('from_file = 1 AND existed = 0')}, "
+        f"{total('from_file = 1 AND existed = 1 AND data_changed = 1')}, "
+        f"{total('is_deleted = 1 AND ((existed = 1 AND was_deleted = 0) OR (existed = 0 AND from_file = 1))')}, "
+        f"{total('existed = 0 AND from_file = 0')}"
+    )
+
 
 def merge_sql(dialect: SqlDialect, table: str) -> str:
-    """Upsert the staging table into the target (params: instance id, synced_at).
-
-    Only rows whose staged version is newer-or-equal *and* different are written, so stale reruns
-    never regress data and identical reruns write nothing.
-    """
+    """Upsert ``_FINAL`` (only changed rows) into the target (params: instance id, synced_at)."""
     p = dialect.placeholder
     tgt = quote_identifier(table)
+    cols = ("updated_at", "is_deleted", "data", "synced_at", "version_num", "observed_at", "deleted_at")
     return (
-        f"INSERT INTO {tgt} (instance_id, record_id, updated_at, is_deleted, data, synced_at) "
-        f"SELECT CAST({p} AS BIGINT), s.record_id, s.updated_at, s.is_deleted, s.data, CAST({p} AS TEXT) "
-        f"FROM {_STAGE} s WHERE 1 = 1 "  # WHERE: SQLite needs it to parse ON CONFLICT after a SELECT
-        f"ON CONFLICT (instance_id, record_id) DO UPDATE SET updated_at = excluded.updated_at, "
-        f"is_deleted = excluded.is_deleted, data = excluded.data, synced_at = excluded.synced_at "
-        f"WHERE {_changes(dialect, 'excluded', tgt)}"
+        f"INSERT INTO {tgt} (instance_id, record_id, {', '.join(cols)}) "
+        f"SELECT CAST({p} AS BIGINT), record_id, updated_at, is_deleted, data, CAST({p} AS TEXT), "
+        f"version_num, observed_at, deleted_at "
+        f"FROM {_FINAL} WHERE 1 = 1 "  # WHERE: SQLite needs it to parse ON CONFLICT after a SELECT
+        f"ON CONFLICT (instance_id, record_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in cols)}"
     )
 
 

@@ -13,16 +13,23 @@ import os
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 # bound at import: tests may monkeypatch the module attribute, teardown must still reach the database
-from airflow_provider_cloudelements.operators.sql import get_sql_hook
+from airflow_provider_cloudelements.operators.sql import (
+    CloudElementsSqlUpsertOperator,
+    get_sql_hook,
+    load_manifest,
+    prepare_connection,
+)
+from airflow_provider_cloudelements.utils import sqlsync
 
 POSTGRES_URI_ENV = "CLOUDELEMENTS_TEST_POSTGRES_URI"
-COLUMNS = "instance_id, record_id, updated_at, is_deleted, data, synced_at"
+COLUMNS = "instance_id, record_id, updated_at, is_deleted, data, synced_at, version_num, observed_at, deleted_at"
 
 
 @dataclass
@@ -68,9 +75,10 @@ class Backend:
         return self.query(f'SELECT {COLUMNS} FROM "{table}" ORDER BY instance_id, record_id')
 
     def rows(self, table: str, instance_id: int) -> dict[str, dict[str, Any]]:
-        """``{record_id: {"updated_at", "is_deleted", "data" (parsed), "synced_at"}}`` of one instance."""
+        """``{record_id: {"updated_at", "is_deleted", "data" (parsed), "raw", "synced_at", "version_num",
+        "observed_at", "deleted_at"}}`` of one instance."""
         out: dict[str, dict[str, Any]] = {}
-        for iid, rid, updated_at, is_deleted, data, synced_at in self.dump(table):
+        for iid, rid, updated_at, is_deleted, data, synced_at, version, observed, deleted in self.dump(table):
             if iid == instance_id:
                 out[rid] = {
                     "updated_at": updated_at,
@@ -78,8 +86,15 @@ class Backend:
                     "data": json.loads(data),
                     "raw": data,
                     "synced_at": synced_at,
+                    "version_num": None if version is None else int(version),
+                    "observed_at": observed,
+                    "deleted_at": deleted,
                 }
         return out
+
+    def live(self, table: str, instance_id: int) -> dict[str, Any]:
+        """``{record_id: parsed data}`` of the rows of one instance that are not deleted."""
+        return {rid: r["data"] for rid, r in self.rows(table, instance_id).items() if not r["is_deleted"]}
 
 
 @pytest.fixture(
@@ -104,6 +119,32 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Monke
         backend.query(f'DROP TABLE IF EXISTS "{name}"')
 
 
+def run(db: Backend, manifest: Any, **kwargs: Any) -> Any:
+    """Run the operator as a task would (``execute`` with an empty context)."""
+    op = CloudElementsSqlUpsertOperator(
+        task_id="load", manifest=manifest, conn_id=db.conn_id, table_prefix=db.prefix, **kwargs
+    )
+    return op.execute(context={})  # type: ignore[arg-type]
+
+
+def run_at(db: Backend, manifest: dict[str, Any], synced_at: datetime) -> dict[str, Any]:
+    """Call the load function directly with a chosen ``synced_at`` (to prove reruns write nothing)."""
+    hook, dialect = get_sql_hook(db.conn_id)
+    conn = hook.get_conn()
+    try:
+        prepare_connection(conn, dialect)
+        return load_manifest(
+            conn, dialect, sqlsync.validate_manifest(manifest), table_prefix=db.prefix, synced_at=synced_at
+        )
+    finally:
+        conn.close()
+
+
+def counts(summary: dict[str, Any]) -> tuple[int, ...]:
+    """``(inserted, updated, unchanged, deleted, rows_live, rows_total)`` of a load summary."""
+    return tuple(summary[k] for k in ("inserted", "updated", "unchanged", "deleted", "rows_live", "rows_total"))
+
+
 def write_ndjson(path: Path, records: Sequence[Any], *, raw_lines: dict[int, str] | None = None) -> str:
     """Write ``records`` one JSON per line (``raw_lines`` inserts verbatim lines at those indexes).
 
@@ -126,9 +167,15 @@ def make_manifest(
     full_refresh: bool = False,
     deleted_path: str | None = None,
     window_end: str | None = None,
+    snapshot_at: str | None = None,
+    complete: bool | None = None,
+    naive_timezone: str | None = None,
+    failed_records: int = 0,
 ) -> dict[str, Any]:
-    """A manifest shaped like the extract operators' XCom."""
-    return {
+    """A manifest shaped like the extract operators' XCom: v1 (as before manifest v2) unless
+    ``snapshot_at`` is given, then v2 (``manifest_version``, ``snapshot_at``, ``complete``,
+    ``naive_timezone``; ``complete`` defaults to ``full_refresh and not failed_records``)."""
+    manifest: dict[str, Any] = {
         "element_key": element_key,
         "instance_id": instance_id,
         "resource": resource,
@@ -140,18 +187,24 @@ def make_manifest(
         "mode": "bulk",
         "full_refresh": full_refresh,
         "window": {"start": None, "end": window_end},
-        "failed_records": 0,
+        "failed_records": failed_records,
         "errors_path": None,
         "deleted_path": deleted_path,
     }
+    if snapshot_at is not None:
+        manifest["manifest_version"] = 2
+        manifest["snapshot_at"] = snapshot_at
+        manifest["complete"] = (full_refresh and not failed_records) if complete is None else complete
+        manifest["naive_timezone"] = naive_timezone or "UTC"
+    elif naive_timezone is not None:
+        manifest["naive_timezone"] = naive_timezone
+    return manifest
 
 
 # ---- record shapes (reference §3.5), written by hand -------------------------------------------------
 
 
-def qbo_invoice(
-    num: int, *, updated_ms: int, sync: int = 0, total: float = 100.0, **extra: Any
-) -> dict[str, Any]:
+def qbo_invoice(num: int, *, updated_ms: int, sync: int = 0, total: float = 100.0, **extra: Any) -> dict[str, Any]:
     """A QuickBooks Online invoice: ``id`` is ``<id>|<syncToken>``, times are epoch milliseconds."""
     return {
         "id": f"{num}|{sync}",
@@ -190,26 +243,30 @@ def qbo_customer(num: int, *, updated_ms: int, active: bool = True) -> dict[str,
     }
 
 
-def qbe_customer(list_id: str, *, modified: str, active: str = "true") -> dict[str, Any]:
+def qbe_customer(
+    list_id: str, *, modified: str, active: str = "true", edit_sequence: str = "1484948017"
+) -> dict[str, Any]:
     """A QuickBooks Enterprise list record: ``ListID``, ``TimeModified`` with offset, ``IsActive``."""
     return {
         "ListID": list_id,
         "TimeCreated": "2017-01-20T16:33:37-08:00",
         "TimeModified": modified,
-        "EditSequence": "1484948017",
+        "EditSequence": edit_sequence,
         "Name": "Blue, Dale",
         "IsActive": active,
         "Balance": "15.00",
     }
 
 
-def qbe_invoice(txn_id: str, *, modified: str, amount: str = "15.00") -> dict[str, Any]:
+def qbe_invoice(
+    txn_id: str, *, modified: str, amount: str = "15.00", edit_sequence: str = "1484948017"
+) -> dict[str, Any]:
     """A QuickBooks Enterprise transaction: ``TxnID``, no ``IsActive``; amounts are strings."""
     return {
         "TxnID": txn_id,
         "TimeCreated": "2017-01-20T16:33:37-08:00",
         "TimeModified": modified,
-        "EditSequence": "1484948017",
+        "EditSequence": edit_sequence,
         "CustomerRef": {"FullName": "Blue, Dale"},
         "InvoiceLineRet": [
             {

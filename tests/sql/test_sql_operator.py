@@ -21,51 +21,24 @@ from airflow_provider_cloudelements.operators.sql import (
     SUMMARY_KEYS,
     CloudElementsSqlUpsertOperator,
     get_sql_hook,
-    load_manifest,
-    prepare_connection,
 )
-from airflow_provider_cloudelements.utils import sqlsync
 
 from .conftest import (
     Backend,
+    counts,
     fb_invoice,
     make_manifest,
     qbe_customer,
     qbe_invoice,
     qbo_customer,
     qbo_invoice,
+    run,
+    run_at,
     write_ndjson,
 )
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z in epoch ms
 HOUR = 3_600_000
-
-
-def run(db: Backend, manifest: Any, **kwargs: Any) -> Any:
-    """Run the operator as a task would (``execute`` with an empty context)."""
-    op = CloudElementsSqlUpsertOperator(
-        task_id="load", manifest=manifest, conn_id=db.conn_id, table_prefix=db.prefix, **kwargs
-    )
-    return op.execute(context={})  # type: ignore[arg-type]
-
-
-def run_at(db: Backend, manifest: dict[str, Any], synced_at: datetime) -> dict[str, Any]:
-    """Call the load function directly with a chosen ``synced_at`` (to prove reruns write nothing)."""
-    hook, dialect = get_sql_hook(db.conn_id)
-    conn = hook.get_conn()
-    try:
-        prepare_connection(conn, dialect)
-        return load_manifest(
-            conn, dialect, sqlsync.validate_manifest(manifest), table_prefix=db.prefix, synced_at=synced_at
-        )
-    finally:
-        conn.close()
-
-
-def counts(summary: dict[str, Any]) -> tuple[int, ...]:
-    return tuple(
-        summary[k] for k in ("inserted", "updated", "unchanged", "deleted", "rows_live", "rows_total")
-    )
 
 
 def test_qbo_first_load_then_incremental(db: Backend, tmp_path: Path) -> None:
@@ -129,9 +102,7 @@ def test_older_update_does_not_regress(db: Backend, tmp_path: Path) -> None:
     new = [qbo_invoice(1, updated_ms=T0 + HOUR, sync=1, total=11.0)]
     old_manifest = make_manifest("quickbooks", "invoices", write_ndjson(tmp_path / "old.ndjson", old), 2)
     run(db, old_manifest)
-    assert counts(
-        run(db, make_manifest("quickbooks", "invoices", write_ndjson(tmp_path / "new.ndjson", new), 1))
-    ) == (
+    assert counts(run(db, make_manifest("quickbooks", "invoices", write_ndjson(tmp_path / "new.ndjson", new), 1))) == (
         0,
         1,
         0,
@@ -146,15 +117,20 @@ def test_older_update_does_not_regress(db: Backend, tmp_path: Path) -> None:
     assert db.rows(table, 12)["1"]["data"]["totalAmt"] == 11.0
 
 
-def test_same_time_different_data_is_taken(db: Backend, tmp_path: Path) -> None:
-    """QBE/FreshBooks have second precision: a same-second edit must still land."""
+def test_same_second_edit_is_decided_by_the_edit_sequence(db: Backend, tmp_path: Path) -> None:
+    """QBE has second precision: two edits in one TimeModified second are ordered by EditSequence,
+    whichever is loaded last (issue 11 #6: older content loaded last used to win)."""
     table = f"{db.prefix}quickbooksonprem_invoices"
-    a = [qbe_invoice("16D1-1484948017", modified="2017-01-20T16:33:37-08:00", amount="15.00")]
-    b = [qbe_invoice("16D1-1484948017", modified="2017-01-20T16:33:37-08:00", amount="16.00")]
-    run(db, make_manifest("quickbooksonprem", "invoices", write_ndjson(tmp_path / "a.ndjson", a), 1))
-    s = run(db, make_manifest("quickbooksonprem", "invoices", write_ndjson(tmp_path / "b.ndjson", b), 1))
-    assert counts(s) == (0, 1, 0, 0, 1, 1)
-    assert db.rows(table, 12)["16D1-1484948017"]["data"]["InvoiceLineRet"][0]["Amount"] == "16.00"
+    rid = "16D1-1484948017"
+    older = [qbe_invoice(rid, modified="2017-01-20T16:33:37-08:00", amount="15.00", edit_sequence="1484948017")]
+    newer = [qbe_invoice(rid, modified="2017-01-20T16:33:37-08:00", amount="16.00", edit_sequence="1484948018")]
+    a = make_manifest("quickbooksonprem", "invoices", write_ndjson(tmp_path / "a.ndjson", older), 1)
+    b = make_manifest("quickbooksonprem", "invoices", write_ndjson(tmp_path / "b.ndjson", newer), 1)
+    assert counts(run(db, a)) == (1, 0, 0, 0, 1, 1)
+    assert counts(run(db, b)) == (0, 1, 0, 0, 1, 1)  # in order: the same-second edit lands
+    assert counts(run(db, a)) == (0, 0, 1, 0, 1, 1)  # older content loaded last: loses
+    row = db.rows(table, 12)[rid]
+    assert (row["data"]["InvoiceLineRet"][0]["Amount"], row["version_num"]) == ("16.00", 1484948018)
 
 
 def test_duplicate_ids_in_one_file_keep_the_newest(db: Backend, tmp_path: Path) -> None:
@@ -185,20 +161,22 @@ def test_tombstones_mark_deleted_after_upserts(db: Backend, tmp_path: Path) -> N
         [
             {"id": "1|0", "deleted_at": "2024-01-02T00:00:00Z"},  # in the table, not in this file
             {"id": "4", "deleted_at": "2024-01-02T00:00:00Z"},  # in this file: upserted then deleted
-            {"id": "999", "deleted_at": "2024-01-02T00:00:00Z"},  # unknown: ignored
+            {"id": "999", "deleted_at": "2024-01-02T00:00:00Z"},  # unknown: stored as a tombstone row
         ],
     )
-    file = write_ndjson(
-        tmp_path / "b.ndjson", [qbo_invoice(4, updated_ms=T0 + 1), qbo_invoice(2, updated_ms=T0 + 1)]
-    )
+    file = write_ndjson(tmp_path / "b.ndjson", [qbo_invoice(4, updated_ms=T0 + 1), qbo_invoice(2, updated_ms=T0 + 1)])
     s = run(db, make_manifest("quickbooks", "invoices", file, 2, deleted_path=tombs))
-    assert counts(s) == (1, 1, 0, 2, 2, 4)
+    assert counts(s) == (1, 1, 0, 2, 2, 5) and s["new_tombstones"] == 1
     rows = db.rows(table, 12)
-    assert "999" not in rows
     assert (rows["1"]["is_deleted"], rows["4"]["is_deleted"], rows["2"]["is_deleted"]) == (1, 1, 0)
-    assert rows["1"]["updated_at"] == "2024-01-02T00:00:00.000Z"  # moved to deleted_at
-    assert rows["4"]["updated_at"] == "2024-01-02T00:00:00.000Z"  # also when the file carried the record
-    assert rows["1"]["data"]["docNumber"] == "101"  # row kept (soft delete)
+    # deletions keep their own time; updated_at stays the version's (no longer moved forward)
+    assert rows["1"]["deleted_at"] == rows["4"]["deleted_at"] == "2024-01-02T00:00:00.000Z"
+    assert rows["1"]["updated_at"] == "2024-01-01T00:00:00.000Z"
+    assert rows["4"]["updated_at"] == "2024-01-01T00:00:00.001Z"
+    assert rows["1"]["data"]["docNumber"] == "101"  # row kept (soft delete) with its last content
+    assert rows["999"]["data"] is None and rows["999"]["is_deleted"] == 1  # tombstone row
+    assert rows["999"]["deleted_at"] == "2024-01-02T00:00:00.000Z"
+    assert rows["2"]["deleted_at"] is None
 
     # a later rerun of the first (older) extract must not bring record 1 back
     again = make_manifest("quickbooks", "invoices", str(tmp_path.joinpath("a.ndjson").as_uri()), 3)
@@ -212,21 +190,15 @@ def test_full_refresh_deletes_missing_ids_of_that_instance_only(db: Backend, tmp
     run(db, make_manifest("freshbooksv2", "invoices", write_ndjson(tmp_path / "i12.ndjson", base), 4))
     run(
         db,
-        make_manifest(
-            "freshbooksv2", "invoices", write_ndjson(tmp_path / "i13.ndjson", base), 4, instance_id=13
-        ),
+        make_manifest("freshbooksv2", "invoices", write_ndjson(tmp_path / "i13.ndjson", base), 4, instance_id=13),
     )
-    late = fb_invoice(
-        4, updated="2024-02-20 10:00:00", amount="44.00"
-    )  # updated after the full extract's window
+    late = fb_invoice(4, updated="2024-02-20 10:00:00", amount="44.00")  # updated after the full extract's window
     run(db, make_manifest("freshbooksv2", "invoices", write_ndjson(tmp_path / "late.ndjson", [late]), 1))
 
     full = write_ndjson(tmp_path / "full.ndjson", [base[0], base[2]])  # 2 and 4 absent
     s = run(
         db,
-        make_manifest(
-            "freshbooksv2", "invoices", full, 2, full_refresh=True, window_end="2024-02-01T00:00:00Z"
-        ),
+        make_manifest("freshbooksv2", "invoices", full, 2, full_refresh=True, window_end="2024-02-01T00:00:00Z"),
     )
     assert counts(s) == (0, 0, 2, 1, 3, 4)  # only 2 deleted: 4 changed after the window end
     rows = db.rows(table, 12)
@@ -276,9 +248,7 @@ def test_record_count_mismatch_loads_nothing(db: Backend, tmp_path: Path) -> Non
     with pytest.raises(CloudElementsReconciliationError, match="holds 1 record"):
         run(db, make_manifest("quickbooks", "invoices", path, 2))
     assert db.dump(f"{db.prefix}quickbooks_invoices") == []
-    assert (
-        run(db, make_manifest("quickbooks", "invoices", path, 2), verify_record_count=False)["inserted"] == 1
-    )
+    assert run(db, make_manifest("quickbooks", "invoices", path, 2), verify_record_count=False)["inserted"] == 1
 
 
 def test_qbe_and_freshbooks_shapes(db: Backend, tmp_path: Path) -> None:
@@ -288,9 +258,7 @@ def test_qbe_and_freshbooks_shapes(db: Backend, tmp_path: Path) -> None:
     ]
     s = run(
         db,
-        make_manifest(
-            "quickbooksonprem", "customers", write_ndjson(tmp_path / "qbe.ndjson", qbe), 2, instance_id=7
-        ),
+        make_manifest("quickbooksonprem", "customers", write_ndjson(tmp_path / "qbe.ndjson", qbe), 2, instance_id=7),
     )
     assert counts(s) == (2, 0, 0, 1, 1, 2)
     rows = db.rows(f"{db.prefix}quickbooksonprem_customers", 7)
@@ -310,20 +278,18 @@ def test_qbe_and_freshbooks_shapes(db: Backend, tmp_path: Path) -> None:
     assert rows["2"]["updated_at"] == "2024-07-15T09:30:00.000Z"
     assert [rows[k]["is_deleted"] for k in "123"] == [0, 1, 0]
 
-    # an explicit source time zone overrides the FreshBooks default
+    # an explicit naive_timezone overrides the element default
     fb2 = [fb_invoice(9, updated="2024-01-15 09:30:00")]
     run(
         db,
         make_manifest("freshbooks", "invoices", write_ndjson(tmp_path / "fb2.ndjson", fb2), 1),
-        source_timezone="UTC",
+        naive_timezone="America/New_York",
     )
-    assert db.rows(f"{db.prefix}freshbooks_invoices", 12)["9"]["updated_at"] == "2024-01-15T09:30:00.000Z"
+    assert db.rows(f"{db.prefix}freshbooks_invoices", 12)["9"]["updated_at"] == "2024-01-15T14:30:00.000Z"
 
 
 def test_list_of_manifests_returns_list(db: Backend, tmp_path: Path) -> None:
-    a = make_manifest(
-        "quickbooks", "invoices", write_ndjson(tmp_path / "a.ndjson", [qbo_invoice(1, updated_ms=T0)]), 1
-    )
+    a = make_manifest("quickbooks", "invoices", write_ndjson(tmp_path / "a.ndjson", [qbo_invoice(1, updated_ms=T0)]), 1)
     b = make_manifest(
         "quickbooks", "customers", write_ndjson(tmp_path / "b.ndjson", [qbo_customer(1, updated_ms=T0)]), 1
     )
@@ -408,9 +374,7 @@ def test_concurrent_loads_into_one_table(db: Backend, tmp_path: Path) -> None:
         make_manifest(
             "quickbooks",
             "invoices",
-            write_ndjson(
-                tmp_path / f"i{iid}.ndjson", [qbo_invoice(i, updated_ms=T0 + i) for i in range(200)]
-            ),
+            write_ndjson(tmp_path / f"i{iid}.ndjson", [qbo_invoice(i, updated_ms=T0 + i) for i in range(200)]),
             200,
             instance_id=iid,
         )

@@ -14,14 +14,8 @@ from .conftest import fb_invoice, make_manifest, qbe_customer, qbe_invoice, qbo_
 class TestNames:
     def test_table_name_sanitizes(self) -> None:
         assert sqlsync.table_name("ce_", "quickbooks", "bill-payments") == "ce_quickbooks_bill_payments"
-        assert (
-            sqlsync.table_name("CE-", "quickbooksonprem", "journal-entries")
-            == "ce_quickbooksonprem_journal_entries"
-        )
-        assert (
-            sqlsync.table_name("", "freshbooksv2", "Invoices; DROP TABLE x")
-            == "freshbooksv2_invoices_drop_table_x"
-        )
+        assert sqlsync.table_name("CE-", "quickbooksonprem", "journal-entries") == "ce_quickbooksonprem_journal_entries"
+        assert sqlsync.table_name("", "freshbooksv2", "Invoices; DROP TABLE x") == "freshbooksv2_invoices_drop_table_x"
 
     def test_long_names_stay_distinct_and_bounded(self) -> None:
         a = sqlsync.table_name("ce_", "quickbooks", "r" * 80 + "a")
@@ -143,9 +137,7 @@ class TestRows:
 
     def test_tombstones(self) -> None:
         spec = get_element("quickbooks")
-        assert sqlsync.build_tombstone(
-            {"id": "7|2", "deleted_at": "2024-01-01T00:00:00Z"}, spec, where="d:1"
-        ) == (
+        assert sqlsync.build_tombstone({"id": "7|2", "deleted_at": "2024-01-01T00:00:00Z"}, spec, where="d:1") == (
             "7",
             "2024-01-01T00:00:00.000Z",
         )
@@ -160,9 +152,7 @@ class TestRows:
 class TestManifests:
     def test_valid(self) -> None:
         m = sqlsync.validate_manifest(
-            make_manifest(
-                "quickbooks", "invoices", "file:///x.ndjson", 4, window_end="2024-01-31T00:00:00+00:00"
-            )
+            make_manifest("quickbooks", "invoices", "file:///x.ndjson", 4, window_end="2024-01-31T00:00:00+00:00")
         )
         assert (m.element_key, m.instance_id, m.records, m.full_refresh) == ("quickbooks", 12, 4, False)
         assert m.window_end == "2024-01-31T00:00:00.000Z"
@@ -183,6 +173,66 @@ class TestManifests:
         manifest = {**make_manifest("quickbooks", "invoices", "file:///x.ndjson", 1), **change}
         with pytest.raises(CloudElementsConfigError, match=message):
             sqlsync.validate_manifest(manifest)
+
+    def test_v1_and_v2(self) -> None:
+        v1 = sqlsync.validate_manifest(
+            make_manifest("quickbooks", "invoices", "file:///x.ndjson", 1, full_refresh=True)
+        )
+        assert (v1.manifest_version, v1.snapshot_at, v1.complete, v1.naive_timezone) == (1, None, True, None)
+        assert v1.deletes_by_absence
+        failed = make_manifest("quickbooks", "invoices", "file:///x.ndjson", 1, full_refresh=True, failed_records=1)
+        assert not sqlsync.validate_manifest(failed).deletes_by_absence
+        v2 = sqlsync.validate_manifest(
+            make_manifest(
+                "freshbooksv2",
+                "invoices",
+                "file:///x.ndjson",
+                1,
+                full_refresh=True,
+                snapshot_at="2026-12-01T10:00:00Z",
+                complete=False,
+                naive_timezone="America/New_York",
+            )
+        )
+        assert (v2.manifest_version, v2.snapshot_at, v2.complete) == (2, "2026-12-01T10:00:00.000Z", False)
+        assert v2.naive_timezone == "America/New_York" and not v2.deletes_by_absence
+        assert sqlsync.resolve_naive_timezone(None, v2) == "America/New_York"
+        assert sqlsync.resolve_naive_timezone("UTC", v2) == "UTC"
+        assert sqlsync.resolve_naive_timezone(None, v1) == "UTC"  # ElementSpec.naive_timezone
+        no_key = make_manifest("quickbooks", "invoices", "file:///x.ndjson", 1, full_refresh=True, snapshot_at="x")
+        del no_key["complete"]
+        no_key["snapshot_at"] = "2026-12-01T10:00:00Z"
+        assert not sqlsync.validate_manifest(no_key).complete  # v2 without "complete": never complete
+
+    @pytest.mark.parametrize(
+        ("change", "message"),
+        [
+            ({"snapshot_at": "soon"}, "manifest snapshot_at: Unparseable"),
+            ({"complete": "perhaps"}, "complete must be a boolean"),
+            ({"naive_timezone": "Mars/Olympus"}, "manifest naive_timezone: unknown time zone"),
+            ({"naive_timezone": 5}, "naive_timezone must be an IANA time zone name"),
+        ],
+    )
+    def test_invalid_v2(self, change: dict, message: str) -> None:
+        manifest = {**make_manifest("quickbooks", "invoices", "file:///x.ndjson", 1), **change}
+        with pytest.raises(CloudElementsConfigError, match=message):
+            sqlsync.validate_manifest(manifest)
+
+    def test_observed_time(self) -> None:
+        assert sqlsync.observed_time("2026-12-01T09:00:00.000Z", "2026-12-01T10:00:00.000Z") == (
+            "2026-12-01T10:00:00.000Z"
+        )
+        assert sqlsync.observed_time("2026-12-01T11:00:00.000Z", "2026-12-01T10:00:00.000Z") == (
+            "2026-12-01T11:00:00.000Z"
+        )
+        assert sqlsync.observed_time(None, "2026-12-01T10:00:00.000Z") == "2026-12-01T10:00:00.000Z"
+        assert sqlsync.observed_time("2026-12-01T09:00:00.000Z", None) == "2026-12-01T09:00:00.000Z"
+        assert sqlsync.observed_time(None, None) is None
+
+    def test_deep_nesting_is_a_data_error(self) -> None:
+        line = '{"id": 1, "x": ' + "[" * 3000 + "]" * 3000 + "}"
+        with pytest.raises(CloudElementsDataError, match="f:9: JSON nested too deeply"):
+            sqlsync.parse_json_line(line, where="f:9")
 
     def test_missing_key_entirely(self) -> None:
         manifest = make_manifest("quickbooks", "invoices", "file:///x.ndjson", 1)
@@ -212,9 +262,15 @@ class TestDialects:
             sqlsync.dialect_for_conn_type("mysql")
 
     def test_sql_uses_dialect(self) -> None:
-        assert "IS DISTINCT FROM" in sqlsync.merge_sql(sqlsync.POSTGRES, "ce_t")
-        assert "IS NOT" in sqlsync.merge_sql(sqlsync.SQLITE, "ce_t")
+        assert "IS DISTINCT FROM" in sqlsync.resolve_sql(sqlsync.POSTGRES, "ce_t")
+        assert "IS NOT " in sqlsync.resolve_sql(sqlsync.SQLITE, "ce_t")
         assert 'COLLATE "C"' in sqlsync.create_table_sql(sqlsync.POSTGRES, "ce_t")
         assert "%s" not in sqlsync.stage_insert_sql(sqlsync.SQLITE)
-        sql, params = sqlsync.full_refresh_sql(sqlsync.SQLITE, "ce_t", window_end="2024-01-01T00:00:00.000Z")
-        assert sql.count("?") == 2 and sqlsync.bind(params, 5) == (5, "2024-01-01T00:00:00.000Z")
+        end = "2024-01-01T00:00:00.000Z"
+        sql, params = sqlsync.full_refresh_sql(
+            sqlsync.SQLITE, "ce_t", snapshot_at=None, window_end=end, load_time="2024-02-01T00:00:00.000Z"
+        )
+        assert sql.count("?") == 4 and sqlsync.bind(params, 5) == (end, 5, end, end)
+        assert "%s" in sqlsync.resolve_sql(sqlsync.POSTGRES, "ce_t") and "?" not in sqlsync.resolve_sql(
+            sqlsync.POSTGRES, "ce_t"
+        )

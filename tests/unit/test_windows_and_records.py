@@ -6,7 +6,13 @@ import pendulum
 import pytest
 
 from airflow_provider_cloudelements.exceptions import CloudElementsBulkJobError, CloudElementsConfigError
-from airflow_provider_cloudelements.utils.records import is_soft_deleted, parse_instant, updated_at
+from airflow_provider_cloudelements.utils.elements import ELEMENTS
+from airflow_provider_cloudelements.utils.records import (
+    is_soft_deleted,
+    parse_instant,
+    record_version,
+    updated_at,
+)
 from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
 from airflow_provider_cloudelements.utils.windows import resolve_window, to_utc
 
@@ -88,6 +94,35 @@ def test_updated_at_and_soft_delete_per_element() -> None:
     assert is_soft_deleted({"IsActive": "false"}, "quickbooksonprem")
     assert is_soft_deleted({"vis_state": 1}, "freshbooksv2")
     assert not is_soft_deleted({"vis_state": 2}, "freshbooksv2")
+
+
+def test_version_field_per_element() -> None:
+    assert {k: spec.version_field for k, spec in ELEMENTS.items()} == {
+        "quickbooks": "syncToken",
+        "quickbooksonprem": "EditSequence",
+        "freshbooksv2": None,
+        "freshbooks": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("element", "record", "expected"),
+    [
+        ("quickbooks", {"id": "22|33", "syncToken": "33"}, 33),
+        ("quickbooks", {"syncToken": 4}, 4),
+        ("quickbooks", {"syncToken": " 7 "}, 7),
+        ("quickbooksonprem", {"EditSequence": "1484948017"}, 1484948017),
+        ("quickbooks", {"id": "22|33"}, None),  # missing
+        ("quickbooks", {"syncToken": "3a"}, None),  # not an integer
+        ("quickbooks", {"syncToken": 2.5}, None),
+        ("quickbooks", {"syncToken": True}, None),
+        ("quickbooks", {"syncToken": ""}, None),
+        ("quickbooks", {"syncToken": str(2**63)}, None),  # beyond BIGINT
+        ("freshbooksv2", {"id": 1, "syncToken": "3"}, None),  # FreshBooks has no version field
+    ],
+)
+def test_record_version(element: str, record: dict[str, object], expected: int | None) -> None:
+    assert record_version(record, element) == expected
 
 
 def test_status_enum_accepts_both_completion_spellings_and_rejects_unknown() -> None:
