@@ -264,9 +264,10 @@ def publish_manifest(folder: ObjectStoragePath, manifest: dict[str, Any]) -> dic
     """Publish ``manifest`` as the folder's ``_manifest.json`` unless a newer one is in place; clean up.
 
     ``manifest`` must name run-unique files (:func:`landed_name`) that already exist in ``folder``.
-    When the folder's current manifest has a newer token (a later snapshot of the same interval landed
-    meanwhile) it is kept, this run's files are removed, and the current manifest is returned instead:
-    the caller then hands on the newer snapshot, never a manifest naming files that are gone.
+    When the folder's current manifest has a later snapshot (token time) — a newer extract of the same
+    interval landed meanwhile — it is kept, this run's files are removed, and the current manifest is
+    returned instead: the caller hands on the newer snapshot, never a manifest naming files that are
+    gone. An equal snapshot time is replaced (the later publisher wins).
 
     :returns: the manifest now in place (``manifest`` itself, or the newer one).
     """
@@ -275,27 +276,41 @@ def publish_manifest(folder: ObjectStoragePath, manifest: dict[str, Any]) -> dic
         with _folder_lock(folder):
             current = read_manifest(folder)
             current_token = manifest_token(current)
-            if current is not None and current_token is not None and (token is None or current_token > token):
+            if current is not None and current_token is not None and _later(current_token, token):
                 log.warning(
                     "A newer extract of this interval is already published in %s (%s > %s): keeping it",
                     folder,
                     current_token,
                     token,
                 )
-                _clean(folder, current, current_token)
+                _clean(folder, current, manifest)
                 return current
             write_json_atomic(folder / MANIFEST_NAME, manifest)
         if manifest_token(read_manifest(folder)) == token:
-            _clean(folder, manifest, token)
+            _clean(folder, manifest, current)
             return manifest
     log.warning("The manifest in %s kept changing under concurrent runs; returning the one in place", folder)
     in_place = read_manifest(folder)
     return in_place if in_place is not None else manifest
 
 
-def _clean(folder: ObjectStoragePath, current: dict[str, Any], token: str | None) -> None:
-    """Remove files of runs older than ``token`` that ``current`` does not name, and stale temporaries."""
+def _snapshot_part(token: str | None) -> str:
+    return token.split("-", 1)[0] if token else ""
+
+
+def _later(token: str, than: str | None) -> bool:
+    """Whether run ``token`` has a strictly later snapshot time than ``than``."""
+    return _snapshot_part(token) > _snapshot_part(than)
+
+
+def _clean(folder: ObjectStoragePath, current: dict[str, Any], replaced: dict[str, Any] | None) -> None:
+    """Remove what ``current`` (the manifest in place) does not name: the files ``replaced`` named,
+    files of runs with an earlier snapshot time, legacy fixed names, and temporaries older than
+    :data:`STALE_TEMP_AGE`. Files of runs with the same or a later snapshot time are kept (a
+    concurrent run may still be landing them)."""
     keep = manifest_files(current) | {MANIFEST_NAME}
+    drop = manifest_files(replaced) - keep
+    token = manifest_token(current)
     now = time.time()
     for child in folder.iterdir():
         name = child.name
@@ -304,10 +319,10 @@ def _clean(folder: ObjectStoragePath, current: dict[str, Any], token: str | None
         if _is_temp(name):
             if now - _mtime(child, now) < STALE_TEMP_AGE.total_seconds():
                 continue
-        else:
+        elif name not in drop:
             other = token_of(name)
-            if other is not None and (token is None or other >= token):
-                continue  # a newer (or this) run's file: a concurrent run still landing
+            if other is not None and (token is None or not _later(token, other)):
+                continue  # same or later snapshot: possibly a concurrent run still landing
         log.info("Removing stale file %s", child)
         _remove_quietly(child)
 

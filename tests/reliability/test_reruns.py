@@ -85,11 +85,14 @@ def test_same_interval_twice_is_byte_identical(
 
     (first, m1), (second, m2) = outputs
     assert first == second, "the rerun landed different bytes"
-    assert m1["path"] == m2["path"] and m1["manifest_path"] == m2["manifest_path"]
-    assert {**m1, "job_id": None} == {**m2, "job_id": None}
+    assert m1["manifest_path"] == m2["manifest_path"] and m1["path"] != m2["path"]  # run-unique names
+    per_run = {"job_id": None, "path": None, "snapshot_at": None}
+    assert {**m1, **per_run} == {**m2, **per_run}
+    assert m2["snapshot_at"] >= m1["snapshot_at"]
     assert dumps[0] == dumps[1], "the rerun changed database rows"
     assert len([r for r in dumps[0] if r[0].startswith("ce_quickbooks_invoices")]) == len(truth)
-    assert sorted(p.name for p in _path(m1).parent.iterdir()) == ["_manifest.json", "invoices.ndjson"]
+    # the folder holds exactly the rerun's manifest and the file it names
+    assert sorted(p.name for p in _path(m1).parent.iterdir()) == sorted(["_manifest.json", _path(m2).name])
 
 
 def test_retry_after_worker_died_mid_job_reattaches(
@@ -115,7 +118,7 @@ def test_retry_after_worker_died_mid_job_reattaches(
     assert manifest["job_id"] == saved["job_id"], "try 2 did not re-attach to try 1's job"
     assert jobs_created(remu, iid) - before == 1, "try 2 submitted a duplicate bulk job"
     assert compare(read_ndjson(_path(manifest)), remu.state.records(iid, "invoices"), "quickbooks").exact
-    assert store.get(STATE_KEY) == {"job_id": saved["job_id"], "landed": True}
+    assert {**store.get(STATE_KEY), "landed": False} == saved and store.get(STATE_KEY)["landed"] is True
 
 
 def test_retry_after_worker_died_mid_download_reuses_completed_job(
