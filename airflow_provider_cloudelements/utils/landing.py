@@ -242,11 +242,11 @@ def read_manifest(folder: ObjectStoragePath) -> dict[str, Any] | None:
 
 
 @contextmanager
-def _folder_lock(folder: ObjectStoragePath) -> Iterator[None]:
-    """Exclusive lock on a local folder (``flock`` on the directory itself, no lock file); a no-op on
-    object stores, where :func:`publish_manifest` re-reads the manifest after writing instead."""
+def _folder_lock(folder: ObjectStoragePath) -> Iterator[bool]:
+    """Exclusive lock on a local folder (``flock`` on the directory itself, no lock file), yields
+    ``True``; on object stores yields ``False`` (:func:`publish_manifest` re-reads after writing)."""
     if folder.protocol not in ("file", "local", ""):
-        yield
+        yield False
         return
     import fcntl
     import os
@@ -254,7 +254,7 @@ def _folder_lock(folder: ObjectStoragePath) -> Iterator[None]:
     fd = os.open(folder.path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        yield True
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
@@ -272,8 +272,8 @@ def publish_manifest(folder: ObjectStoragePath, manifest: dict[str, Any]) -> dic
     :returns: the manifest now in place (``manifest`` itself, or the newer one).
     """
     token = manifest_token(manifest)
-    for _ in range(3):  # object stores: re-check after writing (no compare-and-swap there)
-        with _folder_lock(folder):
+    for _ in range(3):
+        with _folder_lock(folder) as locked:
             current = read_manifest(folder)
             current_token = manifest_token(current)
             if current is not None and current_token is not None and _later(current_token, token):
@@ -286,9 +286,17 @@ def publish_manifest(folder: ObjectStoragePath, manifest: dict[str, Any]) -> dic
                 _clean(folder, current, manifest)
                 return current
             write_json_atomic(folder / MANIFEST_NAME, manifest)
-        if manifest_token(read_manifest(folder)) == token:
+            if locked:  # local folder: read-compare-write-clean is atomic under the lock
+                _clean(folder, manifest, current)
+                return manifest
+        # object store, no compare-and-swap: check what is in place now
+        in_place = read_manifest(folder)
+        in_place_token = manifest_token(in_place)
+        if in_place_token == token:
             _clean(folder, manifest, current)
             return manifest
+        if in_place is not None and in_place_token is not None and not _later(token, in_place_token):
+            return in_place  # a concurrent run with the same or a later snapshot won
     log.warning("The manifest in %s kept changing under concurrent runs; returning the one in place", folder)
     in_place = read_manifest(folder)
     return in_place if in_place is not None else manifest

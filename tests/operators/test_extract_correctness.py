@@ -42,7 +42,6 @@ from tests.operators.conftest import Ctx, files_under, first_event, roundtrip, r
 from tests.reliability.conftest import compare
 
 DAY = timedelta(days=1)
-STATUS_ROUTE = "GET /elements/api-v2/hubs/{hub}/bulk/{job_id}/status"
 CANCEL_ROUTE = "PUT /elements/api-v2/hubs/{hub}/bulk/{job_id}/cancel"
 
 
