@@ -306,7 +306,7 @@ def _snapshot_part(token: str | None) -> str:
     return token.split("-", 1)[0] if token else ""
 
 
-def _later(token: str, than: str | None) -> bool:
+def _later(token: str | None, than: str | None) -> bool:
     """Whether run ``token`` has a strictly later snapshot time than ``than``."""
     return _snapshot_part(token) > _snapshot_part(than)
 
