@@ -39,6 +39,8 @@ from airflow_provider_cloudelements.operators.sql import CloudElementsSqlUpsertO
 from airflow_provider_cloudelements.utils.records import format_utc, parse_instant, record_id, updated_at
 from tests.hooks.conftest import Req, Resp, ScriptedServer
 from tests.operators.conftest import Ctx, files_under, first_event, roundtrip, run_operator, set_connection
+from tests.operators.test_windows_paged import middle_record as middle
+from tests.operators.test_windows_paged import truth_between
 from tests.reliability.conftest import compare
 
 DAY = timedelta(days=1)
@@ -62,21 +64,6 @@ def lines(manifest: dict[str, Any], key: str = "path") -> list[dict[str, Any]]:
 
 def ids(manifest: dict[str, Any], element: str) -> set[str]:
     return {record_id(r, element) for r in lines(manifest)}
-
-
-def truth_between(emu: Any, iid: int, element: str, start: Any, end: Any, tz: str | None = None) -> set[str]:
-    out = set()
-    for rec in emu.state.records(iid, "invoices"):
-        when = updated_at(rec, element, naive_tz=tz)
-        if (start is None or when >= start) and (end is None or when < end):
-            out.add(record_id(rec, element))
-    return out
-
-
-def middle(emu: Any, iid: int, element: str) -> tuple[str, datetime]:
-    recs = sorted(emu.state.records(iid, "invoices"), key=lambda r: updated_at(r, element))
-    rec = recs[len(recs) // 2]
-    return record_id(rec, element), updated_at(rec, element)
 
 
 def folder_of(manifest: dict[str, Any]) -> Path:

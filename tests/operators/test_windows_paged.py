@@ -37,10 +37,13 @@ def landed(manifest: dict[str, Any], element: str) -> list[str]:
     return [record_id(json.loads(line), element) for line in text.splitlines() if line.strip()]
 
 
-def truth_between(emu: Any, iid: int, element: str, start: datetime | None, end: datetime | None) -> set[str]:
+def truth_between(
+    emu: Any, iid: int, element: str, start: datetime | None, end: datetime | None, tz: str | None = None
+) -> set[str]:
+    """Ids of the emulator's invoices updated in ``[start, end)`` (naive times read in ``tz``)."""
     out = set()
     for rec in emu.state.records(iid, "invoices"):
-        when = updated_at(rec, element)
+        when = updated_at(rec, element, naive_tz=tz)
         if (start is None or when >= start) and (end is None or when < end):
             out.add(record_id(rec, element))
     return out
