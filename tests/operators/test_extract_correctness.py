@@ -38,7 +38,15 @@ from airflow_provider_cloudelements.operators.extract import (
 from airflow_provider_cloudelements.operators.sql import CloudElementsSqlUpsertOperator
 from airflow_provider_cloudelements.utils.records import format_utc, parse_instant, record_id, updated_at
 from tests.hooks.conftest import Req, Resp, ScriptedServer
-from tests.operators.conftest import Ctx, files_under, first_event, roundtrip, run_operator, set_connection
+from tests.operators.conftest import (
+    Ctx,
+    files_under,
+    first_event,
+    roundtrip,
+    run_operator,
+    set_connection,
+    wait_for,
+)
 from tests.operators.test_windows_paged import middle_record as middle
 from tests.operators.test_windows_paged import truth_between
 from tests.reliability.conftest import compare
@@ -229,7 +237,9 @@ def status_proxy(emu: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
             req.method, emu.base_url + req.path, params=req.query, headers=headers, data=req.body or None, timeout=10
         )
         body: Any = resp.content
-        if req.method == "GET" and req.path.endswith("/status") and rewrite:
+        if req.method == "GET" and "/bulk/" in req.path and req.path.endswith("/invoices") and "blank" in rewrite:
+            body = body.replace(b"\n", b"\n\n", 3)  # blank lines are no records
+        elif req.method == "GET" and req.path.endswith("/status") and rewrite:
             status = resp.json()
             for key, value in rewrite.items():
                 if value is None:
@@ -279,6 +289,52 @@ def test_bad_record_counts_are_typed_errors_and_land_nothing(
         )
     assert not isinstance(raised.value, ValueError) and next(iter(rewrite)) in str(raised.value)
     assert not [p for p in files_under(out) if not p.name.endswith(".errors.ndjson")] if out.exists() else True
+
+
+def test_blank_lines_in_a_bulk_file_are_not_records(emu: Any, status_proxy: dict[str, Any], out: Path) -> None:
+    iid = emu.state.create_instance("quickbooks", "blank-lines")["id"]
+    status_proxy["blank"] = True
+    manifest = run_operator(
+        op("bulk", iid, full_refresh=True), Ctx(data_interval_end=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    )
+    truth = emu.state.records(iid, "invoices")
+    assert manifest["records"] == len(truth) and compare(lines(manifest), truth, "quickbooks").exact
+
+
+def test_changed_records_inside_one_second_land_in_two_folders(emu: Any, conn: str, out: Path) -> None:
+    """Two event batches whose spans differ only below the second get two partition folders (the
+    extract operators' labels), each with its own manifest."""
+    from airflow_provider_cloudelements.operators.changes import CloudElementsChangedRecordsOperator
+
+    iid = emu.state.create_instance("quickbooks", "changes-subsecond")["id"]
+    emu.state.records(iid, "invoices")
+    hook = CloudElementsHook("cloudelements_default", instance_id=iid)
+    for _ in range(5):  # two batches of activity a few ms apart inside one wall-clock second
+        wait_for(lambda: datetime.now(timezone.utc).microsecond < 200_000, what="the start of a second")
+        since = datetime.now(timezone.utc) - timedelta(milliseconds=1)
+        first = emu.state.simulate_activity(iid, resources=["invoices"], creates=2, updates=0, deletes=0)
+        mark = datetime.now(timezone.utc)
+        wait_for(lambda m=mark: datetime.now(timezone.utc) >= m + timedelta(milliseconds=20), what="20 ms")
+        emu.state.simulate_activity(iid, resources=["invoices"], creates=2, updates=0, deletes=0)
+        wanted = {str(i) for i in first["invoices"]["created"]}
+        events = wait_for(
+            lambda t=since: (found := list(hook.iter_events(since=t, object_types=["invoices"])))[3:] and found,
+            what="four events",
+        )
+        events = sorted(events, key=lambda e: e["eventDate"])
+        if len({e["eventDate"][:19] for e in events}) == 1:
+            break
+    assert len({e["eventDate"][:19] for e in events}) == 1 and len({e["eventDate"] for e in events}) > 1
+    split = len([e for e in events if str(e["objectId"]) in wanted])
+    manifests = [
+        CloudElementsChangedRecordsOperator(task_id="c", instance_id=iid, events=batch).execute(Ctx().context)[0]
+        for batch in (events[:split], events[split:])
+    ]
+    assert folder_of(manifests[0]) != folder_of(manifests[1]), "two event spans share a partition folder"
+    for m, batch in zip(manifests, (events[:split], events[split:]), strict=True):
+        assert ids(m, "quickbooks") == {str(e["objectId"]) for e in batch}
+        assert m["manifest_version"] == 2 and m["complete"] is False and m["snapshot_at"]
+        assert manifest_names_existing_files(folder_of(m) / "_manifest.json")
 
 
 def test_csv_with_a_line_break_inside_a_field_lands_exactly_and_reruns(emu: Any, conn: str, out: Path) -> None:
