@@ -7,12 +7,15 @@ file at the final path.
 Publishing rule of a partition folder (:func:`publish_manifest`): every run writes **run-unique**
 files ``<resource>.<token>.<kind>`` (:func:`run_token`: the snapshot time in milliseconds plus a short
 unique part, so tokens sort by snapshot), then ``_manifest.json`` **last**, which always names files that
-exist beside it. A manifest is never replaced by one with an older token (an older snapshot of the same
-interval). After a manifest is in place the folder is cleaned: files of older tokens (the replaced
-run's data, tombstones and errors, a crashed or superseded run's leftovers, legacy fixed names) are
-removed; files of newer tokens (a concurrent run still landing) are kept; hidden ``.part``
-temporaries are removed only when older than :data:`STALE_TEMP_AGE`. A ``kill -9`` at any point
-therefore leaves the previous manifest and the files it names intact.
+exist beside it. A manifest is never replaced by one with an earlier snapshot time (the superseded run
+removes its own files and hands on the manifest in place); with an equal time the later publisher wins.
+Once a manifest is in place the folder is cleaned: the files the replaced manifest named, files of runs
+with an earlier snapshot time (a crashed or superseded run's leftovers, a failed run's errors file) and
+legacy fixed names are removed; files of runs with the same or a later snapshot time (a concurrent run
+still landing) are kept; hidden ``.part`` temporaries are removed only when older than
+:data:`STALE_TEMP_AGE`. Local folders do read-compare-write-clean under an ``flock`` of the folder;
+object stores re-read the manifest after writing. A ``kill -9`` at any point leaves the previous manifest
+and the files it names intact.
 """
 
 from __future__ import annotations
