@@ -16,13 +16,21 @@ from airflow_provider_cloudelements.exceptions import (
 )
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.operators.extract import (
-    MANIFEST_NAME,
+    ExtractPlan,
     build_manifest,
     default_output_base,
+    snapshot_time,
     tombstone,
 )
 from airflow_provider_cloudelements.utils.elements import get_element
-from airflow_provider_cloudelements.utils.landing import partition_path, staged_file, write_json_atomic, write_ndjson
+from airflow_provider_cloudelements.utils.landing import (
+    landed_name,
+    partition_path,
+    publish_manifest,
+    run_token,
+    staged_file,
+    write_ndjson,
+)
 from airflow_provider_cloudelements.utils.records import parse_instant
 from airflow_provider_cloudelements.utils.windows import ExtractWindow
 
@@ -65,10 +73,13 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
     For each resource among the events: ``GET /hubs/finance/{resource}/{id}`` for every changed
     object (newest event per object wins); a record that still exists is landed as it is (a soft
     delete keeps its inactive flag), one that no longer exists (404) becomes a tombstone
-    ``{"id", "deleted_at"}``. Files land atomically as
-    ``<resource>.ndjson`` and ``<resource>.deleted.ndjson`` in a partition named after the events' time
-    span. Returns a list of manifests (same shape as the extract operators', ``mode="events"``,
-    ``deleted_path`` set) for :class:`~airflow_provider_cloudelements.operators.sql.CloudElementsSqlUpsertOperator`.
+    ``{"id", "deleted_at"}``. Files land atomically under run-unique names
+    ``<resource>.<token>.ndjson`` and ``<resource>.<token>.deleted.ndjson`` in a partition named after
+    the events' time span (the extract operators' labels: :func:`~..utils.landing.partition_path`, with
+    microseconds), ``_manifest.json`` last (:func:`~..utils.landing.publish_manifest`). Returns a list
+    of manifests (v2, same shape as the extract operators', ``mode="events"``, ``deleted_path`` set,
+    ``complete`` false, ``snapshot_at`` the server time before the first record GET) for
+    :class:`~airflow_provider_cloudelements.operators.sql.CloudElementsSqlUpsertOperator`.
 
     :param instance_id: element instance the events belong to. Templated.
     :param events: the events (templated, e.g. a sensor's XCom); default: the payloads of the asset
@@ -144,6 +155,7 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
     ) -> dict[str, Any]:
         records: list[dict[str, Any]] = []
         tombstones: list[dict[str, Any]] = []
+        snapshot = snapshot_time(self.hook)  # before the first GET: a lower bound
         for object_id, event in sorted(by_id.items()):
             # Fetch even for DELETED events: a soft-deleted record still exists (inactive flag),
             # only a 404 means a hard delete. At most max_records objects, so the lists stay small.
@@ -151,28 +163,36 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
                 records.append(self.hook.get_record(resource, object_id))
             except CloudElementsNotFoundError:
                 tombstones.append(tombstone(object_id, event.get("eventDate")))
-        target = folder / f"{resource}.ndjson"
-        deleted = folder / f"{resource}.deleted.ndjson"
+        token = run_token(snapshot)
+        target = folder / landed_name(resource, token, "ndjson")
+        deleted = folder / landed_name(resource, token, "deleted.ndjson")
         with staged_file(target) as (out, publish), staged_file(deleted) as (dead, publish_deleted):
             count, nbytes = write_ndjson(out, records)
             write_ndjson(dead, tombstones)
             publish()
             publish_deleted()
-        manifest = build_manifest(
-            element_key=element_key,
+        plan = ExtractPlan(
             instance_id=instance_id,
+            element_key=element_key,
             resource=resource,
+            output_format="ndjson",
+            window=ExtractWindow(start=None, end=None, full_refresh=False),
+            folder=str(folder),
+            naive_timezone=get_element(element_key).naive_timezone,
+        )
+        manifest = build_manifest(
+            plan=plan,
             mode="events",
             target=target,
-            output_format="ndjson",
             records=count,
             nbytes=nbytes,
             job_id=None,
-            window=ExtractWindow(start=None, end=None, full_refresh=False),
+            snapshot_at=snapshot,
+            complete=False,
             deleted_path=str(deleted),
             deleted=len(tombstones),
         )
-        write_json_atomic(folder / MANIFEST_NAME, manifest)
+        manifest = publish_manifest(folder, manifest)
         self.log.info(
             "Landed %s changed and %s deleted %s of instance %s", count, len(tombstones), resource, instance_id
         )

@@ -14,7 +14,12 @@ from airflow_provider_cloudelements.exceptions import (
     as_instance_id,
 )
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.operators.links import INSTANCE_URL_KEY, CloudElementsInstanceLink, instance_url
+from airflow_provider_cloudelements.operators.links import (
+    INSTANCE_URL_KEY,
+    CloudElementsInstanceLink,
+    instance_url,
+    push_link,
+)
 from airflow_provider_cloudelements.utils.elements import get_element
 
 if TYPE_CHECKING:
@@ -128,7 +133,7 @@ class CloudElementsCreateInstanceOperator(BaseOperator):
         if instance is None:
             instance = self.hook.create_instance(body)
         result = {"id": int(instance["id"]), "name": instance.get("name"), "element_key": element_key, "reused": reused}
-        context["ti"].xcom_push(key=INSTANCE_URL_KEY, value=instance_url(self.hook.base_url, result["id"]))
+        push_link(self, context, INSTANCE_URL_KEY, instance_url(self.hook.base_url, result["id"]))
         self.log.info(
             "%s element instance %s (%s, %s)",
             "Reusing" if reused else "Created",

@@ -1,18 +1,27 @@
-"""Operator extra links to the Cloud Elements console (user-needs §4 item 20)."""
+"""Operator extra links to the Cloud Elements console (user-needs §4 item 20).
+
+Airflow 3 computes each link once, in the worker at the end of the task (``finalize``), with the
+operator instance that ran, and stores it under the link's ``xcom_key`` for the UI. The operators
+record the URLs they know on themselves (:func:`push_link`), so :meth:`_XComUrlLink.get_link` answers
+from memory and never asks for an XCom that was never pushed (no ``XCom not found`` error in the log
+of a task that failed early); a link whose URL is unknown is empty. The bulk-job link belongs to the
+bulk extract operator only.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperatorLink
-from airflow.sdk.execution_time.xcom import XCom
 
 if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator
+    from airflow.sdk import BaseOperator, Context
     from airflow.sdk.types import TaskInstanceKey
 
 INSTANCE_URL_KEY = "cloudelements_instance_url"
 BULK_JOB_URL_KEY = "cloudelements_bulk_job_url"
+#: Attribute of an operator holding ``{xcom_key: url}`` of the links it computed while running.
+LINKS_ATTR = "_ce_links"
 
 
 def console_base(api_base_url: str) -> str:
@@ -31,11 +40,30 @@ def bulk_job_url(api_base_url: str, job_id: str) -> str:
     return f"{api_base_url.rstrip('/')}/hubs/finance/bulk/{job_id}/status"
 
 
+def push_link(operator: Any, context: Context, key: str, url: str) -> None:
+    """Push a link URL to XCom ``key`` and remember it on ``operator`` for :meth:`_XComUrlLink.get_link`."""
+    links = getattr(operator, LINKS_ATTR, None)
+    if not isinstance(links, dict):
+        links = {}
+        setattr(operator, LINKS_ATTR, links)
+    links[key] = url
+    context["ti"].xcom_push(key=key, value=url)
+
+
 class _XComUrlLink(BaseOperatorLink):
     xcom_key: str = ""
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        value = XCom.get_value(key=self.xcom_key, ti_key=ti_key)
+        """The URL the running operator recorded; else (another process) the XCom, ``""`` if absent."""
+        links = getattr(operator, LINKS_ATTR, None)
+        if isinstance(links, dict):
+            return str(links.get(self.xcom_key) or "")
+        try:
+            from airflow.sdk.execution_time.xcom import XCom
+
+            value = XCom.get_value(key=self.xcom_key, ti_key=ti_key)
+        except Exception:  # a link must never fail a task or a page
+            return ""
         return str(value) if value else ""
 
 
@@ -47,7 +75,7 @@ class CloudElementsInstanceLink(_XComUrlLink):
 
 
 class CloudElementsBulkJobLink(_XComUrlLink):
-    """Link to the bulk job the task submitted."""
+    """Link to the bulk job the task submitted (bulk extract operator only)."""
 
     name = "Cloud Elements bulk job"
     xcom_key = BULK_JOB_URL_KEY

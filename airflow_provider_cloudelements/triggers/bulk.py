@@ -21,10 +21,16 @@ class CloudElementsBulkJobTrigger(BaseTrigger):
     """Poll ``GET /hubs/finance/bulk/{id}/status`` until the job is terminal or ``end_time`` passes.
 
     It only sends idempotent GETs (a triggerer restart re-runs it safely) and never holds a secret:
-    its kwargs are the job id, instance id, connection id and numbers. It yields exactly one event::
+    its kwargs are the job id, instance id, connection id, numbers and the operator's plan (window,
+    folder, element: no credentials). It yields exactly one event::
 
         {"status": "success"|"failed"|"cancelled"|"timeout"|"error", "job_id": "17",
-         "job_status": "COMPLETED", "records": 40, "failed_records": 0, "message": "…"}
+         "job_status": "COMPLETED", "records": 40, "failed_records": 0, "message": "…",
+         "plan": {…} | None, "error": {…} (status "error" only)}
+
+    A poll that still fails once the hook's retry budget is spent ends in an ``error`` event with the
+    typed error; the job is left running so the operator can keep it for a retry to re-attach to, or
+    cancel it (:class:`~airflow_provider_cloudelements.operators.extract.CloudElementsBulkExtractOperator`).
 
     :param job_id: bulk job id returned by ``POST /bulk/query``.
     :param instance_id: element instance the job belongs to (its token is resolved in the triggerer).
@@ -33,6 +39,7 @@ class CloudElementsBulkJobTrigger(BaseTrigger):
     :param end_time: absolute deadline, epoch seconds (``time.time()`` clock, survives serialization).
     :param cancel_on_kill: ``PUT /bulk/{id}/cancel`` when a user kills the deferred task (Airflow 3.3
         ``BaseTrigger.on_kill``; not on triggerer restarts).
+    :param plan: JSON-safe dict echoed in every event (what the operator resolved at submit time).
     """
 
     def __init__(
@@ -44,6 +51,7 @@ class CloudElementsBulkJobTrigger(BaseTrigger):
         poll_interval: float,
         end_time: float,
         cancel_on_kill: bool = True,
+        plan: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.job_id = str(job_id)
@@ -52,6 +60,7 @@ class CloudElementsBulkJobTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.end_time = float(end_time)
         self.cancel_on_kill = cancel_on_kill
+        self.plan = plan
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -63,6 +72,7 @@ class CloudElementsBulkJobTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
                 "cancel_on_kill": self.cancel_on_kill,
+                "plan": self.plan,
             },
         )
 
@@ -104,6 +114,7 @@ class CloudElementsBulkJobTrigger(BaseTrigger):
                 "records": payload.get("recordsCount"),
                 "failed_records": payload.get("recordsFailedCount"),
                 "message": message,
+                "plan": self.plan,
             }
         )
 

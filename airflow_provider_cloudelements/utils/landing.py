@@ -2,18 +2,33 @@
 
 A file is first written to a hidden temporary sibling (``.<name>.<uuid>.part``) and moved to its
 final path only once it is complete and reconciled, so a failed or partial download never leaves a
-file at the final path, and re-running an interval replaces its files instead of duplicating them.
+file at the final path.
+
+Publishing rule of a partition folder (:func:`publish_manifest`): every run writes **run-unique**
+files ``<resource>.<token>.<kind>`` (:func:`run_token`: the snapshot time in milliseconds plus a short
+unique part, so tokens sort by snapshot), then ``_manifest.json`` **last**, which always names files that
+exist beside it. A manifest is never replaced by one with an earlier snapshot time (the superseded run
+removes its own files and hands on the manifest in place); with an equal time the later publisher wins.
+Once a manifest is in place the folder is cleaned: the files the replaced manifest named, files of runs
+with an earlier snapshot time (a crashed or superseded run's leftovers, a failed run's errors file) and
+legacy fixed names are removed; files of runs with the same or a later snapshot time (a concurrent run
+still landing) are kept; hidden ``.part`` temporaries are removed only when older than
+:data:`STALE_TEMP_AGE`. Local folders do read-compare-write-clean under an ``flock`` of the folder;
+object stores re-read the manifest after writing. A ``kill -9`` at any point leaves the previous manifest
+and the files it names intact.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO, cast
 
 from airflow.sdk import ObjectStoragePath
@@ -21,6 +36,11 @@ from airflow.sdk import ObjectStoragePath
 log = logging.getLogger(__name__)
 
 FORMAT_SUFFIX = {"ndjson": "ndjson", "csv": "csv", "parquet": "parquet"}
+MANIFEST_NAME = "_manifest.json"
+#: Hidden ``.part`` temporaries older than this are a dead run's (a download is written continuously;
+#: a live one is never this old without being touched) and are removed by the next publish.
+STALE_TEMP_AGE = timedelta(hours=6)
+_TOKEN_RE = re.compile(r"^\d{8}T\d{9}Z-[0-9a-f]{8}$")
 
 
 def partition_path(
@@ -34,8 +54,10 @@ def partition_path(
 ) -> ObjectStoragePath:
     """Folder of one extract: ``<base>/<element_key>/instance=<id>/<resource>/window=<start>_<end>``.
 
-    Times are UTC, formatted ``YYYYMMDDTHHMMSSZ``; an open bound is written ``open``. The same
-    interval always maps to the same folder, which is what makes reruns replace their files.
+    Times are UTC, formatted ``YYYYMMDDTHHMMSSZ``, with ``.ffffff`` (microseconds) before the ``Z`` when
+    the instant is not a whole second, so two different windows never share a folder; an open bound is
+    written ``open``. The same interval always maps to the same folder, so a rerun's manifest replaces
+    the earlier run's (:func:`publish_manifest`).
     """
     root = base if isinstance(base, ObjectStoragePath) else ObjectStoragePath(base)
     label = f"window={_stamp(window_start)}_{_stamp(window_end)}"
@@ -47,12 +69,42 @@ def _stamp(value: datetime | None) -> str:
         return "open"
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc)
-    return value.strftime("%Y%m%dT%H%M%SZ")
+    fraction = f".{value.microsecond:06d}" if value.microsecond else ""
+    return value.strftime("%Y%m%dT%H%M%S") + fraction + "Z"
+
+
+def run_token(snapshot_at: datetime, unique: str | None = None) -> str:
+    """Run-unique, snapshot-ordered part of landed file names: ``YYYYMMDDTHHMMSSmmmZ-<8 hex>``.
+
+    :param snapshot_at: the extract's snapshot time (aware).
+    :param unique: stable identity of the run (a bulk job id: a retry landing the same job writes the
+        same names); ``None`` = random.
+    """
+    utc = snapshot_at.astimezone(timezone.utc)
+    stamp = utc.strftime("%Y%m%dT%H%M%S") + f"{utc.microsecond // 1000:03d}Z"
+    tail = hashlib.sha256(unique.encode()).hexdigest()[:8] if unique is not None else uuid.uuid4().hex[:8]
+    return f"{stamp}-{tail}"
+
+
+def landed_name(resource: str, token: str, kind: str) -> str:
+    """File name of one landed file: ``<resource>.<token>.<kind>`` (kind ``ndjson``, ``csv``, ``parquet``,
+    ``deleted.ndjson`` or ``errors.ndjson``)."""
+    return f"{resource}.{token}.{kind}"
+
+
+def token_of(name: str) -> str | None:
+    """The run token in a landed file name (:func:`landed_name`), or ``None`` for other names."""
+    parts = name.split(".")
+    return parts[1] if len(parts) >= 3 and _TOKEN_RE.match(parts[1]) else None
 
 
 def temp_sibling(final: ObjectStoragePath) -> ObjectStoragePath:
     """A hidden, unique temporary path next to ``final`` (same bucket/folder, so the move is cheap)."""
     return final.parent / f".{final.name}.{uuid.uuid4().hex}.part"
+
+
+def _is_temp(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".part")
 
 
 @contextmanager
@@ -161,6 +213,150 @@ def write_json_atomic(final: ObjectStoragePath, payload: Any) -> None:
     """Write ``payload`` as pretty JSON to ``final`` atomically."""
     with atomic_write(final, "wb") as handle:
         handle.write(json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
+
+
+def manifest_files(manifest: Any) -> set[str]:
+    """Base names of the files a manifest names (``path``, ``deleted_path``, ``errors_path``)."""
+    if not isinstance(manifest, dict):
+        return set()
+    return {
+        str(manifest[k]).rstrip("/").rsplit("/", 1)[-1]
+        for k in ("path", "deleted_path", "errors_path")
+        if manifest.get(k)
+    }
+
+
+def manifest_token(manifest: Any) -> str | None:
+    """Run token of a manifest's data file, ``None`` for a manifest of fixed (pre-v2) names."""
+    if not isinstance(manifest, dict) or not manifest.get("path"):
+        return None
+    return token_of(str(manifest["path"]).rstrip("/").rsplit("/", 1)[-1])
+
+
+def read_manifest(folder: ObjectStoragePath) -> dict[str, Any] | None:
+    """The folder's ``_manifest.json`` as a dict, or ``None`` when absent or unreadable."""
+    path = folder / MANIFEST_NAME
+    try:
+        with path.open("rb") as handle:
+            value = json.loads(handle.read())
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@contextmanager
+def _folder_lock(folder: ObjectStoragePath) -> Iterator[bool]:
+    """Exclusive lock on a local folder (``flock`` on the directory itself, no lock file), yields
+    ``True``; on object stores yields ``False`` (:func:`publish_manifest` re-reads after writing)."""
+    if folder.protocol not in ("file", "local", ""):
+        yield False
+        return
+    import fcntl
+    import os
+
+    fd = os.open(folder.path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield True
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def publish_manifest(folder: ObjectStoragePath, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Publish ``manifest`` as the folder's ``_manifest.json`` unless a newer one is in place; clean up.
+
+    ``manifest`` must name run-unique files (:func:`landed_name`) that already exist in ``folder``.
+    When the folder's current manifest has a later snapshot (token time) — a newer extract of the same
+    interval landed meanwhile — it is kept, this run's files are removed, and the current manifest is
+    returned instead: the caller hands on the newer snapshot, never a manifest naming files that are
+    gone. An equal snapshot time is replaced (the later publisher wins).
+
+    :returns: the manifest now in place (``manifest`` itself, or the newer one).
+    """
+    token = manifest_token(manifest)
+    for _ in range(3):
+        with _folder_lock(folder) as locked:
+            current = read_manifest(folder)
+            current_token = manifest_token(current)
+            if current is not None and current_token is not None and _later(current_token, token):
+                log.warning(
+                    "A newer extract of this interval is already published in %s (%s > %s): keeping it",
+                    folder,
+                    current_token,
+                    token,
+                )
+                _clean(folder, current, manifest)
+                return current
+            write_json_atomic(folder / MANIFEST_NAME, manifest)
+            if locked:  # local folder: read-compare-write-clean is atomic under the lock
+                _clean(folder, manifest, current)
+                return manifest
+        # object store, no compare-and-swap: check what is in place now
+        in_place = read_manifest(folder)
+        in_place_token = manifest_token(in_place)
+        if in_place_token == token:
+            _clean(folder, manifest, current)
+            return manifest
+        if in_place is not None and in_place_token is not None and not _later(token, in_place_token):
+            return in_place  # a concurrent run with the same or a later snapshot won
+    log.warning("The manifest in %s kept changing under concurrent runs; returning the one in place", folder)
+    in_place = read_manifest(folder)
+    return in_place if in_place is not None else manifest
+
+
+def _snapshot_part(token: str | None) -> str:
+    return token.split("-", 1)[0] if token else ""
+
+
+def _later(token: str | None, than: str | None) -> bool:
+    """Whether run ``token`` has a strictly later snapshot time than ``than``."""
+    return _snapshot_part(token) > _snapshot_part(than)
+
+
+def _clean(folder: ObjectStoragePath, current: dict[str, Any], replaced: dict[str, Any] | None) -> None:
+    """Remove what ``current`` (the manifest in place) does not name: the files ``replaced`` named,
+    files of runs with an earlier snapshot time, legacy fixed names, and temporaries older than
+    :data:`STALE_TEMP_AGE`. Files of runs with the same or a later snapshot time are kept (a
+    concurrent run may still be landing them)."""
+    keep = manifest_files(current) | {MANIFEST_NAME}
+    drop = manifest_files(replaced) - keep
+    token = manifest_token(current)
+    now = time.time()
+    for child in folder.iterdir():
+        name = child.name
+        if name in keep:
+            continue
+        if _is_temp(name):
+            if now - _mtime(child, now) < STALE_TEMP_AGE.total_seconds():
+                continue
+        elif name not in drop:
+            other = token_of(name)
+            if other is not None and (token is None or not _later(token, other)):
+                continue  # same or later snapshot: possibly a concurrent run still landing
+        log.info("Removing stale file %s", child)
+        _remove_quietly(child)
+
+
+def _mtime(path: ObjectStoragePath, default: float) -> float:
+    """Last-modified time (epoch seconds) from the filesystem's ``info`` (local ``mtime``, S3
+    ``LastModified``, GCS ``updated``), ``default`` when unknown."""
+    try:
+        info = path.fs.info(path.path)
+    except (OSError, ValueError):
+        return default
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return default
 
 
 class ProgressLogger:

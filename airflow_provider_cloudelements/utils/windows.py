@@ -2,8 +2,18 @@
 
 A window is half-open ``[start, end)`` on the element's updated-date field (QBO
 ``metaData.lastUpdatedTime``, QBE ``TimeModified``, FreshBooks ``updated``; reference §3.4/§3.5),
-optionally widened backwards by a lookback overlap. Reruns of the same interval produce the same
-window, so they land in the same partition and replace it.
+widened backwards by a lookback overlap (default :data:`DEFAULT_LOOKBACK`, 10 minutes, for windows taken
+from the data interval) so a record stamped by a server clock that runs behind the worker's is still
+extracted; the overlap is harmless because the loader orders versions. Reruns of the same interval
+produce the same window, so they land in the same partition folder.
+
+Full refreshes are open-ended: they select every record regardless of its updated time (a record
+edited after the interval end is still in the snapshot); ``end`` is kept only for the partition label.
+
+Naive element times (FreshBooks ``updated``, written without an offset) are read in one zone, the
+extract's ``naive_timezone`` (default: the element's :attr:`ElementSpec.naive_timezone`). The server-side
+filter for such elements is widened by :data:`NAIVE_MARGIN` on each side (a superset whatever zone the
+server assumes) and the exact half-open window is applied client-side with :func:`in_window`.
 """
 
 from __future__ import annotations
@@ -15,6 +25,15 @@ from typing import Any
 import pendulum
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
+from airflow_provider_cloudelements.utils.elements import ElementSpec
+from airflow_provider_cloudelements.utils.records import updated_at, zone
+
+#: Overlap subtracted from the start of windows taken from the data interval when ``lookback`` is not
+#: given: covers a Cloud Elements / provider clock up to 10 minutes behind the Airflow worker's.
+DEFAULT_LOOKBACK = timedelta(minutes=10)
+#: Widening of the server-side filter on each side for elements with naive updated times (any UTC
+#: offset is within a day); the exact window is then applied client-side.
+NAIVE_MARGIN = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -30,11 +49,26 @@ class ExtractWindow:
     full_refresh: bool
 
     def as_dict(self) -> dict[str, str | bool | None]:
+        """``{"start": ISO|None, "end": ISO|None, "full_refresh": bool}`` (ISO with microseconds when set)."""
         return {
             "start": self.start.isoformat() if self.start else None,
             "end": self.end.isoformat() if self.end else None,
             "full_refresh": self.full_refresh,
         }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ExtractWindow:
+        """Inverse of :meth:`as_dict` (a window persisted across a deferral or a retry).
+
+        :raises CloudElementsConfigError: not a window dict.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("full_refresh"), bool):
+            raise CloudElementsConfigError(f"Not a persisted extract window: {data!r}")
+        return cls(
+            start=to_utc(data.get("start"), name="window start"),
+            end=to_utc(data.get("end"), name="window end"),
+            full_refresh=data["full_refresh"],
+        )
 
 
 def to_utc(value: Any, *, name: str = "date") -> datetime | None:
@@ -74,6 +108,21 @@ def positive_number(value: Any, name: str, *, allow_zero: bool = False) -> float
     return float(value)
 
 
+def check_lookback(value: Any) -> timedelta | None:
+    """Validate a ``lookback`` parameter (before any call): ``None`` (the default), a timedelta >= 0 or a
+    number of seconds >= 0.
+
+    :raises CloudElementsConfigError: anything else (text, booleans, negative or non-finite values).
+    """
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        if value < timedelta(0):
+            raise CloudElementsConfigError(f"lookback must not be negative, got {value!r}")
+        return value
+    return timedelta(seconds=positive_number(value, "lookback", allow_zero=True))
+
+
 def resolve_window(
     context: Any,
     *,
@@ -90,7 +139,9 @@ def resolve_window(
     :param full_refresh: ``True`` (always everything), ``False`` (always the interval) or ``"auto"``
         (everything on a DAG's first successful run, the interval afterwards).
     :param lookback: overlap subtracted from the window start (timedelta or seconds) to catch late
-        updates; rows are deduplicated downstream by (instance, record id).
+        updates and a server clock behind the worker's; rows are deduplicated downstream by (instance,
+        record id) and ordered by version. ``None``: :data:`DEFAULT_LOOKBACK` for a start taken from
+        the data interval, no overlap for an explicit ``window_start``.
     :param window_start: explicit start (overrides the data interval).
     :param window_end: explicit end (overrides the data interval).
     :raises CloudElementsConfigError: on unparseable dates, a negative lookback or start >= end.
@@ -114,16 +165,59 @@ def resolve_window(
         full = bool(full_refresh)
     if start is not None and end is not None and start >= end:
         raise CloudElementsConfigError(f"Window start {start.isoformat()} is not before end {end.isoformat()}")
-    if lookback:
-        delta = (
-            lookback
-            if isinstance(lookback, timedelta)
-            else timedelta(seconds=positive_number(lookback, "lookback", allow_zero=True))
-        )
-        if delta < timedelta(0):
-            raise CloudElementsConfigError("lookback must not be negative")
-        if start is not None:
-            start = start - delta
+    delta = check_lookback(lookback)
+    if delta is None:
+        delta = DEFAULT_LOOKBACK if window_start is None else timedelta(0)
+    if start is not None and delta:
+        start = start - delta
     if full:
         return ExtractWindow(start=None, end=end, full_refresh=True)
     return ExtractWindow(start=start, end=end, full_refresh=False)
+
+
+def naive_times(spec: ElementSpec) -> bool:
+    """Whether the element writes its updated time without an offset (FreshBooks ``updated``,
+    day-precision CEQL): its windows are filtered client-side in the naive zone."""
+    return spec.ceql_date_format == "date"
+
+
+def check_naive_timezone(value: Any) -> str | None:
+    """Validate a ``naive_timezone`` parameter (IANA name or ``UTC``; ``None`` = element default).
+
+    :raises CloudElementsConfigError: not a string, or an unknown zone.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise CloudElementsConfigError(f"naive_timezone must be an IANA time zone name, got {value!r}")
+    zone(value.strip())
+    return value.strip()
+
+
+def server_bounds(window: ExtractWindow, spec: ElementSpec) -> tuple[datetime | None, datetime | None]:
+    """``(start, end)`` to send to the server for ``window``: open for a full refresh, the window itself
+    for elements with zoned times, widened by :data:`NAIVE_MARGIN` for naive ones (client-side
+    :func:`in_window` then selects the exact window)."""
+    if window.full_refresh:
+        return None, None
+    start, end = window.start, window.end
+    if naive_times(spec):
+        start = start - NAIVE_MARGIN if start is not None else None
+        end = end + NAIVE_MARGIN if end is not None else None
+    return start, end
+
+
+def in_window(record: Any, spec: ElementSpec, window: ExtractWindow, naive_tz: str) -> bool:
+    """Half-open ``[start, end)`` check on the record's updated instant, naive times read in ``naive_tz``.
+
+    A full refresh keeps every record; a record without a readable updated time is kept (never
+    silently dropped; the loader orders it by the snapshot time).
+    """
+    if window.full_refresh or not isinstance(record, dict):
+        return True
+    instant = updated_at(record, spec, naive_tz=naive_tz)
+    if instant is None:
+        return True
+    if window.start is not None and instant < window.start:
+        return False
+    return not (window.end is not None and instant >= window.end)

@@ -42,7 +42,13 @@ MANIFEST_KEYS = {
     "window",
     "full_refresh",
     "manifest_path",
+    "manifest_version",
+    "snapshot_at",
+    "complete",
+    "naive_timezone",
 }
+#: Keys that differ between two runs of one interval (run-unique file names, snapshot time).
+PER_RUN_KEYS = {"job_id", "path", "snapshot_at"}
 
 
 def bulk_op(instance_id: int, **kwargs: Any) -> CloudElementsBulkExtractOperator:
@@ -86,7 +92,9 @@ def test_deferrable_and_sync_return_the_same_manifest(emu: Any, conn: str, out: 
     job_id = ctx.ti.xcoms["bulk_job_id"]
     assert ctx.ti.xcoms[BULK_JOB_URL_KEY].endswith(f"/bulk/{job_id}/status")
     assert ctx.ti.xcoms[INSTANCE_URL_KEY].endswith(f"/instances/{inst['id']}")
-    assert ctx.store.get(STATE_KEY) == {"job_id": job_id, "landed": False}
+    saved = ctx.store.get(STATE_KEY)
+    assert {k: saved[k] for k in ("job_id", "landed")} == {"job_id": job_id, "landed": False}
+    assert saved["plan"]["window"] == {"start": None, "end": END.isoformat(), "full_refresh": True}
     trigger = deferred.value.trigger
     assert isinstance(trigger, CloudElementsBulkJobTrigger)
     assert deferred.value.timeout is None
@@ -100,13 +108,18 @@ def test_deferrable_and_sync_return_the_same_manifest(emu: Any, conn: str, out: 
     deferred_manifest = op.execute_complete(ctx.context, event)
 
     assert set(sync) == set(deferred_manifest) == MANIFEST_KEYS
-    for key in MANIFEST_KEYS - {"job_id"}:
+    for key in MANIFEST_KEYS - PER_RUN_KEYS:
         assert sync[key] == deferred_manifest[key], key
     assert deferred_manifest["job_id"] == job_id != sync["job_id"]
+    assert deferred_manifest["complete"] is True and deferred_manifest["manifest_version"] == 2
+    assert deferred_manifest["snapshot_at"] >= sync["snapshot_at"]
+    # the second run replaced the first's manifest and removed its file: the folder holds one pair
+    folder = Path(deferred_manifest["path"].removeprefix("file://")).parent
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["_manifest.json", folder_name(deferred_manifest)])
     assert deferred_manifest["records"] == len(truth) == 30
     assert set(ids_in(deferred_manifest["path"])) == truth
     assert Path(deferred_manifest["path"].removeprefix("file://")).read_bytes() == sync_bytes
-    assert ctx.store.get(STATE_KEY) == {"job_id": job_id, "landed": True}
+    assert {k: ctx.store.get(STATE_KEY)[k] for k in ("job_id", "landed")} == {"job_id": job_id, "landed": True}
     manifest_file = json.loads(Path(deferred_manifest["manifest_path"].removeprefix("file://")).read_text())
     assert manifest_file == json.loads(json.dumps(deferred_manifest))
     assert jobs_created(emu, inst["id"]) == 2
@@ -116,10 +129,11 @@ def test_completed_job_from_earlier_try_costs_no_deferral(emu: Any, conn: str, o
     """Terminal-before-defer + re-attach: a COMPLETED, never-landed job is downloaded at once."""
     inst = emu.state.create_instance("quickbooks", "terminal-first")
     hook = CloudElementsHook(conn, instance_id=inst["id"])
-    job_id = hook.start_bulk_query("invoices")
-    wait_for(lambda: hook.get_bulk_status(job_id)["status"] == "COMPLETED", what="job completed")
     ctx = Ctx(data_interval_end=END)
-    ctx.store.set(STATE_KEY, {"job_id": job_id, "landed": False})
+    with pytest.raises(TaskDeferred):  # try 1 submitted and deferred, then its worker died
+        bulk_op(inst["id"], deferrable=True).execute(ctx.context)
+    job_id = ctx.store.get(STATE_KEY)["job_id"]
+    wait_for(lambda: hook.get_bulk_status(job_id)["status"] == "COMPLETED", what="job completed")
     manifest = run_operator(bulk_op(inst["id"], deferrable=True), ctx, expect_defer=False)
     assert manifest["job_id"] == job_id and manifest["records"] == 30
     assert jobs_created(emu, inst["id"]) == 1
@@ -149,7 +163,7 @@ def test_retry_reattaches_resubmits_after_failure_and_after_landing(emu: Any, co
     failed_job = hook.start_bulk_query("invoices")
     wait_for(lambda: hook.get_bulk_status(failed_job)["status"] == "FAILED", what="job failed")
     emu.state.reset_faults()
-    ctx.store.set(STATE_KEY, {"job_id": failed_job, "landed": False})
+    ctx.store.set(STATE_KEY, {"job_id": failed_job, "landed": False, "plan": ctx.store.get(STATE_KEY)["plan"]})
     manifest = run_operator(bulk_op(inst["id"], deferrable=True), ctx)
     assert manifest["job_id"] not in (failed_job, first_job, again["job_id"])
     assert jobs_created(emu, inst["id"]) == 4 and manifest["records"] == 30
@@ -158,26 +172,43 @@ def test_retry_reattaches_resubmits_after_failure_and_after_landing(emu: Any, co
 # ---------------------------------------------------------------------------------------- 5
 @pytest.mark.parametrize("deferrable", [False, True])
 def test_failed_records_policy(emu: Any, conn: str, out: Path, deferrable: bool) -> None:
+    """Failed records: over the limit the task fails (errors saved, no data); under it the file lands
+    with ``complete: false`` (the loader must not delete the failed, live records); a clean rerun
+    removes the earlier runs' error files."""
     inst = emu.state.create_instance("quickbooks", f"failed-records-{deferrable}")
     emu.state.set_faults(bulk_failed_records=3)
     with pytest.raises(CloudElementsRecordFailuresError, match="3 failed records"):
         run_operator(bulk_op(inst["id"], deferrable=deferrable, max_failed_records=2), Ctx(data_interval_end=END))
     folder = next(out.rglob("window=*"))
-    assert (folder / "invoices.errors.ndjson").exists()
-    assert len((folder / "invoices.errors.ndjson").read_text().splitlines()) == 3
-    assert not (folder / "invoices.ndjson").exists() and no_temp_files(out)
+    first_errors = list(folder.glob("invoices.*.errors.ndjson"))
+    assert len(first_errors) == 1 and len(first_errors[0].read_text().splitlines()) == 3
+    assert not [p for p in folder.iterdir() if not p.name.endswith(".errors.ndjson")] and no_temp_files(out)
 
     manifest = run_operator(
         bulk_op(inst["id"], deferrable=deferrable, max_failed_records=3), Ctx(data_interval_end=END)
     )
     assert manifest["failed_records"] == 3 and manifest["records"] == 27
-    assert manifest["errors_path"] == str(folder_uri(folder) + "/invoices.errors.ndjson")
+    assert manifest["full_refresh"] is True and manifest["complete"] is False
+    assert manifest["errors_path"].startswith(folder_uri(folder) + "/invoices.")
     assert Path(manifest["errors_path"].removeprefix("file://")).exists()
     assert len(ids_in(manifest["path"])) == 27
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["_manifest.json", folder_name(manifest), folder_name(manifest, "errors_path")]
+    ), "the failed run's errors file was not cleaned"
+
+    emu.state.reset_faults()
+    clean = run_operator(bulk_op(inst["id"], deferrable=deferrable), Ctx(data_interval_end=END))
+    assert clean["failed_records"] == 0 and clean["errors_path"] is None and clean["complete"] is True
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["_manifest.json", folder_name(clean)])
+    assert set(ids_in(clean["path"])) == {r["id"] for r in emu.state.records(inst["id"], "invoices")}
 
 
 def folder_uri(folder: Path) -> str:
     return f"file://{folder}"
+
+
+def folder_name(manifest: dict[str, Any], key: str = "path") -> str:
+    return str(manifest[key]).rsplit("/", 1)[-1]
 
 
 # ---------------------------------------------------------------------------------------- 6
@@ -209,8 +240,9 @@ def test_dropped_download_is_retried_to_an_identical_file(emu: Any, conn: str, o
             healer.join()
     # the first download was cut off (stats are counted when a response ends: wait for both)
     wait_for(lambda: emu.state.stats()["requests"].get(route, 0) >= before + 2, what="two downloads")
-    assert manifest["path"] == clean["path"]
+    assert manifest["manifest_path"] == clean["manifest_path"] and manifest["path"] != clean["path"]
     assert Path(manifest["path"].removeprefix("file://")).read_bytes() == clean_bytes
+    assert not Path(clean["path"].removeprefix("file://")).exists()  # the replaced run's file is gone
     assert no_temp_files(out)
 
 
@@ -244,7 +276,8 @@ def test_csv_and_parquet_bulk_output(emu: Any, conn: str, out: Path) -> None:
     csv_manifest = run_operator(
         bulk_op(inst["id"], resource="customers", output_format="csv", deferrable=True), Ctx(data_interval_end=END)
     )
-    assert csv_manifest["format"] == "csv" and csv_manifest["path"].endswith("customers.csv")
+    assert csv_manifest["format"] == "csv" and folder_name(csv_manifest).startswith("customers.")
+    assert csv_manifest["path"].endswith(".csv")
     with open(csv_manifest["path"].removeprefix("file://"), newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {r["id"] for r in rows} == truth and csv_manifest["records"] == len(truth)

@@ -32,6 +32,15 @@ def xcoms(dag_id: str, run_id: str) -> dict[tuple[str, str], Any]:
         return {(r.task_id, r.key): r.value for r in rows}
 
 
+def task_states(dag_id: str, run_id: str) -> dict[str, str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
+        return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in rows}
+
+
 def value(raw: Any) -> Any:
     if isinstance(raw, (str, bytes)):
         try:
@@ -83,3 +92,33 @@ def test_templated_instance_id_from_xcom(emu: Any, conn: str, out: Path) -> None
     token = emu.state.instances.get(created["id"])["token"]
     everything = json.dumps({f"{k}": str(v) for k, v in found.items()})
     assert token not in everything and "flow-app-secret-987" not in everything
+
+
+@pytest.mark.usefixtures("dag_bundles")
+def test_paged_and_failed_extracts_show_no_dead_link_and_log_no_xcom_error(
+    emu: Any, conn: str, out: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A paged extract has no bulk-job link, and no extract that failed before pushing a link logs
+    ``XCom not found`` (Airflow computes every extra link at the end of a task)."""
+    inst = emu.state.create_instance("quickbooks", "dag-paged")
+    monkeypatch.setenv("CE_OPS_INSTANCE_ID", str(inst["id"]))
+    monkeypatch.setenv("CE_OPS_MISSING_INSTANCE_ID", str(inst["id"] + 100_000))
+    dag = load("ce_ops_paged_extract")
+    assert [type(link).__name__ for link in dag.get_task("paged").operator_extra_links] == ["CloudElementsInstanceLink"]
+    run = dag.test()
+    logs = capfd.readouterr()
+    text = logs.out + logs.err
+    found = xcoms("ce_ops_paged_extract", run.run_id)
+    manifest = value(found[("paged", "return_value")])
+    assert manifest["records"] == 30 and manifest["complete"] is True
+    assert value(found[("paged", INSTANCE_URL_KEY)]).endswith(f"/instances/{inst['id']}")
+    assert ("paged", BULK_JOB_URL_KEY) not in found, "a paged extract shows a bulk-job link"
+    assert "XCom not found" not in text, [line for line in text.splitlines() if "XCom not found" in line][:3]
+    assert "Failed to push an xcom for task operator extra link" not in text
+    assert task_states("ce_ops_paged_extract", run.run_id) == {
+        "paged": "success",
+        "paged_fails": "failed",
+        "bulk_fails": "failed",
+    }
+    for task in ("paged_fails", "bulk_fails"):
+        assert not value(found.get((task, INSTANCE_URL_KEY))), f"{task}: a link to an instance it never reached"

@@ -15,6 +15,7 @@ from airflow_provider_cloudelements.operators.extract import (
     CloudElementsPagedExtractOperator,
 )
 from airflow_provider_cloudelements.utils.records import record_id, updated_at
+from airflow_provider_cloudelements.utils.windows import DEFAULT_LOOKBACK
 from tests.operators.conftest import Ctx, files_under, run_operator
 from tests.operators.test_bulk_extract import MANIFEST_KEYS
 
@@ -36,10 +37,13 @@ def landed(manifest: dict[str, Any], element: str) -> list[str]:
     return [record_id(json.loads(line), element) for line in text.splitlines() if line.strip()]
 
 
-def truth_between(emu: Any, iid: int, element: str, start: datetime | None, end: datetime | None) -> set[str]:
+def truth_between(
+    emu: Any, iid: int, element: str, start: datetime | None, end: datetime | None, tz: str | None = None
+) -> set[str]:
+    """Ids of the emulator's invoices updated in ``[start, end)`` (naive times read in ``tz``)."""
     out = set()
     for rec in emu.state.records(iid, "invoices"):
-        when = updated_at(rec, element)
+        when = updated_at(rec, element, naive_tz=tz)
         if (start is None or when >= start) and (end is None or when < end):
             out.add(record_id(rec, element))
     return out
@@ -82,22 +86,23 @@ def test_consecutive_data_intervals_and_zero_width_chain(
     _, x = middle_record(emu, iid, element)
     lo, hi = x - 100 * DAY, x + 100 * DAY
     everything = truth_between(emu, iid, element, None, None)
-    # first run (auto): full refresh of everything before the interval end
+    assert truth_between(emu, iid, element, x, None), "records after the first interval's end"
+    # first run (auto): an open-ended full refresh, also the records updated after the interval end
     first = run_operator(make_op(mode, iid), Ctx(data_interval_start=lo, data_interval_end=x))
-    assert first["full_refresh"] is True and first["window"]["start"] is None
-    assert set(landed(first, element)) == truth_between(emu, iid, element, None, x)
-    # later runs (a previous success exists): exactly their interval
-    second = run_operator(make_op(mode, iid), Ctx(x, hi, prev_start_success=lo, prev_end_success=x))
-    assert second["full_refresh"] is False
+    assert first["full_refresh"] is True and first["window"]["start"] is None and first["complete"] is True
+    assert sorted(landed(first, element)) == sorted(everything)
+    # later runs (a previous success exists): exactly their interval (lookback=0: exact tiling)
+    second = run_operator(make_op(mode, iid, lookback=0), Ctx(x, hi, prev_start_success=lo, prev_end_success=x))
+    assert second["full_refresh"] is False and second["complete"] is False
     assert set(landed(second, element)) == truth_between(emu, iid, element, x, hi)
-    assert not set(landed(first, element)) & set(landed(second, element))
     # zero-width intervals (manual runs) chain from the previous successful run's end
     third = run_operator(
-        make_op(mode, iid), Ctx(hi + 400 * DAY, hi + 400 * DAY, prev_start_success=hi, prev_end_success=hi)
+        make_op(mode, iid, lookback=0),
+        Ctx(hi + 400 * DAY, hi + 400 * DAY, prev_start_success=hi, prev_end_success=hi),
     )
     assert third["window"]["start"] == hi.isoformat()
-    union = landed(first, element) + landed(second, element) + landed(third, element)
-    assert sorted(union) == sorted(everything)  # no gap, no duplicate
+    union = landed(second, element) + landed(third, element)
+    assert sorted(union) == sorted(truth_between(emu, iid, element, x, None))  # no gap, no duplicate
 
 
 @pytest.mark.parametrize("element", ["quickbooks", "freshbooksv2"])
@@ -127,11 +132,15 @@ def test_lookback_and_full_refresh_modes(emu: Any, conn: str, out: Path, mode: s
     looked = run_operator(make_op(mode, iid, lookback=timedelta(days=30)), Ctx(x, hi, prev_start_success=x))
     assert looked["window"]["start"] == (x - 30 * DAY).isoformat()
     assert set(landed(looked, element)) == truth_between(emu, iid, element, x - 30 * DAY, hi)
-    # full_refresh=True ignores the interval start; False stays incremental even on a first run
+    # full_refresh=True ignores the interval (open-ended); False stays incremental even on a first run
     full = run_operator(make_op(mode, iid, full_refresh=True), Ctx(x, hi, prev_start_success=x))
-    assert full["full_refresh"] is True and set(landed(full, element)) == truth_between(emu, iid, element, None, hi)
+    assert full["full_refresh"] is True and full["window"]["end"] == hi.isoformat()
+    assert set(landed(full, element)) == truth_between(emu, iid, element, None, None)
+    assert truth_between(emu, iid, element, hi, None), "records updated after the interval end exist"
+    # no lookback given: the default overlap (10 minutes) on a window from the data interval
     incr = run_operator(make_op(mode, iid, full_refresh=False), Ctx(x, hi))
-    assert set(landed(incr, element)) == truth_between(emu, iid, element, x, hi)
+    assert incr["window"]["start"] == (x - DEFAULT_LOOKBACK).isoformat()
+    assert set(landed(incr, element)) == truth_between(emu, iid, element, x - DEFAULT_LOOKBACK, hi)
 
 
 @pytest.mark.parametrize("mode", ["bulk", "paged"])
@@ -143,11 +152,18 @@ def test_rerunning_an_interval_replaces_its_files(emu: Any, conn: str, out: Path
     folder = Path(first["path"].removeprefix("file://")).parent
     snapshot = {p.name: p.read_bytes() for p in files_under(folder)}
     second = run_operator(make_op(mode, iid), Ctx(**ctx))
-    assert second["path"] == first["path"]
+    assert second["manifest_path"] == first["manifest_path"] and second["path"] != first["path"]
     after = {p.name: p.read_bytes() for p in files_under(folder)}
-    assert set(after) == set(snapshot) == {"invoices.ndjson", "invoices.deleted.ndjson", "_manifest.json"}
-    assert after["invoices.ndjson"] == snapshot["invoices.ndjson"]
-    assert after["invoices.deleted.ndjson"] == snapshot["invoices.deleted.ndjson"]
+    names = {n(second["path"]), n(second["deleted_path"])}
+    assert set(snapshot) == {n(first["path"]), n(first["deleted_path"]), "_manifest.json"}
+    assert set(after) == names | {"_manifest.json"}, "the replaced run's files are still there"
+    assert after[n(second["path"])] == snapshot[n(first["path"])]
+    assert after[n(second["deleted_path"])] == snapshot[n(first["deleted_path"])]
+    assert json.loads(after["_manifest.json"]) == json.loads(json.dumps(second))
+
+
+def n(uri: str) -> str:
+    return uri.rsplit("/", 1)[-1]
 
 
 def test_paged_extract_interface_reconcile_and_parquet(emu: Any, conn: str, out: Path) -> None:
@@ -155,7 +171,7 @@ def test_paged_extract_interface_reconcile_and_parquet(emu: Any, conn: str, out:
 
     end = datetime(2026, 1, 1, tzinfo=timezone.utc)
     iid = emu.state.create_instance("quickbooks", "paged")["id"]
-    truth = truth_between(emu, iid, "quickbooks", None, end)
+    truth = truth_between(emu, iid, "quickbooks", None, None)
     manifest = run_operator(make_op("paged", iid, reconcile_total=True), Ctx(data_interval_end=end))
     assert set(manifest) == MANIFEST_KEYS
     assert manifest["mode"] == "paged" and manifest["job_id"] is None and manifest["records"] == len(truth)
@@ -164,6 +180,6 @@ def test_paged_extract_interface_reconcile_and_parquet(emu: Any, conn: str, out:
         make_op("paged", iid, output_format="parquet", resource="invoices"), Ctx(data_interval_end=end)
     )
     table = pq.read_table(pq_manifest["path"].removeprefix("file://"))
-    assert pq_manifest["path"].endswith("invoices.parquet")
+    assert n(pq_manifest["path"]).startswith("invoices.") and pq_manifest["path"].endswith(".parquet")
     assert table.num_rows == pq_manifest["records"] == len(truth)
     assert {str(i) for i in table.column("id").to_pylist()} == truth

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -49,3 +49,30 @@ def test_unpublished_staged_file_is_removed(tmp_path: Path) -> None:
     with staged_file(final) as (handle, _publish):
         handle.write(b"never published")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_partition_labels_keep_sub_second_windows_apart(tmp_path: Path) -> None:
+    base = f"file://{tmp_path}"
+    second = datetime(2026, 3, 1, 10, 0, 0, tzinfo=timezone.utc)
+
+    def label(start: datetime, end: datetime) -> str:
+        path = partition_path(
+            base, element_key="quickbooks", instance_id=7, resource="invoices", window_start=start, window_end=end
+        )
+        return path.name
+
+    a = label(second + timedelta(microseconds=100_000), second + timedelta(microseconds=500_000))
+    b = label(second + timedelta(microseconds=500_000), second + timedelta(microseconds=900_001))
+    assert a != b
+    assert a == "window=20260301T100000.100000Z_20260301T100000.500000Z"
+    assert label(second, second + timedelta(hours=1)) == "window=20260301T100000Z_20260301T110000Z"  # unchanged
+
+
+def test_run_tokens_sort_by_snapshot_and_name_files() -> None:
+    from airflow_provider_cloudelements.utils.landing import landed_name, run_token, token_of
+
+    early = run_token(datetime(2026, 3, 1, 10, 0, 0, 5000, tzinfo=timezone.utc), unique="job-1")
+    late = run_token(datetime(2026, 3, 1, 10, 0, 0, 6000, tzinfo=timezone.utc))
+    assert early < late and early == run_token(datetime(2026, 3, 1, 10, 0, 0, 5000, tzinfo=timezone.utc), "job-1")
+    name = landed_name("bill-payments", early, "deleted.ndjson")
+    assert token_of(name) == early and token_of("invoices.ndjson") is None and token_of("_manifest.json") is None

@@ -14,7 +14,7 @@ from airflow_provider_cloudelements.utils.records import (
     updated_at,
 )
 from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
-from airflow_provider_cloudelements.utils.windows import resolve_window, to_utc
+from airflow_provider_cloudelements.utils.windows import DEFAULT_LOOKBACK, resolve_window, to_utc
 
 UTC = timezone.utc
 START = pendulum.datetime(2026, 3, 1, 10, tz="UTC")
@@ -29,7 +29,25 @@ def test_auto_window_is_full_on_first_run_and_interval_after() -> None:
     first = resolve_window(ctx(prev=None))
     assert first.full_refresh and first.start is None and first.end == END
     later = resolve_window(ctx())
-    assert not later.full_refresh and (later.start, later.end) == (START, END)
+    assert not later.full_refresh and (later.start, later.end) == (START - DEFAULT_LOOKBACK, END)
+    exact = resolve_window(ctx(), lookback=0)
+    assert (exact.start, exact.end) == (START, END)
+
+
+def test_default_lookback_applies_to_data_intervals_not_to_explicit_starts() -> None:
+    assert DEFAULT_LOOKBACK == timedelta(minutes=10)
+    assert resolve_window(ctx()).start == START - DEFAULT_LOOKBACK
+    explicit = resolve_window(ctx(), window_start="2026-03-01T10:00:00Z")
+    assert explicit.start == START  # the user asked for exactly this start
+    assert resolve_window(ctx(), window_start="2026-03-01T10:00:00Z", lookback=60).start == START - timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("bad", [-1, "600", True, float("nan"), timedelta(seconds=-1), [600]])
+def test_lookback_is_validated_when_the_operator_is_built(bad: object) -> None:
+    from airflow_provider_cloudelements.operators.extract import CloudElementsPagedExtractOperator
+
+    with pytest.raises(CloudElementsConfigError, match="lookback"):
+        CloudElementsPagedExtractOperator(task_id="t", resource="invoices", instance_id=1, lookback=bad)
 
 
 def test_lookback_widens_start_only() -> None:
@@ -39,13 +57,16 @@ def test_lookback_widens_start_only() -> None:
 
 
 def test_consecutive_windows_have_no_gap_and_no_overlap() -> None:
-    a = resolve_window({"data_interval_start": START, "data_interval_end": END, "prev_data_interval_start_success": 1})
+    a = resolve_window(
+        {"data_interval_start": START, "data_interval_end": END, "prev_data_interval_start_success": 1}, lookback=0
+    )
     b = resolve_window(
         {
             "data_interval_start": END,
             "data_interval_end": END + timedelta(hours=1),
             "prev_data_interval_start_success": 1,
-        }
+        },
+        lookback=0,
     )
     assert a.end == b.start
 
@@ -143,7 +164,8 @@ def test_zero_width_interval_runs_from_previous_successful_end() -> None:
             "data_interval_end": END,
             "prev_data_interval_start_success": prev_end - timedelta(hours=1),
             "prev_data_interval_end_success": prev_end,
-        }
+        },
+        lookback=0,
     )
     assert (w.start, w.end, w.full_refresh) == (prev_end, END, False)
 
