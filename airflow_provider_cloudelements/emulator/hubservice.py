@@ -22,6 +22,8 @@ from airflow_provider_cloudelements.emulator.elements import ElementDef
 from airflow_provider_cloudelements.emulator.errors import CEError
 from airflow_provider_cloudelements.emulator.instances import InstanceService
 from airflow_provider_cloudelements.emulator.records import RecordRepo, Row, Window, dumps
+from airflow_provider_cloudelements.emulator.transform import TransformStore
+from airflow_provider_cloudelements.emulator.typing_rules import coerce_like, qbo_check_queryable
 
 ChangeHook = Callable[[dict[str, Any], str, Any, str, dict, int], None]
 
@@ -110,16 +112,57 @@ class HubService:
         self.seed = seed
         self._activity_counter = 0
         self._activity_lock = threading.Lock()
+        self.transforms = TransformStore()
+        self._templates: dict[tuple[str, str], dict[str, Any]] = {}
 
     # ------------------------------------------------------------ helpers
+    def resolve(self, inst: dict[str, Any], resource: str) -> str:
+        """The canonical resource name of a path segment (QBO ``vendor`` → ``vendors``, reference §9)."""
+        return self.instances.element_of(inst).resolve(resource)
+
+    def template(self, element: ElementDef, resource: str) -> dict[str, Any]:
+        """A seeded-style record of ``resource``: every field name the element's records use, with its JSON
+        type (the union over a dozen generated records, so optional fields are included)."""
+        key = (element.key, resource)
+        found = self._templates.get(key)
+        if found is None:
+            build = generator.builder_for(element, resource)
+            rng, pools, now = random.Random(0), generator.pools(self.seed), timefmt.now_ms()
+            found = {}
+            for seq in range(1, 13):  # union of several records: optional fields appear in some only
+                for k, v in build(rng, pools, seq, now, 12).items():
+                    found.setdefault(k, v)
+            found = self._templates[key] = generator.stamp(element, resource, found, 1, 0, 0, 0)
+        return found
+
+    def render(self, inst: dict[str, Any], resource: str, record: dict[str, Any]) -> dict[str, Any]:
+        """A record as the hub answers it (instance transformations applied, reference §10.3)."""
+        return self.transforms.apply(inst["id"], self.resolve(inst, resource), record)
+
+    def render_text(self, inst: dict[str, Any], resource: str, text: str) -> str:
+        """JSON text of one record or an array of records, with transformations applied (fast path: none)."""
+        name = self.resolve(inst, resource)
+        if not self.transforms.has(inst["id"], name):
+            return text
+        data = json.loads(text)
+        if isinstance(data, list):
+            return dumps([self.transforms.apply(inst["id"], name, r) for r in data])
+        return dumps(self.transforms.apply(inst["id"], name, data))
+
+    def _writable(self, element: ElementDef, resource: str, verb: str) -> None:
+        if resource in element.singletons:
+            raise CEError(
+                405, f"{verb} is not supported for {resource}: {element.name} has one {resource} record"
+            )
+
     def table(self, inst: dict[str, Any], resource: str) -> tuple[ElementDef, str]:
         """:raises CEError: 404 when the element has no such resource (reference §3.2)."""
         element = self.instances.element_of(inst)
+        resource = element.resolve(resource)
         if resource not in element.resources:
             raise CEError(
                 404,
-                f"No resource '{resource}' for element '{element.key}'. "
-                f"Supported: {', '.join(element.resources)}",
+                f"No resource '{resource}' for element '{element.key}'. Supported: {', '.join(element.resources)}",
             )
         return element, self.records.ensure(element, inst["id"], resource)
 
@@ -177,6 +220,7 @@ class HubService:
         :raises CEError: 400 for bad CEQL / paging parameters, 404 for an unknown resource.
         """
         element, tbl = self.table(inst, resource)
+        resource = element.resolve(resource)
         headers: dict[str, str] = {}
         size = element.default_page_size
         if page_size is not None:
@@ -206,6 +250,8 @@ class HubService:
         else:
             offset = 0
         query = self.compile(element, where)
+        if element.style == "qbo":
+            qbo_check_queryable(resource, self.template(element, resource), query.fields)
         orders = parse_order_by(order_by)
         sql_order = self._sql_order(element, resource, orders)
         total: int | None = None
@@ -281,7 +327,7 @@ class HubService:
     # ------------------------------------------------------------ single records
     def get(self, inst: dict[str, Any], resource: str, raw_id: str) -> str:
         element, tbl = self.table(inst, resource)
-        return self._row(element, tbl, resource, raw_id).data
+        return self._row(element, tbl, element.resolve(resource), raw_id).data
 
     def create(self, inst: dict[str, Any], resource: str, body: Any) -> dict[str, Any]:
         """Create a record; system fields (id, version, timestamps) are assigned by the emulator.
@@ -289,8 +335,11 @@ class HubService:
         :raises CEError: 400 when the body is not an object or lacks the resource's required fields.
         """
         element, tbl = self.table(inst, resource)
+        resource = element.resolve(resource)
+        self._writable(element, resource, "POST")
         if not isinstance(body, dict):
             raise CEError(400, "Request body must be a JSON object")
+        body = coerce_like(body, self.template(element, resource))
         missing = [f for f in element.required_fields.get(resource, ()) if body.get(f) in (None, "", [], {})]
         if missing:
             raise CEError(
@@ -323,8 +372,10 @@ class HubService:
             404 for unknown ids.
         """
         element, tbl = self.table(inst, resource)
+        resource = element.resolve(resource)
         if not isinstance(body, dict):
             raise CEError(400, "Request body must be a JSON object")
+        body = coerce_like(body, self.template(element, resource))
         with self.records.store.write_lock:
             row = self._row(element, tbl, resource, raw_id)
             current = row.obj()
@@ -336,6 +387,8 @@ class HubService:
     def delete(self, inst: dict[str, Any], resource: str, raw_id: str) -> None:
         """Soft or hard delete per element/resource policy (see :mod:`.elements`)."""
         element, tbl = self.table(inst, resource)
+        resource = element.resolve(resource)
+        self._writable(element, resource, "DELETE")
         with self.records.store.write_lock:
             row = self._row(element, tbl, resource, raw_id)
             self._delete_row(inst, element, tbl, resource, row)
@@ -362,7 +415,11 @@ class HubService:
 
     @staticmethod
     def _check_version(element: ElementDef, current: dict, body: dict, raw_id: str) -> None:
-        sent = body.get("syncToken") if element.style == "qbo" else body.get("EditSequence")
+        sent = (
+            body.get("syncToken", body.get("SyncToken"))
+            if element.style == "qbo"
+            else body.get("EditSequence")
+        )
         if element.style == "qbo" and "|" in str(raw_id):
             sent = str(raw_id).split("|", 1)[1]
         have = generator.version_of(element, current)
@@ -416,7 +473,7 @@ class HubService:
             rng = random.Random(f"{self.seed}:activity:{inst['id']}:{self._activity_counter}")
         pools = generator.pools(self.seed)
         out: dict[str, dict[str, list[Any]]] = {}
-        for resource in resources or list(element.resources):
+        for resource in resources or list(element.polling_resources or element.resources):
             _, tbl = self.table(inst, resource)
             id_field = element.id_field(resource)
             result: dict[str, list[Any]] = {"created": [], "updated": [], "deleted": []}

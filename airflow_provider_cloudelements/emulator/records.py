@@ -112,7 +112,7 @@ class RecordRepo:
             return tbl
 
     def _generate(self, element: ElementDef, instance_id: int, resource: str, tbl: str) -> None:
-        count = self.count_for(resource)
+        count = 1 if resource in element.singletons else self.count_for(resource)
         started = time.monotonic()
         rows = generator.generate(element, resource, instance_id, self.seed, count, self.anchor_ms)
         with self.store.tx() as c:
@@ -220,8 +220,7 @@ class RecordRepo:
     def insert(self, tbl: str, seq: int, created: int, updated: int, data: str, changed: int) -> None:
         with self.store.tx() as c:
             c.execute(
-                f"INSERT INTO {tbl} (seq, created, updated, deleted, data, changed) "
-                "VALUES (?, ?, ?, 0, ?, ?)",
+                f"INSERT INTO {tbl} (seq, created, updated, deleted, data, changed) VALUES (?, ?, ?, 0, ?, ?)",
                 (seq, created, updated, data, changed),
             )
 
