@@ -25,7 +25,7 @@ from airflow_provider_cloudelements.emulator import bulkfiles, timefmt
 from airflow_provider_cloudelements.emulator.ceql import date_window
 from airflow_provider_cloudelements.emulator.errors import CEError
 from airflow_provider_cloudelements.emulator.faults import FaultInjector
-from airflow_provider_cloudelements.emulator.hubservice import HubService
+from airflow_provider_cloudelements.emulator.hubservice import HubService, bare_id
 from airflow_provider_cloudelements.emulator.instances import InstanceService, event_settings
 from airflow_provider_cloudelements.emulator.records import Window
 from airflow_provider_cloudelements.emulator.stats import Stats
@@ -243,6 +243,7 @@ class BulkService:
         path: str,
     ) -> tuple[int | None, int]:
         _, tbl = self.hub.table(inst, obj)
+        predicate = self.hub.predicate(element, query)
         wlo, whi = date_window(query.tree, element.date_field)
         window = Window(
             lo=_max(lo, wlo),
@@ -260,7 +261,7 @@ class BulkService:
                     out.close()
                     os.remove(tmp)
                     return None, 0
-                if query.tree is not None and not query.predicate(row.obj()):
+                if query.tree is not None and not predicate(row.obj()):
                     continue
                 if limit is not None and count + failed >= limit:
                     break
@@ -403,16 +404,9 @@ class BulkService:
             for row in self.records_scan(tbl, Window()):
                 record = row.obj()
                 if str(record.get(identifier)) == wanted:
-                    body = {
-                        k: v for k, v in item.items() if k != element.id_field(element.resolve(object_name))
-                    }
-                    self.hub.update(
-                        inst,
-                        object_name,
-                        str(record[element.id_field(element.resolve(object_name))]),
-                        body,
-                        full=False,
-                    )
+                    id_field = element.id_field(element.resolve(object_name))
+                    body = {k: v for k, v in item.items() if k != id_field}
+                    self.hub.update(inst, object_name, bare_id(record[id_field]), body, full=False)
                     return
         self.hub.create(inst, object_name, item)
 

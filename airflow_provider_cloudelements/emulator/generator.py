@@ -88,15 +88,25 @@ def version_of(element: ElementDef, record: Record) -> str | None:
 
 
 def stamp(
-    element: ElementDef, resource: str, body: Record, seq: int, created_ms: int, updated_ms: int, version: int
+    element: ElementDef,
+    resource: str,
+    body: Record,
+    seq: int,
+    created_ms: int,
+    updated_ms: int,
+    version: int,
+    composite: bool = False,
 ) -> Record:
-    """Return ``body`` with the element's system fields (id first) for a record at ``version``."""
+    """Return ``body`` with the element's system fields (id first) for a record at ``version``.
+
+    ``composite``: QuickBooks Online ids carry the sync token, ``"<id>|<syncToken>"`` (reference §3.5).
+    """
     kind = element.date_kind
     created = timefmt.render(timefmt.truncate(created_ms, kind), kind)
     updated = timefmt.render(timefmt.truncate(updated_ms, kind), kind)
     rid = record_id(element, seq, created_ms)
     if element.style == "qbo":
-        out: Record = {"id": rid, "syncToken": str(version)}
+        out: Record = {"id": f"{rid}|{version}" if composite else rid, "syncToken": str(version)}
         out.update(body)
         out["domain"] = "QBO"
         out["sparse"] = False
@@ -970,7 +980,13 @@ def _base_builder(element: ElementDef, resource: str) -> Builder:
 
 
 def generate(
-    element: ElementDef, resource: str, instance_id: int, seed: int, count: int, anchor_ms: int
+    element: ElementDef,
+    resource: str,
+    instance_id: int,
+    seed: int,
+    count: int,
+    anchor_ms: int,
+    composite: bool = False,
 ) -> Iterator[tuple[int, int, int, Record]]:
     """Yield ``(seq, created_ms, updated_ms, record)`` for ``count`` records, oldest first.
 
@@ -993,5 +1009,5 @@ def generate(
             seq,
             created,
             updated,
-            stamp(element, resource, build(r, p, seq, created, count), seq, created, updated, 0),
+            stamp(element, resource, build(r, p, seq, created, count), seq, created, updated, 0, composite),
         )

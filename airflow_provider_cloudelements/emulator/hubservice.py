@@ -184,6 +184,12 @@ class HubService:
         except CeqlError as err:
             raise CEError(400, str(err), provider_message=err.provider_message) from None
 
+    def predicate(self, element: ElementDef, query: Query) -> Callable[[dict], bool]:
+        """The CEQL predicate; QBO ``id`` compares on the part before ``|`` (``id = '22'`` finds ``22|3``)."""
+        if element.style != "qbo" or not self.records.composite_qbo_ids or "id" not in query.fields:
+            return query.predicate
+        return lambda obj: query.predicate({**obj, "id": bare_id(obj.get("id"))})
+
     def _row(self, element: ElementDef, tbl: str, resource: str, raw_id: str) -> Row:
         seq = generator.seq_of(element, raw_id)
         if seq is None:
@@ -194,7 +200,7 @@ class HubService:
         if (
             row is None
             or row.deleted
-            or str(row.obj().get(element.id_field(resource))) != str(raw_id).split("|")[0]
+            or bare_id(row.obj().get(element.id_field(resource))) != bare_id(raw_id)
         ):
             raise CEError(404, f"No {resource} found with id {raw_id}")
         return row
@@ -250,6 +256,7 @@ class HubService:
         else:
             offset = 0
         query = self.compile(element, where)
+        predicate = self.predicate(element, query)
         if element.style == "qbo":
             qbo_check_queryable(resource, self.template(element, resource), query.fields)
         orders = parse_order_by(order_by)
@@ -273,7 +280,7 @@ class HubService:
                 for r in self.records.scan(
                     tbl, window, order=sql_order or "seq", after_seq=last_seq if keyset else None
                 )
-                if query.predicate(r.obj())
+                if predicate(r.obj())
             )
             if sql_order is not None and not return_count:
                 rows = []
@@ -351,7 +358,9 @@ class HubService:
         with self.records.store.write_lock:
             now = timefmt.now_ms()
             seq = self.records.max_seq(tbl) + 1
-            record = generator.stamp(element, resource, clean, seq, now, now, 0)
+            record = generator.stamp(
+                element, resource, clean, seq, now, now, 0, self.records.composite_qbo_ids
+            )
             self.records.insert(
                 tbl,
                 seq,
@@ -451,7 +460,9 @@ class HubService:
     ) -> dict[str, Any]:
         now = timefmt.now_ms()
         version = int(current.get("syncToken") or 0) + 1 if element.style == "qbo" else 0
-        record = generator.stamp(element, resource, base, row.seq, row.created, now, version)
+        record = generator.stamp(
+            element, resource, base, row.seq, row.created, now, version, self.records.composite_qbo_ids
+        )
         if element.style == "qbe":
             record["EditSequence"] = str(max(int(current.get("EditSequence") or 0) + 1, now // 1000))
         self.records.replace(tbl, row.seq, timefmt.truncate(now, element.date_kind), dumps(record), now)
@@ -517,6 +528,11 @@ class HubService:
                 if row.seq not in chosen and _active(element, row.obj()):
                     chosen[row.seq] = row
         return list(chosen.values())
+
+
+def bare_id(raw_id: Any) -> str:
+    """A record id without a QBO ``|syncToken`` suffix (reference §3.5)."""
+    return str(raw_id).split("|", 1)[0]
 
 
 def _active(element: ElementDef, obj: dict) -> bool:
