@@ -78,7 +78,7 @@ _REQUIRED_QBO: dict[str, tuple[str, ...]] = {
     "invoices": ("customerRef",),
     "estimates": ("customerRef",),
     "credit-memos": ("customerRef",),
-    "refund-receipts": ("customerRef",),
+    "refund-receipts": ("depositToAccountRef",),
     "payments": ("customerRef", "totalAmt"),
     "bills": ("vendorRef",),
     "purchase-orders": ("vendorRef",),

@@ -34,7 +34,6 @@ PLATFORM_SEGMENTS = frozenset(
         "usage",
         "formulas",
         "docs",
-        "customers-search",
     }
 )
 _RECORD_GET = re.compile(r"^/elements/api-v2/hubs/[^/]+/[^/]+/[^/]+$")

@@ -27,6 +27,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -107,6 +108,9 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
             secrets = json.dumps({"user": srv.user_secret, "company": srv.org_secret}).encode()
             self._send(200, secrets, [("Content-Type", "application/json")])
             return
+        if srv.block is not None and srv.block.search(path):
+            self._send(404, b'{"message": "blocked by the harness"}', [("Content-Type", "application/json")])
+            return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
         try:
             resp = srv.client.request(self.command, srv.target + self.path, content=body, headers=headers)
@@ -122,8 +126,10 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def login_proxy(target: str, user_secret: str, org_secret: str) -> Iterator[str]:
+def login_proxy(target: str, user_secret: str, org_secret: str, block: str | None = None) -> Iterator[str]:
+    """Serve churros' console login and forward the rest to ``target``; paths matching ``block`` get 404."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    server.block = re.compile(block) if block else None  # type: ignore[attr-defined]
     server.daemon_threads = True
     server.target = target  # type: ignore[attr-defined]
     server.user_secret = user_secret  # type: ignore[attr-defined]
@@ -241,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--user-secret", default=None)
     ap.add_argument("--org-secret", default=None)
     ap.add_argument("--failures", action="store_true", help="also print the failing test names")
+    ap.add_argument(
+        "--block",
+        help="regex of API paths the proxy answers 404 (e.g. '/transformations|/definitions' to measure "
+        "the suites without the transformations API)",
+    )
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     with contextlib.ExitStack() as stack:
@@ -253,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
             emu = stack.enter_context(EmulatorServer(EmulatorConfig(seed=7, records_per_resource=25)))
             target, user, org = emu.url, emu.user_secret, emu.organization_secret
-        proxy = stack.enter_context(login_proxy(target, user, org))
+        proxy = stack.enter_context(login_proxy(target, user, org, args.block))
         for suite in args.suite or SUITES:
             instance = _create_instance(target, user, org, suite)
             result = run_suite(
