@@ -37,72 +37,66 @@ def _set(record: dict[str, Any], path: str, value: Any) -> None:
     target[parts[-1]] = value
 
 
+class _PerInstance:
+    """``(instance id, object name) → body`` with the lookups both kinds share."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.lock = threading.Lock()
+        self.items: dict[tuple[int, str], dict[str, Any]] = {}
+
+    def get(self, iid: int, name: str) -> dict[str, Any]:
+        """:raises CEError: 404 when absent."""
+        found = self.items.get((iid, name))
+        if found is None:
+            raise CEError(404, f"No {self.what} '{name}' for instance {iid}")
+        return found
+
+    def all(self, iid: int) -> dict[str, Any]:
+        return {n: body for (i, n), body in self.items.items() if i == iid}
+
+    def drop(self, iid: int, name: str | None = None) -> None:
+        """Remove one (``name``) or all of the instance's entries."""
+        with self.lock:
+            for key in [k for k in self.items if k[0] == iid and name in (None, k[1])]:
+                del self.items[key]
+
+
 class TransformStore:
-    """Definitions and transformations per ``(instance id, object name)``."""
+    """Object definitions and transformations per ``(instance id, object name)``."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._definitions: dict[tuple[int, str], dict[str, Any]] = {}
-        self._transforms: dict[tuple[int, str], dict[str, Any]] = {}
+        self.definitions = _PerInstance("object definition")
+        self.transformations = _PerInstance("transformation")
 
-    # ------------------------------------------------------------ definitions
     def define(self, iid: int, name: str, body: Any) -> dict[str, Any]:
         """:raises CEError: 400 without a ``fields`` list, 409 when the definition exists."""
         if not isinstance(body, dict) or not isinstance(body.get("fields"), list):
             raise CEError(400, "An object definition needs a 'fields' list of {path, type}")
-        with self._lock:
-            if (iid, name) in self._definitions:
+        with self.definitions.lock:
+            if (iid, name) in self.definitions.items:
                 raise CEError(409, f"Object definition '{name}' already exists for instance {iid}")
-            self._definitions[(iid, name)] = {"fields": body["fields"], "level": "instance"}
-            return self._definitions[(iid, name)]
+            stored = self.definitions.items[(iid, name)] = {"fields": body["fields"], "level": "instance"}
+        return stored
 
-    def definition(self, iid: int, name: str) -> dict[str, Any]:
-        found = self._definitions.get((iid, name))
-        if found is None:
-            raise CEError(404, f"No object definition '{name}' for instance {iid}")
-        return found
-
-    def definitions(self, iid: int) -> dict[str, Any]:
-        return {n: d for (i, n), d in self._definitions.items() if i == iid}
-
-    def undefine(self, iid: int, name: str | None = None) -> None:
-        with self._lock:
-            for key in [k for k in self._definitions if k[0] == iid and name in (None, k[1])]:
-                del self._definitions[key]
-
-    # ------------------------------------------------------------ transformations
     def put(self, iid: int, name: str, body: Any) -> dict[str, Any]:
-        """Create or replace. :raises CEError: 400 without ``fields`` of ``{path, vendorPath}``."""
+        """Create or replace a transformation. :raises CEError: 400 without ``fields`` of ``{path, vendorPath}``."""
         fields = body.get("fields") if isinstance(body, dict) else None
         if not isinstance(fields, list) or not all(
             isinstance(f, dict) and f.get("path") and f.get("vendorPath") for f in fields
         ):
             raise CEError(400, "A transformation needs 'fields' of {path, vendorPath}")
         stored = {"level": "instance", "vendorName": body.get("vendorName") or name, "fields": fields}
-        with self._lock:
-            self._transforms[(iid, name)] = stored
+        with self.transformations.lock:
+            self.transformations.items[(iid, name)] = stored
         return stored
 
-    def get(self, iid: int, name: str) -> dict[str, Any]:
-        found = self._transforms.get((iid, name))
-        if found is None:
-            raise CEError(404, f"No transformation '{name}' for instance {iid}")
-        return found
-
-    def all(self, iid: int) -> dict[str, Any]:
-        return {n: t for (i, n), t in self._transforms.items() if i == iid}
-
-    def delete(self, iid: int, name: str | None = None) -> None:
-        with self._lock:
-            for key in [k for k in self._transforms if k[0] == iid and name in (None, k[1])]:
-                del self._transforms[key]
-
     def has(self, iid: int, name: str) -> bool:
-        return (iid, name) in self._transforms
+        return (iid, name) in self.transformations.items
 
     def apply(self, iid: int, name: str, record: dict[str, Any]) -> dict[str, Any]:
         """``record`` plus the mapped fields (evaluated on the vendor record), or ``record`` itself."""
-        found = self._transforms.get((iid, name))
+        found = self.transformations.items.get((iid, name))
         if found is None:
             return record
         out = dict(record)

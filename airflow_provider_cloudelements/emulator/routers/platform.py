@@ -65,37 +65,10 @@ def _instance(state: EmulatorState, instance_id: int) -> int:
     return int(state.instances.get(instance_id)["id"])
 
 
-@router.get("/instances/{instance_id:int}/objects/definitions", tags=["instances"])
-def list_definitions(instance_id: int, state: PlatformState) -> dict[str, Any]:
-    return state.hub.transforms.definitions(_instance(state, instance_id))
-
-
 @router.post("/instances/{instance_id:int}/objects/{name}/definitions", tags=["instances"])
 def create_definition(instance_id: int, name: str, body: JsonBody, state: PlatformState) -> dict[str, Any]:
     """``{"fields": [{"path", "type"}]}`` → the definition (409 when it exists)."""
     return state.hub.transforms.define(_instance(state, instance_id), name, body)
-
-
-@router.get("/instances/{instance_id:int}/objects/{name}/definitions", tags=["instances"])
-def get_definition(instance_id: int, name: str, state: PlatformState) -> dict[str, Any]:
-    return state.hub.transforms.definition(_instance(state, instance_id), name)
-
-
-@router.delete("/instances/{instance_id:int}/objects/{name}/definitions", tags=["instances"])
-def delete_definition(instance_id: int, name: str, state: PlatformState) -> Response:
-    state.hub.transforms.undefine(_instance(state, instance_id), name)
-    return Response(status_code=200)
-
-
-@router.get("/instances/{instance_id:int}/transformations", tags=["instances"])
-def list_transformations(instance_id: int, state: PlatformState) -> dict[str, Any]:
-    return state.hub.transforms.all(_instance(state, instance_id))
-
-
-@router.delete("/instances/{instance_id:int}/transformations", tags=["instances"])
-def delete_transformations(instance_id: int, state: PlatformState) -> Response:
-    state.hub.transforms.delete(_instance(state, instance_id))
-    return Response(status_code=200)
 
 
 @router.post("/instances/{instance_id:int}/transformations/{name}", tags=["instances"])
@@ -105,15 +78,34 @@ def put_transformation(instance_id: int, name: str, body: JsonBody, state: Platf
     return state.hub.transforms.put(_instance(state, instance_id), name, body)
 
 
-@router.get("/instances/{instance_id:int}/transformations/{name}", tags=["instances"])
-def get_transformation(instance_id: int, name: str, state: PlatformState) -> dict[str, Any]:
-    return state.hub.transforms.get(_instance(state, instance_id), name)
+def _read_routes(path: str, kind: str) -> None:
+    """``GET {path}`` (all), ``GET|DELETE {path}/{name}`` and ``DELETE {path}`` (all) for one store."""
+
+    def store(state: EmulatorState) -> Any:
+        return getattr(state.hub.transforms, kind)
+
+    def list_all(instance_id: int, state: PlatformState) -> dict[str, Any]:
+        return store(state).all(_instance(state, instance_id))
+
+    def get_one(instance_id: int, name: str, state: PlatformState) -> dict[str, Any]:
+        return store(state).get(_instance(state, instance_id), name)
+
+    def drop(instance_id: int, state: PlatformState, name: str | None = None) -> Response:
+        store(state).drop(_instance(state, instance_id), name)
+        return Response(status_code=200)
+
+    collection, item = path.replace("{name}/", "").replace("/{name}", ""), path
+    router.add_api_route(collection, list_all, methods=["GET"], tags=["instances"], name=f"list_{kind}")
+    router.add_api_route(item, get_one, methods=["GET"], tags=["instances"], name=f"get_{kind}")
+    router.add_api_route(item, drop, methods=["DELETE"], tags=["instances"], name=f"delete_{kind}")
+    if kind == "transformations":
+        router.add_api_route(
+            collection, drop, methods=["DELETE"], tags=["instances"], name="delete_all_transformations"
+        )
 
 
-@router.delete("/instances/{instance_id:int}/transformations/{name}", tags=["instances"])
-def delete_transformation(instance_id: int, name: str, state: PlatformState) -> Response:
-    state.hub.transforms.delete(_instance(state, instance_id), name)
-    return Response(status_code=200)
+_read_routes("/instances/{instance_id:int}/objects/{name}/definitions", "definitions")
+_read_routes("/instances/{instance_id:int}/transformations/{name}", "transformations")
 
 
 # ---------------------------------------------------------------- inbound vendor webhooks (§5.1)
