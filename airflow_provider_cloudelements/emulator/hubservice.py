@@ -20,6 +20,7 @@ from airflow_provider_cloudelements.emulator import generator, timefmt
 from airflow_provider_cloudelements.emulator.ceql import CeqlError, Query, compile_where, date_window, lookup
 from airflow_provider_cloudelements.emulator.elements import ElementDef
 from airflow_provider_cloudelements.emulator.errors import CEError
+from airflow_provider_cloudelements.emulator.extensions import ResourceExtensions
 from airflow_provider_cloudelements.emulator.instances import InstanceService
 from airflow_provider_cloudelements.emulator.records import RecordRepo, Row, Window, dumps
 from airflow_provider_cloudelements.emulator.transform import TransformStore
@@ -113,6 +114,7 @@ class HubService:
         self._activity_counter = 0
         self._activity_lock = threading.Lock()
         self.transforms = TransformStore()
+        self.extensions = ResourceExtensions()
         self._templates: dict[tuple[str, str], dict[str, Any]] = {}
 
     # ------------------------------------------------------------ helpers
@@ -185,10 +187,26 @@ class HubService:
             raise CEError(400, str(err), provider_message=err.provider_message) from None
 
     def predicate(self, element: ElementDef, query: Query) -> Callable[[dict], bool]:
-        """The CEQL predicate; QBO ``id`` compares on the part before ``|`` (``id = '22'`` finds ``22|3``)."""
-        if element.style != "qbo" or not self.records.composite_qbo_ids or "id" not in query.fields:
+        """The CEQL predicate with QuickBooks Online's id/reference rules (reference §3.4, §3.5): ``id``
+        compares on the part before ``|`` (``id = '22'`` finds ``22|3``) and a bare reference field
+        compares its ``value`` (``customerRef = '3'``)."""
+        if element.style != "qbo":
             return query.predicate
-        return lambda obj: query.predicate({**obj, "id": bare_id(obj.get("id"))})
+        refs = [f for f in query.fields if f.endswith("Ref") and "." not in f]
+        strip_id = self.records.composite_qbo_ids and "id" in query.fields
+        if not refs and not strip_id:
+            return query.predicate
+
+        def normalised(obj: dict) -> bool:
+            view = dict(obj)
+            if strip_id:
+                view["id"] = bare_id(obj.get("id"))
+            for ref in refs:
+                if isinstance(obj.get(ref), dict):
+                    view[ref] = obj[ref].get("value")
+            return query.predicate(view)
+
+        return normalised
 
     def _row(self, element: ElementDef, tbl: str, resource: str, raw_id: str) -> Row:
         seq = generator.seq_of(element, raw_id)

@@ -130,6 +130,7 @@ def test_generation_is_deterministic_and_lazy(api: Api) -> None:
             "metaData.lastUpdatedTime < 1751328000000",
             lambda r: r["metaData"]["lastUpdatedTime"] < 1751328000000,
         ),
+        ("customerRef = '3'", lambda r: r["customerRef"]["value"] == "3"),
         ("customerRef.value = '3'", lambda r: r["customerRef"]["value"] == "3"),
         ("`customerRef.value` = 'O''Brien'", lambda r: r["customerRef"]["value"] == "O'Brien"),
     ],

@@ -531,3 +531,44 @@ def test_qbo_sync_token_ids_flag() -> None:
         )
         assert [json.loads(x)["id"] for x in lines.text.splitlines()] == ["3|1"]
         assert api.delete("/hubs/finance/customers/3", token).status_code == 200
+
+
+def test_element_resource_extension_serves_qbo_query(api: Api) -> None:
+    """``POST /elements/{key}/resources`` (churros ``quickbooks/customers-search.js``)."""
+    inst = api.instance("quickbooks")
+    definition = {
+        "method": "GET",
+        "path": "/customers-search",
+        "vendorPath": "/v3/company/{realmID}/query",
+        "vendorMethod": "GET",
+        "rootKey": "|QueryResponse.Customer",
+        "parameters": [{"type": "value", "vendorName": "query", "name": "select * from Customer"}],
+    }
+    created = api.post("/elements/quickbooks/resources", json=definition)
+    assert created.status_code == 200
+    rid = created.json()["id"]
+    try:
+        rows = api.get("/customers-search", inst["token"], params={"where": "q='test'"}).json()
+        truth = api.emu.state.records(inst["id"], "customers")
+        assert [r["Id"] for r in rows] == [r["id"] for r in truth] and rows[0]["DisplayName"]
+        assert [r["id"] for r in api.get("/elements/39/resources").json()] == [rid]
+        other = {
+            **definition,
+            "path": "/raw",
+            "vendorPath": "/v3/company/{realmID}/customer",
+            "parameters": [],
+        }
+        other_id = api.post("/elements/quickbooks/resources", json=other).json()["id"]
+        assert api.get("/raw", inst["token"]).status_code == 501
+        assert api.delete(f"/elements/quickbooks/resources/{other_id}").status_code == 200
+    finally:
+        assert api.delete(f"/elements/quickbooks/resources/{rid}").status_code == 200
+    assert api.get("/customers-search", inst["token"]).status_code == 404
+    assert api.post("/elements/quickbooks/resources", json={"path": "nope"}).status_code == 400
+
+
+def test_cli_flag_for_sync_token_ids() -> None:
+    from airflow_provider_cloudelements.emulator.cli import build_parser, config_from_args
+
+    assert config_from_args(build_parser().parse_args(["--qbo-sync-token-ids"])).qbo_sync_token_ids is True
+    assert config_from_args(build_parser().parse_args([])).qbo_sync_token_ids is False

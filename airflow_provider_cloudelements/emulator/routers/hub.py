@@ -140,6 +140,12 @@ def list_records(hub: str, resource: str, request: Request, inst: HubInstance) -
     """Search/list (reference §3.3-3.4): ``where``, ``orderBy``, ``page`` (1-based), ``pageSize``,
     ``nextPage``, ``returnCount``. Returns a bare JSON array plus paging headers."""
     q = request.query_params
+    hub_service = state_of(request).hub
+    extension = hub_service.extensions.find(inst["element"]["key"], "GET", "/" + resource)
+    if extension is not None:
+        return json_text(
+            dumps(hub_service.extensions.serve(extension, _records_of(request, inst))), _headers(inst)
+        )
     page = state_of(request).hub.search(
         inst,
         resource,

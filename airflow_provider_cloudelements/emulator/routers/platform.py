@@ -24,7 +24,7 @@ from fastapi.responses import Response
 
 from airflow_provider_cloudelements.emulator import inbound, timefmt
 from airflow_provider_cloudelements.emulator.deps import API, HubInstance, JsonBody, PlatformState, state_of
-from airflow_provider_cloudelements.emulator.elements import find_element
+from airflow_provider_cloudelements.emulator.elements import ELEMENTS, find_element
 from airflow_provider_cloudelements.emulator.errors import CEError
 from airflow_provider_cloudelements.emulator.state import EmulatorState
 
@@ -34,9 +34,7 @@ router = APIRouter(prefix=API, tags=["platform"])
 @router.get("/elements/{key_or_id}/metadata", tags=["elements"])
 def element_metadata(key_or_id: str) -> dict[str, Any]:
     """Element metadata (churros ``element.metadata.schema.json``). :raises CEError: 404 unknown element."""
-    element = find_element(key_or_id)
-    if element is None:
-        raise CEError(404, f"No element found with key or id '{key_or_id}'")
+    element = ELEMENTS[_element_key(key_or_id)]
     return {
         **element.public(),
         "events": {"supported": True, "methods": list(element.event_modes)},
@@ -44,6 +42,31 @@ def element_metadata(key_or_id: str) -> dict[str, Any]:
         "objects": list(element.resources),
         "pollingObjects": list(element.polling_resources),
     }
+
+
+def _element_key(key_or_id: str) -> str:
+    element = find_element(key_or_id)
+    if element is None:
+        raise CEError(404, f"No element found with key or id '{key_or_id}'")
+    return element.key
+
+
+@router.post("/elements/{key_or_id}/resources", tags=["elements"])
+def add_resource(key_or_id: str, body: JsonBody, state: PlatformState) -> dict[str, Any]:
+    """Extend the element with a resource (``{"path", "method", "vendorPath", "parameters", "rootKey"}``);
+    see :mod:`..extensions` for which ones answer offline."""
+    return state.hub.extensions.add(_element_key(key_or_id), body)
+
+
+@router.get("/elements/{key_or_id}/resources", tags=["elements"])
+def list_resources(key_or_id: str, state: PlatformState) -> list[dict[str, Any]]:
+    return state.hub.extensions.all(_element_key(key_or_id))
+
+
+@router.delete("/elements/{key_or_id}/resources/{resource_id:int}", tags=["elements"])
+def delete_resource(key_or_id: str, resource_id: int, state: PlatformState) -> Response:
+    state.hub.extensions.delete(_element_key(key_or_id), resource_id)
+    return Response(status_code=200)
 
 
 @router.get("/instances/configuration/{config_id:int}", tags=["instances"])
