@@ -14,6 +14,10 @@ This harness fetches nothing and builds nothing: give it a churros checkout that
 5. prints one JSON line per suite: ``{"suite", "tests", "passed", "failed", "pending", "rate"}`` where
    ``rate = passed / (tests - pending)`` (runnable tests are the denominator).
 
+Options: ``--polling`` also runs the polling tests (the proxy serves their request bin under ``/bin/``,
+instances get polling events, the emulator polls every second); ``--block REGEX`` answers 404 for
+matching API paths (e.g. ``'/transformations|/definitions'``).
+
 Usage::
 
     python scripts/churros/run_churros.py --churros /path/to/churros --node-bin /path/to/node8/bin \
@@ -108,6 +112,16 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
             secrets = json.dumps({"user": srv.user_secret, "company": srv.org_secret}).encode()
             self._send(200, secrets, [("Content-Type", "application/json")])
             return
+        if path.startswith("/bin/"):  # the "request bin" churros' polling tests read (?returnQueue)
+            with srv.bins_lock:
+                if self.command == "POST":
+                    srv.bins.setdefault(path, []).append({"data": body.decode("utf-8", "replace")})
+                    out = b"{}"
+                else:
+                    calls = srv.bins.pop(path, [])
+                    out = json.dumps({"count": len(calls), "data": calls}).encode()
+            self._send(200, out, [("Content-Type", "application/json")])
+            return
         if srv.block is not None and srv.block.search(path):
             self._send(404, b'{"message": "blocked by the harness"}', [("Content-Type", "application/json")])
             return
@@ -130,6 +144,8 @@ def login_proxy(target: str, user_secret: str, org_secret: str, block: str | Non
     """Serve churros' console login and forward the rest to ``target``; paths matching ``block`` get 404."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
     server.block = re.compile(block) if block else None  # type: ignore[attr-defined]
+    server.bins = {}  # type: ignore[attr-defined]
+    server.bins_lock = threading.Lock()  # type: ignore[attr-defined]
     server.daemon_threads = True
     server.target = target  # type: ignore[attr-defined]
     server.user_secret = user_secret  # type: ignore[attr-defined]
@@ -144,13 +160,16 @@ def login_proxy(target: str, user_secret: str, org_secret: str, block: str | Non
         server.client.close()  # type: ignore[attr-defined]
 
 
-def _create_instance(base: str, user: str, org: str, suite: str) -> int:
+def _create_instance(base: str, user: str, org: str, suite: str, polling: bool) -> int:
     body = {
         "element": {"key": suite},
         "name": f"churros-{suite}",
         "tags": ["churros"],
         **_INSTANCE_BODIES[suite],
     }
+    if polling:
+        events = {"event.notification.enabled": "true", "event.vendor.type": "polling"}
+        body["configuration"] = {**body["configuration"], **events, "event.poller.refresh_interval": "1"}
     resp = httpx.post(
         f"{base}/elements/api-v2/instances",
         json=body,
@@ -187,7 +206,15 @@ def _parse(xml_path: str) -> dict[str, Any]:
 
 
 def run_suite(
-    churros: str, node_bin: str, url: str, user: str, password: str, suite: str, instance: int, out: str
+    churros: str,
+    node_bin: str,
+    url: str,
+    user: str,
+    password: str,
+    suite: str,
+    instance: int,
+    out: str,
+    polling: bool = False,
 ) -> dict:
     home = tempfile.mkdtemp(prefix=f"churros-home-{suite}-")
     os.makedirs(os.path.join(home, ".churros"))
@@ -199,6 +226,8 @@ def run_suite(
         "events": {"load": 5, "wait": 45, "element": "", "port": 8999, "url": "http://127.0.0.1:8999/events"},
         suite: dict(_INSTANCE_BODIES[suite].get("configuration", {})),
     }
+    if polling:
+        sauce["event.callback.url"] = url + "/bin/{{random.uuid}}"
     with open(os.path.join(home, ".churros", "sauce.json"), "w") as fh:
         json.dump(sauce, fh)
     xml_path = os.path.join(out, f"{suite}.xml")
@@ -221,6 +250,7 @@ def run_suite(
         "xunit",
         "--reporter-options",
         f"output={xml_path}",
+        *(["--polling"] if polling else []),
     ]
     with open(os.path.join(out, f"{suite}.log"), "w") as log:
         subprocess.run(
@@ -248,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--org-secret", default=None)
     ap.add_argument("--failures", action="store_true", help="also print the failing test names")
     ap.add_argument(
+        "--polling",
+        action="store_true",
+        help="also run the polling tests: the proxy serves their request bin, the emulator polls every second",
+    )
+    ap.add_argument(
         "--block",
         help="regex of API paths the proxy answers 404 (e.g. '/transformations|/definitions' to measure "
         "the suites without the transformations API)",
@@ -262,13 +297,19 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
 
-            emu = stack.enter_context(EmulatorServer(EmulatorConfig(seed=7, records_per_resource=25)))
+            emu = stack.enter_context(
+                EmulatorServer(
+                    EmulatorConfig(
+                        seed=7, records_per_resource=25, poller_interval_seconds=1.0 if args.polling else None
+                    )
+                )
+            )
             target, user, org = emu.url, emu.user_secret, emu.organization_secret
         proxy = stack.enter_context(login_proxy(target, user, org, args.block))
         for suite in args.suite or SUITES:
-            instance = _create_instance(target, user, org, suite)
+            instance = _create_instance(target, user, org, suite, args.polling)
             result = run_suite(
-                args.churros, args.node_bin, proxy, _USER, _PASSWORD, suite, instance, args.out
+                args.churros, args.node_bin, proxy, _USER, _PASSWORD, suite, instance, args.out, args.polling
             )
             failures = result.pop("failures")
             if args.failures:
