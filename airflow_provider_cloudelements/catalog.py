@@ -1,7 +1,15 @@
-"""Finance-hub resource names per element (reference §3.2 resource matrix, §5.2 polling lists).
+"""Finance-hub resource names per element (reference §3.2 resource matrix, §5.2 polling lists, §10.5 reports).
 
 Plain constants with no Airflow import, shared by the client catalog (``utils/elements.py``) and the
 emulator (which must stay importable without Airflow).
+
+Two lists per element:
+
+* ``*_RESOURCES`` — the polling resources (reference §5.2); the provider's defaults ("sync everything")
+  and the emulator's poller use these.
+* ``*_ALL_RESOURCES`` — every record resource of the §3.2 matrix for the element (polling resources
+  first, then the rest in alphabetical order). Reports are not record resources: see
+  :data:`QBO_REPORTS` and :data:`QBE_REPORT_TYPES`.
 """
 
 from __future__ import annotations
@@ -31,6 +39,30 @@ QBO_RESOURCES: tuple[str, ...] = (
     "vendor-credits",
     "vendors",
 )
+#: Every QuickBooks Online record resource (reference §3.2: CEQL list, release notes 2.141/2.148/2.165, churros).
+QBO_ALL_RESOURCES: tuple[str, ...] = (
+    *QBO_RESOURCES,
+    "company-info",
+    "departments",
+    "estimates",
+    "preferences",
+    "purchases",
+    "tax-agencies",
+)
+#: QuickBooks Online report ids served by ``GET /reports/{reportId}`` (reference §10.5; Intuit report names).
+QBO_REPORTS: tuple[str, ...] = (
+    "profit-and-loss",
+    "profit-and-loss-detail",
+    "balance-sheet",
+    "cash-flow",
+    "trial-balance",
+    "general-ledger",
+    "aged-receivables",
+    "aged-payables",
+    "customer-income",
+    "vendor-expenses",
+)
+
 #: The 13 QuickBooks Enterprise polling resources (reference §5.2, §3.2).
 QBE_RESOURCES: tuple[str, ...] = (
     "bills",
@@ -47,5 +79,59 @@ QBE_RESOURCES: tuple[str, ...] = (
     "products",
     "vendors",
 )
-#: FreshBooks (Cloud Accounting and Classic) resources (reference §3.2).
+#: Every QuickBooks Enterprise record resource (reference §3.2: CEQL list, release notes 2.153-2.171, churros).
+QBE_ALL_RESOURCES: tuple[str, ...] = (
+    *QBE_RESOURCES,
+    "bill-payment-cards",
+    "bill-payment-checks",
+    "checks",
+    "classes",
+    "credit-terms",
+    "creditcard-charges",
+    "creditcard-credits",
+    "currencies",
+    "deposits",
+    "inventory-adjustments",
+    "inventory-sites",
+    "ledger-accounts",
+    "payment-methods",
+    "payroll-wage-items",
+    "tax-codes",
+    "tax-rates",
+    "time-activities",
+    "vendor-credits",
+)
+#: QuickBooks Enterprise ``ReportName`` values (``GET /report-types``) and each one's ``ReportTitle``
+#: (reference §10.5, devportal ``quickbooksenterprise/reports.md``, QBXML report queries).
+QBE_REPORT_TYPES: dict[str, str] = {
+    "Balance Sheet Standard": "Balance Sheet",
+    "Balance Sheet Summary": "Summary Balance Sheet",
+    "Balance Sheet Detail": "Balance Sheet Detail",
+    "Profit and Loss Standard": "Profit & Loss",
+    "Profit and Loss Detail": "Profit & Loss Detail",
+    "Profit and Loss by Class": "Profit & Loss by Class",
+    "Profit and Loss by Job": "Profit & Loss by Job",
+    "Profit and Loss Budget vs. Actual": "Profit & Loss Budget vs. Actual",
+    "Trial Balance": "Trial Balance",
+    "General Ledger": "General Ledger",
+    "AR Aging Summary": "A/R Aging Summary",
+    "AR Aging Detail": "A/R Aging Detail",
+    "AP Aging Summary": "A/P Aging Summary",
+    "AP Aging Detail": "A/P Aging Detail",
+    "Customer Balance Summary": "Customer Balance Summary",
+    "Vendor Balance Summary": "Vendor Balance Summary",
+    "Sales by Customer Summary": "Sales by Customer Summary",
+    "Sales by Item Summary": "Sales by Item Summary",
+    "Sales by Rep Summary": "Sales by Rep Summary",
+    "Expense by Vendor Summary": "Expenses by Vendor Summary",
+}
+
+#: FreshBooks resources shared by Cloud Accounting (``freshbooksv2``) and Classic (``freshbooks``) (reference §3.2).
 FRESHBOOKS_RESOURCES: tuple[str, ...] = ("customers", "invoices", "payments", "items", "taxes")
+#: FreshBooks Cloud Accounting: the resources of its CEQL page (reference §3.2, column ``freshbooksv2``).
+FRESHBOOKS_V2_ALL_RESOURCES: tuple[str, ...] = (*FRESHBOOKS_RESOURCES, "vendors")
+#: FreshBooks Classic: ``vendors`` are FreshBooks contractors, ``hooks`` its webhook callbacks (churros).
+FRESHBOOKS_CLASSIC_ALL_RESOURCES: tuple[str, ...] = (*FRESHBOOKS_RESOURCES, "vendors", "hooks")
+
+#: Singular paths the vendor's own test suite uses for QuickBooks Online (reference §9: ``/vendor``).
+QBO_PATH_ALIASES: dict[str, str] = {"vendor": "vendors", "estimate": "estimates"}

@@ -6,7 +6,16 @@ from fastapi import FastAPI
 
 from airflow_provider_cloudelements.emulator.errors import install_handlers
 from airflow_provider_cloudelements.emulator.faults import EmulatorMiddleware
-from airflow_provider_cloudelements.emulator.routers import admin, bulk, catalog, events, hub, instances
+from airflow_provider_cloudelements.emulator.paths import AcceptCheck, HublessPaths
+from airflow_provider_cloudelements.emulator.routers import (
+    admin,
+    bulk,
+    catalog,
+    events,
+    hub,
+    instances,
+    platform,
+)
 from airflow_provider_cloudelements.emulator.state import EmulatorState
 
 DESCRIPTION = """Offline emulator of the Cloud Elements REST API (api-v2): platform (elements, instances,
@@ -40,7 +49,9 @@ def create_app(state: EmulatorState) -> FastAPI:
     )
     app.state.emulator = state
     install_handlers(app)
-    for module in (admin, catalog, instances, events, bulk, hub):
+    for module in (admin, catalog, platform, instances, events, bulk, hub):
         app.include_router(module.router)
+    app.add_middleware(AcceptCheck)
     app.add_middleware(EmulatorMiddleware, injector=state.faults, stats=state.stats_counters)
+    app.add_middleware(HublessPaths)
     return app

@@ -25,7 +25,7 @@ from airflow_provider_cloudelements.emulator import bulkfiles, timefmt
 from airflow_provider_cloudelements.emulator.ceql import date_window
 from airflow_provider_cloudelements.emulator.errors import CEError
 from airflow_provider_cloudelements.emulator.faults import FaultInjector
-from airflow_provider_cloudelements.emulator.hubservice import HubService
+from airflow_provider_cloudelements.emulator.hubservice import HubService, bare_id
 from airflow_provider_cloudelements.emulator.instances import InstanceService, event_settings
 from airflow_provider_cloudelements.emulator.records import Window
 from airflow_provider_cloudelements.emulator.stats import Stats
@@ -243,6 +243,7 @@ class BulkService:
         path: str,
     ) -> tuple[int | None, int]:
         _, tbl = self.hub.table(inst, obj)
+        predicate = self.hub.predicate(element, query)
         wlo, whi = date_window(query.tree, element.date_field)
         window = Window(
             lo=_max(lo, wlo),
@@ -260,7 +261,7 @@ class BulkService:
                     out.close()
                     os.remove(tmp)
                     return None, 0
-                if query.tree is not None and not query.predicate(row.obj()):
+                if query.tree is not None and not predicate(row.obj()):
                     continue
                 if limit is not None and count + failed >= limit:
                     break
@@ -275,8 +276,7 @@ class BulkService:
                                 {
                                     "recordId": str(record.get(element.id_field(obj))),
                                     "record": record,
-                                    "message": "Failed to retrieve the record from the provider "
-                                    "(injected fault)",
+                                    "message": "Failed to retrieve the record from the provider (injected fault)",
                                 }
                             ),
                         )
@@ -329,8 +329,12 @@ class BulkService:
         metadata: dict[str, Any],
         callback_url: str | None,
     ) -> dict[str, Any]:
-        """``POST /bulk/{objectName}`` (reference §4.1): creates records one by one in a worker."""
-        self.hub.table(inst, object_name)
+        """``POST /bulk/{objectName}`` (reference §4.1): creates records one by one in a worker.
+
+        ``metaData.identifierFieldName`` upserts: a record whose field value matches a live record
+        updates it, otherwise it is created. An object the element does not have still gives a job;
+        every record then fails with the reason (reference §4.1, churros ``bulk.js``).
+        """
         job = self._new_job(inst, object_name, "UPLOAD", None, callback_url, metadata)
         path = os.path.join(self.dir, f"{job['id']}.upload")
         with open(path, "wb") as out:
@@ -354,13 +358,21 @@ class BulkService:
             self._set_status(job, "RUNNING")
             ok = failed = 0
             errors = []
+            try:
+                self.hub.table(inst, object_name)
+                unknown = None
+            except CEError as err:
+                unknown = err.message
+            identifier = metadata.get("identifierFieldName") or None
             with open(path, "rb") as fh:
                 for line, item, error in bulkfiles.parse_upload(fh, metadata.get("format"), filename):
                     if self._cancel[job["id"]].is_set():
                         return
+                    if error is None and unknown is not None:
+                        error = unknown
                     if error is None:
                         try:
-                            self.hub.create(inst, object_name, item)
+                            self._upsert(inst, object_name, item, identifier)
                             ok += 1
                             continue
                         except CEError as err:
@@ -381,6 +393,22 @@ class BulkService:
             log.exception("bulk upload %s failed", job["id"])
             job["message"] = f"{type(err).__name__}: {err}"
             self._finish(job, inst, "FAILED")
+
+    def _upsert(
+        self, inst: dict[str, Any], object_name: str, item: dict[str, Any], identifier: str | None
+    ) -> None:
+        """Create ``item``, or update the live record whose ``identifier`` field equals the item's."""
+        if identifier and item.get(identifier) not in (None, ""):
+            element, tbl = self.hub.table(inst, object_name)
+            wanted = str(item[identifier])
+            for row in self.records_scan(tbl, Window()):
+                record = row.obj()
+                if str(record.get(identifier)) == wanted:
+                    id_field = element.id_field(element.resolve(object_name))
+                    body = {k: v for k, v in item.items() if k != id_field}
+                    self.hub.update(inst, object_name, bare_id(record[id_field]), body, full=False)
+                    return
+        self.hub.create(inst, object_name, item)
 
     # ------------------------------------------------------------ errors / cancel / download
     def errors(self, inst: dict[str, Any], job_id: str, offset: int, size: int) -> tuple[list[dict], bool]:
@@ -432,7 +460,11 @@ class BulkService:
             return bulkfiles.iter_file(job["file"], limit), "application/json", headers
         if "text/csv" in wanted or "*/*" in wanted:
             disposition["Content-Disposition"] += '.csv"'
-            return bulkfiles.iter_csv(job["file"], limit), "text/csv", disposition
+            return (
+                bulkfiles.iter_csv(job["file"], limit),
+                "text/csv",
+                {**disposition, "Content-Type": "text/csv"},
+            )
         raise CEError(406, f"Cannot produce {accept!r}; use application/json or text/csv")
 
     def stop(self) -> None:

@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--activity-deletes", type=int, default=1, help="deletes per resource per activity tick"
     )
+    parser.add_argument(
+        "--qbo-sync-token-ids",
+        action="store_true",
+        help="serve QuickBooks Online ids as '<id>|<syncToken>' (\"22|3\") as the QBO tips page documents",
+    )
     parser.add_argument("--log-level", default="WARNING", help="Python logging level")
     faults = parser.add_argument_group("faults (all off by default; Cloud Elements API routes only)")
     for f in dataclasses.fields(FaultConfig):
@@ -172,6 +177,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         webhook_max_attempts=args.webhook_max_attempts,
         user_secret=user,
         organization_secret=org,
+        qbo_sync_token_ids=args.qbo_sync_token_ids,
     )
 
 

@@ -97,6 +97,10 @@ class EmulatorConfig:
     :ivar webhook_backoff_factor: multiplies the reference §5.7 retry delays (4^x seconds).
     :ivar webhook_max_attempts: delivery attempts before a delivery is queued (reference §5.7: 9).
     :ivar webhook_timeout_seconds: HTTP timeout of one delivery attempt.
+    :ivar qbo_sync_token_ids: ``True`` serves QuickBooks Online record ids as ``<id>|<syncToken>``
+        (``"22|3"``) as the QBO tips page documents (reference §3.5); paths and CEQL ``id`` accept
+        both forms either way. Default ``False`` (bare ``"22"``): with it on, three provider tests
+        that key ground truth by the served id fail (the id of an updated record changes).
     """
 
     seed: int = 7
@@ -113,6 +117,7 @@ class EmulatorConfig:
     webhook_backoff_factor: float = 1.0
     webhook_max_attempts: int = 9
     webhook_timeout_seconds: float = 5.0
+    qbo_sync_token_ids: bool = False
 
     def __post_init__(self) -> None:
         if self.bulk_done_status not in ("COMPLETED", "COMPLETE"):

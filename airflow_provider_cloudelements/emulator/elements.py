@@ -20,7 +20,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from airflow_provider_cloudelements.catalog import FRESHBOOKS_RESOURCES, QBE_RESOURCES, QBO_RESOURCES
+from airflow_provider_cloudelements.catalog import (
+    FRESHBOOKS_CLASSIC_ALL_RESOURCES,
+    FRESHBOOKS_RESOURCES,
+    FRESHBOOKS_V2_ALL_RESOURCES,
+    QBE_ALL_RESOURCES,
+    QBE_RESOURCES,
+    QBO_ALL_RESOURCES,
+    QBO_PATH_ALIASES,
+    QBO_RESOURCES,
+)
 
 QBO_LISTS = frozenset(
     {
@@ -28,17 +37,38 @@ QBO_LISTS = frozenset(
         "credit-terms",
         "currencies",
         "customers",
+        "departments",
         "employees",
         "ledger-accounts",
         "payment-methods",
+        "products",
+        "tax-agencies",
+        "tax-codes",
+        "tax-rates",
+        "vendors",
+    }
+)
+#: QBO resources with one record per company: no create or delete (405), PATCH with the sync token.
+QBO_SINGLETONS = frozenset({"company-info", "preferences"})
+#: QBE list objects (``ListID``); every other QBE resource is a transaction (``TxnID``).
+QBE_LISTS = frozenset(
+    {
+        "classes",
+        "credit-terms",
+        "currencies",
+        "customers",
+        "employees",
+        "inventory-sites",
+        "ledger-accounts",
+        "payment-methods",
+        "payroll-wage-items",
         "products",
         "tax-codes",
         "tax-rates",
         "vendors",
     }
 )
-QBE_LISTS = frozenset({"customers", "employees", "products", "vendors"})
-FRESHBOOKS_SOFT = frozenset({"customers", "invoices", "payments", "items"})
+FRESHBOOKS_SOFT = frozenset({"customers", "invoices", "payments", "items", "vendors"})
 
 #: Fields a create (hub POST, bulk upload) must carry, per style and resource; anything else is optional.
 _REQUIRED_QBO: dict[str, tuple[str, ...]] = {
@@ -46,14 +76,17 @@ _REQUIRED_QBO: dict[str, tuple[str, ...]] = {
     "vendors": ("displayName",),
     "employees": ("givenName",),
     "invoices": ("customerRef",),
-    "sales-receipts": ("customerRef",),
+    "estimates": ("customerRef",),
     "credit-memos": ("customerRef",),
-    "refund-receipts": ("customerRef",),
+    "refund-receipts": ("depositToAccountRef",),
     "payments": ("customerRef", "totalAmt"),
     "bills": ("vendorRef",),
     "purchase-orders": ("vendorRef",),
     "vendor-credits": ("vendorRef",),
     "bill-payments": ("vendorRef", "totalAmt"),
+    "purchases": ("accountRef", "paymentType"),
+    "departments": ("name",),
+    "tax-agencies": ("displayName",),
     "journal-entries": ("line",),
     "time-activities": ("nameOf",),
 }
@@ -68,8 +101,12 @@ _REQUIRED_QBE: dict[str, tuple[str, ...]] = {
     "sales-orders": ("CustomerRef",),
     "payments": ("CustomerRef", "TotalAmount"),
     "bills": ("VendorRef",),
-    "purchase-orders": ("VendorRef",),
     "item-receipts": ("VendorRef",),
+    "vendor-credits": ("VendorRef",),
+    "currencies": ("Name",),
+    "inventory-sites": ("Name",),
+    "payroll-wage-items": ("Name",),
+    "classes": ("Name",),
 }
 _REQUIRED_FB: dict[str, tuple[str, ...]] = {
     "invoices": ("client_id",),
@@ -87,6 +124,10 @@ class ElementDef:
         (FreshBooks snake_case) — reference §3.5.
     :ivar date_field: the element's "updated" field (CEQL name, dotted for nested).
     :ivar date_kind: how that field is rendered: ``epoch_ms``, ``iso_offset`` or ``fb_datetime``.
+    :ivar resources: every record resource of the element (reference §3.2 matrix).
+    :ivar polling_resources: the resources the element's poller watches (reference §5.2).
+    :ivar aliases: extra path names of resources (QBO ``/vendor``, reference §9).
+    :ivar singletons: resources with one fixed record: GET/PATCH only.
     """
 
     key: str
@@ -108,6 +149,13 @@ class ElementDef:
     list_resources: frozenset[str] = field(default_factory=frozenset)
     soft_delete: frozenset[str] = field(default_factory=frozenset)
     required_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    polling_resources: tuple[str, ...] = ()
+    aliases: dict[str, str] = field(default_factory=dict)
+    singletons: frozenset[str] = field(default_factory=frozenset)
+
+    def resolve(self, name: str) -> str:
+        """The canonical resource name of a path segment (aliases resolved)."""
+        return self.aliases.get(name, name)
 
     def id_field(self, resource: str) -> str:
         """Record id field: ``id``, or ``ListID``/``TxnID`` for QBE (reference §3.5)."""
@@ -151,7 +199,10 @@ ELEMENTS: dict[str, ElementDef] = {
             name="QuickBooks Online",
             hook_name="QuickBooksOnline",
             style="qbo",
-            resources=QBO_RESOURCES,
+            resources=QBO_ALL_RESOURCES,
+            polling_resources=QBO_RESOURCES,
+            aliases=QBO_PATH_ALIASES,
+            singletons=QBO_SINGLETONS,
             page_cap=1000,
             cursor_only=False,
             supports_or=False,
@@ -172,7 +223,8 @@ ELEMENTS: dict[str, ElementDef] = {
             name="QuickBooks Enterprise",
             hook_name="QuickBooksEnterprise",
             style="qbe",
-            resources=QBE_RESOURCES,
+            resources=QBE_ALL_RESOURCES,
+            polling_resources=QBE_RESOURCES,
             page_cap=500,
             cursor_only=True,
             supports_or=True,
@@ -193,7 +245,8 @@ ELEMENTS: dict[str, ElementDef] = {
             name="FreshBooks Cloud Accounting",
             hook_name="Freshbooksv2",
             style="fb",
-            resources=FRESHBOOKS_RESOURCES,
+            resources=FRESHBOOKS_V2_ALL_RESOURCES,
+            polling_resources=FRESHBOOKS_RESOURCES,
             page_cap=100,
             cursor_only=False,
             supports_or=True,
@@ -213,7 +266,8 @@ ELEMENTS: dict[str, ElementDef] = {
             name="FreshBooks Classic",
             hook_name="FreshBooks",
             style="fb",
-            resources=FRESHBOOKS_RESOURCES,
+            resources=FRESHBOOKS_CLASSIC_ALL_RESOURCES,
+            polling_resources=FRESHBOOKS_RESOURCES,
             page_cap=100,
             cursor_only=False,
             supports_or=True,

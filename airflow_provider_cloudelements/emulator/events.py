@@ -104,6 +104,21 @@ class EventService:
         if deliver:
             self._notify(inst, settings, resource, [(event, record)])
 
+    def receive_vendor(
+        self, inst: dict[str, Any], resource: str, object_id: Any, event_type: str, raw: dict, date_ms: int
+    ) -> dict[str, Any]:
+        """An event the vendor pushed to ``POST /events/{elementKey}`` (reference §5.1): recorded with the
+        vendor payload as ``providerData`` and, when events are enabled with a callback URL, delivered
+        at once whatever the polling/webhook mode (the vendor, not the poller, reported it)."""
+        settings = event_settings(inst)
+        deliver = bool(settings["enabled"] and settings["callback_url"])
+        event = self._insert(
+            inst, resource, object_id, event_type, raw, date_ms, "DISPATCHED" if deliver else "RECEIVED"
+        )
+        if deliver:
+            self._notify(inst, settings, resource, [(event, raw)])
+        return event
+
     def _notify(
         self,
         inst: dict[str, Any],

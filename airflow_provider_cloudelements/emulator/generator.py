@@ -88,19 +88,31 @@ def version_of(element: ElementDef, record: Record) -> str | None:
 
 
 def stamp(
-    element: ElementDef, resource: str, body: Record, seq: int, created_ms: int, updated_ms: int, version: int
+    element: ElementDef,
+    resource: str,
+    body: Record,
+    seq: int,
+    created_ms: int,
+    updated_ms: int,
+    version: int,
+    composite: bool = False,
 ) -> Record:
-    """Return ``body`` with the element's system fields (id first) for a record at ``version``."""
+    """Return ``body`` with the element's system fields (id first) for a record at ``version``.
+
+    ``composite``: QuickBooks Online ids carry the sync token, ``"<id>|<syncToken>"`` (reference §3.5).
+    """
     kind = element.date_kind
     created = timefmt.render(timefmt.truncate(created_ms, kind), kind)
     updated = timefmt.render(timefmt.truncate(updated_ms, kind), kind)
     rid = record_id(element, seq, created_ms)
     if element.style == "qbo":
-        out: Record = {"id": rid, "syncToken": str(version)}
+        out: Record = {"id": f"{rid}|{version}" if composite else rid, "syncToken": str(version)}
         out.update(body)
         out["domain"] = "QBO"
         out["sparse"] = False
         out["metaData"] = {"createTime": created, "lastUpdatedTime": updated}
+        if resource == "preferences":
+            out["Id"], out["SyncToken"] = out["id"], out["syncToken"]
         if resource in element.list_resources:
             out.setdefault("active", True)
         return out
@@ -117,11 +129,25 @@ def stamp(
         return out
     out = {"id": rid}
     out.update(body)
+    if element.key == "freshbooks" and resource in _FB_CLASSIC_OWN_ID:
+        out[_FB_CLASSIC_OWN_ID[resource]] = rid
     out["created_at"] = created
     out["updated"] = updated
     if resource in element.soft_delete:
         out.setdefault("vis_state", 0)
     return out
+
+
+#: FreshBooks Classic records also carry their own id under the API's name (``client_id`` of a client, …).
+_FB_CLASSIC_OWN_ID = {
+    "customers": "client_id",
+    "invoices": "invoice_id",
+    "payments": "payment_id",
+    "items": "item_id",
+    "taxes": "tax_id",
+    "vendors": "contractor_id",
+    "hooks": "callback_id",
+}
 
 
 def strip_system(element: ElementDef, resource: str, record: Record) -> Record:
@@ -139,7 +165,11 @@ def strip_system(element: ElementDef, resource: str, record: Record) -> Record:
         "EditSequence",
         "created_at",
         "updated",
+        "Id",
+        "SyncToken",
     }
+    if element.key == "freshbooks" and resource in _FB_CLASSIC_OWN_ID:
+        owned.add(_FB_CLASSIC_OWN_ID[resource])
     return {k: v for k, v in record.items() if k not in owned}
 
 
@@ -198,7 +228,7 @@ def _qbo_party(resource: str) -> Builder:
     return build
 
 
-_QBO_VENDOR_TXN = frozenset({"bills", "purchase-orders", "vendor-credits"})
+_QBO_VENDOR_TXN = frozenset({"bills", "purchase-orders", "vendor-credits", "purchases"})
 
 
 def _qbo_txn(resource: str) -> Builder:
@@ -258,6 +288,15 @@ def _qbo_txn(resource: str) -> Builder:
             rec["printStatus"] = "NEED_TO_PRINT" if r.random() < 0.3 else "NOT_SET"
             rec["emailStatus"] = "EMAIL_SENT" if r.random() < 0.6 else "NOT_SET"
             rec["txnTaxDetail"] = {"totalTax": 0}
+        if resource == "estimates":
+            rec["expirationDate"] = timefmt.date_str(created + _MONTH_MS)
+            rec["txnStatus"] = r.choice(["Pending", "Accepted", "Closed"])
+            rec["billEmail"] = {"address": _email(r, p, _pick(r, p.first), _pick(r, p.last))}
+        if resource == "purchases":
+            vendor = rec.pop("vendorRef")
+            rec["entityRef"] = {**vendor, "type": "Vendor"}
+            rec["paymentType"] = r.choice(["CHECK", "CASH", "CREDIT_CARD"])
+            rec["accountRef"] = {"value": "35", "name": "Checking"}
         if r.random() < 0.3:
             rec["privateNote"] = _pick(r, p.sentences)
         return rec
@@ -375,6 +414,14 @@ def _qbo_list(resource: str) -> Builder:
             }
         if resource == "payment-methods":
             return {"name": name, "type": r.choice(["CREDIT_CARD", "NON_CREDIT_CARD"])}
+        if resource == "departments":
+            return {"name": name, "fullyQualifiedName": name, "subDepartment": False}
+        if resource == "tax-agencies":
+            return {
+                "displayName": f"{_pick(r, p.city)} Tax Agency {seq}",
+                "taxTrackedOnSales": True,
+                "taxTrackedOnPurchases": r.random() < 0.3,
+            }
         if resource == "tax-codes":
             return {"name": name, "description": _pick(r, p.sentences), "taxable": True, "taxGroup": False}
         if resource == "tax-rates":
@@ -458,7 +505,19 @@ _QBE_LINES = {
     "bills": "ItemLineRet",
     "item-receipts": "ItemLineRet",
 }
-_QBE_VENDOR = frozenset({"purchase-orders", "bills", "item-receipts"})
+_QBE_VENDOR = frozenset({"purchase-orders", "bills", "item-receipts", "vendor-credits"})
+_QBE_MONEY_TXNS = frozenset(
+    {
+        "bill-payment-checks",
+        "bill-payment-cards",
+        "checks",
+        "creditcard-charges",
+        "creditcard-credits",
+        "deposits",
+        "inventory-adjustments",
+        "time-activities",
+    }
+)
 
 
 def _qbe_txn(resource: str) -> Builder:
@@ -611,18 +670,302 @@ def _fb(resource: str) -> Builder:
     return build
 
 
+def _qbo_company(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
+    company = _pick(r, p.company)
+    return {
+        "companyName": company,
+        "legalName": f"{company} LLC",
+        "companyAddr": {
+            "line1": _pick(r, p.street),
+            "city": _pick(r, p.city),
+            "countrySubDivisionCode": "CA",
+        },
+        "country": "US",
+        "email": {"address": f"accounts@{_pick(r, p.domain)}"},
+        "fiscalYearStartMonth": "January",
+        "supportedLanguages": "en",
+        "companyStartDate": timefmt.date_str(created),
+    }
+
+
+def _qbo_preferences(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
+    return {
+        "accountingInfoPrefs": {
+            "trackDepartments": True,
+            "classTrackingPerTxn": False,
+            "customerTerminology": "Customers",
+        },
+        "salesFormsPrefs": {"allowDiscount": True, "allowDeposit": True, "defaultTerms": {"value": "3"}},
+        "currencyPrefs": {"multiCurrencyEnabled": False, "homeCurrency": {"value": "USD"}},
+        "taxPrefs": {"usingSalesTax": True},
+        "timeTrackingPrefs": {"useServices": True, "workWeekStartDate": "Monday"},
+    }
+
+
+def _qbe_ref_named(name: str) -> dict[str, str]:
+    return {"FullName": name}
+
+
+def _qbe_lookup(resource: str) -> Builder:
+    """QBE list objects other than parties/products (classes, terms, accounts, …; QBXML ``*Ret`` shapes)."""
+
+    def build(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
+        name = f"{_pick(r, p.words).title()} {seq}"
+        rec: Record = {"Name": name, "FullName": name}
+        if resource == "classes":
+            rec["Sublevel"] = "0"
+        elif resource == "credit-terms":
+            days = r.choice([10, 15, 30, 45, 60])
+            rec.update({"StdDueDays": str(days), "StdDiscountDays": "10", "DiscountPct": "1.00"})
+        elif resource == "currencies":
+            code, cname = _CURRENCIES[(seq - 1) % len(_CURRENCIES)]
+            rec.update(
+                {
+                    "Name": cname if seq <= len(_CURRENCIES) else f"{cname} {seq}",
+                    "FullName": cname if seq <= len(_CURRENCIES) else f"{cname} {seq}",
+                    "CurrencyCode": code,
+                    "CurrencyFormat": {
+                        "DecimalPlaces": "2",
+                        "DecimalSeparator": "Period",
+                        "ThousandSeparator": "Comma",
+                    },
+                    "IsUserDefinedCurrency": False,
+                }
+            )
+        elif resource == "inventory-sites":
+            rec.update(
+                {"SiteDesc": _pick(r, p.sentences), "Contact": _pick(r, p.first), "Phone": _pick(r, p.phone)}
+            )
+        elif resource == "ledger-accounts":
+            acct = r.choice(
+                ["Bank", "AccountsReceivable", "AccountsPayable", "Income", "Expense", "OtherCurrentAsset"]
+            )
+            rec.update(
+                {
+                    "AccountType": acct,
+                    "AccountNumber": str(1000 + seq * 10),
+                    "Balance": f"{_money(r, 0, 50000):.2f}",
+                    "TotalBalance": f"{_money(r, 0, 50000):.2f}",
+                    "Sublevel": "0",
+                }
+            )
+        elif resource == "payment-methods":
+            rec["PaymentMethodType"] = r.choice(["Cash", "Check", "Visa", "MasterCard", "AmericanExpress"])
+        elif resource == "payroll-wage-items":
+            rec.update(
+                {
+                    "WageType": r.choice(["HourlyRegular", "SalaryRegular"]),
+                    "ExpenseAccountRef": {"FullName": "Payroll Expenses"},
+                }
+            )
+        elif resource == "tax-codes":
+            rec.update({"IsTaxable": r.random() < 0.5, "Desc": _pick(r, p.sentences)})
+        elif resource == "tax-rates":
+            rec.update(
+                {
+                    "TaxRate": f"{r.uniform(0, 12):.2f}",
+                    "ItemDesc": _pick(r, p.sentences),
+                    "TaxVendorRef": {"FullName": f"{_pick(r, p.city)} Tax Agency"},
+                }
+            )
+        return rec
+
+    return build
+
+
+def _qbe_money_txn(resource: str) -> Builder:
+    """QBE transactions without item lines: bill payments, checks, card charges/credits, deposits,
+    inventory adjustments, time tracking (QBXML ``*Ret`` field names)."""
+
+    def build(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
+        amount = f"{_money(r):.2f}"
+        payee = _qbe_ref(r, p, n)
+        rec: Record = {
+            "TxnNumber": str(seq),
+            "TxnDate": timefmt.date_str(created),
+            "RefNumber": str(seq + 3000),
+        }
+        if resource.startswith("bill-payment-"):
+            rec["PayeeEntityRef"] = payee
+            rec["APAccountRef"] = _qbe_ref_named("Accounts Payable")
+            if resource == "bill-payment-checks":
+                rec["BankAccountRef"] = _qbe_ref_named("Checking")
+            else:
+                rec["CreditCardAccountRef"] = _qbe_ref_named("QuickBooks Credit Card")
+            rec["Amount"] = amount
+            rec["AppliedToTxnRet"] = [
+                {
+                    "TxnID": f"{_QBE_ID_BASE + _int(r, 1, max(n, 1)):08X}-1484948017",
+                    "TxnType": "Bill",
+                    "Amount": amount,
+                }
+            ]
+        elif resource in ("checks", "creditcard-charges", "creditcard-credits"):
+            rec["AccountRef"] = _qbe_ref_named(
+                "Checking" if resource == "checks" else "QuickBooks Credit Card"
+            )
+            rec["PayeeEntityRef"] = payee
+            rec["Amount"] = amount
+            rec["ExpenseLineRet"] = [
+                {
+                    "TxnLineID": f"1-{created // 1000}",
+                    "AccountRef": _qbe_ref_named(_pick(r, p.words).title()),
+                    "Amount": amount,
+                    "Memo": _pick(r, p.sentences),
+                }
+            ]
+        elif resource == "deposits":
+            rec["DepositToAccountRef"] = _qbe_ref_named("Checking")
+            rec["DepositTotal"] = amount
+            rec["DepositLineRet"] = [
+                {
+                    "TxnLineID": f"1-{created // 1000}",
+                    "EntityRef": payee,
+                    "AccountRef": _qbe_ref_named("Undeposited Funds"),
+                    "Amount": amount,
+                }
+            ]
+        elif resource == "inventory-adjustments":
+            rec["AccountRef"] = _qbe_ref_named("Inventory Adjustments")
+            rec["InventorySiteRef"] = _qbe_ref_named("Sample Site")
+            rec["InventoryAdjustmentLineRet"] = [
+                {
+                    "TxnLineID": f"1-{created // 1000}",
+                    "ItemRef": _qbe_ref_named(_pick(r, p.products)),
+                    "QuantityDifference": str(_int(r, -20, 50)),
+                    "ValueDifference": "0.00",
+                }
+            ]
+        else:  # time-activities (QBXML TimeTracking)
+            rec.pop("RefNumber")
+            rec["EntityRef"] = payee
+            rec["CustomerRef"] = _qbe_ref(r, p, n)
+            rec["ItemServiceRef"] = _qbe_ref_named(_pick(r, p.products))
+            rec["Duration"] = f"PT{_int(r, 0, 8)}H{r.choice([0, 15, 30, 45])}M0S"
+            rec["BillableStatus"] = r.choice(["Billable", "NotBillable", "HasBeenBilled"])
+            rec["Notes"] = _pick(r, p.sentences)
+        return rec
+
+    return build
+
+
+def _fb_extra(resource: str, classic: bool) -> Builder:
+    """FreshBooks ``vendors`` (Classic: contractors; Cloud Accounting: bill vendors) and Classic ``hooks``."""
+
+    def build(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
+        first, last = _pick(r, p.first), _pick(r, p.last)
+        if resource == "hooks":
+            return {
+                "event": r.choice(["invoice.create", "invoice.update", "client.create", "payment.create"]),
+                "uri": f"https://hooks.example.com/freshbooks/{seq}",
+                "verified": r.random() < 0.8,
+            }
+        if classic:
+            return {
+                "name": f"{first} {last}",
+                "email": _email(r, p, first, last),
+                "rate": _money(r, 20, 200),
+                "task_id": _int(r, 100000, 999999),
+                "organization": _pick(r, p.company),
+            }
+        return {
+            "vendor_name": _pick(r, p.company),
+            "primary_contact_first_name": first,
+            "primary_contact_last_name": last,
+            "primary_contact_email": _email(r, p, first, last),
+            "phone": _pick(r, p.phone),
+            "street": _pick(r, p.street),
+            "city": _pick(r, p.city),
+            "province": _pick(r, p.state),
+            "country": "United States",
+            "currency_code": "USD",
+            "is_1099": r.random() < 0.2,
+        }
+
+    return build
+
+
+#: Lookup data the vendor's tests (churros) expect in a sandbox company, seeded as the first records.
+FIXTURES: dict[tuple[str, str], list[Record]] = {
+    ("qbe", "classes"): [{"Name": "Automatic Pool Systems", "FullName": "Automatic Pool Systems"}],
+    ("qbe", "credit-terms"): [
+        {"Name": "1% 10 Net 30", "FullName": "1% 10 Net 30", "StdDueDays": "30", "StdDiscountDays": "10"},
+        {
+            "Name": "Net 30",
+            "FullName": "Net 30",
+            "StdDueDays": "30",
+            "StdDiscountDays": "0",
+            "DiscountPct": "0.00",
+        },
+    ],
+    ("qbe", "ledger-accounts"): [
+        {"Name": "Checking", "FullName": "Checking", "AccountType": "Bank"},
+        {
+            "Name": "Accounts Receivable",
+            "FullName": "Accounts Receivable",
+            "AccountType": "AccountsReceivable",
+        },
+        {"Name": "Accounts Payable", "FullName": "Accounts Payable", "AccountType": "AccountsPayable"},
+    ],
+    ("qbe", "payment-methods"): [
+        {"Name": "Check", "FullName": "Check", "PaymentMethodType": "Check"},
+        {"Name": "Cash", "FullName": "Cash", "PaymentMethodType": "Cash"},
+    ],
+    ("qbe", "tax-codes"): [
+        {"Name": "Non", "FullName": "Non", "IsTaxable": False, "Desc": "Non-Taxable Sales"},
+        {"Name": "Tax", "FullName": "Tax", "IsTaxable": True, "Desc": "Taxable Sales"},
+    ],
+    ("qbe", "inventory-sites"): [{"Name": "Sample Site", "FullName": "Sample Site"}],
+    ("qbe", "vendors"): [{"Name": "TEST", "FullName": "TEST", "CompanyName": "TEST"}],
+    ("qbe", "customers"): [
+        {"Name": "Blue, Dale", "FullName": "Blue, Dale", "FirstName": "Dale", "LastName": "Blue"}
+    ],
+    ("qbo", "departments"): [{"name": "Sales", "fullyQualifiedName": "Sales"}],
+    ("qbo", "payment-methods"): [
+        {"name": "Cash", "type": "NON_CREDIT_CARD"},
+        {"name": "Check", "type": "NON_CREDIT_CARD"},
+    ],
+}
+
+
+def _with_fixtures(build: Builder, fixtures: list[Record]) -> Builder:
+    def wrapped(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
+        rec = build(r, p, seq, created, n)
+        if seq <= len(fixtures):
+            rec.update(fixtures[seq - 1])
+        return rec
+
+    return wrapped
+
+
 def builder_for(element: ElementDef, resource: str) -> Builder:
-    """The business-field builder for ``(element, resource)``."""
+    """The business-field builder for ``(element, resource)`` (seeded lookup data first, see :data:`FIXTURES`)."""
+    build = _base_builder(element, resource)
+    fixtures = FIXTURES.get((element.style, resource))
+    return _with_fixtures(build, fixtures) if fixtures else build
+
+
+def _base_builder(element: ElementDef, resource: str) -> Builder:
     if element.style == "fb":
+        if resource in ("vendors", "hooks"):
+            return _fb_extra(resource, classic=element.key == "freshbooks")
         return _fb(resource)
     if element.style == "qbe":
-        if resource in element.list_resources:
+        if resource in ("customers", "employees", "products", "vendors"):
             return _qbe_list(resource)
+        if resource in element.list_resources:
+            return _qbe_lookup(resource)
+        if resource in _QBE_MONEY_TXNS:
+            return _qbe_money_txn(resource)
         if resource == "payments":
             return _qbe_payment
         if resource == "journal-entries":
             return _qbe_journal
         return _qbe_txn(resource)
+    if resource == "company-info":
+        return _qbo_company
+    if resource == "preferences":
+        return _qbo_preferences
     if resource in ("customers", "vendors", "employees"):
         return _qbo_party(resource)
     if resource in ("payments", "bill-payments"):
@@ -637,7 +980,13 @@ def builder_for(element: ElementDef, resource: str) -> Builder:
 
 
 def generate(
-    element: ElementDef, resource: str, instance_id: int, seed: int, count: int, anchor_ms: int
+    element: ElementDef,
+    resource: str,
+    instance_id: int,
+    seed: int,
+    count: int,
+    anchor_ms: int,
+    composite: bool = False,
 ) -> Iterator[tuple[int, int, int, Record]]:
     """Yield ``(seq, created_ms, updated_ms, record)`` for ``count`` records, oldest first.
 
@@ -660,5 +1009,5 @@ def generate(
             seq,
             created,
             updated,
-            stamp(element, resource, build(r, p, seq, created, count), seq, created, updated, 0),
+            stamp(element, resource, build(r, p, seq, created, count), seq, created, updated, 0, composite),
         )

@@ -20,8 +20,11 @@ from airflow_provider_cloudelements.emulator import generator, timefmt
 from airflow_provider_cloudelements.emulator.ceql import CeqlError, Query, compile_where, date_window, lookup
 from airflow_provider_cloudelements.emulator.elements import ElementDef
 from airflow_provider_cloudelements.emulator.errors import CEError
+from airflow_provider_cloudelements.emulator.extensions import ResourceExtensions
 from airflow_provider_cloudelements.emulator.instances import InstanceService
 from airflow_provider_cloudelements.emulator.records import RecordRepo, Row, Window, dumps
+from airflow_provider_cloudelements.emulator.transform import TransformStore
+from airflow_provider_cloudelements.emulator.typing_rules import coerce_like, qbo_check_queryable
 
 ChangeHook = Callable[[dict[str, Any], str, Any, str, dict, int], None]
 
@@ -110,16 +113,58 @@ class HubService:
         self.seed = seed
         self._activity_counter = 0
         self._activity_lock = threading.Lock()
+        self.transforms = TransformStore()
+        self.extensions = ResourceExtensions()
+        self._templates: dict[tuple[str, str], dict[str, Any]] = {}
 
     # ------------------------------------------------------------ helpers
+    def resolve(self, inst: dict[str, Any], resource: str) -> str:
+        """The canonical resource name of a path segment (QBO ``vendor`` → ``vendors``, reference §9)."""
+        return self.instances.element_of(inst).resolve(resource)
+
+    def template(self, element: ElementDef, resource: str) -> dict[str, Any]:
+        """A seeded-style record of ``resource``: every field name the element's records use, with its JSON
+        type (the union over a dozen generated records, so optional fields are included)."""
+        key = (element.key, resource)
+        found = self._templates.get(key)
+        if found is None:
+            build = generator.builder_for(element, resource)
+            rng, pools, now = random.Random(0), generator.pools(self.seed), timefmt.now_ms()
+            found = {}
+            for seq in range(1, 13):  # union of several records: optional fields appear in some only
+                for k, v in build(rng, pools, seq, now, 12).items():
+                    found.setdefault(k, v)
+            found = self._templates[key] = generator.stamp(element, resource, found, 1, 0, 0, 0)
+        return found
+
+    def render(self, inst: dict[str, Any], resource: str, record: dict[str, Any]) -> dict[str, Any]:
+        """A record as the hub answers it (instance transformations applied, reference §10.3)."""
+        return self.transforms.apply(inst["id"], self.resolve(inst, resource), record)
+
+    def render_text(self, inst: dict[str, Any], resource: str, text: str) -> str:
+        """JSON text of one record or an array of records, with transformations applied (fast path: none)."""
+        name = self.resolve(inst, resource)
+        if not self.transforms.has(inst["id"], name):
+            return text
+        data = json.loads(text)
+        if isinstance(data, list):
+            return dumps([self.transforms.apply(inst["id"], name, r) for r in data])
+        return dumps(self.transforms.apply(inst["id"], name, data))
+
+    def _writable(self, element: ElementDef, resource: str, verb: str) -> None:
+        if resource in element.singletons:
+            raise CEError(
+                405, f"{verb} is not supported for {resource}: {element.name} has one {resource} record"
+            )
+
     def table(self, inst: dict[str, Any], resource: str) -> tuple[ElementDef, str]:
         """:raises CEError: 404 when the element has no such resource (reference §3.2)."""
         element = self.instances.element_of(inst)
+        resource = element.resolve(resource)
         if resource not in element.resources:
             raise CEError(
                 404,
-                f"No resource '{resource}' for element '{element.key}'. "
-                f"Supported: {', '.join(element.resources)}",
+                f"No resource '{resource}' for element '{element.key}'. Supported: {', '.join(element.resources)}",
             )
         return element, self.records.ensure(element, inst["id"], resource)
 
@@ -141,6 +186,28 @@ class HubService:
         except CeqlError as err:
             raise CEError(400, str(err), provider_message=err.provider_message) from None
 
+    def predicate(self, element: ElementDef, query: Query) -> Callable[[dict], bool]:
+        """The CEQL predicate with QuickBooks Online's id/reference rules (reference §3.4, §3.5): ``id``
+        compares on the part before ``|`` (``id = '22'`` finds ``22|3``) and a bare reference field
+        compares its ``value`` (``customerRef = '3'``)."""
+        if element.style != "qbo":
+            return query.predicate
+        refs = [f for f in query.fields if f.endswith("Ref") and "." not in f]
+        strip_id = self.records.composite_qbo_ids and "id" in query.fields
+        if not refs and not strip_id:
+            return query.predicate
+
+        def normalised(obj: dict) -> bool:
+            view = dict(obj)
+            if strip_id:
+                view["id"] = bare_id(obj.get("id"))
+            for ref in refs:
+                if isinstance(obj.get(ref), dict):
+                    view[ref] = obj[ref].get("value")
+            return query.predicate(view)
+
+        return normalised
+
     def _row(self, element: ElementDef, tbl: str, resource: str, raw_id: str) -> Row:
         seq = generator.seq_of(element, raw_id)
         if seq is None:
@@ -151,7 +218,7 @@ class HubService:
         if (
             row is None
             or row.deleted
-            or str(row.obj().get(element.id_field(resource))) != str(raw_id).split("|")[0]
+            or bare_id(row.obj().get(element.id_field(resource))) != bare_id(raw_id)
         ):
             raise CEError(404, f"No {resource} found with id {raw_id}")
         return row
@@ -177,6 +244,7 @@ class HubService:
         :raises CEError: 400 for bad CEQL / paging parameters, 404 for an unknown resource.
         """
         element, tbl = self.table(inst, resource)
+        resource = element.resolve(resource)
         headers: dict[str, str] = {}
         size = element.default_page_size
         if page_size is not None:
@@ -206,6 +274,9 @@ class HubService:
         else:
             offset = 0
         query = self.compile(element, where)
+        predicate = self.predicate(element, query)
+        if element.style == "qbo":
+            qbo_check_queryable(resource, self.template(element, resource), query.fields)
         orders = parse_order_by(order_by)
         sql_order = self._sql_order(element, resource, orders)
         total: int | None = None
@@ -227,7 +298,7 @@ class HubService:
                 for r in self.records.scan(
                     tbl, window, order=sql_order or "seq", after_seq=last_seq if keyset else None
                 )
-                if query.predicate(r.obj())
+                if predicate(r.obj())
             )
             if sql_order is not None and not return_count:
                 rows = []
@@ -281,7 +352,7 @@ class HubService:
     # ------------------------------------------------------------ single records
     def get(self, inst: dict[str, Any], resource: str, raw_id: str) -> str:
         element, tbl = self.table(inst, resource)
-        return self._row(element, tbl, resource, raw_id).data
+        return self._row(element, tbl, element.resolve(resource), raw_id).data
 
     def create(self, inst: dict[str, Any], resource: str, body: Any) -> dict[str, Any]:
         """Create a record; system fields (id, version, timestamps) are assigned by the emulator.
@@ -289,8 +360,11 @@ class HubService:
         :raises CEError: 400 when the body is not an object or lacks the resource's required fields.
         """
         element, tbl = self.table(inst, resource)
+        resource = element.resolve(resource)
+        self._writable(element, resource, "POST")
         if not isinstance(body, dict):
             raise CEError(400, "Request body must be a JSON object")
+        body = coerce_like(body, self.template(element, resource))
         missing = [f for f in element.required_fields.get(resource, ()) if body.get(f) in (None, "", [], {})]
         if missing:
             raise CEError(
@@ -302,7 +376,9 @@ class HubService:
         with self.records.store.write_lock:
             now = timefmt.now_ms()
             seq = self.records.max_seq(tbl) + 1
-            record = generator.stamp(element, resource, clean, seq, now, now, 0)
+            record = generator.stamp(
+                element, resource, clean, seq, now, now, 0, self.records.composite_qbo_ids
+            )
             self.records.insert(
                 tbl,
                 seq,
@@ -323,8 +399,10 @@ class HubService:
             404 for unknown ids.
         """
         element, tbl = self.table(inst, resource)
+        resource = element.resolve(resource)
         if not isinstance(body, dict):
             raise CEError(400, "Request body must be a JSON object")
+        body = coerce_like(body, self.template(element, resource))
         with self.records.store.write_lock:
             row = self._row(element, tbl, resource, raw_id)
             current = row.obj()
@@ -336,6 +414,8 @@ class HubService:
     def delete(self, inst: dict[str, Any], resource: str, raw_id: str) -> None:
         """Soft or hard delete per element/resource policy (see :mod:`.elements`)."""
         element, tbl = self.table(inst, resource)
+        resource = element.resolve(resource)
+        self._writable(element, resource, "DELETE")
         with self.records.store.write_lock:
             row = self._row(element, tbl, resource, raw_id)
             self._delete_row(inst, element, tbl, resource, row)
@@ -362,7 +442,11 @@ class HubService:
 
     @staticmethod
     def _check_version(element: ElementDef, current: dict, body: dict, raw_id: str) -> None:
-        sent = body.get("syncToken") if element.style == "qbo" else body.get("EditSequence")
+        sent = (
+            body.get("syncToken", body.get("SyncToken"))
+            if element.style == "qbo"
+            else body.get("EditSequence")
+        )
         if element.style == "qbo" and "|" in str(raw_id):
             sent = str(raw_id).split("|", 1)[1]
         have = generator.version_of(element, current)
@@ -394,7 +478,9 @@ class HubService:
     ) -> dict[str, Any]:
         now = timefmt.now_ms()
         version = int(current.get("syncToken") or 0) + 1 if element.style == "qbo" else 0
-        record = generator.stamp(element, resource, base, row.seq, row.created, now, version)
+        record = generator.stamp(
+            element, resource, base, row.seq, row.created, now, version, self.records.composite_qbo_ids
+        )
         if element.style == "qbe":
             record["EditSequence"] = str(max(int(current.get("EditSequence") or 0) + 1, now // 1000))
         self.records.replace(tbl, row.seq, timefmt.truncate(now, element.date_kind), dumps(record), now)
@@ -416,7 +502,7 @@ class HubService:
             rng = random.Random(f"{self.seed}:activity:{inst['id']}:{self._activity_counter}")
         pools = generator.pools(self.seed)
         out: dict[str, dict[str, list[Any]]] = {}
-        for resource in resources or list(element.resources):
+        for resource in resources or list(element.polling_resources or element.resources):
             _, tbl = self.table(inst, resource)
             id_field = element.id_field(resource)
             result: dict[str, list[Any]] = {"created": [], "updated": [], "deleted": []}
@@ -460,6 +546,11 @@ class HubService:
                 if row.seq not in chosen and _active(element, row.obj()):
                     chosen[row.seq] = row
         return list(chosen.values())
+
+
+def bare_id(raw_id: Any) -> str:
+    """A record id without a QBO ``|syncToken`` suffix (reference §3.5)."""
+    return str(raw_id).split("|", 1)[0]
 
 
 def _active(element: ElementDef, obj: dict) -> bool:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import copy
-import html
 import json
+import re
 import secrets
 import threading
 from typing import Any
@@ -36,9 +36,15 @@ def truthy(value: Any) -> bool:
     return value is True or str(value).strip().lower() == "true"
 
 
+_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+
+
 def _sanitize(text: str) -> str:
-    """Name and tags are HTML-sanitized on create/update (reference §2.2.3)."""
-    return html.escape(str(text), quote=False)
+    """Name and tags are HTML-sanitized on create/update (reference §2.2.3): markup is stripped, not
+    escaped — ``<a href="#">churros-xss</a>`` → ``churros-xss`` and ``R&D`` stays ``R&D`` (churros
+    ``platform/elements/instances.js``)."""
+    return _TAG.sub("", _SCRIPT.sub("", str(text))).strip()
 
 
 def new_token() -> str:

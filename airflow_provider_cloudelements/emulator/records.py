@@ -62,7 +62,13 @@ class Window:
 
 
 class RecordRepo:
-    """Datasets of all instances."""
+    """Datasets of all instances.
+
+    :ivar composite_qbo_ids: QuickBooks Online ids are stored as ``<id>|<syncToken>``
+        (``EmulatorConfig.qbo_sync_token_ids``).
+    """
+
+    composite_qbo_ids: bool = False
 
     def __init__(self, store: Store, seed: int, anchor_ms: int, count_for: Callable[[str], int]) -> None:
         self.store = store
@@ -112,9 +118,11 @@ class RecordRepo:
             return tbl
 
     def _generate(self, element: ElementDef, instance_id: int, resource: str, tbl: str) -> None:
-        count = self.count_for(resource)
+        count = 1 if resource in element.singletons else self.count_for(resource)
         started = time.monotonic()
-        rows = generator.generate(element, resource, instance_id, self.seed, count, self.anchor_ms)
+        rows = generator.generate(
+            element, resource, instance_id, self.seed, count, self.anchor_ms, self.composite_qbo_ids
+        )
         with self.store.tx() as c:
             c.execute(f"DROP TABLE IF EXISTS {tbl}")
             c.execute(
@@ -220,8 +228,7 @@ class RecordRepo:
     def insert(self, tbl: str, seq: int, created: int, updated: int, data: str, changed: int) -> None:
         with self.store.tx() as c:
             c.execute(
-                f"INSERT INTO {tbl} (seq, created, updated, deleted, data, changed) "
-                "VALUES (?, ?, ?, 0, ?, ?)",
+                f"INSERT INTO {tbl} (seq, created, updated, deleted, data, changed) VALUES (?, ?, ?, 0, ?, ?)",
                 (seq, created, updated, data, changed),
             )
 

@@ -48,6 +48,7 @@ class EmulatorState:
             self.store, self.instances, self.record_repo, self.dispatcher, config.poller_interval_seconds
         )
         self.hub = HubService(self.record_repo, self.instances, self.events.on_change, config.seed)
+        self.record_repo.composite_qbo_ids = config.qbo_sync_token_ids  # QBO ids "<id>|<syncToken>"
         self.bulk = BulkService(
             self.store,
             self.instances,

@@ -7,6 +7,12 @@ from datetime import datetime
 
 import pytest
 
+from airflow_provider_cloudelements.catalog import (
+    FRESHBOOKS_CLASSIC_ALL_RESOURCES,
+    QBE_ALL_RESOURCES,
+    QBO_ALL_RESOURCES,
+)
+
 from .conftest import Api
 
 
@@ -124,7 +130,9 @@ def test_generation_is_deterministic_and_lazy(api: Api) -> None:
             "metaData.lastUpdatedTime < 1751328000000",
             lambda r: r["metaData"]["lastUpdatedTime"] < 1751328000000,
         ),
-        ("customerRef.name = 'O''Brien'", lambda r: r["customerRef"]["name"] == "O'Brien"),
+        ("customerRef = '3'", lambda r: r["customerRef"]["value"] == "3"),
+        ("customerRef.value = '3'", lambda r: r["customerRef"]["value"] == "3"),
+        ("`customerRef.value` = 'O''Brien'", lambda r: r["customerRef"]["value"] == "O'Brien"),
     ],
 )
 def test_qbo_ceql(api: Api, where: str, check) -> None:  # type: ignore[no-untyped-def]
@@ -257,11 +265,12 @@ def test_ping_objects_metadata(api: Api) -> None:
     inst = api.instance()
     assert api.get("/hubs/finance/ping", inst["token"]).json()["endpoint"] == "quickbooks"
     objects = api.get("/hubs/finance/objects", inst["token"]).json()
-    assert len(objects) == 22 and "invoices" in objects
+    assert objects == list(QBO_ALL_RESOURCES) and "invoices" in objects
     meta = api.get("/hubs/finance/objects/invoices/metadata", inst["token"]).json()
     paths = {f["vendorPath"]: f for f in meta["fields"]}
     assert paths["metaData.lastUpdatedTime"]["type"] == "date" and paths["totalAmt"]["type"] == "number"
     assert api.get("/hubs/finance/objects/nope/metadata", inst["token"]).status_code == 404
     qbe = api.instance("quickbooksonprem")
-    assert len(api.get("/hubs/finance/objects", qbe["token"]).json()) == 13
-    assert len(api.get("/hubs/finance/objects", api.instance("freshbooks")["token"]).json()) == 5
+    assert api.get("/hubs/finance/objects", qbe["token"]).json() == list(QBE_ALL_RESOURCES)
+    fb = api.get("/hubs/finance/objects", api.instance("freshbooks")["token"]).json()
+    assert fb == list(FRESHBOOKS_CLASSIC_ALL_RESOURCES)

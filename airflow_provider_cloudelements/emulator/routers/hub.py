@@ -3,13 +3,12 @@ the ``Authorization`` header selects the instance (reference §1.2)."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from airflow_provider_cloudelements.emulator import generator, timefmt
+from airflow_provider_cloudelements.emulator import generator, reports, timefmt
 from airflow_provider_cloudelements.emulator.bulkfiles import flatten
 from airflow_provider_cloudelements.emulator.deps import (
     API,
@@ -19,6 +18,7 @@ from airflow_provider_cloudelements.emulator.deps import (
     json_text,
     state_of,
 )
+from airflow_provider_cloudelements.emulator.errors import CEError
 from airflow_provider_cloudelements.emulator.records import dumps
 
 router = APIRouter(prefix=API + "/hubs/{hub}", tags=["hub"])
@@ -63,22 +63,9 @@ def object_metadata(hub: str, name: str, request: Request, inst: HubInstance) ->
     """
     state = state_of(request)
     element, tbl = state.hub.table(inst, name)
+    name = element.resolve(name)
     sample = next(iter(state.record_repo.scan(tbl, limit=1)), None)
-    record = (
-        sample.obj()
-        if sample
-        else generator.stamp(
-            element,
-            name,
-            generator.builder_for(element, name)(
-                random.Random(0), generator.pools(state.config.seed), 1, timefmt.now_ms(), 1
-            ),
-            1,
-            timefmt.now_ms(),
-            timefmt.now_ms(),
-            0,
-        )
-    )
+    record = sample.obj() if sample else state.hub.template(element, name)
     date_fields = {element.date_field, element.created_field}
     system = set(generator.stamp(element, name, {}, 1, 0, 0, 0))
     fields = []
@@ -96,11 +83,69 @@ def object_metadata(hub: str, name: str, request: Request, inst: HubInstance) ->
     return {"objectName": name, "fields": fields, "primaryKey": element.id_field(name)}
 
 
+def _records_of(request: Request, inst: dict[str, Any]) -> reports.Records:
+    hub = state_of(request).hub
+
+    def load(resource: str) -> list[dict[str, Any]]:
+        _, tbl = hub.table(inst, resource)
+        return [row.obj() for row in hub.records.scan(tbl)]
+
+    return load
+
+
+def _require_style(request: Request, inst: dict[str, Any], style: str, route: str) -> None:
+    element = state_of(request).instances.element_of(inst)
+    if element.style != style:
+        raise CEError(404, f"{route} is not available for element '{element.key}'")
+
+
+@router.get("/reports/metadata")
+def qbo_report_metadata(hub: str, request: Request, inst: HubInstance) -> list[dict[str, Any]]:
+    """QuickBooks Online report catalog ``[{"id", "name", "reportName", "dateFilters"}]`` (reference §10.5)."""
+    _require_style(request, inst, "qbo", "GET /reports/metadata")
+    return reports.qbo_metadata()
+
+
+@router.get("/reports/{report_id}")
+def qbo_report(hub: str, report_id: str, request: Request, inst: HubInstance) -> dict[str, Any]:
+    """One QuickBooks Online report for a period: ``startDate``/``endDate`` or ``dateMacro`` /
+    ``createdDateRange`` as query parameters or CEQL ``where`` equalities (see :mod:`..reports`)."""
+    _require_style(request, inst, "qbo", "GET /reports/{reportId}")
+    params = {**reports.where_equalities(request.query_params.get("where")), **dict(request.query_params)}
+    return reports.qbo_report(report_id, params, _records_of(request, inst))
+
+
+@router.get("/reports")
+def qbe_reports(hub: str, request: Request, inst: HubInstance) -> list[dict[str, Any]]:
+    """QuickBooks Enterprise reports: ``where=ReportName='…' [and ReportPeriodStart='…' and ReportPeriodEnd='…']``
+    → one row with ``ReportTitle`` (reference §10.5). QBO: use ``/reports/{reportId}``."""
+    element = state_of(request).instances.element_of(inst)
+    if element.style == "qbo":
+        raise CEError(
+            400, "QuickBooks Online reports are read by id: GET /reports/{reportId} (GET /reports/metadata)"
+        )
+    _require_style(request, inst, "qbe", "GET /reports")
+    return reports.qbe_reports(request.query_params.get("where"), _records_of(request, inst))
+
+
+@router.get("/report-types")
+def qbe_report_types(hub: str, request: Request, inst: HubInstance) -> list[dict[str, str]]:
+    """QuickBooks Enterprise ``ReportName`` values with their ``ReportTitle``."""
+    _require_style(request, inst, "qbe", "GET /report-types")
+    return reports.qbe_report_types()
+
+
 @router.get("/{resource}")
 def list_records(hub: str, resource: str, request: Request, inst: HubInstance) -> Response:
     """Search/list (reference §3.3-3.4): ``where``, ``orderBy``, ``page`` (1-based), ``pageSize``,
     ``nextPage``, ``returnCount``. Returns a bare JSON array plus paging headers."""
     q = request.query_params
+    hub_service = state_of(request).hub
+    extension = hub_service.extensions.find(inst["element"]["key"], "GET", "/" + resource)
+    if extension is not None:
+        return json_text(
+            dumps(hub_service.extensions.serve(extension, _records_of(request, inst))), _headers(inst)
+        )
     page = state_of(request).hub.search(
         inst,
         resource,
@@ -111,7 +156,9 @@ def list_records(hub: str, resource: str, request: Request, inst: HubInstance) -
         next_page=q.get("nextPage") or None,
         return_count=str(q.get("returnCount", "")).lower() == "true",
     )
-    return json_text(page.body, _headers(inst, page.headers))
+    return json_text(
+        state_of(request).hub.render_text(inst, resource, page.body), _headers(inst, page.headers)
+    )
 
 
 @router.post("/{resource}")
@@ -123,14 +170,24 @@ def create_record(
     body: JsonBody,
 ) -> Response:
     """Create; returns the stored object with its id, version and timestamps."""
-    record = state_of(request).hub.create(inst, resource, body)
-    return json_text(dumps(record), _headers(inst))
+    hub_service = state_of(request).hub
+    record = hub_service.create(inst, resource, body)
+    return json_text(dumps(hub_service.render(inst, resource, record)), _headers(inst))
 
 
 @router.get("/{resource}/{record_id}")
 def get_record(hub: str, resource: str, record_id: str, request: Request, inst: HubInstance) -> Response:
-    """One record (404 unknown/hard-deleted; QBO ``id|syncToken`` accepted, malformed ids → 400)."""
-    return json_text(state_of(request).hub.get(inst, resource, record_id), _headers(inst))
+    """One record (404 unknown/hard-deleted; QBO ``id|syncToken`` accepted, malformed ids → 400).
+
+    QuickBooks Online also answers ``Accept: application/pdf`` with the transaction as a PDF
+    (reference §3.5, release notes 2.148)."""
+    hub_service = state_of(request).hub
+    text = hub_service.get(inst, resource, record_id)
+    accept = (request.headers.get("accept") or "").lower()
+    if "application/pdf" in accept and "json" not in accept:
+        _require_style(request, inst, "qbo", "Accept: application/pdf")
+        return Response(pdf_of(text), media_type="application/pdf", headers=_headers(inst))
+    return json_text(hub_service.render_text(inst, resource, text), _headers(inst))
 
 
 @router.patch("/{resource}/{record_id}")
@@ -143,8 +200,9 @@ def patch_record(
     body: JsonBody,
 ) -> Response:
     """Merge-update; a stale QBO ``syncToken`` / QBE ``EditSequence`` → 400 (reference §3.5)."""
-    record = state_of(request).hub.update(inst, resource, record_id, body, full=False)
-    return json_text(dumps(record), _headers(inst))
+    hub_service = state_of(request).hub
+    record = hub_service.update(inst, resource, record_id, body, full=False)
+    return json_text(dumps(hub_service.render(inst, resource, record)), _headers(inst))
 
 
 @router.put("/{resource}/{record_id}")
@@ -157,8 +215,9 @@ def put_record(
     body: JsonBody,
 ) -> Response:
     """Replace the business fields of a record."""
-    record = state_of(request).hub.update(inst, resource, record_id, body, full=True)
-    return json_text(dumps(record), _headers(inst))
+    hub_service = state_of(request).hub
+    record = hub_service.update(inst, resource, record_id, body, full=True)
+    return json_text(dumps(hub_service.render(inst, resource, record)), _headers(inst))
 
 
 @router.delete("/{resource}/{record_id}")
@@ -166,3 +225,28 @@ def delete_record(hub: str, resource: str, record_id: str, request: Request, ins
     """Soft or hard delete per resource (see :mod:`..elements`); 200 with an empty body."""
     state_of(request).hub.delete(inst, resource, record_id)
     return Response(status_code=200, headers=_headers(inst))
+
+
+def pdf_of(record_text: str) -> bytes:
+    """A minimal one-page PDF whose text is the record's JSON (enough for clients to store it)."""
+    text = record_text[:1500].replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+    stream = f"BT /F1 8 Tf 36 800 Td ({text}) Tj ET".encode("latin-1", "replace")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    for offset in offsets:
+        out += f"{offset:010d} 00000 n \n".encode()
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)

@@ -23,6 +23,13 @@ def _public(state: EmulatorState, inst: dict[str, Any]) -> dict[str, Any]:
     return state.instances.public(inst)
 
 
+def _put_answer(state: EmulatorState, inst: dict[str, Any]) -> dict[str, Any]:
+    """``PUT /instances`` answers without ``providerData`` (the OAuth results are not echoed on updates)."""
+    out = _public(state, inst)
+    out.pop("providerData", None)
+    return out
+
+
 @router.post("/instances")
 def create_instance(body: JsonBody, state: PlatformState) -> dict:
     """Create an instance (reference §2.2.1-2.2.2); 400 names missing configuration/providerData keys."""
@@ -41,7 +48,9 @@ def list_instances(request: Request, state: PlatformState) -> list[dict]:
 async def update_by_token(request: Request, body: JsonBody, inst: HubInstance) -> dict:
     """Update the instance of the ``Element`` token (reference §2.2)."""
     state = state_of(request)
-    return _public(state, state.instances.update(inst["id"], body, full=request.method == "PUT"))
+    full = request.method == "PUT"
+    updated = state.instances.update(inst["id"], body, full=full)
+    return _put_answer(state, updated) if full else _public(state, updated)
 
 
 @router.get("/instances/configuration")
@@ -57,8 +66,9 @@ def get_instance(instance_id: int, state: PlatformState) -> dict:
 
 @router.put("/instances/{instance_id:int}")
 def put_instance(instance_id: int, body: JsonBody, state: PlatformState) -> dict:
-    """Full update (``name`` required; tags replaced; ``providerData.code`` re-authorizes)."""
-    return _public(state, state.instances.update(instance_id, body, full=True))
+    """Full update (``name`` required; tags replaced; ``providerData.code`` re-authorizes); the answer
+    carries no ``providerData``."""
+    return _put_answer(state, state.instances.update(instance_id, body, full=True))
 
 
 @router.patch("/instances/{instance_id:int}")
@@ -144,7 +154,9 @@ def update_element_instance(
     key_or_id: str, instance_id: int, request: Request, body: JsonBody, state: PlatformState
 ) -> dict:
     _scoped(state, key_or_id, instance_id)
-    return _public(state, state.instances.update(instance_id, body, full=request.method == "PUT"))
+    full = request.method == "PUT"
+    updated = state.instances.update(instance_id, body, full=full)
+    return _put_answer(state, updated) if full else _public(state, updated)
 
 
 @router.delete("/elements/{key_or_id}/instances/{instance_id:int}")
