@@ -380,11 +380,19 @@ def test_first_run_lands_full_load_matching_the_emulator(finished_run: FinishedR
             truth = {record_id(r, ELEMENT) for r in emu.state.records(instance_id, resource)}
             assert truth, f"the emulator has no {resource}"
             folder = run.landing / ELEMENT / f"instance={instance_id}" / resource
-            files = [
-                f for f in sorted(folder.glob("window=*/*.ndjson")) if not f.name.endswith(".errors.ndjson")
+            manifests = sorted(folder.glob("window=*/_manifest.json"))
+            assert len(manifests) == 1, f"{resource}: expected one landed partition, found {manifests}"
+            manifest = json.loads(manifests[0].read_text())
+            data_files = [
+                f
+                for f in sorted(manifests[0].parent.glob(f"{resource}.*.ndjson"))
+                if not f.name.endswith((".errors.ndjson", ".deleted.ndjson"))
             ]
-            assert [f.name for f in files] == [f"{resource}.ndjson"], f"{resource}: landed files {files}"
-            manifest = json.loads((files[0].parent / "_manifest.json").read_text())
+            # run-unique names: the manifest names the one data file beside it
+            assert [str(f.name) for f in data_files] == [manifest["path"].rsplit("/", 1)[-1]], (
+                f"{resource}: landed files {data_files} vs manifest {manifest['path']}"
+            )
+            files = data_files
             assert manifest["full_refresh"] is True, (
                 f"{resource}: the first run was not a full load: {manifest['window']}"
             )

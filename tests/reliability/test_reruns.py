@@ -57,7 +57,12 @@ def _path(manifest: dict[str, Any]) -> Path:
 
 def _dump(db: Path) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db) as conn:
-        tables = [r[0] for r in conn.execute("select name from sqlite_master where type='table' order by name")]
+        # data tables only: the loader's `<table>__snapshots` bookkeeping records each complete snapshot it saw
+        tables = [
+            r[0]
+            for r in conn.execute("select name from sqlite_master where type='table' order by name")
+            if not r[0].endswith("__snapshots")
+        ]
         return [(t, *row) for t in tables for row in conn.execute(f'select * from "{t}" order by 1, 2')]
 
 
