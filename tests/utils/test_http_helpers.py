@@ -123,10 +123,9 @@ def test_parse_retry_after():
     now = datetime(2024, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
     assert parse_retry_after("3", now=now) == 3.0
     assert parse_retry_after(" 1.5 ", now=now) == 1.5
-    assert parse_retry_after("-2", now=now) == 0.0
     assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now=now) == 30.0
-    assert parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now=now) == 0.0
-    for bad in (None, "", "soon", "nan", "inf"):
+    # issue 11 #10: 0, negative and past dates carry no usable hint -> None (the caller backs off)
+    for bad in (None, "", "soon", "nan", "inf", "0", "-2", format_datetime(now - timedelta(seconds=30), usegmt=True)):
         assert parse_retry_after(bad, now=now) is None
 
 
@@ -188,13 +187,25 @@ def test_pager_page_mode_and_capped_page_size(caplog):
 
 def test_pager_guards_against_ignored_page_and_repeated_cursor():
     same = PageInfo([{"id": 1}, {"id": 2}])
+    # issue 11 #14: page 2 == page 1 is the end (no duplicates, no error) ...
+    out, sent = run_pager(Pager("/r", {}, page_size=2), [same, same, same])
+    assert out == [{"id": 1}, {"id": 2}] and [q.get("page") for q in sent] == [None, 2]
+    # ... a page repeating an OLDER page is a loop
+    other = PageInfo([{"id": 3}, {"id": 4}])
     with pytest.raises(CloudElementsApiError, match="ignores paging"):
-        run_pager(Pager("/r", {}, page_size=2), [same, same, same])
+        run_pager(Pager("/r", {}, page_size=2), [same, other, same])
     with pytest.raises(CloudElementsApiError, match="same Elements-Next-Page-Token"):
         run_pager(
             Pager("/r", {}, page_size=1),
             [PageInfo([{"id": 1}], next_token="t"), PageInfo([{"id": 2}], next_token="t")],
         )
+
+
+def test_pager_cursor_only_full_page_without_token_is_the_end():
+    """Issue 11 #14: a cursor-only listing (QBE, events) never gets ``page=2``."""
+    full = PageInfo([{"id": 1}, {"id": 2}])
+    out, sent = run_pager(Pager("/r", {}, page_size=2, cursor_only=True), [full])
+    assert out == [{"id": 1}, {"id": 2}] and len(sent) == 1 and "page" not in sent[0]
 
 
 def test_pager_reconcile():

@@ -121,9 +121,10 @@ def test_predicate_on_transport_errors():
 def test_compute_wait_retry_after_wins_and_is_capped():
     policy = RetryPolicy(max_retry_after=60)
     assert compute_wait(1, retry_after=2.5, policy=policy) == 2.5
-    assert compute_wait(7, retry_after=0, policy=policy) == 0
     assert compute_wait(1, retry_after=3600, policy=policy) == 60
-    assert compute_wait(1, retry_after=-5, policy=policy) == 0
+    # issue 11 #10: Retry-After 0 / negative falls back to the jittered backoff (b/2 .. b)
+    assert 15 <= compute_wait(7, retry_after=0, policy=policy) <= 30
+    assert 0.5 <= compute_wait(1, retry_after=-5, policy=policy) <= 1
 
 
 def test_compute_wait_backoff_is_jittered_exponential_and_capped():

@@ -1,0 +1,130 @@
+"""A total deadline for one synchronous HTTP attempt (``requests``/``urllib3``).
+
+``requests`` only has per-socket-operation timeouts: a server that sends one byte every 0.5 s never
+trips a 2 s read timeout, and a buffered ``read(n)`` keeps waiting for ``n`` bytes, so one call could
+block for minutes. :class:`Watchdog` arms a timer for the attempt's deadline
+(:func:`~airflow_provider_cloudelements.utils.retry.attempt_deadline`); the connection classes of
+:class:`DeadlineAdapter` hand their socket to the armed watchdog of the calling thread/context right
+before the response is read, and when the timer fires the socket is shut down, which wakes the blocked
+read at once. The hook then sees a transport error and raises
+:class:`~airflow_provider_cloudelements.utils.retry.AttemptDeadlineError` (retried like a read timeout
+inside the retry budget).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any
+
+import requests.adapters
+import urllib3
+import urllib3.connection
+
+_ACTIVE: ContextVar[Watchdog | None] = ContextVar("cloudelements_watchdog", default=None)
+
+
+class Watchdog:
+    """Shuts down the socket of the current attempt at ``deadline`` (monotonic seconds).
+
+    Use as a context manager around the request and the body read; :attr:`fired` tells whether the
+    deadline passed. :meth:`disarm` stops it early (e.g. a download once its headers arrived: the body
+    is bounded by record caps, not by time).
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.fired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+        self._token: Any = None
+
+    def __enter__(self) -> Watchdog:
+        self._token = _ACTIVE.set(self)
+        self._timer.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.disarm()
+        if self._token is not None:
+            _ACTIVE.reset(self._token)
+            self._token = None
+
+    def disarm(self) -> None:
+        """Stop the timer; the socket is left alone from now on."""
+        self._timer.cancel()
+        with self._lock:
+            self._sock = None
+
+    def attach(self, sock: socket.socket | None) -> None:
+        """Watch ``sock`` (called by the connection right before it reads the response)."""
+        if sock is None:
+            return
+        with self._lock:
+            self._sock = sock
+            fired = self.fired
+        if fired:
+            _shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sock = self._sock
+        if sock is not None:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:  # the plain-socket shutdown, also for an SSLSocket: wakes a recv blocked in another thread
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        dog = _ACTIVE.get()
+        if dog is not None:
+            dog.attach(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        dog = _ACTIVE.get()
+        if dog is not None:
+            dog.attach(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """:class:`requests.adapters.HTTPAdapter` whose connections report their socket to the armed
+    :class:`Watchdog` (direct and HTTP-proxy connections; other proxies keep per-read timeouts only)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if isinstance(manager, urllib3.ProxyManager):
+            manager.pool_classes_by_scheme = dict(_POOLS)
+        return manager
