@@ -48,7 +48,7 @@ from airflow_provider_cloudelements.exceptions import (
     as_instance_id,
 )
 from airflow_provider_cloudelements.hooks._watchdog import DeadlineAdapter, Watchdog
-from airflow_provider_cloudelements.utils import ceql, jsonfast
+from airflow_provider_cloudelements.utils import ceql
 from airflow_provider_cloudelements.utils.budget import (
     DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_REQUESTS_PER_MINUTE,
@@ -66,8 +66,10 @@ from airflow_provider_cloudelements.utils.http import (
     PageInfo,
     Pager,
     RecordCounter,
+    Reply,
     check_body_size,
     check_credential,
+    decode_json_reply,
     exception_for_response,
     header_int,
     hub_authorization,
@@ -131,15 +133,6 @@ class BulkDownloadResult:
     records: int
     lines: int
     bytes: int
-
-
-@dataclass(frozen=True)
-class _Reply:
-    """A fully read (size-capped) response: what the JSON decoders need."""
-
-    status_code: int
-    headers: Mapping[str, str]
-    content: bytes
 
 
 @dataclass(frozen=True)
@@ -662,7 +655,7 @@ class CloudElementsHook(BaseHook):
         path: str,
         *,
         hub: bool,
-        consume: Callable[[_Reply], T] | None = None,
+        consume: Callable[[Reply], T] | None = None,
         stream_consume: Callable[[requests.Response], T] | None = None,
         params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
         json_body: Any = None,
@@ -726,7 +719,7 @@ class CloudElementsHook(BaseHook):
                         return stream_consume(resp)
                     assert consume is not None
                     body = self._read_body(resp, what)
-                    return consume(_Reply(resp.status_code, resp.headers, body))
+                    return consume(Reply(resp.status_code, resp.headers, body))
                 except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
                     if dog.fired:
                         raise AttemptDeadlineError(f"response not complete within {_DEADLINE_TEXT}") from exc
@@ -801,19 +794,8 @@ class CloudElementsHook(BaseHook):
             idempotent=idempotent,
         )
 
-    def _json(self, resp: _Reply) -> Any:
-        content = resp.content
-        if not content or not content.strip():
-            return None
-        try:
-            return jsonfast.loads(content)
-        except (ValueError, RecursionError):
-            snippet = safe_excerpt(content[:MAX_ERROR_BODY_BYTES].decode("utf-8", "replace"), self._secrets())
-            raise CloudElementsApiError(
-                f"Cloud Elements answered HTTP {resp.status_code} with a non-JSON body: {snippet}",
-                status_code=resp.status_code,
-                request_id=resp.headers.get(H_REQUEST_ID),
-            ) from None
+    def _json(self, resp: Reply) -> Any:
+        return decode_json_reply(resp, self._secrets())
 
     def server_time(self) -> datetime | None:
         """The Cloud Elements server clock: the ``Date`` header of the most recent response (any
@@ -838,7 +820,7 @@ class CloudElementsHook(BaseHook):
         return self._server_date[0].astimezone(timezone.utc).replace(microsecond=0)
 
     # ------------------------------------------------------------------------------------ pagination
-    def _read_page(self, resp: _Reply) -> PageInfo:
+    def _read_page(self, resp: Reply) -> PageInfo:
         return PageInfo.from_response(self._json(resp), resp.headers)
 
     def _get_page(self, path: str, params: Mapping[str, Any], *, hub: bool) -> PageInfo:

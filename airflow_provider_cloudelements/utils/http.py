@@ -31,6 +31,7 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsServerError,
     CloudElementsThrottledError,
 )
+from airflow_provider_cloudelements.utils import jsonfast
 
 DEFAULT_BASE_URL = "https://api.cloud-elements.com/elements/api-v2"  # reference §1.1
 HUB_PREFIX = "/hubs/finance"  # reference §1.2: the token picks the instance, we still send the hub (§3)
@@ -425,6 +426,42 @@ def header_int(headers: Mapping[str, str], name: str) -> int | None:
         return int(str(value).strip())
     except ValueError:
         return None
+
+
+# --------------------------------------------------------------------------------------------- replies
+@dataclass(frozen=True)
+class Reply:
+    """A fully read, size-capped (:func:`check_body_size`) response of the sync or async hook: what the
+    JSON decoders and :class:`PageInfo` need (same attribute names as ``requests``/``httpx``).
+
+    :param status_code: HTTP status.
+    :param headers: response headers (case-insensitive mapping of the HTTP library).
+    :param content: the body bytes.
+    """
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+def decode_json_reply(reply: Reply, secrets: Iterable[str | None] = ()) -> Any:
+    """The decoded JSON body of a 2xx reply (``None`` for an empty body).
+
+    :raises CloudElementsApiError: a body that is not JSON (or nested too deeply to decode), with a
+        redacted excerpt.
+    """
+    content = reply.content
+    if not content or not content.strip():
+        return None
+    try:
+        return jsonfast.loads(content)
+    except (ValueError, RecursionError):
+        snippet = safe_excerpt(content[:MAX_ERROR_BODY_BYTES].decode("utf-8", "replace"), secrets)
+        raise CloudElementsApiError(
+            f"Cloud Elements answered HTTP {reply.status_code} with a non-JSON body: {snippet}",
+            status_code=reply.status_code,
+            request_id=reply.headers.get(H_REQUEST_ID),
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------- pagination
