@@ -99,9 +99,7 @@ def ids(records, key="id"):
     ("element", "resource", "page_size"),
     [("quickbooksonprem", "customers", 5), ("quickbooks", "invoices", 7), ("freshbooksv2", "customers", 200)],
 )
-def test_full_pagination_matches_ground_truth(
-    emu, instances, conn, element, resource, page_size, caplog, capsys
-):
+def test_full_pagination_matches_ground_truth(emu, instances, conn, element, resource, page_size, caplog, capsys):
     inst = instances[element]
     hook = CloudElementsHook(conn(), instance_id=inst["id"])
     with caplog.at_level(logging.INFO):

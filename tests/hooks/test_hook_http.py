@@ -107,9 +107,7 @@ def test_config_errors_before_any_call(server, loop_conn, monkeypatch):
         CloudElementsHook("ce_bad").list_elements()
     monkeypatch.setenv(
         "AIRFLOW_CONN_CE_BAD",
-        json.dumps(
-            {"conn_type": "cloudelements", "host": server.base_url, "extra": {"user_secret": "x" * 10}}
-        ),
+        json.dumps({"conn_type": "cloudelements", "host": server.base_url, "extra": {"user_secret": "x" * 10}}),
     )
     with pytest.raises(CloudElementsConfigError, match="organization_secret"):
         CloudElementsHook("ce_bad").list_elements()
@@ -175,9 +173,7 @@ def test_hub_token_from_ctor_needs_no_platform_call(server, loop_conn):
 
 def test_create_instance_caches_token_and_strips_it(server, loop_conn):
     created = {**INSTANCE, "id": 9, "configuration": {"oauth.api.secret": "ApiSecret!!"}}
-    server.handler = router(
-        {("POST", "/instances"): Resp(200, created), ("GET", "/hubs/finance/ping"): Resp(200, {})}
-    )
+    server.handler = router({("POST", "/instances"): Resp(200, created), ("GET", "/hubs/finance/ping"): Resp(200, {})})
     hook = CloudElementsHook(loop_conn(), instance_id=9)
     out = hook.create_instance({"element": {"key": "quickbooks"}, "name": "qbo"})
     assert "token" not in out and out["configuration"]["oauth.api.secret"] == "********"
@@ -286,9 +282,7 @@ def test_retry_after_http_date_is_honoured(server, loop_conn):
     def answer(req):
         n = sum(r.path == "/hubs/finance/ping" for r in server.requests)
         if n == 1:
-            return Resp(
-                503, {"message": "maintenance"}, {"Retry-After": formatdate(time.time() + 2, usegmt=True)}
-            )
+            return Resp(503, {"message": "maintenance"}, {"Retry-After": formatdate(time.time() + 2, usegmt=True)})
         return Resp(200, {"ok": 1})
 
     server.handler = router({("GET", "/hubs/finance/ping"): answer})
@@ -309,9 +303,7 @@ def test_throttle_500_is_retried_and_429_budget_exhaustion_raises_throttled(serv
     server.handler = router({("GET", "/hubs/finance/ping"): seq(throttled, Resp(200, {"ok": 1}))})
     assert CloudElementsHook(loop_conn(), instance_id=7).ping() == {"ok": 1}
 
-    server.handler = router(
-        {("GET", "/hubs/finance/ping"): Resp(429, {"message": "x"}, {"Retry-After": "0.3"})}
-    )
+    server.handler = router({("GET", "/hubs/finance/ping"): Resp(429, {"message": "x"}, {"Retry-After": "0.3"})})
     server.requests.clear()
     hook = CloudElementsHook(loop_conn(retry_budget=1.0), instance_id=7)
     t0 = time.monotonic()
@@ -357,9 +349,7 @@ def test_connection_refused_becomes_connection_error(monkeypatch):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CE_DEAD", conn_json(f"http://127.0.0.1:{port}/elements/api-v2", retry_budget=0.8)
-    )
+    monkeypatch.setenv("AIRFLOW_CONN_CE_DEAD", conn_json(f"http://127.0.0.1:{port}/elements/api-v2", retry_budget=0.8))
     with pytest.raises(CloudElementsConnectionError) as info:
         CloudElementsHook("ce_dead").list_elements()
     assert "ConnectionError" in str(info.value)
@@ -452,9 +442,7 @@ def test_qbo_or_rejected_before_sending(server, loop_conn):
 
 # ---------------------------------------------------------------------------------------------- bulk
 def test_start_bulk_query_wire_shape(server, loop_conn):
-    server.handler = router(
-        {("POST", "/hubs/finance/bulk/query"): Resp(200, {"id": "1234", "status": "CREATED"})}
-    )
+    server.handler = router({("POST", "/hubs/finance/bulk/query"): Resp(200, {"id": "1234", "status": "CREATED"})})
     hook = CloudElementsHook(loop_conn(), element_token=ELEMENT_TOKEN)
     job = hook.start_bulk_query(
         "invoices",
@@ -465,9 +453,7 @@ def test_start_bulk_query_wire_shape(server, loop_conn):
     )
     assert job == "1234"
     [req] = [r for r in server.requests if r.method == "POST"]
-    assert (
-        req.q("q") == "select * from invoices where `metaData.lastUpdatedTime` >= '2024-01-01T00:00:00.000Z'"
-    )
+    assert req.q("q") == "select * from invoices where `metaData.lastUpdatedTime` >= '2024-01-01T00:00:00.000Z'"
     assert req.q("from") == "2024-01-01T00:00:00+00:00" and req.q("to") == "2024-01-02T00:00:00+00:00"
     assert req.headers["Elements-Async-Callback-Url"] == "https://cb/x"
 
@@ -485,14 +471,10 @@ def test_wait_for_bulk_job(server, loop_conn):
     hook = CloudElementsHook(loop_conn(), element_token=ELEMENT_TOKEN)
     assert hook.wait_for_bulk_job("5", poll_interval=0.01)["recordsCount"] == 3
     for status in ("FAILED", "ABORTED", "CANCELLED", "EXPLODED"):
-        server.handler = router(
-            {("GET", "/hubs/finance/bulk/5/status"): Resp(200, {"id": "5", "status": status})}
-        )
+        server.handler = router({("GET", "/hubs/finance/bulk/5/status"): Resp(200, {"id": "5", "status": status})})
         with pytest.raises(CloudElementsBulkJobError):
             hook.wait_for_bulk_job("5", poll_interval=0.01)
-    server.handler = router(
-        {("GET", "/hubs/finance/bulk/5/status"): Resp(200, {"id": "5", "status": "RUNNING"})}
-    )
+    server.handler = router({("GET", "/hubs/finance/bulk/5/status"): Resp(200, {"id": "5", "status": "RUNNING"})})
     with pytest.raises(CloudElementsTimeoutError):
         hook.wait_for_bulk_job("5", poll_interval=0.05, timeout=0.2)
 
@@ -506,9 +488,7 @@ def test_download_streams_and_counts(server, loop_conn):
     buf = io.BytesIO(b"HEAD")
     buf.seek(4)
     seen = []
-    res = hook.download_bulk(
-        "5", "invoices", buf, progress=lambda records, nbytes: seen.append((records, nbytes))
-    )
+    res = hook.download_bulk("5", "invoices", buf, progress=lambda records, nbytes: seen.append((records, nbytes)))
     assert res == BulkDownloadResult(records=200, lines=200, bytes=len(NDJSON))
     assert buf.getvalue() == b"HEAD" + NDJSON
     assert seen[-1] == (200, len(NDJSON))
@@ -568,9 +548,7 @@ def test_download_always_dropped_raises_after_budget(server, loop_conn):
 
 def test_download_partial_ndjson_record_is_truncation(server, loop_conn):
     body = NDJSON + b'{"id": "cut'
-    server.handler = router(
-        {("GET", "/hubs/finance/bulk/5/invoices"): seq(Resp(200, body), Resp(200, NDJSON))}
-    )
+    server.handler = router({("GET", "/hubs/finance/bulk/5/invoices"): seq(Resp(200, body), Resp(200, NDJSON))})
     buf = io.BytesIO()
     res = CloudElementsHook(loop_conn(), element_token=ELEMENT_TOKEN).download_bulk("5", "invoices", buf)
     assert res.lines == 200 and buf.getvalue() == NDJSON
@@ -605,9 +583,7 @@ def test_iter_events_filters_client_side(server, loop_conn):
         {
             "id": "2",
             "eventDate": "2024-01-01T11:00:00Z",
-            "providerData": json.dumps(
-                {"message": {"events": [{"objectType": "customers", "eventType": "UPDATED"}]}}
-            ),
+            "providerData": json.dumps({"message": {"events": [{"objectType": "customers", "eventType": "UPDATED"}]}}),
         },
         {"id": "3", "eventDate": "2024-01-02T10:00:00Z", "objectType": "invoices", "eventType": "UPDATED"},
     ]
@@ -625,9 +601,7 @@ def test_iter_events_filters_client_side(server, loop_conn):
 
 # ---------------------------------------------------------------------------------------------- test_conn
 def test_test_connection(server, loop_conn):
-    server.handler = router(
-        {("GET", "/instances"): Resp(200, []), ("GET", "/hubs/finance/ping"): Resp(200, {})}
-    )
+    server.handler = router({("GET", "/instances"): Resp(200, []), ("GET", "/hubs/finance/ping"): Resp(200, {})})
     ok, msg = CloudElementsHook(loop_conn(), instance_id=7).test_connection()
     assert ok and "ping OK" in msg
     assert server.requests[0].q("pageSize") == "1"
