@@ -114,6 +114,8 @@ _FORMATS = {"json": "application/json", "csv": "text/csv"}
 CURSOR_ONLY_ELEMENTS = frozenset({"quickbooksonprem"})
 #: Bulk job statuses after which a job found by :meth:`CloudElementsHook._find_submitted_job` is not reused.
 _DEAD_JOB_STATUSES = frozenset({"FAILED", "ABORTED", "CANCELLED"})
+#: Seconds of clock slack when matching a job's ``createdDate`` with a response's ``Date`` (2 clocks).
+_SUBMIT_CLOCK_SLACK = 5.0
 #: End (monotonic seconds) of the logical call the current attempt belongs to (set by ``_with_retry``).
 _CALL_DEADLINE: ContextVar[float | None] = ContextVar("cloudelements_call_deadline", default=None)
 _DEADLINE_TEXT = "the attempt deadline (connect + read timeout, within the retry budget)"
@@ -435,6 +437,7 @@ class CloudElementsHook(BaseHook):
         self._element_keys: dict[int, str] = {}
         self._token_element_key: str | None = None  # element of the static token (GET /hubs/finance/ping)
         self._token_key_looked_up = False
+        self._jobs_started: set[str] = set()  # bulk jobs this hook submitted (never "found" again)
         self._token_lock = threading.Lock()
         self._server_date: tuple[datetime, float] | None = None  # (Date header, monotonic when received)
 
@@ -1105,6 +1108,7 @@ class CloudElementsHook(BaseHook):
         job_id = job.get("id") if isinstance(job, Mapping) else None
         if job_id in (None, ""):
             raise CloudElementsApiError("POST /bulk/query returned no job id")
+        self._jobs_started.add(str(job_id))
         self.log.info("Started Cloud Elements bulk job %s: %s", job_id, params["q"])
         return str(job_id)
 
@@ -1120,8 +1124,12 @@ class CloudElementsHook(BaseHook):
         raises): ``GET /hubs/finance/bulk/jobs?where=object_name = '<resource>' AND job_direction =
         'DOWNLOAD'`` (paged), keeping jobs with the same ``job_query`` (and ``from``/``to`` and
         ``notification_url`` where the listing shows them), not FAILED/ABORTED/CANCELLED, created no
-        earlier than the submit on the SERVER clock: the listing's ``Date`` minus the local time elapsed
-        since the submit started, minus 2 s (``Date`` has second resolution). The oldest such job wins.
+        earlier than the submit on the SERVER clock: the listing's ``Date`` (floored to the second, so
+        the server clock was at least that when it answered) minus the local time elapsed since the
+        submit started, minus :data:`_SUBMIT_CLOCK_SLACK` (the ``Date`` of a gateway and the
+        ``createdDate`` of the job service may come from different clocks), and not submitted earlier by
+        this hook. The NEWEST such job wins (the one this call created, unless a concurrent run
+        submitted the same query later: an equally valid snapshot).
         """
         path = f"{HUB_PREFIX}/bulk/jobs"
         where = f"object_name = {ceql.quote_value(resource)} AND job_direction = 'DOWNLOAD'"
@@ -1131,7 +1139,7 @@ class CloudElementsHook(BaseHook):
             if self._server_date is None:
                 return None
             listed_at, received = self._server_date
-            lower = listed_at - timedelta(seconds=received - submitted + 2.0)
+            lower = listed_at - timedelta(seconds=received - submitted + _SUBMIT_CLOCK_SLACK)
             for job in jobs:
                 if not isinstance(job, Mapping) or job.get("job_query", job.get("query")) != params["q"]:
                     continue
@@ -1145,7 +1153,7 @@ class CloudElementsHook(BaseHook):
                     created = ceql.to_datetime(str(job.get("createdDate") or ""), what="createdDate")
                 except CloudElementsConfigError:
                     continue
-                if created >= lower and job.get("id") not in (None, ""):
+                if created >= lower and job.get("id") not in (None, "") and str(job["id"]) not in self._jobs_started:
                     matches.append((created, str(job["id"])))
         except CloudElementsError as lookup_error:
             self.log.warning(
@@ -1164,8 +1172,8 @@ class CloudElementsHook(BaseHook):
                 type(error).__name__,
             )
             return None
-        matches.sort()
-        job_id = matches[0][1]
+        job_id = max(matches, key=lambda m: (m[0], int(m[1]) if m[1].isdigit() else 0))[1]
+        self._jobs_started.add(job_id)
         self.log.warning(
             "POST %s/bulk/query failed ambiguously (%s) but the server created job %s for it; reusing that "
             "job instead of leaving it orphaned: %s",
