@@ -21,10 +21,10 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsResponseTooLargeError,
     CloudElementsServerError,
     CloudElementsThrottledError,
-    error_for_event,
 )
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.hooks.cloudelements_async import CloudElementsAsyncHook
+from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
 from airflow_provider_cloudelements.utils.http import MAX_EXCERPT_CHARS, MAX_RESPONSE_BYTES
 
 from .conftest import ELEMENT_TOKEN, Req, Resp
@@ -243,23 +243,26 @@ def test_secret_straddling_the_truncation_limit_never_survives(server, loop_conn
     else:
         resp = Resp(200, text)
     server.handler = only(STATUS, resp)
-    conn_id = loop_conn(organization_secret=ORG_33, retry_budget=0)
+    conn_id = loop_conn(organization_secret=ORG_33, element_token=ELEMENT_TOKEN, retry_budget=0)
     with pytest.raises(Exception) as info:
-        CloudElementsHook(conn_id, element_token=ELEMENT_TOKEN).get_bulk_status("5")
+        CloudElementsHook(conn_id).get_bulk_status("5")
     err = info.value
     assert_no_fragment(" | ".join([str(err), repr(err), str(getattr(err, "provider_message", ""))]))
     assert "***" in str(err)
 
-    async def run():
-        async with CloudElementsAsyncHook(conn_id) as ahook:
-            await ahook.get_settings()
-            ahook._token = ELEMENT_TOKEN
-            await ahook.get_bulk_status("5")
+    async def first_event():
+        trigger = CloudElementsBulkJobTrigger(
+            job_id="5", instance_id=None, cloudelements_conn_id=conn_id, poll_interval=0.1, end_time=time.time() + 30
+        )
+        gen = trigger.run()
+        try:
+            return await gen.__anext__()
+        finally:
+            await gen.aclose()
 
-    with pytest.raises(Exception) as ainfo:
-        asyncio.run(run())
-    event = {"status": "error", "error": error_for_event(ainfo.value)}  # what the bulk trigger yields
-    assert_no_fragment(json.dumps(event))
+    event = asyncio.run(first_event())
+    assert event.payload["status"] == "error" and event.payload["error"]["type"] == type(err).__name__
+    assert_no_fragment(json.dumps(event.payload))
 
 
 @pytest.mark.parametrize("field", ["user_secret", "organization_secret", "element_token"])
