@@ -88,20 +88,24 @@ def _shutdown(sock: socket.socket) -> None:
         pass
 
 
-class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+class _Watched:
+    """Mixin of the connection classes: report the socket to the armed watchdog before reading."""
+
+    sock: socket.socket | None
+
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         dog = _ACTIVE.get()
         if dog is not None:
             dog.attach(self.sock)
-        return super().getresponse(*args, **kwargs)
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
 
 
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        dog = _ACTIVE.get()
-        if dog is not None:
-            dog.attach(self.sock)
-        return super().getresponse(*args, **kwargs)
+class _WatchedHTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _HTTPPool(urllib3.HTTPConnectionPool):

@@ -59,7 +59,6 @@ from airflow_provider_cloudelements.utils.elements import ELEMENTS, check_resour
 from airflow_provider_cloudelements.utils.http import (
     DEFAULT_BASE_URL,
     H_CALLBACK_URL,
-    H_REQUEST_ID,
     HUB_PREFIX,
     MAX_ERROR_BODY_BYTES,
     MAX_RESPONSE_BYTES,
@@ -70,14 +69,13 @@ from airflow_provider_cloudelements.utils.http import (
     check_body_size,
     check_credential,
     decode_json_reply,
-    exception_for_response,
+    error_from_reply,
     header_int,
     hub_authorization,
     json_array,
     json_object,
-    parse_error_body,
+    log_reply,
     parse_http_date,
-    parse_retry_after,
     platform_authorization,
     redact,
     safe_excerpt,
@@ -86,7 +84,6 @@ from airflow_provider_cloudelements.utils.http import (
 )
 from airflow_provider_cloudelements.utils.retry import (
     DEFAULT_RETRY_BUDGET,
-    RETRY_AFTER_ATTR,
     AttemptDeadlineError,
     RetryPolicy,
     TruncatedDownloadError,
@@ -618,22 +615,16 @@ class CloudElementsHook(BaseHook):
                     break
         except (requests.RequestException, urllib3.exceptions.HTTPError):
             pass
-        info = parse_error_body(
-            bytes(body),
-            content_type=resp.headers.get("Content-Type"),
-            request_id_header=resp.headers.get(H_REQUEST_ID),
-            secrets=self._secrets(),
-        )
-        exc = exception_for_response(
+        return error_from_reply(
             resp.status_code,
-            info,
+            resp.headers,
+            bytes(body),
             method=method,
             path=path,
             instance_id=self.instance_id if hub else None,
             hub=hub,
+            secrets=self._secrets(),
         )
-        setattr(exc, RETRY_AFTER_ATTR, parse_retry_after(resp.headers.get("Retry-After")))
-        return exc
 
     def _note_date(self, headers: Mapping[str, str]) -> None:
         """Remember the server clock of a response (``Date`` header) for :meth:`server_time`."""
@@ -710,13 +701,7 @@ class CloudElementsHook(BaseHook):
                     self._note_date(resp.headers)
                     if resp.status_code >= 400:
                         raise self._error_from(resp, method=method, path=path, hub=hub)
-                    self.log.debug(
-                        "Cloud Elements %s %s -> %s (requestId=%s)",
-                        method,
-                        path,
-                        resp.status_code,
-                        resp.headers.get(H_REQUEST_ID),
-                    )
+                    log_reply(self.log, method, path, resp.status_code, resp.headers)
                     if stream_consume is not None:
                         dog.disarm()
                         return stream_consume(resp)

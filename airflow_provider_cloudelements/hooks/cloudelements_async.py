@@ -46,7 +46,6 @@ from airflow_provider_cloudelements.hooks.cloudelements import (
 from airflow_provider_cloudelements.utils import ceql
 from airflow_provider_cloudelements.utils.budget import AsyncRequestBudget
 from airflow_provider_cloudelements.utils.http import (
-    H_REQUEST_ID,
     HUB_PREFIX,
     MAX_ERROR_BODY_BYTES,
     MAX_RESPONSE_BYTES,
@@ -56,17 +55,15 @@ from airflow_provider_cloudelements.utils.http import (
     check_body_size,
     check_credential,
     decode_json_reply,
-    exception_for_response,
+    error_from_reply,
     hub_authorization,
     json_object,
-    parse_error_body,
+    log_reply,
     parse_http_date,
-    parse_retry_after,
     platform_authorization,
     redact,
 )
 from airflow_provider_cloudelements.utils.retry import (
-    RETRY_AFTER_ATTR,
     AttemptDeadlineError,
     RetryPolicy,
     attempt_deadline,
@@ -242,13 +239,7 @@ class CloudElementsAsyncHook(BaseHook):
                 raise AttemptDeadlineError(
                     f"response not complete within {deadline - now:.1f} s (attempt deadline)"
                 ) from exc
-        self.log.debug(
-            "Cloud Elements %s %s -> %s (requestId=%s)",
-            method,
-            path,
-            resp.status_code,
-            resp.headers.get(H_REQUEST_ID),
-        )
+        log_reply(self.log, method, path, resp.status_code, resp.headers)
         return Reply(resp.status_code, resp.headers, bytes(body))
 
     async def _error_from(self, resp: httpx.Response, *, method: str, path: str, hub: bool) -> CloudElementsApiError:
@@ -260,22 +251,16 @@ class CloudElementsAsyncHook(BaseHook):
                     break
         except httpx.HTTPError:
             pass
-        info = parse_error_body(
-            bytes(body),
-            content_type=resp.headers.get("Content-Type"),
-            request_id_header=resp.headers.get(H_REQUEST_ID),
-            secrets=self._secrets(),
-        )
-        exc = exception_for_response(
+        return error_from_reply(
             resp.status_code,
-            info,
+            resp.headers,
+            bytes(body),
             method=method,
             path=path,
             instance_id=await self.get_instance_id() if hub else None,
             hub=hub,
+            secrets=self._secrets(),
         )
-        setattr(exc, RETRY_AFTER_ATTR, parse_retry_after(resp.headers.get("Retry-After")))
-        return exc
 
     async def _request(self, method: str, path: str, *, hub: bool, params: Mapping[str, Any] | None = None) -> Reply:
         s = await self.get_settings()

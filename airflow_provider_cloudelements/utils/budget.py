@@ -27,8 +27,7 @@ WINDOW_SECONDS = 60.0
 def _validate(max_per_minute: int, max_concurrent: int) -> None:
     if int(max_per_minute) <= 0 or int(max_concurrent) <= 0:
         raise CloudElementsConfigError(
-            "Request budget must be positive "
-            f"(max_per_minute={max_per_minute}, max_concurrent={max_concurrent})"
+            f"Request budget must be positive (max_per_minute={max_per_minute}, max_concurrent={max_concurrent})"
         )
 
 

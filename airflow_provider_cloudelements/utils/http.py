@@ -32,6 +32,7 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsThrottledError,
 )
 from airflow_provider_cloudelements.utils import jsonfast
+from airflow_provider_cloudelements.utils.retry import RETRY_AFTER_ATTR
 
 DEFAULT_BASE_URL = "https://api.cloud-elements.com/elements/api-v2"  # reference §1.1
 HUB_PREFIX = "/hubs/finance"  # reference §1.2: the token picks the instance, we still send the hub (§3)
@@ -256,6 +257,40 @@ def parse_error_body(
         provider_message=None,
         is_json=False,
     )
+
+
+def error_from_reply(
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str,
+    path: str,
+    instance_id: int | None,
+    hub: bool,
+    secrets: Iterable[str | None],
+) -> CloudElementsApiError:
+    """The typed exception for an error response of either hook: :func:`parse_error_body` (redacted),
+    :func:`exception_for_response`, and the ``Retry-After`` seconds set as attribute
+    ``retry_after`` (read by :func:`~.retry.compute_wait`; ``None`` when absent or useless).
+
+    :param body: the (capped) error body.
+    :param instance_id: for the 401 advice of hub calls.
+    """
+    info = parse_error_body(
+        body,
+        content_type=headers.get("Content-Type"),
+        request_id_header=headers.get(H_REQUEST_ID),
+        secrets=secrets,
+    )
+    exc = exception_for_response(status_code, info, method=method, path=path, instance_id=instance_id, hub=hub)
+    setattr(exc, RETRY_AFTER_ATTR, parse_retry_after(headers.get("Retry-After")))
+    return exc
+
+
+def log_reply(logger: Any, method: str, path: str, status_code: int, headers: Mapping[str, str]) -> None:
+    """DEBUG line for a successful response (never a header value other than the request id)."""
+    logger.debug("Cloud Elements %s %s -> %s (requestId=%s)", method, path, status_code, headers.get(H_REQUEST_ID))
 
 
 def is_throttle_message(*texts: str | None) -> bool:
