@@ -8,7 +8,13 @@ References in docstrings (``§n``) point at ``cloud-elements-api.md``. Design no
 * **Secrets**: user/organization secrets and element tokens are ``mask_secret``-ed the moment they are
   read; instance JSON is returned without ``token`` and with credential configuration masked; error
   texts are built from the response and passed through :func:`~..utils.http.redact`.
-* **Retries**: one policy, :mod:`airflow_provider_cloudelements.utils.retry` (time budget, Retry-After).
+* **Retries**: one policy, :mod:`airflow_provider_cloudelements.utils.retry` (time budget, Retry-After
+  (0/negative/past dates fall back to the backoff), plain 500s on GETs retried 3 times, never a POST
+  that may have been processed; an ambiguous bulk submit reuses the job it created).
+* **Deadlines and caps**: every attempt has a TOTAL deadline (connect + read timeout, within the retry
+  budget; :mod:`._watchdog` shuts the socket down when it passes, so a trickling server cannot hold a
+  call); non-download bodies are capped at 16 MiB (``CloudElementsResponseTooLargeError``); downloads
+  count records while streaming and stop past ``expected_records``.
 * **Client-side budget**: :mod:`airflow_provider_cloudelements.utils.budget` (500 req/min, 10 in flight
   per instance by default).
 """
@@ -539,7 +545,7 @@ class CloudElementsHook(BaseHook):
         return self._token_element_key
 
     def resolve_element_key(self) -> str | None:
-        """Element key for element-specific checks (QBO ``OR``, catalog, cursor paging), fetched once:
+        """Element key for element-specific behaviour (QBO ``OR`` check, cursor-only paging), fetched once:
         ``GET /instances/{id}`` for a hook with an instance id (the call that fetches its token anyway),
         else ``GET /hubs/finance/ping`` for a hook with only an ``element_token`` (its ``endpoint`` names
         the element). ``None`` when neither is configured or the ping does not name the element."""
@@ -560,7 +566,7 @@ class CloudElementsHook(BaseHook):
         else:
             self.log.warning(
                 "GET %s/ping did not name the element of the element token; element-specific checks "
-                "(QuickBooks Online OR, resource catalog, cursor paging) are skipped: pass instance_id",
+                "(QuickBooks Online OR, cursor-only paging) are skipped: pass instance_id",
                 HUB_PREFIX,
             )
         return self._token_element_key
@@ -991,8 +997,7 @@ class CloudElementsHook(BaseHook):
     def _iter_records(
         self, resource: str, where: str | None, order_by: str | None, size: int, reconcile_total: bool
     ) -> Iterator[dict[str, Any]]:
-        key = self.resolve_element_key()
-        check_resource_name(resource, key)
+        key = self.resolve_element_key()  # the catalog check stays call-time (a 404 names unknown resources)
         params: dict[str, Any] = {}
         if where is not None:
             params["where"] = ceql.validate_where(where, key)
@@ -1076,7 +1081,6 @@ class CloudElementsHook(BaseHook):
         if to is not None:
             params["to"] = bulk_date(to, "bulk to")
         key = self.resolve_element_key()
-        check_resource_name(resource, key)
         where_clean = ceql.validate_where(where, key) if where is not None else None
         params = {"q": ceql.select_query(resource, where_clean), **params}
         headers = {H_CALLBACK_URL: callback_url} if callback_url else None

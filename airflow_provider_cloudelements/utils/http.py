@@ -53,6 +53,8 @@ MAX_EXCERPT_CHARS = 200
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 #: Bytes of an error body read at most (only an excerpt ends up in the exception).
 MAX_ERROR_BODY_BYTES = 64 * 1024
+#: Largest CSV field the record counter accepts (the :mod:`csv` default of 128 KiB is raised to this).
+CSV_FIELD_LIMIT = 64 * 1024 * 1024
 
 # Markers of throttling that Cloud Elements forwards inside a 500 (QBO ``ThrottleExceeded``, Intuit
 # error code 003001; user-needs §4 item 7).
@@ -713,6 +715,8 @@ class RecordCounter:
     :param fmt: ``"json"`` or ``"csv"``.
     :param expected: the record count Cloud Elements reported (``None``: no limit).
     :param what: the download, for the message.
+    :raises CloudElementsReconciliationError: from :meth:`consume`: more records than ``expected``, or a
+        CSV the :mod:`csv` module cannot parse (e.g. a NUL byte).
     """
 
     def __init__(self, fmt: str, *, expected: int | None = None, what: str = "bulk download") -> None:
@@ -731,12 +735,19 @@ class RecordCounter:
         :raises CloudElementsReconciliationError: as soon as more records than ``expected`` arrived.
         """
         if self.fmt == "csv":
+            if csv.field_size_limit() < CSV_FIELD_LIMIT:  # default 128 KiB: a long memo would raise
+                csv.field_size_limit(CSV_FIELD_LIMIT)
             rows = 0
-            for row in csv.reader(self._text_lines(chunks)):
-                if row:
-                    rows += 1
-                    self.records = rows - 1  # the first row is the header
-                    self._check()
+            try:
+                for row in csv.reader(self._text_lines(chunks)):
+                    if row:
+                        rows += 1
+                        self.records = rows - 1  # the first row is the header
+                        self._check()
+            except csv.Error as err:
+                raise CloudElementsReconciliationError(
+                    f"{self.what}: the CSV cannot be parsed to count its records after {self.bytes} bytes: {err}"
+                ) from None
         else:
             for chunk in chunks:
                 if chunk:
