@@ -3,10 +3,10 @@
 ``requests`` only has per-socket-operation timeouts: a server that sends one byte every 0.5 s never
 trips a 2 s read timeout, and a buffered ``read(n)`` keeps waiting for ``n`` bytes, so one call could
 block for minutes. :class:`Watchdog` arms a timer for the attempt's deadline
-(:func:`~airflow_provider_cloudelements.utils.retry.attempt_deadline`); the connection classes of
-:class:`DeadlineAdapter` hand their socket to the armed watchdog of the calling thread/context right
-before the response is read, and when the timer fires the socket is shut down, which wakes the blocked
-read at once. The hook then sees a transport error and raises
+(:func:`~airflow_provider_cloudelements.utils.retry.attempt_deadline`) once the request is sent: the
+connection classes of :class:`DeadlineAdapter` hand their socket to the armed watchdog of the calling
+thread/context right before the response is read, and when the timer fires the socket is shut down,
+which wakes the blocked read at once. The hook then sees a transport error and raises
 :class:`~airflow_provider_cloudelements.utils.retry.AttemptDeadlineError` (retried like a read timeout
 inside the retry budget).
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
@@ -28,25 +29,30 @@ _ACTIVE: ContextVar[Watchdog | None] = ContextVar("cloudelements_watchdog", defa
 
 
 class Watchdog:
-    """Shuts down the socket of the current attempt at ``deadline`` (monotonic seconds).
+    """Shuts down the socket of the current attempt when its deadline passes.
 
-    Use as a context manager around the request and the body read; :attr:`fired` tells whether the
-    deadline passed. :meth:`disarm` stops it early (e.g. a download once its headers arrived: the body
-    is bounded by record caps, not by time).
+    The clock starts when the request has been SENT (the connection hands over its socket right before
+    reading the response): a large upload body is not cut off by its own transfer time, while the
+    response (headers and body) must arrive by ``deadline_for(now)`` (monotonic seconds). Use as a
+    context manager around the request and the body read; :attr:`fired` tells whether the deadline
+    passed. :meth:`disarm` stops it early (e.g. a download once its headers arrived: the body is
+    bounded by record caps, not by time).
+
+    :param deadline_for: monotonic "now" when the request was sent -> monotonic deadline.
     """
 
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
+    def __init__(self, deadline_for: Callable[[float], float]) -> None:
+        self._deadline_for = deadline_for
         self.fired = False
+        self.deadline: float | None = None
         self._sock: socket.socket | None = None
+        self._timer: threading.Timer | None = None
+        self._disarmed = False
         self._lock = threading.Lock()
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
-        self._timer.daemon = True
         self._token: Any = None
 
     def __enter__(self) -> Watchdog:
         self._token = _ACTIVE.set(self)
-        self._timer.start()
         return self
 
     def __exit__(
@@ -59,22 +65,32 @@ class Watchdog:
 
     def disarm(self) -> None:
         """Stop the timer; the socket is left alone from now on."""
-        self._timer.cancel()
         with self._lock:
+            self._disarmed = True
             self._sock = None
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
     def attach(self, sock: socket.socket | None) -> None:
-        """Watch ``sock`` (called by the connection right before it reads the response)."""
+        """Watch ``sock`` from now on (called by the connection right before it reads the response)."""
         if sock is None:
             return
+        now = time.monotonic()
         with self._lock:
+            if self._disarmed:
+                return
             self._sock = sock
-            fired = self.fired
-        if fired:
-            _shutdown(sock)
+            if self._timer is None:
+                self.deadline = self._deadline_for(now)
+                self._timer = threading.Timer(max(0.0, self.deadline - now), self._fire)
+                self._timer.daemon = True
+                self._timer.start()
 
     def _fire(self) -> None:
         with self._lock:
+            if self._disarmed:
+                return
             self.fired = True
             sock = self._sock
         if sock is not None:

@@ -11,16 +11,18 @@ References in docstrings (``§n``) point at ``cloud-elements-api.md``. Design no
 * **Retries**: one policy, :mod:`airflow_provider_cloudelements.utils.retry` (time budget, Retry-After
   (0/negative/past dates fall back to the backoff), plain 500s on GETs retried 3 times, never a POST
   that may have been processed; an ambiguous bulk submit reuses the job it created).
-* **Deadlines and caps**: every attempt has a TOTAL deadline (connect + read timeout, within the retry
-  budget; :mod:`._watchdog` shuts the socket down when it passes, so a trickling server cannot hold a
-  call); non-download bodies are capped at 16 MiB (``CloudElementsResponseTooLargeError``); downloads
-  count records while streaming and stop past ``expected_records``.
+* **Deadlines and caps**: every response has a TOTAL deadline (the read timeout once the request is
+  sent, within the retry budget; :mod:`._watchdog` shuts the socket down when it passes, so a
+  trickling server cannot hold a call); non-download bodies are capped at 16 MiB
+  (``CloudElementsResponseTooLargeError``); downloads count records while streaming and stop past
+  ``expected_records``.
 * **Client-side budget**: :mod:`airflow_provider_cloudelements.utils.budget` (500 req/min, 10 in flight
   per instance by default).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -121,7 +123,7 @@ _DEAD_JOB_STATUSES = frozenset({"FAILED", "ABORTED", "CANCELLED"})
 _SUBMIT_CLOCK_SLACK = 5.0
 #: End (monotonic seconds) of the logical call the current attempt belongs to (set by ``_with_retry``).
 _CALL_DEADLINE: ContextVar[float | None] = ContextVar("cloudelements_call_deadline", default=None)
-_DEADLINE_TEXT = "the attempt deadline (connect + read timeout, within the retry budget)"
+_DEADLINE_TEXT = "the attempt deadline (the read timeout once the request was sent, within the retry budget)"
 
 
 @dataclass(frozen=True)
@@ -667,8 +669,9 @@ class CloudElementsHook(BaseHook):
         """One attempt: send, then either read the whole body (capped at :data:`MAX_RESPONSE_BYTES`)
         and ``consume`` it, or hand the streamed response to ``stream_consume`` (bulk downloads).
 
-        The attempt has a TOTAL deadline (:func:`~..utils.retry.attempt_deadline`: connect + read
-        timeout, within the logical call's budget) enforced by a :class:`~._watchdog.Watchdog`; a
+        The response has a TOTAL deadline (:func:`~..utils.retry.attempt_deadline`: the read timeout
+        from the moment the request was sent, within the logical call's budget) enforced by a
+        :class:`~._watchdog.Watchdog` (connecting is bounded by the connect timeout); a
         streamed download is released from it once its headers arrived (its body is bounded by record
         counts and the per-read timeout).
 
@@ -678,14 +681,13 @@ class CloudElementsHook(BaseHook):
         auth = _HeaderAuth(self._authorization(hub))
         timeout = read_timeout or s.read_timeout
         what = f"{method} {path}"
+        call_end = _CALL_DEADLINE.get()
         with self._budget(hub).acquire():
-            deadline = attempt_deadline(
-                time.monotonic(),
-                call_deadline=_CALL_DEADLINE.get(),
-                connect_timeout=s.connect_timeout,
-                read_timeout=timeout,
+            # the clock starts once the request is sent (connecting is bounded by connect_timeout)
+            deadline_for = functools.partial(
+                attempt_deadline, call_deadline=call_end, connect_timeout=0.0, read_timeout=timeout
             )
-            with Watchdog(deadline) as dog:
+            with Watchdog(deadline_for) as dog:
                 try:
                     resp = self.session.request(
                         method,
