@@ -157,13 +157,13 @@ def attempt_deadline(now: float, *, call_deadline: float | None, connect_timeout
     :param call_deadline: end of the logical call (:func:`call_deadline`), or ``None`` for no limit.
     :param connect_timeout: seconds allowed to connect.
     :param read_timeout: seconds allowed for the whole response once connected.
-    :return: ``now + connect_timeout + read_timeout``, but not after ``call_deadline``; an attempt always
-        gets at least ``min(read_timeout, 1 s)`` so a call started late in its budget still makes one try.
+    :return: ``now + connect_timeout + read_timeout``, but not after ``call_deadline`` (the first attempt
+        always gets a whole read timeout: :func:`call_deadline` is at least one read timeout long).
     """
     own = now + connect_timeout + read_timeout
     if call_deadline is None:
         return own
-    return max(min(own, call_deadline), now + min(read_timeout, 1.0))
+    return max(min(own, call_deadline), now)
 
 
 def call_deadline(start: float, *, budget: float, read_timeout: float) -> float:
