@@ -135,7 +135,9 @@ class BulkService:
         return json.loads(row[0])
 
     def jobs(self, inst: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = self.store.conn().execute("SELECT data FROM bulk_jobs WHERE instance_id=? ORDER BY id", (inst["id"],))
+        rows = self.store.conn().execute(
+            "SELECT data FROM bulk_jobs WHERE instance_id=? ORDER BY id", (inst["id"],)
+        )
         return [public(json.loads(r[0])) for r in rows]
 
     def _set_status(self, job: dict[str, Any], status: str) -> None:
@@ -273,7 +275,8 @@ class BulkService:
                                 {
                                     "recordId": str(record.get(element.id_field(obj))),
                                     "record": record,
-                                    "message": "Failed to retrieve the record from the provider (injected fault)",
+                                    "message": "Failed to retrieve the record from the provider "
+                                    "(injected fault)",
                                 }
                             ),
                         )

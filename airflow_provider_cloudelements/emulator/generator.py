@@ -530,7 +530,9 @@ def _qbe_journal(r: random.Random, p: Pools, seq: int, created: int, n: int) -> 
         "TxnDate": timefmt.date_str(created),
         "RefNumber": f"JE{seq}",
         "IsAdjustment": False,
-        "JournalDebitLine": [{"AccountRef": {"FullName": acct}, "Amount": amount, "Memo": _pick(r, p.sentences)}],
+        "JournalDebitLine": [
+            {"AccountRef": {"FullName": acct}, "Amount": amount, "Memo": _pick(r, p.sentences)}
+        ],
         "JournalCreditLine": [{"AccountRef": {"FullName": "Checking"}, "Amount": amount}],
     }
 

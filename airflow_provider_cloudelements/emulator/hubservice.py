@@ -101,7 +101,9 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 class HubService:
     """Record operations against the datasets of instances."""
 
-    def __init__(self, records: RecordRepo, instances: InstanceService, on_change: ChangeHook, seed: int) -> None:
+    def __init__(
+        self, records: RecordRepo, instances: InstanceService, on_change: ChangeHook, seed: int
+    ) -> None:
         self.records = records
         self.instances = instances
         self.on_change = on_change
@@ -116,7 +118,8 @@ class HubService:
         if resource not in element.resources:
             raise CEError(
                 404,
-                f"No resource '{resource}' for element '{element.key}'. Supported: {', '.join(element.resources)}",
+                f"No resource '{resource}' for element '{element.key}'. "
+                f"Supported: {', '.join(element.resources)}",
             )
         return element, self.records.ensure(element, inst["id"], resource)
 
@@ -145,7 +148,11 @@ class HubService:
                 raise CEError(400, f"id is invalid: {raw_id}")
             raise CEError(404, f"No {resource} found with id {raw_id}")
         row = self.records.get(tbl, seq)
-        if row is None or row.deleted or str(row.obj().get(element.id_field(resource))) != str(raw_id).split("|")[0]:
+        if (
+            row is None
+            or row.deleted
+            or str(row.obj().get(element.id_field(resource))) != str(raw_id).split("|")[0]
+        ):
             raise CEError(404, f"No {resource} found with id {raw_id}")
         return row
 
@@ -307,7 +314,9 @@ class HubService:
             self.on_change(inst, resource, record[element.id_field(resource)], "CREATED", record, now)
         return record
 
-    def update(self, inst: dict[str, Any], resource: str, raw_id: str, body: Any, full: bool) -> dict[str, Any]:
+    def update(
+        self, inst: dict[str, Any], resource: str, raw_id: str, body: Any, full: bool
+    ) -> dict[str, Any]:
         """PATCH (merge) or PUT (replace) a record; bumps version and updated time.
 
         :raises CEError: 400 on a stale QBO ``syncToken`` / QBE ``EditSequence`` (reference §3.5),
@@ -331,7 +340,9 @@ class HubService:
             row = self._row(element, tbl, resource, raw_id)
             self._delete_row(inst, element, tbl, resource, row)
 
-    def _delete_row(self, inst: dict[str, Any], element: ElementDef, tbl: str, resource: str, row: Row) -> None:
+    def _delete_row(
+        self, inst: dict[str, Any], element: ElementDef, tbl: str, resource: str, row: Row
+    ) -> None:
         current = row.obj()
         if resource in element.soft_delete:
             base = generator.strip_system(element, resource, current)
@@ -344,7 +355,9 @@ class HubService:
             self._write(inst, element, tbl, resource, row, current, base, "DELETED")
             return
         now = timefmt.now_ms()
-        self.records.replace(tbl, row.seq, timefmt.truncate(now, element.date_kind), row.data, now, deleted=True)
+        self.records.replace(
+            tbl, row.seq, timefmt.truncate(now, element.date_kind), row.data, now, deleted=True
+        )
         self.on_change(inst, resource, current[element.id_field(resource)], "DELETED", current, now)
 
     @staticmethod

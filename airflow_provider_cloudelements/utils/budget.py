@@ -27,7 +27,8 @@ WINDOW_SECONDS = 60.0
 def _validate(max_per_minute: int, max_concurrent: int) -> None:
     if int(max_per_minute) <= 0 or int(max_concurrent) <= 0:
         raise CloudElementsConfigError(
-            f"Request budget must be positive (max_per_minute={max_per_minute}, max_concurrent={max_concurrent})"
+            "Request budget must be positive "
+            f"(max_per_minute={max_per_minute}, max_concurrent={max_concurrent})"
         )
 
 

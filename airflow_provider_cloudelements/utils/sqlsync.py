@@ -60,6 +60,7 @@ _TOMBS = "ce_stage_tombstones"
 MAX_IDENTIFIER_LENGTH = 63
 
 
+
 @dataclass(frozen=True)
 class SqlDialect:
     """What differs between the SQL engines we load into.
@@ -237,7 +238,9 @@ def coerce_manifests(value: Any) -> tuple[list[Any], bool]:
     if isinstance(value, Mapping):
         return [value], True
     if value is None or isinstance(value, (bytes, int, float, bool)):
-        raise CloudElementsConfigError(f"manifest must be a dict or a list of dicts, got {type(value).__name__}")
+        raise CloudElementsConfigError(
+            f"manifest must be a dict or a list of dicts, got {type(value).__name__}"
+        )
     try:
         items = [item for item in value if item is not None]
     except TypeError:
@@ -281,14 +284,16 @@ def validate_manifest(raw: Any) -> LoadManifest:
     missing = [key for key in _REQUIRED_MANIFEST_KEYS if raw.get(key) in (None, "")]
     if missing:
         raise CloudElementsConfigError(
-            f"Manifest is missing required key(s) {', '.join(missing)}; got keys: {', '.join(sorted(map(str, raw)))}"
+            f"Manifest is missing required key(s) {', '.join(missing)}; "
+            f"got keys: {', '.join(sorted(map(str, raw)))}"
         )
     element_key = str(raw["element_key"])
     get_element(element_key)  # raises CloudElementsConfigError for an unknown key
     fmt = str(raw["format"]).lower()
     if fmt not in _NDJSON_FORMATS:
         raise CloudElementsConfigError(
-            f"Manifest format {raw['format']!r} is not supported by the SQL loader; only NDJSON files can be loaded"
+            f"Manifest format {raw['format']!r} is not supported by the SQL loader; "
+            "only NDJSON files can be loaded"
         )
     records = raw.get("records")
     window = raw.get("window") or {}
@@ -312,7 +317,6 @@ def validate_manifest(raw: Any) -> LoadManifest:
 # --------------------------------------------------------------------------------------------------
 # Timestamps and rows
 # --------------------------------------------------------------------------------------------------
-
 
 def normalize_timestamp(value: Any, *, naive_tz: str = "UTC") -> str | None:
     """Normalise an element's timestamp to fixed-width ISO-8601 UTC (``YYYY-MM-DDTHH:MM:SS.mmmZ``).
@@ -393,7 +397,9 @@ def build_row(record: Mapping[str, Any], spec: ElementSpec, *, naive_tz: str, wh
     try:
         updated = normalize_timestamp(field_value(record, spec.updated_field), naive_tz=naive_tz)
     except CloudElementsConfigError as exc:
-        raise CloudElementsDataError(f"{where}: record {rid!r} field {spec.updated_field}: {exc.message}") from None
+        raise CloudElementsDataError(
+            f"{where}: record {rid!r} field {spec.updated_field}: {exc.message}"
+        ) from None
     return StagedRow(
         record_id=rid,
         updated_at=updated,
@@ -543,7 +549,9 @@ def unmatched_tombstones_sql(dialect: SqlDialect, table: str) -> str:
     )
 
 
-def full_refresh_sql(dialect: SqlDialect, table: str, *, window_end: str | None) -> tuple[str, tuple[Any, ...]]:
+def full_refresh_sql(
+    dialect: SqlDialect, table: str, *, window_end: str | None
+) -> tuple[str, tuple[Any, ...]]:
     """Stage a deleted copy of every live row of the instance that the full-refresh file lacks.
 
     With a ``window_end``, rows updated at or after it are left alone: the extract could not have
