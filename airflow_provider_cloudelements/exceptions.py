@@ -96,6 +96,11 @@ class CloudElementsServerError(CloudElementsApiError):
     (e.g. an HTML 502 from a proxy)."""
 
 
+class CloudElementsResponseTooLargeError(CloudElementsApiError):
+    """A non-download response (a status poll, a page, an instance) larger than the hook's cap
+    (``utils.http.MAX_RESPONSE_BYTES``, 16 MiB): refused before it is read into memory. Not retried."""
+
+
 class CloudElementsBulkJobError(CloudElementsError):
     """A bulk job ended FAILED, ABORTED or CANCELLED, or reported a status this provider does not
     know (reference §4.2)."""

@@ -39,6 +39,8 @@ _FAULT_HELP = {
     "slow_seconds": "delay (seconds) added to slowed requests",
     "burst_slow": "the next N matching requests are delayed by --slow-seconds",
     "rate_slow": "probability (0-1) that a request is delayed by --slow-seconds",
+    "burst_slow_response": "the next N matching requests are processed, then their response is held back "
+    "--slow-seconds",
     "drop_download_after_bytes": "bulk downloads close the connection after this many bytes",
     "drop_download_times": "with --drop-download-after-bytes: cut off only the next N downloads "
     "(unset = every download)",

@@ -33,6 +33,8 @@ class FaultConfig:
         ``providerMessage`` (``message=ThrottleExceeded; errorCode=003001; statusCode=429``).
     :ivar burst_html_502: answer 502 with an nginx-like ``text/html`` body.
     :ivar slow_seconds/burst_slow/rate_slow: delay (seconds) before answering.
+    :ivar burst_slow_response: the next N matching requests are PROCESSED, then their response is held
+        back ``slow_seconds`` (a client timeout after the server did the work: an ambiguous POST).
     :ivar drop_download_after_bytes: bulk downloads close the connection after that many bytes.
     :ivar drop_download_times: with ``drop_download_after_bytes``, only the next N bulk downloads
         are cut off (later ones are complete); ``None`` (default) cuts off every download.
@@ -56,6 +58,7 @@ class FaultConfig:
     slow_seconds: float = 0.0
     burst_slow: int = 0
     rate_slow: float = 0.0
+    burst_slow_response: int = 0
     drop_download_after_bytes: int | None = None
     drop_download_times: int | None = None
     rate_limit_per_minute: int | None = None

@@ -91,6 +91,18 @@ class FaultInjector:
                     return kind, delay
             return None, delay
 
+    def take_slow_response(self, path: str, method: str | None) -> float:
+        """Seconds to hold back the response of this (already processed) request, consuming one of
+        ``burst_slow_response``; 0 for none."""
+        if not self.applies(path, method):
+            return 0.0
+        with self._lock:
+            c = self.config
+            if c.burst_slow_response <= 0 or c.slow_seconds <= 0:
+                return 0.0
+            self.config = c.updated(burst_slow_response=c.burst_slow_response - 1)
+            return c.slow_seconds
+
     def take_download_drop(self, path: str) -> int | None:
         """Bytes after which this bulk download is cut off, or ``None`` for a complete download.
 
@@ -192,8 +204,13 @@ class EmulatorMiddleware:
             await fault_response(self.injector, kind, request_id)(scope, receive, send)
             return
 
+        hold = self.injector.take_slow_response(path, scope.get("method"))
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
+                if hold:
+                    self.stats.count_fault("slow_response")
+                    await asyncio.sleep(hold)  # the app has processed the request already
                 raw = list(message.get("headers", []))
                 if not any(k.lower() == b"elements-request-id" for k, _ in raw):
                     raw.append((b"elements-request-id", request_id.encode()))

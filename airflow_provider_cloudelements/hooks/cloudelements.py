@@ -8,13 +8,21 @@ References in docstrings (``§n``) point at ``cloud-elements-api.md``. Design no
 * **Secrets**: user/organization secrets and element tokens are ``mask_secret``-ed the moment they are
   read; instance JSON is returned without ``token`` and with credential configuration masked; error
   texts are built from the response and passed through :func:`~..utils.http.redact`.
-* **Retries**: one policy, :mod:`airflow_provider_cloudelements.utils.retry` (time budget, Retry-After).
+* **Retries**: one policy, :mod:`airflow_provider_cloudelements.utils.retry` (time budget, Retry-After
+  (0/negative/past dates fall back to the backoff), plain 500s on GETs retried 3 times, never a POST
+  that may have been processed; an ambiguous bulk submit reuses the job it created).
+* **Deadlines and caps**: every response has a TOTAL deadline (the read timeout once the request is
+  sent, within the retry budget; :mod:`._watchdog` shuts the socket down when it passes, so a
+  trickling server cannot hold a call); non-download bodies are capped at 16 MiB
+  (``CloudElementsResponseTooLargeError``); downloads count records while streaming and stop past
+  ``expected_records``.
 * **Client-side budget**: :mod:`airflow_provider_cloudelements.utils.budget` (500 req/min, 10 in flight
   per instance by default).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -22,8 +30,9 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from functools import cached_property
 from typing import IO, Any, BinaryIO, TypeVar
 from urllib.parse import quote
@@ -40,10 +49,14 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsConfigError,
     CloudElementsConnectionError,
     CloudElementsError,
+    CloudElementsNotFoundError,
+    CloudElementsServerError,
+    CloudElementsThrottledError,
     CloudElementsTimeoutError,
     as_instance_id,
 )
-from airflow_provider_cloudelements.utils import ceql, jsonfast
+from airflow_provider_cloudelements.hooks._watchdog import DeadlineAdapter, Watchdog
+from airflow_provider_cloudelements.utils import ceql
 from airflow_provider_cloudelements.utils.budget import (
     DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_REQUESTS_PER_MINUTE,
@@ -54,29 +67,38 @@ from airflow_provider_cloudelements.utils.elements import ELEMENTS, check_resour
 from airflow_provider_cloudelements.utils.http import (
     DEFAULT_BASE_URL,
     H_CALLBACK_URL,
-    H_REQUEST_ID,
     HUB_PREFIX,
+    MAX_ERROR_BODY_BYTES,
+    MAX_RESPONSE_BYTES,
     PageInfo,
     Pager,
-    exception_for_response,
-    excerpt,
+    RecordCounter,
+    Reply,
+    check_body_size,
+    check_credential,
+    decode_json_reply,
+    error_from_reply,
     header_int,
     hub_authorization,
     json_array,
     json_object,
-    parse_error_body,
-    parse_retry_after,
+    log_reply,
+    parse_http_date,
     platform_authorization,
     redact,
+    safe_excerpt,
     sensitive_values,
     strip_instance,
 )
 from airflow_provider_cloudelements.utils.retry import (
     DEFAULT_RETRY_BUDGET,
-    RETRY_AFTER_ATTR,
+    AttemptDeadlineError,
     RetryPolicy,
     TruncatedDownloadError,
+    attempt_deadline,
+    call_deadline,
     is_transport_error,
+    retries_server_errors,
 )
 from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
 
@@ -92,17 +114,30 @@ TEST_CONNECTION_RETRY_BUDGET = 10.0  # seconds: a connection test must answer qu
 USER_AGENT = "airflow-provider-cloudelements/0.1.0"
 _RESOURCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 _FORMATS = {"json": "application/json", "csv": "text/csv"}
+#: Elements whose hub listings page by cursor only (``nextPage``; ``page=2`` is rejected), reference §3.3:
+#: churros runs ``supportNextPagePagination`` for QuickBooks Enterprise.
+CURSOR_ONLY_ELEMENTS = frozenset({"quickbooksonprem"})
+#: Bulk job statuses after which a job found by :meth:`CloudElementsHook._find_submitted_job` is not reused.
+_DEAD_JOB_STATUSES = frozenset({"FAILED", "ABORTED", "CANCELLED"})
+#: Seconds of clock slack when matching a job's ``createdDate`` with a response's ``Date`` (2 clocks).
+_SUBMIT_CLOCK_SLACK = 5.0
+#: End (monotonic seconds) of the logical call the current attempt belongs to (set by ``_with_retry``).
+_CALL_DEADLINE: ContextVar[float | None] = ContextVar("cloudelements_call_deadline", default=None)
+_DEADLINE_TEXT = "the attempt deadline (the read timeout once the request was sent, within the retry budget)"
 
 
 @dataclass(frozen=True)
 class BulkDownloadResult:
     """What :meth:`CloudElementsHook.download_bulk` wrote.
 
-    :param lines: newline-terminated lines written, plus one for a final unterminated line (NDJSON:
-        one record per line; CSV: records + the header row).
+    :param records: records in the file: NDJSON non-blank lines; CSV records as parsed by the
+        :mod:`csv` module (a quoted line break stays inside its record), header row excluded.
+    :param lines: newline-terminated lines written, plus one for a final unterminated line (kept for
+        compatibility; a CSV field with a line break or a blank line makes it differ from ``records``).
     :param bytes: bytes written to the file object.
     """
 
+    records: int
     lines: int
     bytes: int
 
@@ -181,7 +216,9 @@ def settings_from_connection(conn: Any, extras: Mapping[str, Any] | None = None)
     :param extras: the connection's extra dict (pass it in async code, read with
         ``get_async_extra_dejson``); defaults to ``conn.extra_dejson``.
     :raises CloudElementsConfigError: wrong connection type, missing ``user_secret`` /
-        ``organization_secret``, non-numeric or non-positive numbers.
+        ``organization_secret``, a secret or ``element_token`` with a line break, space, control or
+        non-ASCII character (the message names the field, never the value), non-numeric or
+        non-positive numbers.
     """
     conn_type = (getattr(conn, "conn_type", None) or "").strip().lower()
     if conn_type != CONN_TYPE:
@@ -200,6 +237,14 @@ def settings_from_connection(conn: Any, extras: Mapping[str, Any] | None = None)
     for secret in (user_secret, organization_secret, element_token):
         if secret:
             mask_secret(secret)
+    where = f"Connection {getattr(conn, 'conn_id', '?')!r} extra"
+    for name, secret in (
+        ("user_secret", user_secret),
+        ("organization_secret", organization_secret),
+        ("element_token", element_token),
+    ):
+        if secret:
+            check_credential(secret, name, where)
     instance_id = extras.get("instance_id")
     if instance_id in (None, ""):
         parsed_instance: int | None = None
@@ -388,13 +433,18 @@ class CloudElementsHook(BaseHook):
         self._instance_id_arg = as_instance_id(instance_id) if instance_id is not None else None
         if element_token:
             mask_secret(element_token)
+            element_token = check_credential(element_token.strip(), "element_token", "CloudElementsHook argument")
         self._element_token_arg = element_token or None
         if retry_budget is not None and retry_budget < 0:
             raise CloudElementsConfigError(f"retry_budget must be >= 0 seconds, got {retry_budget!r}")
         self._retry_budget_arg = retry_budget
         self._tokens: dict[int, str] = {}
         self._element_keys: dict[int, str] = {}
+        self._token_element_key: str | None = None  # element of the static token (GET /hubs/finance/ping)
+        self._token_key_looked_up = False
+        self._jobs_started: set[str] = set()  # bulk jobs this hook submitted (never "found" again)
         self._token_lock = threading.Lock()
+        self._server_date: tuple[datetime, float] | None = None  # (Date header, monotonic when received)
 
     def __repr__(self) -> str:
         name = type(self).__name__
@@ -427,6 +477,9 @@ class CloudElementsHook(BaseHook):
     @cached_property
     def session(self) -> requests.Session:
         session = requests.Session()
+        adapter = DeadlineAdapter()  # total per-attempt deadline (hooks/_watchdog.py)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
         session.headers["User-Agent"] = USER_AGENT
         session.headers["Accept"] = "application/json"
         return session
@@ -479,14 +532,46 @@ class CloudElementsHook(BaseHook):
         instance = self._call("GET", f"/instances/{iid}", hub=False)
         if not isinstance(instance, Mapping) or not instance.get("token"):
             raise CloudElementsApiError(f"GET /instances/{iid} returned no element token")
+        mask_secret(str(instance["token"]))
+        check_credential(str(instance["token"]), "token", f"The instance JSON of GET /instances/{iid}:")
         self._cache_instance(instance)
         return str(instance["token"])
 
     @property
     def element_key(self) -> str | None:
-        """Element key of the hook's instance when already known (no network call), else ``None``."""
+        """Element key of the hook's instance (or of its element token) when already known (no network
+        call), else ``None``."""
         iid = self.instance_id
-        return self._element_keys.get(iid) if iid is not None else None
+        if iid is not None:
+            return self._element_keys.get(iid)
+        return self._token_element_key
+
+    def resolve_element_key(self) -> str | None:
+        """Element key for element-specific behaviour (QBO ``OR`` check, cursor-only paging), fetched once:
+        ``GET /instances/{id}`` for a hook with an instance id (the call that fetches its token anyway),
+        else ``GET /hubs/finance/ping`` for a hook with only an ``element_token`` (its ``endpoint`` names
+        the element). ``None`` when neither is configured or the ping does not name the element."""
+        key = self.element_key
+        if key:
+            return key
+        if self.instance_id is not None:
+            return self.get_element_key()
+        if not self._static_token() or self._token_key_looked_up:
+            return None
+        self._token_key_looked_up = True
+        try:
+            endpoint = self.ping().get("endpoint")
+        except CloudElementsNotFoundError:
+            endpoint = None
+        if isinstance(endpoint, str) and endpoint.strip():
+            self._token_element_key = endpoint.strip()
+        else:
+            self.log.warning(
+                "GET %s/ping did not name the element of the element token; element-specific checks "
+                "(QuickBooks Online OR, cursor-only paging) are skipped: pass instance_id",
+                HUB_PREFIX,
+            )
+        return self._token_element_key
 
     def get_element_key(self) -> str:
         """Element key (``quickbooks`` …) of the hook's instance; ``GET /instances/{id}`` once if unknown.
@@ -530,26 +615,41 @@ class CloudElementsHook(BaseHook):
 
     # ------------------------------------------------------------------------------------ core
     def _error_from(self, resp: requests.Response, *, method: str, path: str, hub: bool) -> CloudElementsApiError:
-        try:
-            body = resp.content
+        body = bytearray()
+        try:  # only an excerpt ends up in the exception: read at most MAX_ERROR_BODY_BYTES
+            for chunk in resp.iter_content(chunk_size=8192):
+                body += chunk
+                if len(body) >= MAX_ERROR_BODY_BYTES:
+                    break
         except (requests.RequestException, urllib3.exceptions.HTTPError):
-            body = b""
-        info = parse_error_body(
-            body,
-            content_type=resp.headers.get("Content-Type"),
-            request_id_header=resp.headers.get(H_REQUEST_ID),
-            secrets=self._secrets(),
-        )
-        exc = exception_for_response(
+            pass
+        return error_from_reply(
             resp.status_code,
-            info,
+            resp.headers,
+            bytes(body),
             method=method,
             path=path,
             instance_id=self.instance_id if hub else None,
             hub=hub,
+            secrets=self._secrets(),
         )
-        setattr(exc, RETRY_AFTER_ATTR, parse_retry_after(resp.headers.get("Retry-After")))
-        return exc
+
+    def _note_date(self, headers: Mapping[str, str]) -> None:
+        """Remember the server clock of a response (``Date`` header) for :meth:`server_time`."""
+        when = parse_http_date(headers.get("Date"))
+        if when is not None:
+            self._server_date = (when, time.monotonic())
+
+    @staticmethod
+    def _read_body(resp: requests.Response, what: str) -> bytes:
+        """The whole body of a non-download response, refused beyond :data:`MAX_RESPONSE_BYTES`."""
+        check_body_size(resp.headers, received=0, limit=MAX_RESPONSE_BYTES, what=what)
+        body = bytearray()
+        for chunk in resp.iter_content(chunk_size=64 * 1024):
+            body += chunk
+            if len(body) > MAX_RESPONSE_BYTES:
+                check_body_size(resp.headers, received=len(body), limit=MAX_RESPONSE_BYTES, what=what)
+        return bytes(body)
 
     def _send_once(
         self,
@@ -557,51 +657,98 @@ class CloudElementsHook(BaseHook):
         path: str,
         *,
         hub: bool,
-        consume: Callable[[requests.Response], T],
+        consume: Callable[[Reply], T] | None = None,
+        stream_consume: Callable[[requests.Response], T] | None = None,
         params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
         json_body: Any = None,
         data: Any = None,
         files: Any = None,
         headers: Mapping[str, str] | None = None,
-        stream: bool = False,
         read_timeout: float | None = None,
     ) -> T:
+        """One attempt: send, then either read the whole body (capped at :data:`MAX_RESPONSE_BYTES`)
+        and ``consume`` it, or hand the streamed response to ``stream_consume`` (bulk downloads).
+
+        The response has a TOTAL deadline (:func:`~..utils.retry.attempt_deadline`: the read timeout
+        from the moment the request was sent, within the logical call's budget) enforced by a
+        :class:`~._watchdog.Watchdog` (connecting is bounded by the connect timeout); a
+        streamed download is released from it once its headers arrived (its body is bounded by record
+        counts and the per-read timeout).
+
+        :raises AttemptDeadlineError: the deadline passed (retried like a read timeout).
+        """
         s = self.settings
         auth = _HeaderAuth(self._authorization(hub))
+        timeout = read_timeout or s.read_timeout
+        what = f"{method} {path}"
+        call_end = _CALL_DEADLINE.get()
         with self._budget(hub).acquire():
-            resp = self.session.request(
-                method,
-                s.base_url + path,
-                params=params,
-                json=json_body,
-                data=data,
-                files=files,
-                headers=dict(headers or {}),
-                auth=auth,
-                timeout=(s.connect_timeout, read_timeout or s.read_timeout),
-                stream=stream,
+            # the clock starts once the request is sent (connecting is bounded by connect_timeout)
+            deadline_for = functools.partial(
+                attempt_deadline, call_deadline=call_end, connect_timeout=0.0, read_timeout=timeout
             )
-            try:
-                if resp.status_code >= 400:
-                    raise self._error_from(resp, method=method, path=path, hub=hub)
-                self.log.debug(
-                    "Cloud Elements %s %s -> %s (requestId=%s)",
-                    method,
-                    path,
-                    resp.status_code,
-                    resp.headers.get(H_REQUEST_ID),
-                )
-                return consume(resp)
-            finally:
-                resp.close()
+            with Watchdog(deadline_for) as dog:
+                try:
+                    resp = self.session.request(
+                        method,
+                        s.base_url + path,
+                        params=params,
+                        json=json_body,
+                        data=data,
+                        files=files,
+                        headers=dict(headers or {}),
+                        auth=auth,
+                        timeout=(s.connect_timeout, timeout),
+                        stream=True,
+                    )
+                except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+                    if dog.fired:
+                        raise AttemptDeadlineError(f"no response headers within {_DEADLINE_TEXT}") from exc
+                    raise
+                try:
+                    self._note_date(resp.headers)
+                    if resp.status_code >= 400:
+                        raise self._error_from(resp, method=method, path=path, hub=hub)
+                    log_reply(self.log, method, path, resp.status_code, resp.headers)
+                    if stream_consume is not None:
+                        dog.disarm()
+                        return stream_consume(resp)
+                    assert consume is not None
+                    body = self._read_body(resp, what)
+                    return consume(Reply(resp.status_code, resp.headers, body))
+                except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+                    if dog.fired:
+                        raise AttemptDeadlineError(f"response not complete within {_DEADLINE_TEXT}") from exc
+                    raise
+                finally:
+                    resp.close()
 
-    def _with_retry(self, fn: Callable[[], T], *, method: str, path: str, idempotent: bool | None = None) -> T:
-        """Run one logical call under the retry policy; convert leftover transport errors."""
+    def _with_retry(
+        self,
+        fn: Callable[[], T],
+        *,
+        method: str,
+        path: str,
+        idempotent: bool | None = None,
+        read_timeout: float | None = None,
+    ) -> T:
+        """Run one logical call under the retry policy; convert leftover transport errors.
+
+        ``GET`` calls also retry a plain HTTP 500 (at most 3 times); every attempt ends by the call's
+        deadline (:func:`~..utils.retry.call_deadline`: the retry budget, at least one read timeout).
+        """
         idem = method.upper() != "POST" if idempotent is None else idempotent
         what = f"{method} {path}"
+        policy = self.retry_policy
         start = time.monotonic()
+        token = _CALL_DEADLINE.set(
+            call_deadline(start, budget=policy.budget, read_timeout=read_timeout or self.settings.read_timeout)
+        )
         try:
-            for attempt in self.retry_policy.retrying(idempotent=idem, logger=self.log, what=what):
+            retrying = policy.retrying(
+                idempotent=idem, logger=self.log, what=what, retry_server_error=retries_server_errors(method)
+            )
+            for attempt in retrying:
                 with attempt:
                     result = fn()
             return result
@@ -619,6 +766,8 @@ class CloudElementsHook(BaseHook):
                     self._secrets(),
                 )
             ) from exc
+        finally:
+            _CALL_DEADLINE.reset(token)
 
     def _call(
         self,
@@ -641,22 +790,33 @@ class CloudElementsHook(BaseHook):
             idempotent=idempotent,
         )
 
-    def _json(self, resp: requests.Response) -> Any:
-        content = resp.content
-        if not content or not content.strip():
+    def _json(self, resp: Reply) -> Any:
+        return decode_json_reply(resp, self._secrets())
+
+    def server_time(self) -> datetime | None:
+        """The Cloud Elements server clock: the ``Date`` header of the most recent response (any
+        status), else of a cheap call made now (``GET /hubs/finance/ping`` when the hook has an
+        instance or element token, else ``GET /instances?pageSize=1``).
+
+        :return: aware UTC datetime floored to the second (HTTP dates have second resolution), or
+            ``None`` when the server sends no ``Date`` header.
+        :raises CloudElementsError: the cheap call failed without any ``Date`` header.
+        """
+        if self._server_date is None:
+            try:
+                if self._static_token() or self.instance_id is not None:
+                    self.ping()
+                else:
+                    self._call("GET", "/instances", hub=False, params={"pageSize": 1})
+            except CloudElementsApiError:
+                if self._server_date is None:
+                    raise
+        if self._server_date is None:
             return None
-        try:
-            return jsonfast.loads(content)
-        except ValueError:
-            snippet = redact(excerpt(content.decode("utf-8", "replace")), self._secrets())
-            raise CloudElementsApiError(
-                f"Cloud Elements answered HTTP {resp.status_code} with a non-JSON body: {snippet}",
-                status_code=resp.status_code,
-                request_id=resp.headers.get(H_REQUEST_ID),
-            ) from None
+        return self._server_date[0].astimezone(timezone.utc).replace(microsecond=0)
 
     # ------------------------------------------------------------------------------------ pagination
-    def _read_page(self, resp: requests.Response) -> PageInfo:
+    def _read_page(self, resp: Reply) -> PageInfo:
         return PageInfo.from_response(self._json(resp), resp.headers)
 
     def _get_page(self, path: str, params: Mapping[str, Any], *, hub: bool) -> PageInfo:
@@ -674,9 +834,17 @@ class CloudElementsHook(BaseHook):
         hub: bool,
         page_size: int,
         reconcile_total: bool = False,
+        cursor_only: bool = False,
     ) -> Iterator[Any]:
         """Yield every record of a paged list (§3.3); rules in :class:`~..utils.http.Pager`."""
-        pager = Pager(path, params, page_size=page_size, reconcile_total=reconcile_total, logger=self.log)
+        pager = Pager(
+            path,
+            params,
+            page_size=page_size,
+            reconcile_total=reconcile_total,
+            logger=self.log,
+            cursor_only=cursor_only,
+        )
         while (query := pager.next_params()) is not None:
             yield from pager.feed(self._get_page(path, query, hub=hub))
         pager.finish()
@@ -805,6 +973,10 @@ class CloudElementsHook(BaseHook):
         already seen (a server ignoring ``page``) or a repeated cursor raises instead of looping.
 
         Input is validated when called (before the first request); requests happen while iterating.
+        When the element is not known yet (a hook built with only an ``element_token``), it is resolved
+        before the first page (:meth:`resolve_element_key`) and ``where`` is checked again for that
+        element, so a QuickBooks Online ``OR`` never reaches the server. QuickBooks Enterprise listings
+        page by cursor only: a page without ``Elements-Next-Page-Token`` is the last one.
 
         :param resource: Finance-hub resource (``invoices``, ``customers`` …).
         :param where: CEQL clause (validated with sqlglot; ``OR`` rejected for QuickBooks Online when the
@@ -820,13 +992,26 @@ class CloudElementsHook(BaseHook):
         """
         check_resource_name(resource, self.element_key)
         size = check_page_size(page_size if page_size is not None else self.settings.page_size)
+        if where is not None:
+            ceql.validate_where(where, self.element_key)
+        return self._iter_records(resource, where, order_by, size, reconcile_total)
+
+    def _iter_records(
+        self, resource: str, where: str | None, order_by: str | None, size: int, reconcile_total: bool
+    ) -> Iterator[dict[str, Any]]:
+        key = self.resolve_element_key()  # the catalog check stays call-time (a 404 names unknown resources)
         params: dict[str, Any] = {}
         if where is not None:
-            params["where"] = ceql.validate_where(where, self.element_key)
+            params["where"] = ceql.validate_where(where, key)
         if order_by:
             params["orderBy"] = order_by
-        return self._paginate(
-            f"{HUB_PREFIX}/{resource}", params, hub=True, page_size=size, reconcile_total=reconcile_total
+        yield from self._paginate(
+            f"{HUB_PREFIX}/{resource}",
+            params,
+            hub=True,
+            page_size=size,
+            reconcile_total=reconcile_total,
+            cursor_only=key in CURSOR_ONLY_ELEMENTS,
         )
 
     def get_record(self, resource: str, record_id: str) -> dict[str, Any]:
@@ -874,7 +1059,12 @@ class CloudElementsHook(BaseHook):
         (§4.1). QuickBooks/FreshBooks bulk support ``select *`` only (§4.4).
 
         Not retried once the request may have reached the server (a retry could start a duplicate job);
-        429 and connection failures are retried.
+        429 and connection failures are retried. After an AMBIGUOUS failure (a read timeout, the attempt
+        deadline or a 5xx: the server may have created the job), the hook looks the job up
+        (:meth:`_find_submitted_job`, ``GET /hubs/finance/bulk/jobs``) and REUSES it: the same query
+        submitted in the same seconds is the job this call created (or an identical snapshot a
+        concurrent run created, equally valid), so no orphan job keeps scanning the provider and no
+        duplicate is started. When none is found, the original error is raised.
 
         :param resource: object name (``invoices``).
         :param where: CEQL clause (validated; no ``OR`` for QuickBooks Online).
@@ -885,19 +1075,105 @@ class CloudElementsHook(BaseHook):
         :raises CloudElementsConfigError: bad resource, CEQL or dates (before any call).
         """
         check_resource_name(resource, self.element_key)
-        where_clean = ceql.validate_where(where, self.element_key) if where is not None else None
-        params: dict[str, Any] = {"q": ceql.select_query(resource, where_clean)}
+        if where is not None:
+            ceql.validate_where(where, self.element_key)
+        params: dict[str, Any] = {}
         if from_ is not None:
             params["from"] = bulk_date(from_, "bulk from_")
         if to is not None:
             params["to"] = bulk_date(to, "bulk to")
+        key = self.resolve_element_key()
+        where_clean = ceql.validate_where(where, key) if where is not None else None
+        params = {"q": ceql.select_query(resource, where_clean), **params}
         headers = {H_CALLBACK_URL: callback_url} if callback_url else None
-        job = self._call("POST", f"{HUB_PREFIX}/bulk/query", hub=True, params=params, headers=headers)
+        submitted = time.monotonic()
+        try:
+            job = self._call("POST", f"{HUB_PREFIX}/bulk/query", hub=True, params=params, headers=headers)
+        except (CloudElementsServerError, CloudElementsConnectionError) as exc:
+            if isinstance(exc, CloudElementsThrottledError):
+                raise
+            found = self._find_submitted_job(resource, params, callback_url, submitted, exc)
+            if found is None:
+                raise
+            return found
         job_id = job.get("id") if isinstance(job, Mapping) else None
         if job_id in (None, ""):
             raise CloudElementsApiError("POST /bulk/query returned no job id")
+        self._jobs_started.add(str(job_id))
         self.log.info("Started Cloud Elements bulk job %s: %s", job_id, params["q"])
         return str(job_id)
+
+    def _find_submitted_job(
+        self,
+        resource: str,
+        params: Mapping[str, Any],
+        callback_url: str | None,
+        submitted: float,
+        error: CloudElementsError,
+    ) -> str | None:
+        """The job an ambiguously failed ``POST /bulk/query`` created, or ``None`` (best effort, never
+        raises): ``GET /hubs/finance/bulk/jobs?where=object_name = '<resource>' AND job_direction =
+        'DOWNLOAD'`` (paged), keeping jobs with the same ``job_query`` (and ``from``/``to`` and
+        ``notification_url`` where the listing shows them), not FAILED/ABORTED/CANCELLED, created no
+        earlier than the submit on the SERVER clock: the listing's ``Date`` (floored to the second, so
+        the server clock was at least that when it answered) minus the local time elapsed since the
+        submit started, minus :data:`_SUBMIT_CLOCK_SLACK` (the ``Date`` of a gateway and the
+        ``createdDate`` of the job service may come from different clocks), and not submitted earlier by
+        this hook. The NEWEST such job wins (the one this call created, unless a concurrent run
+        submitted the same query later: an equally valid snapshot).
+        """
+        path = f"{HUB_PREFIX}/bulk/jobs"
+        where = f"object_name = {ceql.quote_value(resource)} AND job_direction = 'DOWNLOAD'"
+        matches: list[tuple[datetime, str]] = []
+        try:
+            jobs = list(self._paginate(path, {"where": where}, hub=True, page_size=DEFAULT_PAGE_SIZE, cursor_only=True))
+            if self._server_date is None:
+                return None
+            listed_at, received = self._server_date
+            lower = listed_at - timedelta(seconds=received - submitted + _SUBMIT_CLOCK_SLACK)
+            for job in jobs:
+                if not isinstance(job, Mapping) or job.get("job_query", job.get("query")) != params["q"]:
+                    continue
+                if str(job.get("status") or job.get("job_status") or "").upper() in _DEAD_JOB_STATUSES:
+                    continue
+                if any(name in job and job[name] != params.get(name) for name in ("from", "to")):
+                    continue
+                if "notification_url" in job and (job["notification_url"] or None) != callback_url:
+                    continue
+                try:
+                    created = ceql.to_datetime(str(job.get("createdDate") or ""), what="createdDate")
+                except CloudElementsConfigError:
+                    continue
+                if created >= lower and job.get("id") not in (None, "") and str(job["id"]) not in self._jobs_started:
+                    matches.append((created, str(job["id"])))
+        except CloudElementsError as lookup_error:
+            self.log.warning(
+                "POST %s/bulk/query failed ambiguously (%s) and the job lookup failed too (%s); a job may "
+                "have been created: check GET %s",
+                HUB_PREFIX,
+                type(error).__name__,
+                type(lookup_error).__name__,
+                path,
+            )
+            return None
+        if not matches:
+            self.log.warning(
+                "POST %s/bulk/query failed ambiguously (%s); no job with that query was created",
+                HUB_PREFIX,
+                type(error).__name__,
+            )
+            return None
+        job_id = max(matches, key=lambda m: (m[0], int(m[1]) if m[1].isdigit() else 0))[1]
+        self._jobs_started.add(job_id)
+        self.log.warning(
+            "POST %s/bulk/query failed ambiguously (%s) but the server created job %s for it; reusing that "
+            "job instead of leaving it orphaned: %s",
+            HUB_PREFIX,
+            type(error).__name__,
+            job_id,
+            params["q"],
+        )
+        return job_id
 
     def get_bulk_status(self, job_id: str) -> dict[str, Any]:
         """``GET /hubs/finance/bulk/{id}/status`` (§4.1): raw JSON (``id``, ``status``, ``recordsCount``,
@@ -932,7 +1208,11 @@ class CloudElementsHook(BaseHook):
             if status.is_terminal():
                 raise CloudElementsBulkJobError(
                     f"Bulk job {job_id} ended {status.value}"
-                    + (f": {excerpt(str(status_json['message']))}" if status_json.get("message") else "")
+                    + (
+                        f": {safe_excerpt(str(status_json['message']), self._secrets())}"
+                        if status_json.get("message")
+                        else ""
+                    )
                 )
             if deadline is not None:
                 remaining = deadline - time.monotonic()
@@ -953,6 +1233,7 @@ class CloudElementsHook(BaseHook):
         *,
         fmt: str = "json",
         progress: Callable[[int, int], None] | None = None,
+        expected_records: int | None = None,
     ) -> BulkDownloadResult:
         """Stream a finished job's file: ``GET /hubs/finance/bulk/{id}/{resource}`` (§4.1) into ``fileobj``.
 
@@ -971,13 +1252,26 @@ class CloudElementsHook(BaseHook):
         :param resource: the job's object name.
         :param fileobj: binary file object opened for writing.
         :param fmt: ``"json"`` or ``"csv"``.
-        :param progress: called after every chunk with ``(lines, bytes)`` written so far in this attempt.
+        Records are counted while streaming (:class:`~..utils.http.RecordCounter`: NDJSON non-blank lines,
+        CSV records parsed with :mod:`csv`, header excluded). With ``expected_records`` (the job's
+        ``recordsCount``) reading stops at the first chunk that brings more records than that (a body
+        that never ends cannot fill the disk); that chunk is never written and a seekable ``fileobj``
+        is rewound to where it started. Fewer records than expected is the caller's check
+        (:attr:`BulkDownloadResult.records`).
+
+        :param progress: called after every chunk with ``(records, bytes)`` written so far in this attempt.
+        :param expected_records: stop (typed error) once more records than this arrived; ``None`` = no cap.
         :return: :class:`BulkDownloadResult`.
-        :raises CloudElementsConfigError: unknown ``fmt``, bad resource.
+        :raises CloudElementsConfigError: unknown ``fmt``, bad resource, negative ``expected_records``.
+        :raises CloudElementsReconciliationError: more records than ``expected_records`` (not retried).
         :raises CloudElementsConnectionError: download still truncated when the retry budget is spent.
         """
         if fmt not in _FORMATS:
             raise CloudElementsConfigError(f"fmt must be one of {sorted(_FORMATS)}, got {fmt!r}")
+        if expected_records is not None and (
+            isinstance(expected_records, bool) or not isinstance(expected_records, int) or expected_records < 0
+        ):
+            raise CloudElementsConfigError(f"expected_records must be an integer >= 0, got {expected_records!r}")
         check_resource_name(resource, self.element_key)
         path = f"{HUB_PREFIX}/bulk/{_job(job_id)}/{resource}"
         try:
@@ -999,25 +1293,29 @@ class CloudElementsHook(BaseHook):
                 path,
                 hub=True,
                 headers={"Accept": _FORMATS[fmt]},
-                stream=True,
                 read_timeout=read_timeout,
-                consume=lambda resp: _stream_to_file(
-                    resp, fileobj, fmt=fmt, progress=progress, seekable=seekable and start_pos is not None
+                stream_consume=lambda resp: _stream_to_file(
+                    resp,
+                    fileobj,
+                    fmt=fmt,
+                    progress=progress,
+                    seekable=seekable and start_pos is not None,
+                    counter=RecordCounter(fmt, expected=expected_records, what=f"Bulk job {job_id} download"),
                 ),
             )
 
         try:
-            result = self._with_retry(attempt, method="GET", path=path)
+            result = self._with_retry(attempt, method="GET", path=path, read_timeout=read_timeout)
         except CloudElementsError:
             if seekable and start_pos is not None:  # leave no partial file behind
                 fileobj.seek(start_pos)
                 fileobj.truncate()
             raise
         self.log.info(
-            "Downloaded bulk job %s (%s): %s lines, %s bytes in %s attempt(s)",
+            "Downloaded bulk job %s (%s): %s records, %s bytes in %s attempt(s)",
             job_id,
             resource,
-            result.lines,
+            result.records,
             result.bytes,
             attempts,
         )
@@ -1026,7 +1324,11 @@ class CloudElementsHook(BaseHook):
     def iter_bulk_errors(self, job_id: str) -> Iterator[dict[str, Any]]:
         """Failed records of a bulk job: paged ``GET /hubs/finance/bulk/{id}/errors`` (§4.1)."""
         return self._paginate(
-            f"{HUB_PREFIX}/bulk/{_job(job_id)}/errors", {}, hub=True, page_size=self.settings.page_size
+            f"{HUB_PREFIX}/bulk/{_job(job_id)}/errors",
+            {},
+            hub=True,
+            page_size=self.settings.page_size,
+            cursor_only=True,
         )
 
     def cancel_bulk_job(self, job_id: str) -> None:
@@ -1079,14 +1381,17 @@ class CloudElementsHook(BaseHook):
         """Events received by Cloud Elements (§5.6): ``GET /instances/{id}/events`` (platform headers),
         or ``GET /instances/events`` for all instances when neither ``instance_id`` nor the hook's
         instance is set. Paged; filtered client-side (:func:`event_matches`: ``[since, until)`` on
-        ``eventDate``, ``objectType``/``eventType`` anywhere in the event).
+        ``eventDate``, ``objectType``/``eventType`` anywhere in the event). The listing pages by cursor
+        only (it ignores ``page``): a page without ``Elements-Next-Page-Token`` is the last one.
         """
         iid = instance_id if instance_id is not None else self.instance_id
         path = f"/instances/{_positive_int(iid, 'instance_id')}/events" if iid is not None else "/instances/events"
         for value, what in ((since, "since"), (until, "until")):
             if value is not None:
                 ceql.to_datetime(value, what=what)
-        records = self._paginate(path, event_window_params(since, until), hub=False, page_size=self.settings.page_size)
+        records = self._paginate(
+            path, event_window_params(since, until), hub=False, page_size=self.settings.page_size, cursor_only=True
+        )
         return (
             dict(e)
             for e in records
@@ -1143,6 +1448,8 @@ def _job(job_id: str) -> str:
 def _describe_transport(exc: BaseException) -> str:
     if isinstance(exc, TruncatedDownloadError):
         return f"download truncated: {exc}"
+    if isinstance(exc, AttemptDeadlineError):
+        return f"attempt deadline passed: {exc}"
     return type(exc).__name__
 
 
@@ -1153,50 +1460,54 @@ def _stream_to_file(
     fmt: str,
     progress: Callable[[int, int], None] | None,
     seekable: bool,
+    counter: RecordCounter,
 ) -> BulkDownloadResult:
-    """Copy a streamed response into ``fileobj``; raise :class:`TruncatedDownloadError` (retryable)
-    or :class:`CloudElementsConnectionError` (not retryable: bytes written to a non-seekable file) on
-    truncation."""
+    """Copy a streamed response into ``fileobj`` while ``counter`` counts its records; raise
+    :class:`TruncatedDownloadError` (retryable) or :class:`CloudElementsConnectionError` (not retryable:
+    bytes written to a non-seekable file) on truncation, and let ``counter``'s
+    :class:`CloudElementsReconciliationError` (too many records) through. A chunk is written only after
+    the counter accepted it."""
     expected = None if resp.headers.get("Content-Encoding") else header_int(resp.headers, "Content-Length")
-    nbytes = 0
-    lines = 0
+    written = 0
     tail = bytearray()  # bytes after the last newline (a partial NDJSON record)
 
     def truncated(reason: str) -> Exception:
-        if nbytes and not seekable:
+        if written and not seekable:
             return CloudElementsConnectionError(
-                f"Bulk download interrupted after {nbytes} bytes ({reason}); the target file object is not "
+                f"Bulk download interrupted after {written} bytes ({reason}); the target file object is not "
                 "seekable, so it cannot be rewound and downloaded again: retry the task"
             )
-        return TruncatedDownloadError(f"{reason} after {nbytes} bytes")
+        return TruncatedDownloadError(f"{reason} after {written} bytes")
 
-    try:
+    def chunks() -> Iterator[bytes]:
+        nonlocal written, tail
         for chunk in resp.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES):
             if not chunk:
                 continue
+            yield chunk  # counted (and maybe refused) before it is written
             fileobj.write(chunk)
-            nbytes += len(chunk)
-            newlines = chunk.count(b"\n")
-            lines += newlines
-            if newlines:
-                tail = bytearray(chunk[chunk.rfind(b"\n") + 1 :])
+            written += len(chunk)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                tail = bytearray(chunk[cut + 1 :])
             else:
                 tail.extend(chunk)
             if progress is not None:
-                progress(lines, nbytes)
+                progress(counter.records, written)
+
+    try:
+        counter.consume(chunks())
     except (
         requests.exceptions.ChunkedEncodingError,
         requests.exceptions.ConnectionError,
         urllib3.exceptions.HTTPError,
     ) as exc:
         raise truncated(f"connection dropped mid-stream: {type(exc).__name__}") from exc
-    if expected is not None and nbytes != expected:
-        raise truncated(f"got {nbytes} of {expected} bytes announced by Content-Length")
-    if tail.strip():
-        if fmt == "json":
-            try:
-                json.loads(bytes(tail))
-            except ValueError:
-                raise truncated("the NDJSON body ends in a partial record") from None
-        lines += 1
-    return BulkDownloadResult(lines=lines, bytes=nbytes)
+    if expected is not None and written != expected:
+        raise truncated(f"got {written} of {expected} bytes announced by Content-Length")
+    if fmt == "json" and tail.strip():
+        try:
+            json.loads(bytes(tail))
+        except ValueError:
+            raise truncated("the NDJSON body ends in a partial record") from None
+    return BulkDownloadResult(records=counter.records, lines=counter.lines, bytes=written)

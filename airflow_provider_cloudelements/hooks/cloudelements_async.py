@@ -1,8 +1,11 @@
 """Asynchronous hook (httpx) for triggers: only idempotent polling calls plus best-effort cancel.
 
-Same connection settings, headers, error mapping, retry policy (:mod:`..utils.retry`, via
-``tenacity.AsyncRetrying``), pagination rules (:class:`..utils.http.Pager`) and client-side budget
-(:class:`..utils.budget.AsyncRequestBudget`) as :class:`~.cloudelements.CloudElementsHook`. The
+Same connection settings (and credential validation), headers, error mapping (redacted before it is
+truncated), retry policy (:mod:`..utils.retry`, via ``tenacity.AsyncRetrying``: plain 500s on GETs
+retried 3 times, ``Retry-After`` 0/negative/past falls back to the backoff), per-attempt total deadline
+(``asyncio.timeout``), 16 MiB body cap, pagination rules (:class:`..utils.http.Pager`, event listings
+cursor-only) and client-side budget (:class:`..utils.budget.AsyncRequestBudget`) as
+:class:`~.cloudelements.CloudElementsHook`. The
 connection is resolved with ``get_async_connection`` / ``get_async_extra_dejson`` (the sync lookup
 raises inside the triggerer's event loop, see airflow-provider-guide "Imports"). Never does a POST
 (a trigger may run twice after a triggerer restart, airflow#67945).
@@ -12,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import ssl
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
@@ -44,20 +46,31 @@ from airflow_provider_cloudelements.hooks.cloudelements import (
 from airflow_provider_cloudelements.utils import ceql
 from airflow_provider_cloudelements.utils.budget import AsyncRequestBudget
 from airflow_provider_cloudelements.utils.http import (
-    H_REQUEST_ID,
     HUB_PREFIX,
+    MAX_ERROR_BODY_BYTES,
+    MAX_RESPONSE_BYTES,
     PageInfo,
     Pager,
-    exception_for_response,
-    excerpt,
+    Reply,
+    check_body_size,
+    check_credential,
+    decode_json_reply,
+    error_from_reply,
     hub_authorization,
     json_object,
-    parse_error_body,
-    parse_retry_after,
+    log_reply,
+    parse_http_date,
     platform_authorization,
     redact,
 )
-from airflow_provider_cloudelements.utils.retry import RETRY_AFTER_ATTR, RetryPolicy, is_transport_error
+from airflow_provider_cloudelements.utils.retry import (
+    AttemptDeadlineError,
+    RetryPolicy,
+    attempt_deadline,
+    call_deadline,
+    is_transport_error,
+    retries_server_errors,
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -99,6 +112,7 @@ class CloudElementsAsyncHook(BaseHook):
         self._token: str | None = None
         self._budgets: dict[bool, AsyncRequestBudget] = {}
         self._client: httpx.AsyncClient | None = None
+        self._server_date: datetime | None = None  # Date header of the most recent response
 
     async def _http_client(self, s: CloudElementsSettings) -> httpx.AsyncClient:
         """One pooled client per hook (a new client per request costs an SSL context and a
@@ -167,6 +181,7 @@ class CloudElementsAsyncHook(BaseHook):
             if not token:
                 raise CloudElementsApiError(f"GET /instances/{iid} returned no element token")
             mask_secret(str(token))
+            check_credential(str(token), "token", f"The instance JSON of GET /instances/{iid}:")
             self._token = str(token)
             token = self._token
         return hub_authorization(s.user_secret, s.organization_secret, token)
@@ -185,82 +200,123 @@ class CloudElementsAsyncHook(BaseHook):
         *,
         hub: bool,
         params: Mapping[str, Any] | None,
-    ) -> httpx.Response:
+        call_end: float,
+    ) -> Reply:
+        """One attempt, all of it (connect, headers, body) within its total deadline
+        (:func:`~..utils.retry.attempt_deadline`), the body capped at :data:`MAX_RESPONSE_BYTES`.
+
+        :raises AttemptDeadlineError: the deadline passed (retried like a read timeout).
+        """
         s = await self.get_settings()
         authorization = await self._authorization(hub)
+        what = f"{method} {path}"
         async with self._budget(hub, s).acquire():
-            resp = await client.request(
-                method, s.base_url + path, params=params, headers={"Authorization": authorization}
+            now = time.monotonic()
+            deadline = attempt_deadline(
+                now, call_deadline=call_end, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout
             )
-        if resp.status_code >= 400:
-            info = parse_error_body(
-                resp.content,
-                content_type=resp.headers.get("Content-Type"),
-                request_id_header=resp.headers.get(H_REQUEST_ID),
-                secrets=self._secrets(),
-            )
-            exc = exception_for_response(
-                resp.status_code,
-                info,
-                method=method,
-                path=path,
-                instance_id=await self.get_instance_id() if hub else None,
-                hub=hub,
-            )
-            setattr(exc, RETRY_AFTER_ATTR, parse_retry_after(resp.headers.get("Retry-After")))
-            raise exc
-        self.log.debug(
-            "Cloud Elements %s %s -> %s (requestId=%s)",
-            method,
-            path,
-            resp.status_code,
-            resp.headers.get(H_REQUEST_ID),
-        )
-        return resp
+            try:
+                async with asyncio.timeout(deadline - now):
+                    request = client.build_request(
+                        method, s.base_url + path, params=params, headers={"Authorization": authorization}
+                    )
+                    resp = await client.send(request, stream=True)
+                    try:
+                        when = parse_http_date(resp.headers.get("Date"))
+                        if when is not None:
+                            self._server_date = when
+                        if resp.status_code >= 400:
+                            raise await self._error_from(resp, method=method, path=path, hub=hub)
+                        check_body_size(resp.headers, received=0, limit=MAX_RESPONSE_BYTES, what=what)
+                        body = bytearray()
+                        async for chunk in resp.aiter_bytes():
+                            body += chunk
+                            if len(body) > MAX_RESPONSE_BYTES:
+                                check_body_size(resp.headers, received=len(body), limit=MAX_RESPONSE_BYTES, what=what)
+                    finally:
+                        await resp.aclose()
+            except TimeoutError as exc:  # asyncio.timeout; httpx's own timeouts are httpx.TimeoutException
+                raise AttemptDeadlineError(
+                    f"response not complete within {deadline - now:.1f} s (attempt deadline)"
+                ) from exc
+        log_reply(self.log, method, path, resp.status_code, resp.headers)
+        return Reply(resp.status_code, resp.headers, bytes(body))
 
-    async def _request(
-        self, method: str, path: str, *, hub: bool, params: Mapping[str, Any] | None = None
-    ) -> httpx.Response:
+    async def _error_from(self, resp: httpx.Response, *, method: str, path: str, hub: bool) -> CloudElementsApiError:
+        body = bytearray()
+        try:  # only an excerpt ends up in the exception: read at most MAX_ERROR_BODY_BYTES
+            async for chunk in resp.aiter_bytes():
+                body += chunk
+                if len(body) >= MAX_ERROR_BODY_BYTES:
+                    break
+        except httpx.HTTPError:
+            pass
+        return error_from_reply(
+            resp.status_code,
+            resp.headers,
+            bytes(body),
+            method=method,
+            path=path,
+            instance_id=await self.get_instance_id() if hub else None,
+            hub=hub,
+            secrets=self._secrets(),
+        )
+
+    async def _request(self, method: str, path: str, *, hub: bool, params: Mapping[str, Any] | None = None) -> Reply:
         s = await self.get_settings()
         budget = self._retry_budget_arg if self._retry_budget_arg is not None else s.retry_budget
         policy = RetryPolicy(budget=budget)
         what = f"{method} {path}"
         start = time.monotonic()
+        call_end = call_deadline(start, budget=policy.budget, read_timeout=s.read_timeout)
         try:
             client = await self._http_client(s)
-            async for attempt in policy.async_retrying(idempotent=method != "POST", logger=self.log, what=what):
+            retrying = policy.async_retrying(
+                idempotent=method != "POST",
+                logger=self.log,
+                what=what,
+                retry_server_error=retries_server_errors(method),
+            )
+            async for attempt in retrying:
                 with attempt:
-                    resp = await self._send_once(client, method, path, hub=hub, params=params)
+                    resp = await self._send_once(client, method, path, hub=hub, params=params, call_end=call_end)
             return resp
         except CloudElementsError:
             raise
         except Exception as exc:
             if not is_transport_error(exc):
                 raise
+            detail = f"attempt deadline passed: {exc}" if isinstance(exc, AttemptDeadlineError) else type(exc).__name__
             raise CloudElementsConnectionError(
                 redact(
-                    f"Cloud Elements {what}: no usable response ({type(exc).__name__}) after "
-                    f"{time.monotonic() - start:.1f} s",
+                    f"Cloud Elements {what}: no usable response ({detail}) after {time.monotonic() - start:.1f} s",
                     self._secrets(),
                 )
             ) from exc
 
     async def _call(self, method: str, path: str, *, hub: bool, params: Mapping[str, Any] | None = None) -> Any:
-        resp = await self._request(method, path, hub=hub, params=params)
-        return self._decode(resp)
+        return self._decode(await self._request(method, path, hub=hub, params=params))
 
-    def _decode(self, resp: httpx.Response) -> Any:
-        if not resp.content.strip():
+    def _decode(self, resp: Reply) -> Any:
+        return decode_json_reply(resp, self._secrets())
+
+    async def server_time(self) -> datetime | None:
+        """The server clock like :meth:`CloudElementsHook.server_time`: the ``Date`` of the most recent
+        response, else of ``GET /hubs/finance/ping`` (instance or token configured) or
+        ``GET /instances?pageSize=1``; aware UTC floored to the second, ``None`` without a ``Date``."""
+        if self._server_date is None:
+            s = await self.get_settings()
+            try:
+                if s.element_token or await self.get_instance_id() is not None:
+                    await self.ping()
+                else:
+                    await self._call("GET", "/instances", hub=False, params={"pageSize": 1})
+            except CloudElementsApiError:
+                if self._server_date is None:
+                    raise
+        if self._server_date is None:
             return None
-        try:
-            return json.loads(resp.content)
-        except ValueError:
-            snippet = redact(excerpt(resp.text), self._secrets())
-            raise CloudElementsApiError(
-                f"Cloud Elements answered HTTP {resp.status_code} with a non-JSON body: {snippet}",
-                status_code=resp.status_code,
-                request_id=resp.headers.get(H_REQUEST_ID),
-            ) from None
+        return self._server_date.astimezone(timezone.utc).replace(microsecond=0)
 
     # ------------------------------------------------------------------------------------ API
     async def get_bulk_status(self, job_id: str) -> dict[str, Any]:
@@ -300,7 +356,7 @@ class CloudElementsAsyncHook(BaseHook):
                 ceql.to_datetime(value, what=what)
         iid = instance_id if instance_id is not None else await self.get_instance_id()
         path = f"/instances/{int(iid)}/events" if iid is not None else "/instances/events"
-        pager = Pager(path, event_window_params(since, until), page_size=size, logger=self.log)
+        pager = Pager(path, event_window_params(since, until), page_size=size, logger=self.log, cursor_only=True)
         out: list[dict[str, Any]] = []
         while (query := pager.next_params()) is not None:
             resp = await self._request("GET", path, hub=False, params=query)

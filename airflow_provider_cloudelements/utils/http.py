@@ -6,12 +6,14 @@ References are to ``cloud-elements-api.md`` (§1.2 headers, §1.3 response heade
 
 from __future__ import annotations
 
+import codecs
+import csv
 import email.utils
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -20,13 +22,17 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsApiError,
     CloudElementsAuthenticationError,
     CloudElementsBadRequestError,
+    CloudElementsConfigError,
     CloudElementsConflictError,
     CloudElementsForbiddenError,
     CloudElementsNotFoundError,
     CloudElementsReconciliationError,
+    CloudElementsResponseTooLargeError,
     CloudElementsServerError,
     CloudElementsThrottledError,
 )
+from airflow_provider_cloudelements.utils import jsonfast
+from airflow_provider_cloudelements.utils.retry import RETRY_AFTER_ATTR
 
 DEFAULT_BASE_URL = "https://api.cloud-elements.com/elements/api-v2"  # reference §1.1
 HUB_PREFIX = "/hubs/finance"  # reference §1.2: the token picks the instance, we still send the hub (§3)
@@ -42,6 +48,13 @@ H_CALLBACK_URL = "Elements-Async-Callback-Url"
 REDACTED = "***"
 # How much of a non-JSON error body (e.g. a proxy's HTML 502 page) goes into an exception text.
 MAX_EXCERPT_CHARS = 200
+#: Largest non-download response body read into memory (status, pages, instances): 16 MiB. A Cloud
+#: Elements page of 200-1,000 records is a few MB at most; a bigger body is a fault, not data.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+#: Bytes of an error body read at most (only an excerpt ends up in the exception).
+MAX_ERROR_BODY_BYTES = 64 * 1024
+#: Largest CSV field the record counter accepts (the :mod:`csv` default of 128 KiB is raised to this).
+CSV_FIELD_LIMIT = 64 * 1024 * 1024
 
 # Markers of throttling that Cloud Elements forwards inside a 500 (QBO ``ThrottleExceeded``, Intuit
 # error code 003001; user-needs §4 item 7).
@@ -104,6 +117,41 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     return _AUTH_PART_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", out)
 
 
+def safe_excerpt(text: str, secrets: Iterable[str | None] = (), limit: int = MAX_EXCERPT_CHARS) -> str:
+    """:func:`excerpt` of ``text`` with every secret removed FIRST: truncating before redacting could cut
+    a secret at the limit and leave a prefix the exact-match redaction no longer finds."""
+    secrets = list(secrets)
+    return redact(excerpt(redact(text, secrets), limit), secrets)
+
+
+def check_credential(value: str, field: str, where: str) -> str:
+    """A secret that goes into the ``Authorization`` header: printable ASCII without spaces.
+
+    :param value: the (stripped) secret.
+    :param field: its name for the message (``user_secret``, ``element_token`` …); the value is never shown.
+    :param where: where it came from, e.g. ``"Connection 'cloudelements_default' extra"``.
+    :raises CloudElementsConfigError: a line break, tab, space, other control or non-ASCII character
+        (``requests``/``httpx`` would raise a bare ``ValueError`` quoting the whole header).
+    """
+    for ch in value:
+        if not ("!" <= ch <= "~"):
+            raise CloudElementsConfigError(
+                f"{where} {field!r} contains {_char_kind(ch)}; a Cloud Elements secret is printable ASCII "
+                "without spaces (check for a pasted line break); the value is not shown"
+            )
+    return value
+
+
+def _char_kind(ch: str) -> str:
+    if ch in "\r\n":
+        return "a line break"
+    if ch.isspace():
+        return "whitespace"
+    if ord(ch) < 32 or ord(ch) == 127:
+        return "a control character"
+    return "a non-ASCII character"
+
+
 def is_sensitive_key(key: str) -> bool:
     """Whether a configuration/providerData key holds a credential (``oauth.api.secret``, ``code`` …)."""
     low = key.lower()
@@ -125,8 +173,7 @@ def strip_instance(instance: Mapping[str, Any]) -> dict[str, Any]:
         value = out.get(section)
         if isinstance(value, Mapping):
             out[section] = {
-                k: ("********" if is_sensitive_key(str(k)) and v not in (None, "") else v)
-                for k, v in value.items()
+                k: ("********" if is_sensitive_key(str(k)) and v not in (None, "") else v) for k, v in value.items()
             }
     return out
 
@@ -138,9 +185,7 @@ def sensitive_values(body: Mapping[str, Any]) -> list[str]:
     for section in ("configuration", "providerData"):
         value = body.get(section)
         if isinstance(value, Mapping):
-            found.extend(
-                str(v) for k, v in value.items() if is_sensitive_key(str(k)) and isinstance(v, str) and v
-            )
+            found.extend(str(v) for k, v in value.items() if is_sensitive_key(str(k)) and isinstance(v, str) and v)
     return found
 
 
@@ -199,23 +244,55 @@ def parse_error_body(
         provider = data.get("providerMessage")
         request_id = data.get("requestId") or request_id_header
         return ErrorInfo(
-            message=redact(excerpt(str(message), 500), secrets) if message else "",
+            message=safe_excerpt(str(message), secrets, 500) if message else "",
             request_id=str(request_id) if request_id else None,
-            provider_message=redact(excerpt(str(provider), 500), secrets) if provider else None,
+            provider_message=safe_excerpt(str(provider), secrets, 500) if provider else None,
             is_json=True,
         )
     kind = (
-        "HTML"
-        if (content_type or "").lower().startswith("text/html") or "<html" in text[:500].lower()
-        else "non-JSON"
+        "HTML" if (content_type or "").lower().startswith("text/html") or "<html" in text[:500].lower() else "non-JSON"
     )
-    snippet = redact(excerpt(text), secrets)
+    snippet = safe_excerpt(text, secrets)
     return ErrorInfo(
         message=f"{kind} error body: {snippet}" if snippet else "empty error body",
         request_id=request_id_header,
         provider_message=None,
         is_json=False,
     )
+
+
+def error_from_reply(
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    method: str,
+    path: str,
+    instance_id: int | None,
+    hub: bool,
+    secrets: Iterable[str | None],
+) -> CloudElementsApiError:
+    """The typed exception for an error response of either hook: :func:`parse_error_body` (redacted),
+    :func:`exception_for_response`, and the ``Retry-After`` seconds set as attribute
+    ``retry_after`` (read by :func:`~.retry.compute_wait`; ``None`` when absent or useless).
+
+    :param body: the (capped) error body.
+    :param instance_id: for the 401 advice of hub calls.
+    """
+    info = parse_error_body(
+        body,
+        content_type=headers.get("Content-Type"),
+        request_id_header=headers.get(H_REQUEST_ID),
+        secrets=secrets,
+    )
+    exc = exception_for_response(status_code, info, method=method, path=path, instance_id=instance_id, hub=hub)
+    setattr(exc, RETRY_AFTER_ATTR, parse_retry_after(headers.get("Retry-After")))
+    return exc
+
+
+def log_reply(logger: Any, method: str, path: str, status_code: int, headers: Mapping[str, str]) -> None:
+    """DEBUG line for a successful response (never a header value other than the request id)."""
+    logger.debug("Cloud Elements %s %s -> %s (requestId=%s)", method, path, status_code, headers.get(H_REQUEST_ID))
 
 
 def is_throttle_message(*texts: str | None) -> bool:
@@ -274,16 +351,13 @@ def exception_for_response(
         return CloudElementsNotFoundError(f"{what}{detail}", **kwargs)
     if status_code == 409:
         return CloudElementsConflictError(f"{what}{detail}", **kwargs)
-    if status_code == 429 or (
-        status_code == 500 and is_throttle_message(info.message, info.provider_message)
-    ):
+    if status_code == 429 or (status_code == 500 and is_throttle_message(info.message, info.provider_message)):
         return CloudElementsThrottledError(f"{what}{detail} (throttled)", **kwargs)
     if status_code >= 500:
         return CloudElementsServerError(f"{what}{detail}", **kwargs)
     if status_code == 400 and "3100" in (info.provider_message or ""):
         detail += (
-            " (QuickBooks fault 3100: development keys need configuration use_sandbox=true, "
-            "or use production keys)"
+            " (QuickBooks fault 3100: development keys need configuration use_sandbox=true, or use production keys)"
         )
     if status_code in (400, 405, 406, 411, 413, 414, 415, 422):
         return CloudElementsBadRequestError(f"{what}{detail}", **kwargs)
@@ -323,7 +397,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
     :param value: the header value or ``None``.
     :param now: current time (aware) for HTTP-dates; defaults to ``datetime.now(timezone.utc)``.
-    :return: seconds (>= 0, float) or ``None`` when absent or unparseable.
+    :return: seconds (> 0, float), or ``None`` when absent, unparseable, 0, negative or a date that has
+        passed: none of those says how long to wait, so the caller falls back to its jittered backoff
+        (obeying "0" hammered the server with ~110 requests in 5 s).
     """
     if value is None:
         return None
@@ -333,21 +409,49 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     try:
         seconds = float(text)
     except ValueError:
-        pass
-    else:
-        if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN / inf
+        when = parse_http_date(text)
+        if when is None:
             return None
-        return max(seconds, 0.0)
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN / inf
+        return None
+    return seconds if seconds > 0 else None
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    """An HTTP-date (RFC 9110 ``Date``/``Retry-After``: ``Tue, 01 Dec 2026 10:00:00 GMT``) as an aware
+    UTC datetime, or ``None`` when absent or unparseable."""
+    if not value or not value.strip():
+        return None
     try:
-        when = email.utils.parsedate_to_datetime(text)
+        when = email.utils.parsedate_to_datetime(value.strip())
     except (TypeError, ValueError, IndexError):
         return None
     if when is None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
-    return max((when - now).total_seconds(), 0.0)
+    return when.astimezone(timezone.utc)
+
+
+def check_body_size(headers: Mapping[str, str], *, received: int, limit: int, what: str) -> None:
+    """Refuse a response body beyond ``limit`` bytes, by its ``Content-Length`` before reading (when
+    announced) or by the bytes ``received`` so far.
+
+    :param headers: response headers.
+    :param received: bytes read so far (0 before reading).
+    :param limit: the cap (:data:`MAX_RESPONSE_BYTES` for JSON calls).
+    :param what: the call, for the message (``"GET /hubs/finance/bulk/1/status"``).
+    :raises CloudElementsResponseTooLargeError: over the cap.
+    """
+    announced = header_int(headers, "Content-Length") if not headers.get("Content-Encoding") else None
+    size = max(received, announced or 0)
+    if size > limit:
+        raise CloudElementsResponseTooLargeError(
+            f"Cloud Elements {what}: response body of {'at least ' if announced is None else ''}{size} bytes "
+            f"exceeds the {limit}-byte cap for non-download responses; not read into memory",
+            request_id=headers.get(H_REQUEST_ID),
+        )
 
 
 def header_int(headers: Mapping[str, str], name: str) -> int | None:
@@ -359,6 +463,42 @@ def header_int(headers: Mapping[str, str], name: str) -> int | None:
         return int(str(value).strip())
     except ValueError:
         return None
+
+
+# --------------------------------------------------------------------------------------------- replies
+@dataclass(frozen=True)
+class Reply:
+    """A fully read, size-capped (:func:`check_body_size`) response of the sync or async hook: what the
+    JSON decoders and :class:`PageInfo` need (same attribute names as ``requests``/``httpx``).
+
+    :param status_code: HTTP status.
+    :param headers: response headers (case-insensitive mapping of the HTTP library).
+    :param content: the body bytes.
+    """
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+def decode_json_reply(reply: Reply, secrets: Iterable[str | None] = ()) -> Any:
+    """The decoded JSON body of a 2xx reply (``None`` for an empty body).
+
+    :raises CloudElementsApiError: a body that is not JSON (or nested too deeply to decode), with a
+        redacted excerpt.
+    """
+    content = reply.content
+    if not content or not content.strip():
+        return None
+    try:
+        return jsonfast.loads(content)
+    except (ValueError, RecursionError):
+        snippet = safe_excerpt(content[:MAX_ERROR_BODY_BYTES].decode("utf-8", "replace"), secrets)
+        raise CloudElementsApiError(
+            f"Cloud Elements answered HTTP {reply.status_code} with a non-JSON body: {snippet}",
+            status_code=reply.status_code,
+            request_id=reply.headers.get(H_REQUEST_ID),
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------- pagination
@@ -421,17 +561,23 @@ class Pager:
     then ``pager.finish()``.
 
     Rules: send ``pageSize``; follow ``Elements-Next-Page-Token`` (as ``nextPage``) while present and
-    ``Elements-Returned-Count`` (else the record count) > 0; without a token ask ``page=n+1`` while the
-    page came back full; an ``Elements-Error`` header with a short non-empty page means the server
-    capped ``pageSize``: continue with the size that came back (warning logged); a page starting with
-    a record already seen or a repeated cursor raises :class:`CloudElementsApiError` instead of looping;
-    ``reconcile_total`` sends ``returnCount=true`` and :meth:`finish` compares counts.
+    ``Elements-Returned-Count`` (else the record count) > 0; a page without a token is the last one when
+    the listing is ``cursor_only`` (QuickBooks Enterprise hub resources, event listings, bulk errors:
+    they ignore or reject ``page``), or when the page came back short; otherwise (page-numbered
+    listings) ask ``page=n+1`` after a full page. An ``Elements-Error`` header with a short non-empty
+    page means the server capped ``pageSize``: continue with the size that came back (warning logged).
+    A page starting with the same record as the PREVIOUS page means the server ignored ``page`` and
+    sent page 1 again: that is the end of the list (its records are not yielded twice; warning
+    logged). A page starting with a record of an older page, or a repeated cursor, raises
+    :class:`CloudElementsApiError` instead of looping. ``reconcile_total`` sends ``returnCount=true``
+    and :meth:`finish` compares counts.
 
     :param path: request path (for messages).
     :param params: fixed query parameters (``where``, ``orderBy`` …).
     :param page_size: initial ``pageSize`` (> 0).
     :param reconcile_total: compare the yielded count with ``Elements-Total-Count``.
     :param logger: where warnings go.
+    :param cursor_only: the listing pages by cursor only (never send ``page``).
     """
 
     def __init__(
@@ -442,8 +588,10 @@ class Pager:
         page_size: int,
         reconcile_total: bool = False,
         logger: Any = None,
+        cursor_only: bool = False,
     ) -> None:
         self.path = path
+        self.cursor_only = cursor_only
         self.params = dict(params)
         self.size = page_size
         self.reconcile_total = reconcile_total
@@ -474,9 +622,20 @@ class Pager:
     def feed(self, page: PageInfo) -> list[Any]:
         """Account for one page; return its records; decide the next request.
 
-        :raises CloudElementsApiError: a page repeating an earlier first record, or a repeated cursor.
+        :raises CloudElementsApiError: a page repeating the first record of an older page, or a repeated
+            cursor.
         """
         n = len(page.records)
+        if n and self.page_no > 1 and self._first_keys.get(record_key(page.records[0])) == self.page_no - 1:
+            self.done = True
+            self.log.warning(
+                "GET %s: page %s starts with the same record as page %s (the server ignores page); "
+                "treating it as the end of the list",
+                self.path,
+                self.page_no,
+                self.page_no - 1,
+            )
+            return []
         if page.total is not None:
             self.total = page.total
         if page.error_header:
@@ -492,9 +651,7 @@ class Pager:
                 )
                 self.size = n
             elif not self._warned:
-                self.log.warning(
-                    "Cloud Elements warning on GET %s: %s", self.path, excerpt(page.error_header)
-                )
+                self.log.warning("Cloud Elements warning on GET %s: %s", self.path, excerpt(page.error_header))
             self._warned = True
         if n:
             key = record_key(page.records[0])
@@ -512,15 +669,14 @@ class Pager:
             if page.next_token in self._tokens:
                 self.done = True
                 raise CloudElementsApiError(
-                    f"GET {self.path}: the server returned the same Elements-Next-Page-Token twice; "
-                    "refusing to loop",
+                    f"GET {self.path}: the server returned the same Elements-Next-Page-Token twice; refusing to loop",
                     request_id=page.request_id,
                 )
             self._tokens.add(page.next_token)
             self.token = page.next_token
             self.cursor_mode = True
             self.page_no += 1
-        elif self.cursor_mode or n == 0 or n < self.size:
+        elif self.cursor_mode or self.cursor_only or n == 0 or n < self.size:
             self.done = True
         else:
             self.page_no += 1  # no cursor and a full page: fall back to page numbers
@@ -538,7 +694,111 @@ class Pager:
                 )
             elif self.total != self.yielded:
                 raise CloudElementsReconciliationError(
-                    f"GET {self.path}: yielded {self.yielded} records but "
-                    f"Elements-Total-Count says {self.total}"
+                    f"GET {self.path}: yielded {self.yielded} records but Elements-Total-Count says {self.total}"
                 )
         self.log.info("GET %s: %s records in %s page(s)", self.path, self.yielded, self.page_no)
+
+
+# --------------------------------------------------------------------------------------------- record counting
+class RecordCounter:
+    """Counts the records of a bulk download while its chunks stream by (no I/O, constant memory).
+
+    NDJSON (``fmt="json"``): every line holding a non-whitespace byte is one record; blank lines are not
+    records. CSV (``fmt="csv"``): records as the :mod:`csv` module parses them (a line break inside a
+    quoted field stays inside its record), the header row and blank lines excluded. ``lines`` counts
+    newline-terminated lines plus a final unterminated one (``BulkDownloadResult.lines`` as before).
+
+    Usage: ``counter.consume(chunks)``; the chunks are pulled one by one (the caller's iterator may write
+    each to a file before yielding it), so reading stops at the first chunk that brings more records
+    than ``expected``.
+
+    :param fmt: ``"json"`` or ``"csv"``.
+    :param expected: the record count Cloud Elements reported (``None``: no limit).
+    :param what: the download, for the message.
+    :raises CloudElementsReconciliationError: from :meth:`consume`: more records than ``expected``, or a
+        CSV the :mod:`csv` module cannot parse (e.g. a NUL byte).
+    """
+
+    def __init__(self, fmt: str, *, expected: int | None = None, what: str = "bulk download") -> None:
+        self.fmt = fmt
+        self.expected = expected
+        self.what = what
+        self.records = 0
+        self.lines = 0
+        self.bytes = 0
+        self._partial = False  # bytes after the last newline exist
+        self._pending = False  # ... and hold a non-whitespace byte (NDJSON)
+
+    def consume(self, chunks: Iterable[bytes]) -> None:
+        """Pull and count every chunk.
+
+        :raises CloudElementsReconciliationError: as soon as more records than ``expected`` arrived.
+        """
+        if self.fmt == "csv":
+            if csv.field_size_limit() < CSV_FIELD_LIMIT:  # default 128 KiB: a long memo would raise
+                csv.field_size_limit(CSV_FIELD_LIMIT)
+            rows = 0
+            try:
+                for row in csv.reader(self._text_lines(chunks)):
+                    if row:
+                        rows += 1
+                        self.records = rows - 1  # the first row is the header
+                        self._check()
+            except csv.Error as err:
+                raise CloudElementsReconciliationError(
+                    f"{self.what}: the CSV cannot be parsed to count its records after {self.bytes} bytes: {err}"
+                ) from None
+        else:
+            for chunk in chunks:
+                if chunk:
+                    self._account(chunk)
+                    self._count_ndjson(chunk)
+                    self._check()
+            if self._pending:
+                self.records += 1
+                self._pending = False
+                self._check()
+        if self._partial:
+            self.lines += 1
+
+    def _account(self, chunk: bytes) -> None:
+        self.bytes += len(chunk)
+        newlines = chunk.count(b"\n")
+        self.lines += newlines
+        if newlines:
+            self._partial = not chunk.endswith(b"\n")
+        elif chunk:
+            self._partial = True
+
+    def _count_ndjson(self, chunk: bytes) -> None:
+        if b"\n" not in chunk:
+            self._pending = self._pending or not chunk.isspace()
+            return
+        parts = chunk.split(b"\n")
+        first, last = parts[0], parts[-1]
+        if self._pending or (first and not first.isspace()):
+            self.records += 1
+        self.records += sum(1 for line in parts[1:-1] if line and not line.isspace())
+        self._pending = bool(last) and not last.isspace()
+
+    def _text_lines(self, chunks: Iterable[bytes]) -> Iterator[str]:
+        """Decoded lines (``\\n`` kept) for :func:`csv.reader`; a UTF-8 BOM is dropped."""
+        decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+        buffer = ""
+        for chunk in chunks:
+            self._account(chunk)
+            buffer += decoder.decode(chunk)
+            if "\n" in buffer:
+                *complete, buffer = buffer.split("\n")
+                for line in complete:
+                    yield line + "\n"
+        buffer += decoder.decode(b"", final=True)
+        if buffer:
+            yield buffer
+
+    def _check(self) -> None:
+        if self.expected is not None and self.records > self.expected:
+            raise CloudElementsReconciliationError(
+                f"{self.what}: more records arrived than the {self.expected} Cloud Elements reported "
+                f"({self.records} after {self.bytes} bytes); stopped reading, nothing was kept"
+            )

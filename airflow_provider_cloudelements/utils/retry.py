@@ -2,18 +2,26 @@
 
 Classify, then back off (user-needs §4 item 7; reference §6.3):
 
-* **retried**: connection errors, connect/read timeouts, a body cut off mid-stream, HTTP 429, 502,
-  503, 504, and a 500 whose ``message``/``providerMessage`` says the provider throttled us
-  (``ThrottleExceeded`` / ``003001``);
+* **retried**: connection errors, connect/read timeouts, an attempt past its total deadline
+  (:class:`AttemptDeadlineError`), a body cut off mid-stream, HTTP 429, 502, 503, 504, and a 500 whose
+  ``message``/``providerMessage`` says the provider throttled us (``ThrottleExceeded`` / ``003001``);
+* **a plain HTTP 500** on a ``GET`` (a page, a status poll, a download: reads that change nothing) is
+  retried at most :data:`DEFAULT_MAX_SERVER_ERROR_RETRIES` (3) times inside the time budget, since one
+  transient 500 should not fail a whole extract while a persistent one should surface quickly; a 500
+  on any other verb is raised at once;
 * **never retried**: 400, 401, 403, 404, 409 and every other status: they do not heal;
 * **non-idempotent calls** (``POST``: create instance, create record, submit/upload a bulk job) are
   retried only when the request certainly was not processed: a failure to *connect*, a 429 or a
   throttled 500. A read timeout or 502/503/504 after a POST may hide a created object, so it is
   raised instead of risking a duplicate job or record;
 * **wait**: what ``Retry-After`` says (seconds or HTTP-date) capped at :attr:`RetryPolicy.max_retry_after`,
-  else jittered exponential backoff;
+  else jittered exponential backoff; a ``Retry-After`` of 0, a negative number or a date in the past
+  carries no usable hint and also gets the backoff (obeying it retried ~110 times in 5 s);
 * **stop**: on a total *time* budget (``retry_budget`` seconds, default 300), not on an attempt count:
-  a wait that would end after the budget is not started.
+  a wait that would end after the budget is not started;
+* **deadline**: every attempt also has a *total* deadline (:func:`attempt_deadline`), so a server
+  trickling one byte every half second cannot hold a call past its read timeout and budget (a
+  per-read socket timeout never fires while bytes keep arriving).
 
 The predicate (:func:`is_retryable_exception`) and the wait (:func:`compute_wait`) are pure functions,
 tested on their own; :meth:`RetryPolicy.retrying` / :meth:`RetryPolicy.async_retrying` wrap them in
@@ -44,12 +52,12 @@ RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 NON_RETRYABLE_STATUSES = frozenset({400, 401, 403, 404, 405, 406, 409, 415})
 
 DEFAULT_RETRY_BUDGET = 300.0  # seconds: long enough for a QBO 1-minute throttle window several times over
-DEFAULT_MAX_RETRY_AFTER = (
-    60.0  # seconds: QBO throttles per minute; a larger hint is capped, not obeyed blindly
-)
+DEFAULT_MAX_RETRY_AFTER = 60.0  # seconds: QBO throttles per minute; a larger hint is capped, not obeyed blindly
 DEFAULT_INITIAL_BACKOFF = 1.0  # seconds, first wait without Retry-After
 DEFAULT_MAX_BACKOFF = 30.0  # seconds, ceiling of the exponential backoff
 DEFAULT_MULTIPLIER = 2.0
+#: Retries of a plain HTTP 500 on a GET (4 attempts in all): a transient 500 heals, a persistent one is a bug.
+DEFAULT_MAX_SERVER_ERROR_RETRIES = 3
 
 RETRY_AFTER_ATTR = "retry_after"  # attribute set on API exceptions by the hooks
 
@@ -73,9 +81,7 @@ def _is_connect_phase(exc: BaseException) -> bool:
     """Whether a transport error happened before the request could reach the server."""
     if isinstance(exc, (requests.exceptions.ConnectTimeout, httpx.ConnectError, httpx.ConnectTimeout)):
         return True
-    if isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(
-        exc, requests.exceptions.ReadTimeout
-    ):
+    if isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(exc, requests.exceptions.ReadTimeout):
         seen: set[int] = set()
         cur: BaseException | None = exc
         while cur is not None and id(cur) not in seen:
@@ -103,25 +109,67 @@ def is_transport_error(exc: BaseException) -> bool:
             urllib3.exceptions.ProtocolError,
             httpx.TransportError,
             TruncatedDownloadError,
+            AttemptDeadlineError,
         ),
     )
 
 
-def is_retryable_exception(exc: BaseException, *, idempotent: bool = True) -> bool:
+def is_plain_server_error(exc: BaseException) -> bool:
+    """An HTTP 500 that is not a throttle (``ThrottleExceeded``/``003001`` is a 429 in disguise)."""
+    return (
+        isinstance(exc, CloudElementsServerError)
+        and not isinstance(exc, CloudElementsThrottledError)
+        and exc.status_code == 500
+    )
+
+
+def is_retryable_exception(exc: BaseException, *, idempotent: bool = True, retry_server_error: bool = False) -> bool:
     """The retry predicate: ``True`` when ``exc`` is worth another attempt.
 
     :param exc: what the attempt raised (a requests/httpx transport error or a
         :class:`~airflow_provider_cloudelements.exceptions.CloudElementsApiError`).
     :param idempotent: ``False`` for POST calls (see the module docstring).
+    :param retry_server_error: retry a plain HTTP 500 (``GET`` calls only; the caller bounds how often).
     """
     if isinstance(exc, CloudElementsApiError):
         throttled = isinstance(exc, CloudElementsThrottledError)
         if not isinstance(exc, (CloudElementsThrottledError, CloudElementsServerError)):
             return False
+        if is_plain_server_error(exc):
+            return retry_server_error
         return is_retryable_status(exc.status_code, throttled=throttled, idempotent=idempotent)
     if is_transport_error(exc):
         return idempotent or _is_connect_phase(exc)
     return False
+
+
+class AttemptDeadlineError(Exception):
+    """One attempt passed its total deadline (:func:`attempt_deadline`) while the server was still
+    answering (e.g. trickling bytes). Raised inside an attempt so the retry loop treats it like a read
+    timeout; never escapes the hooks (converted to
+    :class:`~airflow_provider_cloudelements.exceptions.CloudElementsConnectionError`)."""
+
+
+def attempt_deadline(now: float, *, call_deadline: float | None, connect_timeout: float, read_timeout: float) -> float:
+    """Monotonic instant by which one attempt (connect, send, headers and the whole body) must be done.
+
+    :param now: monotonic seconds when the attempt starts (after any client-side budget wait).
+    :param call_deadline: end of the logical call (:func:`call_deadline`), or ``None`` for no limit.
+    :param connect_timeout: seconds allowed to connect.
+    :param read_timeout: seconds allowed for the whole response once connected.
+    :return: ``now + connect_timeout + read_timeout``, but not after ``call_deadline`` (the first attempt
+        always gets a whole read timeout: :func:`call_deadline` is at least one read timeout long).
+    """
+    own = now + connect_timeout + read_timeout
+    if call_deadline is None:
+        return own
+    return max(min(own, call_deadline), now)
+
+
+def call_deadline(start: float, *, budget: float, read_timeout: float) -> float:
+    """Monotonic instant by which one logical call (every attempt and wait) must be done:
+    ``start + max(budget, read_timeout)`` (a zero budget still allows one read timeout)."""
+    return start + max(budget, read_timeout)
 
 
 class TruncatedDownloadError(Exception):
@@ -145,12 +193,12 @@ def compute_wait(
     :param retry_after: seconds from the response's ``Retry-After``, or ``None``.
     :param policy: the policy giving caps and backoff parameters.
     :param rand: ``[0, 1)`` random source (injectable for tests).
-    :return: ``min(retry_after, max_retry_after)`` when the server said how long; otherwise
-        "equal jitter" exponential backoff: ``b/2 + U(0, b/2)`` with
+    :return: ``min(retry_after, max_retry_after)`` when the server said how long (> 0 s); otherwise
+        (no header, 0, negative, a past date) "equal jitter" exponential backoff: ``b/2 + U(0, b/2)`` with
         ``b = min(max_backoff, initial_backoff * multiplier ** (attempt - 1))``.
     """
-    if retry_after is not None:
-        return min(max(retry_after, 0.0), policy.max_retry_after)
+    if retry_after is not None and retry_after > 0:
+        return min(retry_after, policy.max_retry_after)
     base = min(policy.max_backoff, policy.initial_backoff * policy.multiplier ** max(attempt - 1, 0))
     return base / 2 + rand() * base / 2
 
@@ -165,6 +213,7 @@ class RetryPolicy:
     :param initial_backoff: first backoff without ``Retry-After`` (default 1).
     :param max_backoff: backoff ceiling (default 30).
     :param multiplier: backoff growth factor (default 2).
+    :param max_server_error_retries: retries of a plain HTTP 500 on a GET (default 3).
     """
 
     budget: float = DEFAULT_RETRY_BUDGET
@@ -172,6 +221,7 @@ class RetryPolicy:
     initial_backoff: float = DEFAULT_INITIAL_BACKOFF
     max_backoff: float = DEFAULT_MAX_BACKOFF
     multiplier: float = DEFAULT_MULTIPLIER
+    max_server_error_retries: int = DEFAULT_MAX_SERVER_ERROR_RETRIES
     rand: Callable[[], float] = field(default=random.random, repr=False, compare=False)
 
     # ----------------------------------------------------------------------------- tenacity pieces
@@ -184,9 +234,7 @@ class RetryPolicy:
         elapsed = retry_state.seconds_since_start or 0.0
         return elapsed + (retry_state.upcoming_sleep or 0.0) > self.budget
 
-    def _before_sleep(
-        self, logger: logging.Logger | Any, what: str
-    ) -> Callable[[tenacity.RetryCallState], None]:
+    def _before_sleep(self, logger: logging.Logger | Any, what: str) -> Callable[[tenacity.RetryCallState], None]:
         def log_attempt(retry_state: tenacity.RetryCallState) -> None:
             exc = retry_state.outcome.exception() if retry_state.outcome else None
             logger.warning(
@@ -204,29 +252,58 @@ class RetryPolicy:
 
         return log_attempt
 
-    def _kwargs(self, *, idempotent: bool, logger: logging.Logger | Any, what: str) -> dict[str, Any]:
+    def _predicate(self, *, idempotent: bool, retry_server_error: bool) -> Callable[[BaseException], bool]:
+        """The retry predicate of ONE logical call: counts plain 500s and stops retrying them after
+        :attr:`max_server_error_retries` (a fresh counter per :meth:`retrying` call)."""
+        server_errors = 0
+
+        def predicate(exc: BaseException) -> bool:
+            nonlocal server_errors
+            if retry_server_error and is_plain_server_error(exc):
+                server_errors += 1
+                return server_errors <= self.max_server_error_retries
+            return is_retryable_exception(exc, idempotent=idempotent)
+
+        return predicate
+
+    def _kwargs(
+        self, *, idempotent: bool, logger: logging.Logger | Any, what: str, retry_server_error: bool = False
+    ) -> dict[str, Any]:
+        predicate = self._predicate(idempotent=idempotent, retry_server_error=retry_server_error)
         return {
-            "retry": tenacity.retry_if_exception(lambda e: is_retryable_exception(e, idempotent=idempotent)),
+            "retry": tenacity.retry_if_exception(predicate),
             "wait": self._wait,
             "stop": self._stop,
             "reraise": True,
             "before_sleep": self._before_sleep(logger, what),
         }
 
-    def retrying(self, *, idempotent: bool, logger: logging.Logger | Any, what: str) -> tenacity.Retrying:
+    def retrying(
+        self, *, idempotent: bool, logger: logging.Logger | Any, what: str, retry_server_error: bool = False
+    ) -> tenacity.Retrying:
         """A :class:`tenacity.Retrying` for one logical call (``for attempt in ...: with attempt:``).
 
         :param idempotent: ``False`` for POST calls.
         :param logger: where attempts are logged (WARNING, lazy ``%s``, never a header).
         :param what: short description of the call, e.g. ``"GET /hubs/finance/invoices"``.
+        :param retry_server_error: also retry a plain HTTP 500, at most :attr:`max_server_error_retries`
+            times (pass ``True`` for ``GET`` only: :func:`retries_server_errors`).
         """
-        return tenacity.Retrying(**self._kwargs(idempotent=idempotent, logger=logger, what=what))
+        kwargs = self._kwargs(idempotent=idempotent, logger=logger, what=what, retry_server_error=retry_server_error)
+        return tenacity.Retrying(**kwargs)
 
     def async_retrying(
-        self, *, idempotent: bool, logger: logging.Logger | Any, what: str
+        self, *, idempotent: bool, logger: logging.Logger | Any, what: str, retry_server_error: bool = False
     ) -> tenacity.AsyncRetrying:
         """The asyncio twin of :meth:`retrying` (sleeps with ``asyncio.sleep``)."""
-        return tenacity.AsyncRetrying(**self._kwargs(idempotent=idempotent, logger=logger, what=what))
+        kwargs = self._kwargs(idempotent=idempotent, logger=logger, what=what, retry_server_error=retry_server_error)
+        return tenacity.AsyncRetrying(**kwargs)
+
+
+def retries_server_errors(method: str) -> bool:
+    """Whether a plain HTTP 500 of ``method`` may be retried: only reads (``GET``/``HEAD``), which change
+    nothing on the server; never ``POST`` (may have been processed), nor ``PUT``/``PATCH``/``DELETE``."""
+    return method.upper() in ("GET", "HEAD")
 
 
 def describe_exception(exc: BaseException | None) -> str:

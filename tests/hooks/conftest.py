@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -39,6 +40,8 @@ class Resp:
     headers: dict[str, str] = field(default_factory=dict)
     drop_after: int | None = None  # send Content-Length of the full body, then only this many bytes and close
     delay: float = 0.0  # seconds to wait before answering (server side; used for read timeouts)
+    trickle: float = 0.0  # seconds between single bytes of the body (Content-Length sent up front)
+    stream: Iterable[bytes] | None = None  # body chunks sent with Transfer-Encoding: chunked (no length)
 
 
 Handler = Callable[[Req], Resp]
@@ -84,6 +87,17 @@ class ScriptedServer:
                 headers = {"Content-Type": ctype, **resp.headers}
                 for k, v in headers.items():
                     self.send_header(k, v)
+                if resp.stream is not None:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    try:
+                        for chunk in resp.stream:
+                            if chunk:
+                                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.write(b"0\r\n\r\n")
+                    except OSError:  # the client stopped reading (what the tests want)
+                        self.close_connection = True
+                    return
                 self.send_header("Content-Length", str(len(raw)))
                 if resp.drop_after is not None:
                     self.send_header("Connection", "close")
@@ -97,15 +111,23 @@ class ScriptedServer:
                         pass
                     self.close_connection = True
                     return
+                if resp.trickle:
+                    self.wfile.flush()
+                    try:
+                        for i in range(len(raw)):
+                            self.wfile.write(raw[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(resp.trickle)
+                    except OSError:  # the client gave up (what the tests want)
+                        self.close_connection = True
+                    return
                 self.wfile.write(raw)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _H)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def base_url(self) -> str:

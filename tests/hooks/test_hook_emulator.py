@@ -24,6 +24,7 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsForbiddenError,
     CloudElementsNotFoundError,
     CloudElementsServerError,
+    CloudElementsThrottledError,
 )
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.hooks.cloudelements_async import CloudElementsAsyncHook
@@ -99,9 +100,7 @@ def ids(records, key="id"):
     ("element", "resource", "page_size"),
     [("quickbooksonprem", "customers", 5), ("quickbooks", "invoices", 7), ("freshbooksv2", "customers", 200)],
 )
-def test_full_pagination_matches_ground_truth(
-    emu, instances, conn, element, resource, page_size, caplog, capsys
-):
+def test_full_pagination_matches_ground_truth(emu, instances, conn, element, resource, page_size, caplog, capsys):
     inst = instances[element]
     hook = CloudElementsHook(conn(), instance_id=inst["id"])
     with caplog.at_level(logging.INFO):
@@ -390,3 +389,159 @@ def test_async_bulk_status_and_cancel_with_faults(emu, instances, conn):
     status, exc = asyncio.run(run())
     assert status["id"] == job
     assert isinstance(exc, CloudElementsServerError) and exc.status_code == 503
+
+
+# ---------------------------------------------------------------------------------------------- issue 11
+def _requests_to(emu, template: str) -> int:
+    return sum(n for key, n in emu.state.stats()["requests"].items() if key == template)
+
+
+def test_qbe_window_with_exactly_page_size_records_is_one_page(emu, conn):
+    """Issue 11 #14: a QuickBooks Enterprise (cursor-only) window holding exactly ``page_size`` records
+    ends after the full page without a token; ``page=2`` would be an HTTP 400."""
+    inst = emu.state.create_instance("quickbooksonprem", "qbe-exact-page")
+    truth = emu.state.records(inst["id"], "invoices")
+    stamps = sorted(r["TimeModified"] for r in truth)
+    lo, hi = stamps[3], stamps[15]
+    expected = [r for r in truth if lo <= r["TimeModified"] < hi]
+    assert len(expected) >= 5
+    where = window_clause("quickbooksonprem", lo, hi)
+    before = _requests_to(emu, "GET /elements/api-v2/hubs/{hub}/{resource}")
+    for hook in (
+        CloudElementsHook(conn(), instance_id=inst["id"]),
+        CloudElementsHook(conn(), element_token=inst["token"]),
+    ):
+        got = list(hook.iter_records("invoices", where=where, page_size=len(expected)))
+        assert sorted(ids(got)) == sorted(ids(expected))
+        assert {json.dumps(r, sort_keys=True) for r in got} == {json.dumps(r, sort_keys=True) for r in expected}
+    assert _requests_to(emu, "GET /elements/api-v2/hubs/{hub}/{resource}") - before == 2  # one page per hook
+
+
+def test_events_listing_with_exactly_page_size_events(emu, conn):
+    """Issue 11 #14: the events listing ignores ``page``: exactly ``page_size`` events in the window
+    are one page, not "page 2 starts with the same record as page 1" (sync and async hook)."""
+    inst = emu.state.create_instance("quickbooks", "qbo-exact-events")
+    emu.state.generate(inst["id"], "customers")
+    emu.state.simulate_activity(inst["id"], ["customers"], creates=3, updates=2, deletes=1)
+    truth = emu.state.events.query(inst["id"], None, None, False, lambda e: True)
+    assert len(truth) >= 5
+    hook = CloudElementsHook(conn(page_size=len(truth)), instance_id=inst["id"])
+    got = list(hook.iter_events())
+    assert [e["id"] for e in got] == [e["id"] for e in truth]
+    ahook = CloudElementsAsyncHook(conn(page_size=len(truth)), instance_id=inst["id"])
+    agot = asyncio.run(ahook.list_events(instance_id=inst["id"]))
+    assert [e["id"] for e in agot] == [e["id"] for e in truth]
+
+
+def test_token_only_hook_applies_the_qbo_or_check_before_sending(emu, instances, conn):
+    """Issue 11 #16: a hook with only an element token learns its element (``GET /hubs/finance/ping``
+    ``endpoint``) and rejects a QuickBooks Online ``OR`` before the query is sent."""
+    qbo = instances["quickbooks"]
+    hook = CloudElementsHook(conn(), element_token=qbo["token"])
+    jobs_before = emu.state.stats()["bulk_jobs_created"].get(qbo["id"], 0)
+    lists_before = _requests_to(emu, "GET /elements/api-v2/hubs/{hub}/{resource}")
+    with pytest.raises(CloudElementsCEQLError, match="OR"):
+        list(hook.iter_records("customers", where="active = true OR active = false"))
+    with pytest.raises(CloudElementsCEQLError, match="OR"):
+        hook.start_bulk_query("customers", where="active = true OR active = false")
+    assert _requests_to(emu, "GET /elements/api-v2/hubs/{hub}/{resource}") == lists_before
+    assert emu.state.stats()["bulk_jobs_created"].get(qbo["id"], 0) == jobs_before
+    assert hook.element_key == "quickbooks"
+    qbe = CloudElementsHook(conn(), element_token=instances["quickbooksonprem"]["token"])
+    got = list(qbe.iter_records("customers", where="IsActive = true OR IsActive = false"))
+    assert sorted(ids(got)) == sorted(ids(emu.state.records(instances["quickbooksonprem"]["id"], "customers")))
+
+
+def test_plain_500_on_pages_and_polls_is_retried_not_on_submit(emu, instances, conn):
+    """Issue 11 #10: one transient HTTP 500 on a page or a status poll no longer fails the extract
+    (sync and async); a 500 on the submit POST is not retried and starts no job."""
+    inst = instances["quickbooks"]
+    hook = CloudElementsHook(conn(), instance_id=inst["id"])
+    hook.ping()
+    emu.state.set_faults(path_prefix="/elements/api-v2/hubs", methods="GET", burst_5xx=2, status_5xx=500)
+    got = list(hook.iter_records("vendors", page_size=5))
+    assert sorted(ids(got)) == sorted(ids(emu.state.records(inst["id"], "vendors")))
+    assert emu.state.stats()["faults_injected"].get("5xx", 0) >= 2
+
+    job = hook.start_bulk_query("vendors")
+    emu.state.set_faults(path_prefix="/elements/api-v2/hubs", methods="GET", burst_5xx=2, status_5xx=500)
+    status = asyncio.run(CloudElementsAsyncHook(conn(), instance_id=inst["id"]).get_bulk_status(job))
+    assert status["id"] == job
+
+    fresh = emu.state.create_instance("quickbooks", "qbo-500-submit")  # no other job with this query
+    hook = CloudElementsHook(conn(), instance_id=fresh["id"])
+    hook.ping()
+    emu.state.reset_faults()
+    emu.state.set_faults(path_prefix="/elements/api-v2/hubs/finance/bulk/query", burst_5xx=5, status_5xx=500)
+    posts_before = _requests_to(emu, "POST /elements/api-v2/hubs/{hub}/bulk/query")
+    with pytest.raises(CloudElementsServerError) as info:
+        hook.start_bulk_query("vendors")
+    assert info.value.status_code == 500
+    assert _requests_to(emu, "POST /elements/api-v2/hubs/{hub}/bulk/query") - posts_before == 1
+    assert emu.state.stats()["bulk_jobs_created"].get(fresh["id"], 0) == 0
+
+
+def test_retry_after_zero_from_emulator_backs_off(emu, instances, conn):
+    """Issue 11 #10: a persistent 429 with ``Retry-After: 0`` costs a handful of requests in a 5 s
+    budget (~110 before)."""
+    hook = CloudElementsHook(conn(retry_budget=5), instance_id=instances["quickbooks"]["id"])
+    hook.ping()
+    before = _requests_to(emu, "GET /elements/api-v2/hubs/{hub}/ping")
+    emu.state.set_faults(path_prefix="/elements/api-v2/hubs", rate_429=1.0, retry_after_seconds=0)
+    with pytest.raises(CloudElementsThrottledError):
+        hook.ping()
+    assert 2 <= _requests_to(emu, "GET /elements/api-v2/hubs/{hub}/ping") - before <= 6
+
+
+def test_ambiguous_bulk_submit_reuses_the_job_it_created(emu, conn):
+    """Issue 11 #10: the submit POST is processed but its answer arrives after the read timeout; the
+    hook finds the job it created (``GET /bulk/jobs``) and reuses it: one job, no orphan, and its file
+    equals the emulator's records."""
+    inst = emu.state.create_instance("quickbooks", "qbo-ambiguous-submit")
+    emu.state.generate(inst["id"], "customers")
+    hook = CloudElementsHook(conn(read_timeout=1, retry_budget=10), instance_id=inst["id"])
+    hook.ping()
+    earlier = hook.start_bulk_query("customers")  # an older job with the same query is not "ours"
+    hook.wait_for_bulk_job(earlier, poll_interval=0.1, timeout=30)
+    emu.state.set_faults(
+        path_prefix="/elements/api-v2/hubs/finance/bulk/query", methods="POST", burst_slow_response=1, slow_seconds=2.5
+    )
+    job = hook.start_bulk_query("customers")
+    assert emu.state.stats()["faults_injected"].get("slow_response") == 1
+    assert emu.state.stats()["bulk_jobs_created"][inst["id"]] == 2
+    assert job != earlier
+    assert job == str(max(int(j["id"]) for j in emu.state.bulk.jobs(emu.state.instances.get(inst["id"]))))
+    status = hook.wait_for_bulk_job(job, poll_interval=0.1, timeout=30)
+    buf = io.BytesIO()
+    res = hook.download_bulk(job, "customers", buf, expected_records=status["recordsCount"])
+    truth = emu.state.records(inst["id"], "customers")
+    assert res.records == len(truth)
+    assert sorted(json.loads(line)["id"] for line in buf.getvalue().splitlines()) == sorted(ids(truth))
+
+
+def test_ambiguous_submit_without_a_created_job_raises(emu, conn):
+    inst = emu.state.create_instance("quickbooks", "qbo-lost-submit")
+    hook = CloudElementsHook(conn(read_timeout=1, retry_budget=2), instance_id=inst["id"])
+    hook.ping()
+    emu.state.set_faults(
+        path_prefix="/elements/api-v2/hubs/finance/bulk/query", methods="POST", burst_5xx=1, status_5xx=504
+    )
+    with pytest.raises(CloudElementsServerError):
+        hook.start_bulk_query("customers")
+    assert emu.state.stats()["bulk_jobs_created"].get(inst["id"], 0) == 0
+
+
+def test_server_time_is_the_servers_date_header(emu, instances, conn):
+    """CONTRACT "Hook additions": ``server_time()`` from the ``Date`` of the latest response (or a
+    cheap ping), aware UTC, floored to the second."""
+    hook = CloudElementsHook(conn(), instance_id=instances["quickbooks"]["id"])
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    first = hook.server_time()  # no call made yet: a ping
+    after = datetime.now(timezone.utc)
+    assert first is not None and first.tzinfo is not None and first.utcoffset() == timedelta(0)
+    assert first.microsecond == 0 and before - timedelta(seconds=1) <= first <= after
+    list(hook.iter_records("vendors"))
+    assert hook.server_time() >= first
+    ahook = CloudElementsAsyncHook(conn(), instance_id=instances["quickbooks"]["id"])
+    atime = asyncio.run(ahook.server_time())
+    assert atime is not None and atime.microsecond == 0 and atime >= first

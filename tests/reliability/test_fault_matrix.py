@@ -93,6 +93,19 @@ SCENARIOS = [
         expect=CloudElementsServerError,
     ),
     Scenario("throttle text in a 500", {"burst_throttle_500": 2}, modes=("sync", "deferrable")),
+    # issue 11 #10: a plain 500 on a GET (status poll, download) is retried (3x at most; the trigger's
+    # async hook likewise: tests/hooks/test_hook_emulator.py)
+    Scenario(
+        "plain 500 on polls + download (GET)",
+        {"burst_5xx": 3, "status_5xx": 500, "path_prefix": BULK, "methods": "GET"},
+    ),
+    # issue 11 #10: the submit was processed but answered after the read timeout: the hook finds the
+    # job it created and reuses it (one job, exact landing) instead of failing and orphaning it
+    Scenario(
+        "submit answered after the read timeout (job created)",
+        {"burst_slow_response": 1, "slow_seconds": 1.5, "path_prefix": BULK + "/query", "methods": "POST"},
+        conn={"read_timeout": 0.5},
+    ),
     Scenario("throttle 500 at 30%", {"rate_throttle_500": 0.3}, element="freshbooksv2", resource="invoices"),
     Scenario("HTML 502 from a proxy", {"burst_html_502": 2}),
     Scenario(
@@ -195,7 +208,7 @@ def test_fault_matrix(
     if mode == "deferrable" and not randomized and (outcome == EXACT or scenario.mid_run):
         assert context["_deferrals"] >= 1, "the deferrable path never deferred"
     if outcome == EXACT and not randomized:
-        if "slow_seconds" in scenario.faults:  # delays are not counted as faults: the clock shows them
+        if "burst_slow" in scenario.faults:  # delays are not counted as faults: the clock shows them
             assert elapsed >= scenario.faults["burst_slow"] * scenario.conn["read_timeout"]
         elif scenario.faults and "drop_download_after_bytes" not in scenario.faults:
             assert faults > 0, "no fault was injected"

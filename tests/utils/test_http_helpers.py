@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -20,6 +23,7 @@ from airflow_provider_cloudelements.exceptions import (
 from airflow_provider_cloudelements.utils.http import (
     PageInfo,
     Pager,
+    RecordCounter,
     exception_for_response,
     hub_authorization,
     is_throttle_message,
@@ -27,6 +31,7 @@ from airflow_provider_cloudelements.utils.http import (
     parse_retry_after,
     platform_authorization,
     redact,
+    safe_excerpt,
     strip_instance,
 )
 
@@ -80,10 +85,7 @@ def test_parse_error_body_html_is_short_and_sanitized():
     assert "<" not in info.message and len(info.message) < 260
     assert U not in info.message and ORG not in info.message
     assert parse_error_body(b"").message == "empty error body"
-    assert (
-        "not json" in parse_error_body(b"{not json").message
-        or "non-JSON" in parse_error_body(b"{not json").message
-    )
+    assert "not json" in parse_error_body(b"{not json").message or "non-JSON" in parse_error_body(b"{not json").message
 
 
 def test_parse_error_body_redacts_echoed_secrets_in_json():
@@ -110,9 +112,7 @@ def test_exception_messages():
     )
     assert isinstance(e400, CloudElementsBadRequestError)
     assert "use_sandbox" in str(e400) and "requestId=rq" in str(e400) and "providerMessage=3100" in str(e400)
-    assert isinstance(
-        exception_for_response(599, ErrorInfo("x"), method="GET", path="/x"), CloudElementsServerError
-    )
+    assert isinstance(exception_for_response(599, ErrorInfo("x"), method="GET", path="/x"), CloudElementsServerError)
     assert type(exception_for_response(418, ErrorInfo("x"), method="GET", path="/x")) is CloudElementsApiError
 
 
@@ -123,10 +123,9 @@ def test_parse_retry_after():
     now = datetime(2024, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
     assert parse_retry_after("3", now=now) == 3.0
     assert parse_retry_after(" 1.5 ", now=now) == 1.5
-    assert parse_retry_after("-2", now=now) == 0.0
     assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now=now) == 30.0
-    assert parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now=now) == 0.0
-    for bad in (None, "", "soon", "nan", "inf"):
+    # issue 11 #10: 0, negative and past dates carry no usable hint -> None (the caller backs off)
+    for bad in (None, "", "soon", "nan", "inf", "0", "-2", format_datetime(now - timedelta(seconds=30), usegmt=True)):
         assert parse_retry_after(bad, now=now) is None
 
 
@@ -188,8 +187,13 @@ def test_pager_page_mode_and_capped_page_size(caplog):
 
 def test_pager_guards_against_ignored_page_and_repeated_cursor():
     same = PageInfo([{"id": 1}, {"id": 2}])
+    # issue 11 #14: page 2 == page 1 is the end (no duplicates, no error) ...
+    out, sent = run_pager(Pager("/r", {}, page_size=2), [same, same, same])
+    assert out == [{"id": 1}, {"id": 2}] and [q.get("page") for q in sent] == [None, 2]
+    # ... a page repeating an OLDER page is a loop
+    other = PageInfo([{"id": 3}, {"id": 4}])
     with pytest.raises(CloudElementsApiError, match="ignores paging"):
-        run_pager(Pager("/r", {}, page_size=2), [same, same, same])
+        run_pager(Pager("/r", {}, page_size=2), [same, other, same])
     with pytest.raises(CloudElementsApiError, match="same Elements-Next-Page-Token"):
         run_pager(
             Pager("/r", {}, page_size=1),
@@ -197,13 +201,18 @@ def test_pager_guards_against_ignored_page_and_repeated_cursor():
         )
 
 
+def test_pager_cursor_only_full_page_without_token_is_the_end():
+    """Issue 11 #14: a cursor-only listing (QBE, events) never gets ``page=2``."""
+    full = PageInfo([{"id": 1}, {"id": 2}])
+    out, sent = run_pager(Pager("/r", {}, page_size=2, cursor_only=True), [full])
+    assert out == [{"id": 1}, {"id": 2}] and len(sent) == 1 and "page" not in sent[0]
+
+
 def test_pager_reconcile():
     pages = [PageInfo([{"id": 1}], total=2)]
     with pytest.raises(CloudElementsReconciliationError):
         run_pager(Pager("/r", {}, page_size=5, reconcile_total=True), pages)
-    _out, sent = run_pager(
-        Pager("/r", {}, page_size=5, reconcile_total=True), [PageInfo([{"id": 1}], total=1)]
-    )
+    _out, sent = run_pager(Pager("/r", {}, page_size=5, reconcile_total=True), [PageInfo([{"id": 1}], total=1)])
     assert sent == [{"pageSize": 5, "returnCount": "true"}]
 
 
@@ -211,3 +220,60 @@ def test_page_info_rejects_non_list():
     with pytest.raises(CloudElementsApiError):
         PageInfo.from_response({"a": 1}, {})
     assert PageInfo.from_response(None, {"Elements-Next-Page-Token": " "}).next_token is None
+
+
+# ---------------------------------------------------------------------------------------------- issue 11
+def _split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+
+
+_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
+
+
+_RECORDS = st.lists(st.dictionaries(st.sampled_from(["id", "memo"]), _TEXT, min_size=1), max_size=8)
+_CUTS = st.lists(st.integers(0, 10**6), max_size=10)
+
+
+@given(_RECORDS, _CUTS, st.booleans())
+def test_record_counter_ndjson_any_chunking(records, cuts, blank_lines):
+    """Records = non-blank NDJSON lines, however the body is cut into chunks (issue 11 #8)."""
+    sep = b"\n \n\n" if blank_lines else b"\n"
+    data = sep.join(json.dumps(r).encode() for r in records) + (b"\n" if records else b"")
+    counter = RecordCounter("json")
+    counter.consume(_split(data, cuts))
+    assert counter.records == len(records) and counter.bytes == len(data)
+
+
+@given(st.lists(st.tuples(_TEXT, _TEXT), max_size=8), _CUTS)
+def test_record_counter_csv_any_chunking(rows, cuts):
+    """CSV records as the csv module parses them (quoted line breaks stay inside), header excluded."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "memo"])
+    rows = [r for r in rows if any(r)]  # csv writes an all-empty row as a blank-looking line: not a record
+    writer.writerows(rows)
+    data = out.getvalue().encode()
+    counter = RecordCounter("csv")
+    counter.consume(_split(data, cuts))
+    assert counter.records == len(rows)
+
+
+def test_record_counter_stops_and_types_its_errors():
+    counter = RecordCounter("json", expected=2, what="job 9")
+    chunks = iter([b'{"a":1}\n{"a":2}\n', b'{"a":3}\n', b'{"never":"read"}\n'])
+    with pytest.raises(CloudElementsReconciliationError, match="job 9: more records arrived than the 2"):
+        counter.consume(chunks)
+    assert next(chunks) == b'{"never":"read"}\n'  # reading stopped at the offending chunk
+    big = b"id,memo\n1," + b"m" * 300_000 + b"\n"  # beyond the csv module's 128 KiB default field limit
+    ok = RecordCounter("csv")
+    ok.consume([big])
+    assert ok.records == 1
+
+
+def test_safe_excerpt_redacts_before_truncating():
+    secret = "S" * 20 + "ecret-tail-1234"
+    text = "x" * 190 + secret
+    assert "SSSS" not in safe_excerpt(text, [secret]) and "***" in safe_excerpt(text, [secret])
+    info = parse_error_body(json.dumps({"message": "y" * 490 + secret}), secrets=[secret])
+    assert "SSSS" not in info.message

@@ -121,9 +121,10 @@ def test_predicate_on_transport_errors():
 def test_compute_wait_retry_after_wins_and_is_capped():
     policy = RetryPolicy(max_retry_after=60)
     assert compute_wait(1, retry_after=2.5, policy=policy) == 2.5
-    assert compute_wait(7, retry_after=0, policy=policy) == 0
     assert compute_wait(1, retry_after=3600, policy=policy) == 60
-    assert compute_wait(1, retry_after=-5, policy=policy) == 0
+    # issue 11 #10: Retry-After 0 / negative falls back to the jittered backoff (b/2 .. b)
+    assert 15 <= compute_wait(7, retry_after=0, policy=policy) <= 30
+    assert 0.5 <= compute_wait(1, retry_after=-5, policy=policy) <= 1
 
 
 def test_compute_wait_backoff_is_jittered_exponential_and_capped():
@@ -187,3 +188,38 @@ def test_zero_budget_means_single_attempt():
     with pytest.raises(CloudElementsThrottledError):
         RetryPolicy(budget=0).retrying(idempotent=True, logger=logging.getLogger("t"), what="x")(fail)
     assert calls["n"] == 1
+
+
+# ---------------------------------------------------------------------------------------------- issue 11
+def test_attempt_and_call_deadlines():
+    from airflow_provider_cloudelements.utils.retry import attempt_deadline, call_deadline
+
+    end = call_deadline(100.0, budget=3, read_timeout=2)
+    assert end == 103.0 and call_deadline(100.0, budget=0, read_timeout=2) == 102.0  # one read timeout
+    assert attempt_deadline(100.0, call_deadline=end, connect_timeout=0, read_timeout=2) == 102.0
+    assert attempt_deadline(102.7, call_deadline=end, connect_timeout=0, read_timeout=2) == 103.0  # inside budget
+    assert attempt_deadline(104.0, call_deadline=end, connect_timeout=0, read_timeout=2) == 104.0  # never negative
+    assert attempt_deadline(100.0, call_deadline=None, connect_timeout=1, read_timeout=2) == 103.0
+
+
+def test_plain_500_retried_three_times_for_gets_only():
+    from airflow_provider_cloudelements.utils.retry import retries_server_errors
+
+    assert retries_server_errors("GET")
+    assert not any(retries_server_errors(m) for m in ("POST", "PUT", "PATCH", "DELETE"))
+    calls = {"n": 0}
+
+    def fail():
+        calls["n"] += 1
+        raise _api_exc(500)
+
+    policy = RetryPolicy(budget=100, initial_backoff=0.001, max_backoff=0.001)
+    with pytest.raises(CloudElementsServerError):
+        policy.retrying(idempotent=True, logger=logging.getLogger("t"), what="GET /x", retry_server_error=True)(fail)
+    assert calls["n"] == 4
+    calls["n"] = 0
+    with pytest.raises(CloudElementsServerError):
+        policy.retrying(idempotent=True, logger=logging.getLogger("t"), what="PUT /x")(fail)
+    assert calls["n"] == 1
+    assert not is_retryable_exception(_api_exc(500)) and is_retryable_exception(_api_exc(500), retry_server_error=True)
+    assert is_retryable_exception(_api_exc(500, "ThrottleExceeded"), idempotent=False)  # a throttle is a 429
