@@ -61,7 +61,7 @@ from airflow_provider_cloudelements.exceptions import (
     as_instance_id,
     exception_from_event,
 )
-from airflow_provider_cloudelements.hooks.cloudelements import BulkDownloadResult, CloudElementsHook
+from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.operators.links import (
     BULK_JOB_URL_KEY,
     INSTANCE_URL_KEY,
@@ -732,19 +732,27 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
         fmt = "csv" if self.output_format == "csv" else "json"
         keep = self._record_filter(plan)
         with staged_file(target, "wb") as (handle, publish):
-            if keep is None and self.output_format != "parquet" and HOOK_COUNTS_RECORDS:
-                result = _fetch(self.hook, job_id, plan.resource, handle, fmt, progress, expected)
-                got, nbytes = int(result.records), result.bytes  # type: ignore[attr-defined]
-                records = got
+            if keep is None and self.output_format != "parquet":
+                result = self.hook.download_bulk(
+                    job_id, plan.resource, handle, fmt=fmt, progress=progress, expected_records=expected
+                )
+                got = records = result.records
+                nbytes = result.bytes
             else:
-                # Records are rewritten: filtered to the exact window (naive times), converted to
-                # Parquet, or (SHIM(H1), hooks without ``.records``) counted here.
+                # Records are rewritten: filtered to the exact window (naive times) or converted to Parquet.
                 with tempfile.TemporaryFile(prefix="ce-bulk-") as raw:
-                    result = _fetch(self.hook, job_id, plan.resource, raw, fmt, progress, expected)  # type: ignore[arg-type]
+                    result = self.hook.download_bulk(
+                        job_id,
+                        plan.resource,
+                        raw,  # type: ignore[arg-type]
+                        fmt=fmt,
+                        progress=progress,
+                        expected_records=expected,
+                    )
                     raw.seek(0)
                     sink: Any = _ParquetSink(handle) if self.output_format == "parquet" else handle
-                    got, records, nbytes = copy_records(raw, sink, fmt=fmt, keep=keep)
-                    got = int(getattr(result, "records", got))
+                    _, records, nbytes = copy_records(raw, sink, fmt=fmt, keep=keep)
+                    got = result.records
                     if isinstance(sink, _ParquetSink):
                         sink.close()
             if got != expected:
@@ -895,25 +903,10 @@ def status_count(status: dict[str, Any], key: str, job_id: str) -> int | None:
 def server_time(hook: CloudElementsHook) -> datetime | None:
     """The Cloud Elements server clock (aware UTC, floored to the second), ``None`` when unknown.
 
-    Uses ``CloudElementsHook.server_time()`` (the ``Date`` header of the most recent response).
-    SHIM(H1): hooks without it get one ``HEAD`` of the API base without credentials, read for its
-    ``Date`` header only; drop this fallback once the hook has ``server_time``.
+    :meth:`CloudElementsHook.server_time` reads the ``Date`` header of the hook's latest response.
     """
-    method = getattr(hook, "server_time", None)
-    if callable(method):
-        value = method()
-        return value if isinstance(value, datetime) else None
-    from email.utils import parsedate_to_datetime
-
-    import requests
-
-    try:
-        settings = hook.settings
-        resp = requests.head(settings.base_url + "/", timeout=(settings.connect_timeout, settings.read_timeout))
-        header = resp.headers.get("Date")
-        return parsedate_to_datetime(header).astimezone(timezone.utc) if header else None
-    except (requests.RequestException, TypeError, ValueError):
-        return None
+    value = hook.server_time()
+    return value if isinstance(value, datetime) else None
 
 
 def snapshot_time(hook: CloudElementsHook) -> datetime:
@@ -925,27 +918,6 @@ def snapshot_time(hook: CloudElementsHook) -> datetime:
     fallback = datetime.now(timezone.utc).replace(microsecond=0) - DEFAULT_LOOKBACK
     log.warning("The server sent no Date header: snapshot_at falls back to %s", format_utc(fallback))
     return fallback
-
-
-#: SHIM(H1): whether the hook's download result counts records (``.records``); drop at merge.
-HOOK_COUNTS_RECORDS = "records" in {f.name for f in dataclasses.fields(BulkDownloadResult)}
-
-
-def _fetch(
-    hook: CloudElementsHook,
-    job_id: str,
-    resource: str,
-    fileobj: BinaryIO,
-    fmt: str,
-    progress: ProgressLogger,
-    expected: int,
-) -> BulkDownloadResult:
-    import inspect
-
-    kwargs: dict[str, Any] = {}
-    if "expected_records" in inspect.signature(hook.download_bulk).parameters:  # SHIM(H1): always, at merge
-        kwargs["expected_records"] = expected
-    return hook.download_bulk(job_id, resource, fileobj, fmt=fmt, progress=progress, **kwargs)
 
 
 def copy_records(raw: BinaryIO, out: Any, *, fmt: str, keep: Callable[[Any], bool] | None) -> tuple[int, int, int]:
