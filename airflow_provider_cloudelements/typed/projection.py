@@ -62,6 +62,8 @@ _NATIVE: dict[str, frozenset[type]] = {
     TEXT: frozenset({str}),
 }
 _PY_TYPE = {bool: BOOLEAN, float: NUMBER, str: TEXT}
+#: Name a DuckDB Arrow batch is registered under for one statement.
+_ARROW_BATCH = "ce_typed_arrow_batch"
 
 
 def typed_table_name(table_prefix: str, element_key: str, resource: str) -> str:
@@ -348,12 +350,30 @@ class _Projection:
 
         self._write(parent, parent_batch, parents)
         if replace:
-            for table in self.tables.values():
-                if table.schema.array_path and table.schema.exists:
-                    self.cur.executemany(sch.delete_children_sql(self.engine, table.schema.name), replace)
+            self._delete_children(replace)
         for array_path, child_rows in children.items():
             self.child_rows += len(child_rows)
             self._write(self.tables[array_path], child_batches[array_path], child_rows)
+
+    def _delete_children(self, keys: list[tuple[int, str]]) -> None:
+        tables = [t.schema.name for t in self.tables.values() if t.schema.array_path and t.schema.exists]
+        if self.engine.name != "duckdb":
+            for name in tables:
+                self.cur.executemany(sch.delete_children_sql(self.engine, name), keys)
+            return
+        import pyarrow as pa
+
+        batch = pa.table([pa.array([rid for _, rid in keys], type=pa.string())], names=["parent_id"])
+        self.cur.register(_ARROW_BATCH, batch)
+        try:
+            for name in tables:
+                self.cur.execute(
+                    f"DELETE FROM {self.engine.quote(name)} WHERE instance_id = ? "
+                    f"AND parent_id IN (SELECT parent_id FROM {_ARROW_BATCH})",
+                    (self.instance_id,),
+                )
+        finally:
+            self.cur.unregister(_ARROW_BATCH)
 
     def _write(self, table: _Table, batch: _Batch, rows: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
         converters = self.evolve(table, batch)
@@ -368,8 +388,25 @@ class _Projection:
                 params.append((*system, *values))
         else:
             params = [(*system, *map(flat.get, paths)) for system, flat in rows]
-        if params:
+        if not params:
+            return
+        if self.engine.name != "duckdb":
             self.cur.executemany(table.sql, params)
+            return
+        # DuckDB runs executemany row by row (~150 rows/s here); an Arrow batch is one vectorised insert
+        import pyarrow as pa
+
+        types = sch.arrow_types(table.schema)
+        batch = pa.table(
+            [pa.array(column, type=kind) for column, kind in zip(zip(*params, strict=True), types, strict=True)],
+            names=list(table.order),
+        )
+        sql, _ = sch.upsert_sql(self.engine, table.schema, source=_ARROW_BATCH)
+        self.cur.register(_ARROW_BATCH, batch)
+        try:
+            self.cur.execute(sql)
+        finally:
+            self.cur.unregister(_ARROW_BATCH)
 
 
 def _parse(data: Any) -> dict[str, Any]:

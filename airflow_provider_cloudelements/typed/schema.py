@@ -42,7 +42,9 @@ from sqlalchemy.dialects import postgresql as sa_postgresql
 from sqlalchemy.dialects import sqlite as sa_sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateTable
-from sqlalchemy.sql import bindparam
+from sqlalchemy.sql import bindparam, select
+from sqlalchemy.sql import column as sa_column
+from sqlalchemy.sql import table as sa_table
 from sqlalchemy.types import TypeEngine
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
@@ -387,25 +389,46 @@ def widen_column_sql(engine: Engine, table: str, column: str, old: str, new: str
     return [f"ALTER TABLE {tbl} ALTER COLUMN {col} TYPE {type_sql} USING {value}"]
 
 
-def upsert_sql(engine: Engine, schema: TableSchema) -> tuple[str, tuple[str, ...]]:
+def upsert_sql(engine: Engine, schema: TableSchema, *, source: str | None = None) -> tuple[str, tuple[str, ...]]:
     """Row upsert of a parent table, or plain insert of a child table, compiled by SQLAlchemy Core.
 
-    :returns: ``(sql, column order of the positional parameters)``.
+    :param source: when given, rows come from ``SELECT <columns> FROM <source>`` (a registered Arrow
+        batch on DuckDB) instead of one row of positional parameters.
+    :returns: ``(sql, column order of the positional parameters, or of the source's columns)``.
     """
     table = _sa_table(engine, schema)
-    values: dict[str, Any] = {c.name: bindparam(c.name) for c in table.columns}
+    names = [c.name for c in table.columns]
+    if source is None:
+        values: dict[str, Any] = {name: bindparam(name) for name in names}
+        make = lambda ins: ins.values(values)  # noqa: E731
+    else:
+        batch = sa_table(source, *(sa_column(name) for name in names))
+        make = lambda ins: ins.from_select(names, select(*batch.columns))  # noqa: E731
     if schema.array_path:
-        stmt: Any = insert(table).values(values)
+        stmt: Any = make(insert(table))
     else:
         dialect_insert = sa_sqlite.insert if engine.name == "sqlite" else sa_postgresql.insert
-        ins = dialect_insert(table).values(values)
+        ins = make(dialect_insert(table))
         keys = {"instance_id", "record_id"}
         stmt = ins.on_conflict_do_update(
             index_elements=sorted(keys),
             set_={c.name: ins.excluded[c.name] for c in table.columns if c.name not in keys},
         )
     compiled = stmt.compile(dialect=engine.sa_dialect)
-    return str(compiled), tuple(compiled.positiontup or ())
+    return str(compiled), tuple(compiled.positiontup or names) if source is None else tuple(names)
+
+
+def arrow_types(schema: TableSchema) -> list[Any]:
+    """pyarrow types of a table's columns in table order (system columns first), for Arrow batches."""
+    import pyarrow as pa
+
+    by_logical = {BOOLEAN: pa.bool_(), INTEGER: pa.int64(), NUMBER: pa.float64(), TEXT: pa.string()}
+    system = (
+        [pa.int64(), pa.string(), pa.int64()]
+        if schema.array_path
+        else [pa.int64(), pa.string(), pa.int64(), pa.string(), pa.int64(), pa.string(), pa.string()]
+    )
+    return system + [by_logical[logical] for logical in schema.columns.values()]
 
 
 def delete_children_sql(engine: Engine, child_table: str) -> str:
