@@ -421,7 +421,7 @@ def _parse(data: Any) -> dict[str, Any]:
 
 def _cursor(conn: Any, engine: Engine) -> Any:
     # a DuckDB "cursor" is a second connection with its own transaction: use the connection itself
-    return conn if engine.name == "duckdb" else conn.cursor()
+    return getattr(conn, "raw", conn) if engine.name == "duckdb" else conn.cursor()
 
 
 def _raw_columns(cur: Any, engine: Engine, raw_table: str) -> set[str]:
@@ -467,7 +467,8 @@ def project(
 ) -> dict[str, Any]:
     """Bring the typed tables of ``(element_key, resource, instance_id)`` up to date with the raw table.
 
-    :param conn: an open DB-API connection (sqlite3, psycopg/psycopg2, or a ``duckdb`` connection).
+    :param conn: an open DB-API connection (sqlite3, psycopg/psycopg2), or a ``duckdb`` connection
+        (plain or wrapped in :class:`~.duck.DuckDBConnection`).
         SQLite connections are switched to ``isolation_level = None`` (we issue ``BEGIN IMMEDIATE``),
         as :func:`airflow_provider_cloudelements.operators.sql.prepare_connection` does.
     :param dialect: ``"sqlite"``, ``"postgres"``, ``"duckdb"``, the loader's :class:`SqlDialect` or an
@@ -490,6 +491,7 @@ def project(
     :raises Exception: any database error, after rolling back (``manage_transaction=True``).
     """
     engine = resolve_engine(dialect)
+    get_element(element_key)  # CloudElementsConfigError for an unknown key, before the database is touched
     raw = table_name(table_prefix, element_key, resource)
     typed = typed_table_name(table_prefix, element_key, resource)
     hints = sch.hints_from_metadata(metadata)
@@ -497,9 +499,13 @@ def project(
         raise CloudElementsConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     if manage_transaction and engine.name == "sqlite" and getattr(conn, "isolation_level", None) is not None:
         if conn.in_transaction:
-            conn.commit()
+            raise CloudElementsConfigError(
+                "The SQLite connection has an open transaction: commit it first, or pass "
+                "manage_transaction=False to project inside it"
+            )
         conn.isolation_level = None
-    job = None
+    if engine.name == "duckdb":
+        conn = getattr(conn, "raw", conn)
     cur = _cursor(conn, engine)
     try:
         if manage_transaction and engine.begin_sql:
