@@ -24,6 +24,7 @@ from airflow_provider_cloudelements.emulator.elements import ELEMENTS as EMULATE
 from airflow_provider_cloudelements.operators.sql import load_manifest, prepare_connection
 from airflow_provider_cloudelements.typed import project
 from airflow_provider_cloudelements.utils import sqlsync
+from tests.operators.conftest import conn, emu, out  # noqa: F401  (emulator fixtures of the end-to-end test)
 from tests.sql.conftest import make_manifest, write_ndjson
 
 POSTGRES_URI_ENV = "CLOUDELEMENTS_TEST_POSTGRES_URI"
@@ -123,13 +124,13 @@ class Target:
     def column_types(self, table: str) -> dict[str, str]:
         """``{column: logical type}`` as recorded in ``ce_schema_history`` (widest wins)."""
         rank = {"boolean": 0, "integer": 1, "number": 2, "text": 3}
-        out: dict[str, str] = {}
+        types: dict[str, str] = {}
         for column, _path, change, _old, new in self.history(table):
             if change == "create_table":
                 continue
-            if column not in out or rank[new] > rank[out[column]]:
-                out[column] = new
-        return out
+            if column not in types or rank[new] > rank[types[column]]:
+                types[column] = new
+        return types
 
 
 def _drop_prefixed(target: Target, tables: list[str]) -> None:
