@@ -436,7 +436,10 @@ def _table_exists(cur: Any, engine: Engine, name: str) -> bool:
     if engine.name == "sqlite":
         cur.execute(f"SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = {p}", (name,))
     else:
-        cur.execute(f"SELECT 1 FROM information_schema.tables WHERE table_name = {p}", (name,))
+        cur.execute(
+            f"SELECT 1 FROM information_schema.tables WHERE table_name = {p} AND table_schema = current_schema()",
+            (name,),
+        )
     return bool(cur.fetchall())
 
 
@@ -514,7 +517,10 @@ def project(
             cur.execute(engine.lock_sql, (typed,))
         if not _table_exists(cur, engine, raw):
             raise CloudElementsConfigError(f"Raw table {raw} does not exist: load the resource before projecting it")
-        cur.execute(sch.history_ddl(engine))
+        if not _table_exists(cur, engine, sch.HISTORY_TABLE):
+            if engine.lock_sql:  # concurrent first projections of different tables: one creates it
+                cur.execute(engine.lock_sql, (sch.HISTORY_TABLE,))
+            cur.execute(sch.history_ddl(engine))
         job = _Projection(
             cur,
             engine,
