@@ -47,7 +47,7 @@ from airflow_provider_cloudelements.typed.flatten import flatten
 from airflow_provider_cloudelements.typed.schema import BOOLEAN, INTEGER, NUMBER, TEXT, Engine, TableSchema
 from airflow_provider_cloudelements.utils import jsonfast
 from airflow_provider_cloudelements.utils.elements import get_element
-from airflow_provider_cloudelements.utils.records import field_value, format_utc
+from airflow_provider_cloudelements.utils.records import format_utc
 from airflow_provider_cloudelements.utils.sqlsync import SqlDialect, table_name
 
 log = logging.getLogger(__name__)
@@ -307,10 +307,11 @@ class _Projection:
 
     # ---- rows -----------------------------------------------------------------------------------
 
-    def _version(self, record: Mapping[str, Any]) -> int | None:
+    def _version(self, flat: Mapping[str, Any]) -> int | None:
+        """The element's version number (``syncToken``/``EditSequence``) from a flattened record."""
         if not self.version_field:
             return None
-        value = field_value(record, self.version_field)
+        value = flat.get(self.version_field)  # flattened paths are the dotted field paths
         try:
             return int(value) if value is not None and type(value) is not bool else None
         except (TypeError, ValueError):
@@ -330,7 +331,7 @@ class _Projection:
             flat = flatten(record, arrays=arrays)
             deleted = int(is_deleted or 0)
             if version is None:
-                version = self._version(record)
+                version = self._version(flat)
             parents.append(((iid, rid, version, updated_at, deleted, deleted_at, synced_at), flat))
             _scan(parent_batch, parent, flat)
             if existing is not None:
