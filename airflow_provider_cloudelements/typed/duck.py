@@ -12,16 +12,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
-from airflow_provider_cloudelements.utils.sqlsync import SqlDialect
+from airflow_provider_cloudelements.typed.schema import DUCKDB_DIALECT
 
-#: The raw loader's dialect for DuckDB (``?`` markers, ``IS DISTINCT FROM``, explicit ``BEGIN``).
-DUCKDB_DIALECT = SqlDialect(
-    name="duckdb",
-    placeholder="?",
-    key_text_type="TEXT",
-    distinct_op="IS DISTINCT FROM",
-    begin_sql="BEGIN TRANSACTION",
-)
+__all__ = ["DUCKDB_DIALECT", "DuckDBConnection"]
 
 
 class _Cursor:

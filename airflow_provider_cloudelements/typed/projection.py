@@ -334,7 +334,7 @@ class _Projection:
                 version = self._version(flat)
             parents.append(((iid, rid, version, updated_at, deleted, deleted_at, synced_at), flat))
             _scan(parent_batch, parent, flat)
-            if existing is not None:
+            if existing:
                 replace.append((iid, rid))
             if deleted:
                 self.deleted += 1
@@ -444,16 +444,37 @@ def _table_exists(cur: Any, engine: Engine, name: str) -> bool:
     return bool(cur.fetchall())
 
 
-def _select_sql(engine: Engine, raw: str, typed: str, raw_columns: set[str]) -> str:
+#: Temp table of the record ids to project in this call (``record_id``, ``existing`` 0/1).
+_TODO = "ce_typed_todo"
+
+
+def _todo_sql(engine: Engine, raw: str, typed: str) -> list[str]:
+    """Statements collecting the stale record ids in one pass (param of the last: the instance id).
+
+    One anti-join of the raw and typed keys, so every page below is an index lookup whatever the
+    planner knows about the (freshly created, unanalysed) typed table.
+    """
+    p = engine.placeholder
+    return [
+        f"DROP TABLE IF EXISTS {_TODO}",
+        f"CREATE TEMP TABLE {_TODO} (record_id {engine.sql.key_text_type} PRIMARY KEY, existing INTEGER NOT NULL)",
+        f"INSERT INTO {_TODO} (record_id, existing) "
+        f"SELECT r.record_id, CASE WHEN t.record_id IS NULL THEN 0 ELSE 1 END "
+        f"FROM {engine.quote(raw)} r LEFT JOIN {engine.quote(typed)} t "
+        f"ON t.instance_id = r.instance_id AND t.record_id = r.record_id "
+        f"WHERE r.instance_id = {p} AND (t.record_id IS NULL OR t.synced_at <> r.synced_at)",
+    ]
+
+
+def _page_sql(engine: Engine, raw: str, raw_columns: set[str]) -> str:
+    """One page of stale raw rows in id order (params: instance id, last id of the previous page, limit)."""
     p = engine.placeholder
     version = "r.version_num" if "version_num" in raw_columns else "NULL"
     deleted_at = "r.deleted_at" if "deleted_at" in raw_columns else "NULL"
     return (
-        f"SELECT r.record_id, r.is_deleted, r.updated_at, r.synced_at, r.data, {version}, {deleted_at}, t.record_id "
-        f"FROM {engine.quote(raw)} r LEFT JOIN {engine.quote(typed)} t "
-        f"ON t.instance_id = r.instance_id AND t.record_id = r.record_id "
-        f"WHERE r.instance_id = {p} AND r.record_id > {p} AND (t.record_id IS NULL OR t.synced_at <> r.synced_at) "
-        f"ORDER BY r.record_id LIMIT {p}"
+        f"SELECT r.record_id, r.is_deleted, r.updated_at, r.synced_at, r.data, {version}, {deleted_at}, k.existing "
+        f"FROM {_TODO} k JOIN {engine.quote(raw)} r ON r.instance_id = {p} AND r.record_id = k.record_id "
+        f"WHERE k.record_id > {p} ORDER BY k.record_id LIMIT {p}"
     )
 
 
@@ -533,7 +554,13 @@ def project(
             stamp=format_utc(datetime.now(timezone.utc)),
         )
         job.load_schemas()
-        select = _select_sql(engine, raw, typed, _raw_columns(cur, engine, raw))
+        select = _page_sql(engine, raw, _raw_columns(cur, engine, raw))
+        todo = _todo_sql(engine, raw, typed)
+        for statement in todo[:-1]:
+            cur.execute(statement)
+        cur.execute(todo[-1], (int(instance_id),))
+        if engine.name == "postgres":
+            cur.execute(f"ANALYZE {_TODO}")  # a temp table has no statistics: let the planner see its size
         last = ""
         gc_was_enabled = gc.isenabled()
         gc.disable()  # a page is many acyclic dicts: generational GC passes would cost ~2x (restored below)
@@ -550,6 +577,7 @@ def project(
         finally:
             if gc_was_enabled:
                 gc.enable()
+        cur.execute(f"DROP TABLE IF EXISTS {_TODO}")
         if manage_transaction:
             conn.commit()
     except BaseException:

@@ -48,7 +48,7 @@ from sqlalchemy.sql import table as sa_table
 from sqlalchemy.types import TypeEngine
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
-from airflow_provider_cloudelements.utils.sqlsync import sanitize_identifier
+from airflow_provider_cloudelements.utils.sqlsync import POSTGRES, SQLITE, SqlDialect, sanitize_identifier
 
 #: Joins the keys of a nested path in a column name (``customer_ref__value``).
 SEPARATOR = "__"
@@ -245,28 +245,48 @@ class TableSchema:
 # --------------------------------------------------------------------------------------------------
 
 
+#: The raw loader's dialect for DuckDB (``?`` markers, ``IS DISTINCT FROM``, explicit ``BEGIN``); see
+#: :mod:`airflow_provider_cloudelements.typed.duck` for the connection adapter the loader needs.
+DUCKDB_DIALECT = SqlDialect(
+    name="duckdb",
+    placeholder="?",
+    key_text_type="TEXT",
+    distinct_op="IS DISTINCT FROM",
+    begin_sql="BEGIN TRANSACTION",
+)
+
+
 @dataclass(frozen=True)
 class Engine:
     """What differs between the engines typed tables are built on.
 
     :param name: ``sqlite``, ``postgres`` or ``duckdb``.
+    :param sql: the raw loader's :class:`SqlDialect` of the engine (parameter marker, ``BEGIN``, lock).
     :param sa_dialect: the SQLAlchemy dialect DDL and upserts are compiled with (DuckDB speaks the
         PostgreSQL dialect with ``?`` markers).
-    :param placeholder: DB-API parameter marker.
-    :param begin_sql: statement opening our transaction (``None``: the driver opens it implicitly).
-    :param lock_sql: per-table lock for the transaction (one text parameter), or ``None``.
     :param number_type: SQLAlchemy type of ``number`` columns.
-    :param native_bool: whether the driver takes Python ``bool`` for BOOLEAN columns as is.
     :param decimal_numbers: whether ``number`` values parsed from strings are bound as ``Decimal``.
     """
 
     name: str
+    sql: SqlDialect
     sa_dialect: Dialect
-    placeholder: str
-    begin_sql: str | None
-    lock_sql: str | None
     number_type: TypeEngine[Any]
     decimal_numbers: bool = False
+
+    @property
+    def placeholder(self) -> str:
+        return self.sql.placeholder
+
+    @property
+    def begin_sql(self) -> str | None:
+        """Statement opening our transaction (``None``: the driver opens it implicitly)."""
+        return self.sql.begin_sql
+
+    @property
+    def lock_sql(self) -> str | None:
+        """Per-table lock for the transaction (one text parameter), or ``None``."""
+        return self.sql.lock_sql
 
     def sa_type(self, logical: str) -> TypeEngine[Any]:
         if logical == BOOLEAN:
@@ -285,31 +305,11 @@ class Engine:
         return str(self.sa_dialect.identifier_preparer.quote(ident))
 
 
-SQLITE_ENGINE = Engine(
-    name="sqlite",
-    sa_dialect=sa_sqlite.dialect(paramstyle="qmark"),
-    placeholder="?",
-    begin_sql="BEGIN IMMEDIATE",
-    lock_sql=None,
-    number_type=Float(),
-)
+SQLITE_ENGINE = Engine("sqlite", SQLITE, sa_sqlite.dialect(paramstyle="qmark"), Float())
 POSTGRES_ENGINE = Engine(
-    name="postgres",
-    sa_dialect=sa_postgresql.dialect(paramstyle="format"),
-    placeholder="%s",
-    begin_sql=None,
-    lock_sql="SELECT pg_advisory_xact_lock(hashtext(%s))",
-    number_type=Numeric(),
-    decimal_numbers=True,
+    "postgres", POSTGRES, sa_postgresql.dialect(paramstyle="format"), Numeric(), decimal_numbers=True
 )
-DUCKDB_ENGINE = Engine(
-    name="duckdb",
-    sa_dialect=sa_postgresql.dialect(paramstyle="qmark"),
-    placeholder="?",
-    begin_sql="BEGIN TRANSACTION",
-    lock_sql=None,
-    number_type=Float(precision=53),
-)
+DUCKDB_ENGINE = Engine("duckdb", DUCKDB_DIALECT, sa_postgresql.dialect(paramstyle="qmark"), Float(precision=53))
 ENGINES: dict[str, Engine] = {
     "sqlite": SQLITE_ENGINE,
     "postgres": POSTGRES_ENGINE,
