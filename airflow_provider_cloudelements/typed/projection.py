@@ -394,7 +394,7 @@ class _Projection:
         if self.engine.name != "duckdb":
             self.cur.executemany(table.sql, params)
             return
-        # DuckDB runs executemany row by row (~150 rows/s here); an Arrow batch is one vectorised insert
+        # DuckDB runs executemany row by row (a few hundred rows/s); an Arrow batch is one vectorised insert
         import pyarrow as pa
 
         types = sch.arrow_types(table.schema)
