@@ -48,6 +48,7 @@ class Target:
     dialect: sqlsync.SqlDialect
     prefix: str
     tmp: Path
+    connect: Any = None
     files: list[int] = field(default_factory=lambda: [0])
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -148,9 +149,13 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     if request.param == "sqlite":
         import sqlite3
 
-        conn = sqlite3.connect(tmp_path / "typed.db")
-        prepare_connection(conn, sqlsync.SQLITE)
-        yield Target("sqlite", conn, conn, sqlsync.SQLITE, prefix, tmp_path)
+        def connect_sqlite() -> Any:
+            new = sqlite3.connect(tmp_path / "typed.db", check_same_thread=False)
+            prepare_connection(new, sqlsync.SQLITE)
+            return new
+
+        conn = connect_sqlite()
+        yield Target("sqlite", conn, conn, sqlsync.SQLITE, prefix, tmp_path, connect_sqlite)
         conn.close()
         return
     if request.param == "duckdb":
@@ -166,10 +171,15 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         pytest.skip(f"{POSTGRES_URI_ENV} not set (start a server with scripts/ci_postgres.sh)")
     import psycopg
 
-    conn = psycopg.connect(uri)
     dialect = sqlsync.POSTGRES
-    prepare_connection(conn, dialect)
-    pg = Target("postgres", conn, conn, dialect, prefix, tmp_path)
+
+    def connect_pg() -> Any:
+        new = psycopg.connect(uri)
+        prepare_connection(new, dialect)
+        return new
+
+    conn = connect_pg()
+    pg = Target("postgres", conn, conn, dialect, prefix, tmp_path, connect_pg)
     try:
         yield pg
     finally:

@@ -305,3 +305,39 @@ def test_missing_raw_table_is_a_config_error(target: Target) -> None:
         target.project("quickbooks", "vendors")
     with pytest.raises(CloudElementsConfigError, match="Unknown element key"):
         project(target.conn, target.dialect, element_key="xero", resource="invoices", instance_id=1)
+
+
+def test_concurrent_projections_of_one_table_serialise(target: Target) -> None:
+    """Mapped load tasks project in parallel: writers of one typed table wait for each other, none fails."""
+    if target.connect is None:
+        pytest.skip("DuckDB allows one writing process; its connection is not shared between threads")
+    from concurrent.futures import ThreadPoolExecutor
+
+    records = generated("quickbooks", "invoices", 40)
+    for iid in range(1, 5):
+        target.load("quickbooks", "invoices", records, instance_id=iid)
+
+    def run(iid: int) -> dict[str, Any]:
+        conn = target.connect()
+        try:
+            return project(
+                conn,
+                target.dialect,
+                element_key="quickbooks",
+                resource="invoices",
+                instance_id=iid,
+                table_prefix=target.prefix,
+            )
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        summaries = list(pool.map(run, range(1, 5)))
+    assert [s["projected"] for s in summaries] == [40] * 4
+    for iid in range(1, 5):
+        assert_typed_matches(target, "quickbooks", "invoices", records, instance_id=iid)
+    created = target.query(
+        "SELECT COUNT(*) FROM ce_schema_history WHERE table_name = ? AND change = 'create_table'",
+        (target.table("typed_quickbooks_invoices"),),
+    )
+    assert created == [(1,)]
