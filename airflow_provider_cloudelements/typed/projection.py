@@ -1,0 +1,611 @@
+"""Typed tables as a deterministic projection of the raw table the SQL loader maintains.
+
+The raw loader (:mod:`airflow_provider_cloudelements.operators.sql`) keeps one row per record in
+``ce_<element>_<resource>`` (``instance_id, record_id, updated_at, is_deleted, data, synced_at`` and,
+where present, ``version_num``/``deleted_at``), with every ordering, idempotency and delete guarantee.
+:func:`project` turns those rows into finance-ready tables, so the guarantees carry over unchanged:
+
+``ce_typed_<element>_<resource>`` (parent, primary key ``(instance_id, record_id)``)::
+
+    instance_id BIGINT, record_id TEXT, version_num BIGINT (QBO syncToken / QBE EditSequence, NULL for
+    FreshBooks), updated_at TEXT (ISO-8601 UTC, from the raw row), is_deleted INTEGER (0/1),
+    deleted_at TEXT, synced_at TEXT (the raw row's: the projection's watermark), then one column per
+    scalar field (``customer_ref__value``, ``total_amt``, ...; see :mod:`.schema` for names and types)
+
+``ce_typed_<element>_<resource>__<array>`` (child, primary key ``(instance_id, parent_id, position)``)
+    one row per item of a top-level array of objects (QBO ``line``, QBE ``InvoiceLineRet``,
+    FreshBooks ``lines``), ``position`` 0-based, then one column per scalar field of the item.
+
+What is projected: every raw row of the instance whose typed row is missing or carries another
+``synced_at`` (the raw loader stamps ``synced_at`` on exactly the rows it changes). A rerun that
+changed nothing projects nothing; a projection that failed (or ran in a later transaction than the
+load) is caught up by the next call, since the selection compares the two tables, not load stamps.
+Per projected record: the parent row is upserted (field columns the record no longer has become
+NULL), its child rows are deleted and re-inserted from the record; a deleted record (``is_deleted =
+1``) keeps its parent row (flagged) and loses its child rows. The raw JSON stays in the raw table
+(same key), so nothing is lost.
+
+Schema evolution, within the same transaction: a new field adds a column (``ALTER TABLE … ADD
+COLUMN``), a new array adds a child table, a value that does not fit a column widens it
+(``boolean < integer < number < text``); nothing is dropped. Every change is logged and recorded in
+``ce_schema_history``.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
+from airflow_provider_cloudelements.typed import schema as sch
+from airflow_provider_cloudelements.typed.flatten import flatten
+from airflow_provider_cloudelements.typed.schema import BOOLEAN, INTEGER, NUMBER, TEXT, Engine, TableSchema
+from airflow_provider_cloudelements.utils import jsonfast
+from airflow_provider_cloudelements.utils.elements import get_element
+from airflow_provider_cloudelements.utils.records import format_utc
+from airflow_provider_cloudelements.utils.sqlsync import SqlDialect, table_name
+
+log = logging.getLogger(__name__)
+
+#: Version field per element until ``ElementSpec.version_field`` exists (shared contract).
+_VERSION_FIELDS = {"quickbooks": "syncToken", "quickbooksonprem": "EditSequence"}
+#: Python types a column of each logical type takes without conversion.
+_NATIVE: dict[str, frozenset[type]] = {
+    BOOLEAN: frozenset({bool}),
+    INTEGER: frozenset({int}),
+    NUMBER: frozenset({int, float}),
+    TEXT: frozenset({str}),
+}
+_PY_TYPE = {bool: BOOLEAN, float: NUMBER, str: TEXT}
+#: Name a DuckDB Arrow batch is registered under for one statement.
+_ARROW_BATCH = "ce_typed_arrow_batch"
+
+
+def typed_table_name(table_prefix: str, element_key: str, resource: str) -> str:
+    """Parent typed table: ``ce_`` + ``quickbooks`` + ``invoices`` -> ``ce_typed_quickbooks_invoices``."""
+    return table_name(f"{table_prefix}typed_", element_key, resource)
+
+
+def resolve_engine(dialect: Engine | SqlDialect | str) -> Engine:
+    """The :class:`~.schema.Engine` for an :class:`Engine`, a loader :class:`SqlDialect` or a name."""
+    if isinstance(dialect, Engine):
+        return dialect
+    engine = sch.get_engine(dialect.name if isinstance(dialect, SqlDialect) else str(dialect))
+    placeholder = getattr(dialect, "placeholder", None)
+    if isinstance(dialect, SqlDialect) and placeholder != engine.placeholder:
+        raise CloudElementsConfigError(
+            f"Typed tables need the {engine.placeholder!r} parameter marker on {engine.name}"
+        )
+    return engine
+
+
+@dataclass
+class _Batch:
+    """Scan state of one table for one page.
+
+    :ivar seen: python types seen per path.
+    :ivar forced_text: paths that got a value only ``text`` can hold.
+    :ivar checks: per record *shape* (keys and value types), the ``(path, target type)`` pairs whose
+        string values must be checked against a non-text column or hint; records of one resource have
+        few shapes, so most records cost one tuple build and one dict lookup.
+    """
+
+    seen: dict[str, set[type]] = field(default_factory=dict)
+    forced_text: set[str] = field(default_factory=set)
+    checks: dict[tuple[Any, ...], list[tuple[str, str]]] = field(default_factory=dict)
+
+
+@dataclass
+class _Table:
+    """A typed table during a projection: its schema plus compiled statements."""
+
+    schema: TableSchema
+    hints: Mapping[str, str]
+    sql: str = ""
+    order: tuple[str, ...] = ()
+    key: tuple[Any, ...] = ()
+
+    def paths_in_order(self) -> list[str]:
+        by_column = {column: path for path, column in self.schema.paths.items()}
+        return [by_column[column] for column in self.schema.columns]
+
+
+def _scan(batch: _Batch, table: _Table, flat: Mapping[str, Any]) -> None:
+    shape = (*flat, *map(type, flat.values()))
+    checks = batch.checks.get(shape)
+    if checks is None:
+        checks = batch.checks[shape] = _new_shape(batch, table, flat)
+    for path, target in checks:
+        if not sch.string_fits(flat[path], target):
+            batch.forced_text.add(path)
+
+
+def _new_shape(batch: _Batch, table: _Table, flat: Mapping[str, Any]) -> list[tuple[str, str]]:
+    seen = batch.seen
+    paths = table.schema.paths
+    columns = table.schema.columns
+    checks: list[tuple[str, str]] = []
+    for path, value in flat.items():
+        kind = type(value)
+        kinds = seen.get(path)
+        if kinds is None:
+            seen[path] = {kind}
+        else:
+            kinds.add(kind)
+        if kind is str:
+            column = paths.get(path)
+            target = columns[column] if column is not None else table.hints.get(path)
+            if target is not None and target != TEXT:
+                checks.append((path, target))
+        elif kind is int and sch.value_type(value) == TEXT:
+            batch.forced_text.add(path)  # beyond 64 bits (checked once per shape)
+    return checks
+
+
+def _needed_type(current: str | None, kinds: set[type], forced_text: bool) -> str:
+    if forced_text:
+        return TEXT
+    result = current
+    for kind in kinds:
+        if kind is str:
+            logical = current if current is not None else TEXT  # strings that fit were checked by _scan
+        else:
+            logical = _PY_TYPE.get(kind, INTEGER)
+        result = logical if result is None else sch.widen(result, logical)
+    return result or TEXT
+
+
+def _to_text(value: Any) -> Any:
+    if value is None or type(value) is str:
+        return value
+    if type(value) is bool:
+        return "true" if value else "false"
+    return str(value)
+
+
+def _converter(logical: str, decimal_numbers: bool) -> Callable[[Any], Any]:
+    if logical == TEXT:
+        return _to_text
+    if logical == BOOLEAN:
+        return lambda v: v == "true" if type(v) is str else v
+    if logical == INTEGER:
+        return lambda v: int(v) if type(v) in (bool, str) else v
+    if decimal_numbers:
+        return lambda v: Decimal(v) if type(v) is str else (int(v) if type(v) is bool else v)
+    return lambda v: float(v) if type(v) is str else (int(v) if type(v) is bool else v)
+
+
+class _Projection:
+    """One call of :func:`project` (holds the cursor, schemas and counters)."""
+
+    def __init__(
+        self,
+        cur: Any,
+        engine: Engine,
+        *,
+        raw_table: str,
+        parent_name: str,
+        instance_id: int,
+        element_key: str,
+        hints: sch.FieldHints,
+        stamp: str,
+    ) -> None:
+        self.cur = cur
+        self.engine = engine
+        self.raw_table = raw_table
+        self.parent_name = parent_name
+        self.instance_id = instance_id
+        self.hints = hints
+        self.stamp = stamp
+        spec = get_element(element_key)
+        self.version_field: str | None = getattr(spec, "version_field", None) or _VERSION_FIELDS.get(spec.key)
+        self.changes: list[dict[str, Any]] = []
+        self.tables: dict[str, _Table] = {}
+        self.projected = 0
+        self.deleted = 0
+        self.child_rows = 0
+
+    # ---- schema ---------------------------------------------------------------------------------
+
+    def _hints_for(self, array_path: str) -> dict[str, str]:
+        return {path: logical for (arr, path), logical in self.hints.types.items() if arr == array_path}
+
+    def load_schemas(self) -> None:
+        self.cur.execute(sch.history_select_sql(self.engine), (self.parent_name, self.parent_name))
+        schemas = sch.schemas_from_history(self.parent_name, self.cur.fetchall())
+        schemas.setdefault("", TableSchema(name=self.parent_name))
+        for array_path, schema in schemas.items():
+            self.tables[array_path] = _Table(schema, self._hints_for(array_path))
+        parent = self.tables[""]
+        if not parent.schema.exists:
+            self._create(parent)
+
+    def _record(
+        self, table: _Table, change: str, column: str | None, path: str | None, old: str | None, new: str | None
+    ) -> None:
+        schema = table.schema
+        row = (
+            schema.name,
+            self.parent_name if schema.array_path else None,
+            schema.array_path,
+            column,
+            path,
+            change,
+            old,
+            new,
+            self.stamp,
+        )
+        self.cur.execute(sch.history_insert_sql(self.engine), row)
+        self.changes.append(dict(zip(sch.HISTORY_COLUMNS, row, strict=True)))
+        log.info(
+            "Typed schema change on %s: %s %s%s",
+            schema.name,
+            change,
+            column or "",
+            f" ({old} -> {new})" if old else (f" {new}" if new else ""),
+        )
+
+    def _create(self, table: _Table) -> None:
+        self.cur.execute(sch.create_table_sql(self.engine, table.schema))
+        table.schema.exists = True
+        self._record(table, "create_table", None, None, None, None)
+        for path, column in table.schema.paths.items():
+            self._record(table, "add_column", column, path, None, table.schema.columns[column])
+
+    def child(self, array_path: str) -> _Table:
+        table = self.tables.get(array_path)
+        if table is None:
+            name = sch.child_table_name(self.parent_name, array_path)
+            table = _Table(TableSchema(name=name, array_path=array_path), self._hints_for(array_path))
+            self.tables[array_path] = table
+        return table
+
+    def evolve(self, table: _Table, batch: _Batch) -> dict[int, Callable[[Any], Any]]:
+        """Add/widen columns for what ``batch`` saw; returns ``{field index: converter}`` for its rows."""
+        schema = table.schema
+        new_columns: list[tuple[str, str, str]] = []
+        for path, kinds in batch.seen.items():
+            column = schema.paths.get(path)
+            current = schema.columns[column] if column is not None else table.hints.get(path)
+            needed = _needed_type(current, kinds, path in batch.forced_text)
+            if column is None:
+                column = schema.allocate(path)
+                schema.paths[path] = column
+                schema.columns[column] = needed
+                new_columns.append((column, path, needed))
+            elif needed != current:
+                assert current is not None
+                for statement in sch.widen_column_sql(self.engine, schema.name, column, current, needed):
+                    self.cur.execute(statement)
+                schema.columns[column] = needed
+                self._record(table, "widen", column, path, current, needed)
+        if not schema.exists:
+            self._create(table)
+        else:
+            for column, path, logical in new_columns:
+                self.cur.execute(sch.add_column_sql(self.engine, schema.name, column, logical))
+                self._record(table, "add_column", column, path, None, logical)
+        key = tuple(schema.columns.items())
+        if key != table.key:
+            table.sql, table.order = sch.upsert_sql(self.engine, schema)
+            expected = (*schema.system_columns, *schema.columns)
+            if table.order != expected:  # pragma: no cover - SQLAlchemy renders VALUES in table order
+                raise AssertionError(f"unexpected parameter order {table.order}")
+            table.key = key
+        converters: dict[int, Callable[[Any], Any]] = {}
+        for index, path in enumerate(table.paths_in_order()):
+            batch_kinds = batch.seen.get(path)
+            logical = schema.columns[schema.paths[path]]
+            if batch_kinds and not batch_kinds <= _NATIVE[logical]:
+                converters[index] = _converter(logical, self.engine.decimal_numbers)
+        return converters
+
+    # ---- rows -----------------------------------------------------------------------------------
+
+    def _version(self, flat: Mapping[str, Any]) -> int | None:
+        """The element's version number (``syncToken``/``EditSequence``) from a flattened record."""
+        if not self.version_field:
+            return None
+        value = flat.get(self.version_field)  # flattened paths are the dotted field paths
+        try:
+            return int(value) if value is not None and type(value) is not bool else None
+        except (TypeError, ValueError):
+            return None
+
+    def page(self, rows: Sequence[Sequence[Any]]) -> None:
+        parent = self.tables[""]
+        parent_batch = _Batch()
+        child_batches: dict[str, _Batch] = {}
+        parents: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        children: dict[str, list[tuple[tuple[Any, ...], dict[str, Any]]]] = {}
+        replace: list[tuple[int, str]] = []
+        iid = self.instance_id
+        for rid, is_deleted, updated_at, synced_at, data, version, deleted_at, existing in rows:
+            record = _parse(data)
+            arrays: dict[str, list[dict[str, Any]]] = {}
+            flat = flatten(record, arrays=arrays)
+            deleted = int(is_deleted or 0)
+            if version is None:
+                version = self._version(flat)
+            parents.append(((iid, rid, version, updated_at, deleted, deleted_at, synced_at), flat))
+            _scan(parent_batch, parent, flat)
+            if existing:
+                replace.append((iid, rid))
+            if deleted:
+                self.deleted += 1
+                continue
+            for array_path, items in arrays.items():
+                table = self.child(array_path)
+                batch = child_batches.setdefault(array_path, _Batch())
+                out = children.setdefault(array_path, [])
+                for position, item in enumerate(items):
+                    item_flat = flatten(item)
+                    _scan(batch, table, item_flat)
+                    out.append(((iid, rid, position), item_flat))
+        self.projected += len(parents)
+
+        self._write(parent, parent_batch, parents)
+        if replace:
+            self._delete_children(replace)
+        for array_path, child_rows in children.items():
+            self.child_rows += len(child_rows)
+            self._write(self.tables[array_path], child_batches[array_path], child_rows)
+
+    def _delete_children(self, keys: list[tuple[int, str]]) -> None:
+        tables = [t.schema.name for t in self.tables.values() if t.schema.array_path and t.schema.exists]
+        if self.engine.name != "duckdb":
+            for name in tables:
+                self.cur.executemany(sch.delete_children_sql(self.engine, name), keys)
+            return
+        import pyarrow as pa
+
+        batch = pa.table([pa.array([rid for _, rid in keys], type=pa.string())], names=["parent_id"])
+        self.cur.register(_ARROW_BATCH, batch)
+        try:
+            for name in tables:
+                self.cur.execute(
+                    f"DELETE FROM {self.engine.quote(name)} WHERE instance_id = ? "
+                    f"AND parent_id IN (SELECT parent_id FROM {_ARROW_BATCH})",
+                    (self.instance_id,),
+                )
+        finally:
+            self.cur.unregister(_ARROW_BATCH)
+
+    def _write(self, table: _Table, batch: _Batch, rows: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+        converters = self.evolve(table, batch)
+        paths = table.paths_in_order()
+        params: list[tuple[Any, ...]] = []
+        if converters:
+            for system, flat in rows:
+                values = list(map(flat.get, paths))
+                for index, convert in converters.items():
+                    if values[index] is not None:
+                        values[index] = convert(values[index])
+                params.append((*system, *values))
+        else:
+            params = [(*system, *map(flat.get, paths)) for system, flat in rows]
+        if not params:
+            return
+        if self.engine.name != "duckdb":
+            self.cur.executemany(table.sql, params)
+            return
+        # DuckDB runs executemany row by row (a few hundred rows/s); an Arrow batch is one vectorised insert
+        import pyarrow as pa
+
+        types = sch.arrow_types(table.schema)
+        batch = pa.table(
+            [pa.array(column, type=kind) for column, kind in zip(zip(*params, strict=True), types, strict=True)],
+            names=list(table.order),
+        )
+        sql, _ = sch.upsert_sql(self.engine, table.schema, source=_ARROW_BATCH)
+        self.cur.register(_ARROW_BATCH, batch)
+        try:
+            self.cur.execute(sql)
+        finally:
+            self.cur.unregister(_ARROW_BATCH)
+
+
+def _parse(data: Any) -> dict[str, Any]:
+    if data is None:
+        return {}
+    try:
+        value = jsonfast.loads(data)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _cursor(conn: Any, engine: Engine) -> Any:
+    # a DuckDB "cursor" is a second connection with its own transaction: use the connection itself
+    return getattr(conn, "raw", conn) if engine.name == "duckdb" else conn.cursor()
+
+
+def _raw_columns(cur: Any, engine: Engine, raw_table: str) -> set[str]:
+    cur.execute(f"SELECT * FROM {engine.quote(raw_table)} WHERE 1 = 0")
+    names = {str(d[0]).lower() for d in cur.description or ()}
+    cur.fetchall()
+    return names
+
+
+def _table_exists(cur: Any, engine: Engine, name: str) -> bool:
+    p = engine.placeholder
+    if engine.name == "sqlite":
+        cur.execute(f"SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = {p}", (name,))
+    else:
+        cur.execute(
+            f"SELECT 1 FROM information_schema.tables WHERE table_name = {p} AND table_schema = current_schema()",
+            (name,),
+        )
+    return bool(cur.fetchall())
+
+
+#: Temp table of the record ids to project in this call (``record_id``, ``existing`` 0/1).
+_TODO = "ce_typed_todo"
+
+
+def _todo_sql(engine: Engine, raw: str, typed: str) -> list[str]:
+    """Statements collecting the stale record ids in one pass (param of the last: the instance id).
+
+    One anti-join of the raw and typed keys, so every page below is an index lookup whatever the
+    planner knows about the (freshly created, unanalysed) typed table.
+    """
+    p = engine.placeholder
+    return [
+        f"DROP TABLE IF EXISTS {_TODO}",
+        f"CREATE TEMP TABLE {_TODO} (record_id {engine.sql.key_text_type} PRIMARY KEY, existing INTEGER NOT NULL)",
+        f"INSERT INTO {_TODO} (record_id, existing) "
+        f"SELECT r.record_id, CASE WHEN t.record_id IS NULL THEN 0 ELSE 1 END "
+        f"FROM {engine.quote(raw)} r LEFT JOIN {engine.quote(typed)} t "
+        f"ON t.instance_id = r.instance_id AND t.record_id = r.record_id "
+        f"WHERE r.instance_id = {p} AND (t.record_id IS NULL OR t.synced_at <> r.synced_at)",
+    ]
+
+
+def _page_sql(engine: Engine, raw: str, raw_columns: set[str]) -> str:
+    """One page of stale raw rows in id order (params: instance id, last id of the previous page, limit)."""
+    p = engine.placeholder
+    version = "r.version_num" if "version_num" in raw_columns else "NULL"
+    deleted_at = "r.deleted_at" if "deleted_at" in raw_columns else "NULL"
+    return (
+        f"SELECT r.record_id, r.is_deleted, r.updated_at, r.synced_at, r.data, {version}, {deleted_at}, k.existing "
+        f"FROM {_TODO} k JOIN {engine.quote(raw)} r ON r.instance_id = {p} AND r.record_id = k.record_id "
+        f"WHERE k.record_id > {p} ORDER BY k.record_id LIMIT {p}"
+    )
+
+
+def project(
+    conn: Any,
+    dialect: Engine | SqlDialect | str,
+    *,
+    element_key: str,
+    resource: str,
+    instance_id: int,
+    table_prefix: str = "ce_",
+    metadata: Mapping[str, Any] | None = None,
+    batch_size: int = 5000,
+    manage_transaction: bool = True,
+) -> dict[str, Any]:
+    """Bring the typed tables of ``(element_key, resource, instance_id)`` up to date with the raw table.
+
+    :param conn: an open DB-API connection (sqlite3, psycopg/psycopg2), or a ``duckdb`` connection
+        (plain or wrapped in :class:`~.duck.DuckDBConnection`).
+        SQLite connections are switched to ``isolation_level = None`` (we issue ``BEGIN IMMEDIATE``),
+        as :func:`airflow_provider_cloudelements.operators.sql.prepare_connection` does.
+    :param dialect: ``"sqlite"``, ``"postgres"``, ``"duckdb"``, the loader's :class:`SqlDialect` or an
+        :class:`~.schema.Engine`.
+    :param element_key: element key (``quickbooks``, ``quickbooksonprem``, ``freshbooksv2``, ``freshbooks``).
+    :param resource: Finance-hub resource (``invoices``); the raw table is
+        ``sqlsync.table_name(table_prefix, element_key, resource)``.
+    :param instance_id: element instance id whose rows are projected.
+    :param table_prefix: the raw loader's prefix; typed tables are named ``<prefix>typed_<element>_<resource>``.
+    :param metadata: the body of ``GET /hubs/finance/objects/{resource}/metadata`` (optional): declared
+        ``number``/``integer``/``boolean`` types (see :func:`~.schema.hints_from_metadata`).
+    :param batch_size: raw rows per page (memory bound: one page of records and their lines).
+    :param manage_transaction: ``True``: run in our own transaction (begin, per-table lock, commit; roll
+        back on any error). ``False``: run inside the caller's open transaction (e.g. the raw load's, so
+        both commit together) and leave commit/rollback to the caller.
+    :returns: ``{"table", "child_tables" ({array path: table}), "projected" (parent rows written),
+        "deleted" (of which deleted records), "child_rows" (written), "schema_changes" (list of
+        ``ce_schema_history`` rows added)}``.
+    :raises CloudElementsConfigError: unknown element key or engine, or the raw table does not exist.
+    :raises Exception: any database error, after rolling back (``manage_transaction=True``).
+    """
+    engine = resolve_engine(dialect)
+    get_element(element_key)  # CloudElementsConfigError for an unknown key, before the database is touched
+    raw = table_name(table_prefix, element_key, resource)
+    typed = typed_table_name(table_prefix, element_key, resource)
+    hints = sch.hints_from_metadata(metadata)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise CloudElementsConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if manage_transaction and engine.name == "sqlite" and getattr(conn, "isolation_level", None) is not None:
+        if conn.in_transaction:
+            raise CloudElementsConfigError(
+                "The SQLite connection has an open transaction: commit it first, or pass "
+                "manage_transaction=False to project inside it"
+            )
+        conn.isolation_level = None
+    if engine.name == "duckdb":
+        conn = getattr(conn, "raw", conn)
+    cur = _cursor(conn, engine)
+    try:
+        if manage_transaction and engine.begin_sql:
+            cur.execute(engine.begin_sql)
+        if manage_transaction and engine.lock_sql:
+            cur.execute(engine.lock_sql, (typed,))
+        if not _table_exists(cur, engine, raw):
+            raise CloudElementsConfigError(f"Raw table {raw} does not exist: load the resource before projecting it")
+        if not _table_exists(cur, engine, sch.HISTORY_TABLE):
+            if engine.lock_sql:  # concurrent first projections of different tables: one creates it
+                cur.execute(engine.lock_sql, (sch.HISTORY_TABLE,))
+            cur.execute(sch.history_ddl(engine))
+        job = _Projection(
+            cur,
+            engine,
+            raw_table=raw,
+            parent_name=typed,
+            instance_id=int(instance_id),
+            element_key=element_key,
+            hints=hints,
+            stamp=format_utc(datetime.now(timezone.utc)),
+        )
+        job.load_schemas()
+        select = _page_sql(engine, raw, _raw_columns(cur, engine, raw))
+        todo = _todo_sql(engine, raw, typed)
+        for statement in todo[:-1]:
+            cur.execute(statement)
+        cur.execute(todo[-1], (int(instance_id),))
+        if engine.name == "postgres":
+            cur.execute(f"ANALYZE {_TODO}")  # a temp table has no statistics: let the planner see its size
+        last = ""
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # a page is many acyclic dicts: generational GC passes would cost ~2x (restored below)
+        try:
+            while True:
+                cur.execute(select, (int(instance_id), last, batch_size))
+                rows = cur.fetchall()
+                if not rows:
+                    break
+                job.page(rows)
+                last = rows[-1][0]
+                if len(rows) < batch_size:
+                    break
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        cur.execute(f"DROP TABLE IF EXISTS {_TODO}")
+        if manage_transaction:
+            conn.commit()
+    except BaseException:
+        if manage_transaction:
+            try:
+                conn.rollback()
+            except Exception:  # the original error matters more than a failed rollback
+                log.exception("Rollback of the typed projection into %s failed", typed)
+        raise
+    finally:
+        if cur is not conn:
+            cur.close()
+    summary = {
+        "table": typed,
+        "child_tables": {path: t.schema.name for path, t in job.tables.items() if path and t.schema.exists},
+        "projected": job.projected,
+        "deleted": job.deleted,
+        "child_rows": job.child_rows,
+        "schema_changes": job.changes,
+    }
+    log.info(
+        "Projected %s row(s) of %s (instance %s) into %s: %s deleted, %s child row(s), %s schema change(s)",
+        job.projected,
+        raw,
+        instance_id,
+        typed,
+        job.deleted,
+        job.child_rows,
+        len(job.changes),
+    )
+    return summary
