@@ -223,6 +223,7 @@ def load_manifest(
     naive_timezone: str | None = None,
     verify_record_count: bool = True,
     synced_at: datetime | None = None,
+    typed: bool = False,
 ) -> dict[str, Any]:
     """Upsert one manifest's files into its table, in one transaction (all or nothing).
 
@@ -242,6 +243,9 @@ def load_manifest(
         (``ElementSpec.naive_timezone``: UTC).
     :param verify_record_count: fail when the file's record count differs from ``manifest.records``.
     :param synced_at: load time written to changed rows (default: now, UTC).
+    :param typed: also bring the typed tables (``<prefix>typed_<element>_<resource>`` and its child
+        tables, :func:`airflow_provider_cloudelements.typed.project`, docs/typed-tables.md) up to date,
+        in the same transaction as the raw load; the summary then has a ``"typed"`` entry.
     :returns: ``{"table", "element_key", "instance_id", "resource", "inserted", "updated",
         "unchanged", "deleted", "new_tombstones", "rows_live", "rows_total"}`` — see
         :func:`sqlsync.count_sql` for the counts; ``rows_*`` count this instance's rows after the load
@@ -317,6 +321,19 @@ def load_manifest(
         rows_total, rows_live = (int(v) for v in cur.fetchone())
         for statement in sqlsync.drop_stage_sql():
             cur.execute(statement)
+        typed_summary = None
+        if typed:
+            from airflow_provider_cloudelements.typed import project
+
+            typed_summary = project(
+                conn,
+                dialect,
+                element_key=manifest.element_key,
+                resource=manifest.resource,
+                instance_id=iid,
+                table_prefix=table_prefix,
+                manage_transaction=False,
+            )
         conn.commit()
     except BaseException:
         try:
@@ -354,6 +371,8 @@ def load_manifest(
         "rows_live": rows_live,
         "rows_total": rows_total,
     }
+    if typed_summary is not None:
+        summary["typed"] = typed_summary
     log.info(
         "Loaded %s (%s record(s), %s tombstone(s), full_refresh=%s, deletes_absent=%s) into %s: inserted=%s "
         "updated=%s unchanged=%s deleted=%s new_tombstones=%s rows_live=%s rows_total=%s",
@@ -411,9 +430,12 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
     :param source_timezone: deprecated alias of ``naive_timezone``.
     :param verify_record_count: fail (and load nothing) when a file's record count differs from the
         manifest's ``records``.
+    :param typed: also maintain typed tables (one column per scalar field, child tables for arrays of
+        objects, schema evolution; docs/typed-tables.md) in the same transaction as each raw load.
     :returns: per manifest ``{"table", "element_key", "instance_id", "resource", "inserted",
-        "updated", "unchanged", "deleted", "new_tombstones", "rows_live", "rows_total"}``: a dict for a
-        dict manifest, a list of dicts (same order) for a list.
+        "updated", "unchanged", "deleted", "new_tombstones", "rows_live", "rows_total"}`` (plus
+        ``"typed"``: :func:`airflow_provider_cloudelements.typed.project`'s summary, with ``typed=True``):
+        a dict for a dict manifest, a list of dicts (same order) for a list.
     :raises CloudElementsConfigError: bad manifest (missing key, unknown element key, non-NDJSON
         format, unknown ``naive_timezone``), bad connection or parameter — before the database is touched.
     :raises CloudElementsDataError: a bad line or record (invalid JSON, no id, an unparseable time,
@@ -435,6 +457,7 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
         naive_timezone: str | None = None,
         verify_record_count: bool = True,
         source_timezone: str | None = None,
+        typed: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -453,6 +476,7 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
         self.batch_size = batch_size
         self.naive_timezone = naive_timezone
         self.verify_record_count = verify_record_count
+        self.typed = bool(typed)
 
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
         raw, single = sqlsync.coerce_manifests(self.manifest)
@@ -477,6 +501,7 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
                         batch_size=self.batch_size,
                         naive_timezone=self.naive_timezone,
                         verify_record_count=self.verify_record_count,
+                        typed=self.typed,
                     )
                 )
         finally:

@@ -47,13 +47,11 @@ from airflow_provider_cloudelements.typed.flatten import flatten
 from airflow_provider_cloudelements.typed.schema import BOOLEAN, INTEGER, NUMBER, TEXT, Engine, TableSchema
 from airflow_provider_cloudelements.utils import jsonfast
 from airflow_provider_cloudelements.utils.elements import get_element
-from airflow_provider_cloudelements.utils.records import format_utc
+from airflow_provider_cloudelements.utils.records import format_utc, record_version
 from airflow_provider_cloudelements.utils.sqlsync import SqlDialect, table_name
 
 log = logging.getLogger(__name__)
 
-#: Version field per element until ``ElementSpec.version_field`` exists (shared contract).
-_VERSION_FIELDS = {"quickbooks": "syncToken", "quickbooksonprem": "EditSequence"}
 #: Python types a column of each logical type takes without conversion.
 _NATIVE: dict[str, frozenset[type]] = {
     BOOLEAN: frozenset({bool}),
@@ -202,8 +200,7 @@ class _Projection:
         self.instance_id = instance_id
         self.hints = hints
         self.stamp = stamp
-        spec = get_element(element_key)
-        self.version_field: str | None = getattr(spec, "version_field", None) or _VERSION_FIELDS.get(spec.key)
+        self.spec = get_element(element_key)
         self.changes: list[dict[str, Any]] = []
         self.tables: dict[str, _Table] = {}
         self.projected = 0
@@ -307,16 +304,6 @@ class _Projection:
 
     # ---- rows -----------------------------------------------------------------------------------
 
-    def _version(self, flat: Mapping[str, Any]) -> int | None:
-        """The element's version number (``syncToken``/``EditSequence``) from a flattened record."""
-        if not self.version_field:
-            return None
-        value = flat.get(self.version_field)  # flattened paths are the dotted field paths
-        try:
-            return int(value) if value is not None and type(value) is not bool else None
-        except (TypeError, ValueError):
-            return None
-
     def page(self, rows: Sequence[Sequence[Any]]) -> None:
         parent = self.tables[""]
         parent_batch = _Batch()
@@ -330,8 +317,8 @@ class _Projection:
             arrays: dict[str, list[dict[str, Any]]] = {}
             flat = flatten(record, arrays=arrays)
             deleted = int(is_deleted or 0)
-            if version is None:
-                version = self._version(flat)
+            if version is None and isinstance(record, Mapping):  # raw tables of the old loader: no version_num
+                version = record_version(record, self.spec)
             parents.append(((iid, rid, version, updated_at, deleted, deleted_at, synced_at), flat))
             _scan(parent_batch, parent, flat)
             if existing:

@@ -62,3 +62,65 @@ def test_extract_load_project_matches_the_emulator(
         )
     )
     assert lines == {record_id(r, element_key): len(r[ARRAY_OF[element_key]]) for r in truth}
+
+
+@pytest.mark.parametrize("element_key", ["quickbooks", "quickbooksonprem", "freshbooksv2"])
+def test_sql_operator_typed_true_keeps_typed_tables_equal_to_the_emulator(
+    element_key: str, emu: Any, conn: str, out: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``CloudElementsSqlUpsertOperator(typed=True)``: full load, then creates/updates/deletes and a
+    second full refresh: typed parent and child rows equal the emulator's live records after each load
+    (deleted parents flagged, their lines gone), and loading the same manifest again projects nothing."""
+    import json
+    import sqlite3
+
+    from airflow_provider_cloudelements.operators.sql import CloudElementsSqlUpsertOperator
+
+    db = tmp_path / "typed.db"
+    monkeypatch.setenv("AIRFLOW_CONN_CE_TYPED_DB", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    inst = emu.state.create_instance(element_key, f"typed-op-{element_key}")
+    iid = int(inst["id"])
+    array = ARRAY_OF[element_key]
+
+    def extract_and_load(end: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+        op = CloudElementsBulkExtractOperator(
+            task_id="extract",
+            instance_id=iid,
+            resource="invoices",
+            poll_interval=0.1,
+            timeout=30,
+            full_refresh=True,
+            deferrable=False,
+        )
+        manifest = run_operator(op, Ctx(data_interval_end=end), expect_defer=False)
+        load = CloudElementsSqlUpsertOperator(task_id="load", manifest=manifest, conn_id="ce_typed_db", typed=True)
+        return manifest, load.execute({})
+
+    def typed_rows() -> tuple[dict[str, int], dict[str, int]]:
+        with sqlite3.connect(db) as c:
+            parents = dict(c.execute(f"SELECT record_id, is_deleted FROM ce_typed_{element_key}_invoices"))
+            child = child_table_name(f"ce_typed_{element_key}_invoices", array)
+            lines = dict(c.execute(f'SELECT parent_id, COUNT(*) FROM "{child}" GROUP BY parent_id'))
+        return parents, lines
+
+    def assert_matches_truth() -> None:
+        live = emu.state.records(iid, "invoices")
+        parents, lines = typed_rows()
+        assert {rid for rid, deleted in parents.items() if not deleted} == {record_id(r, element_key) for r in live}
+        assert lines == {record_id(r, element_key): len(r[array]) for r in live if r.get(array)}
+
+    manifest, summary = extract_and_load(END)
+    assert summary["typed"]["projected"] == summary["inserted"] > 0
+    assert_matches_truth()
+
+    changed = emu.state.simulate_activity(iid, ["invoices"], creates=2, updates=2, deletes=1)["invoices"]
+    _, summary = extract_and_load(datetime.now(timezone.utc))
+    assert summary["typed"]["projected"] >= len(changed["created"]) + len(changed["updated"])
+    assert_matches_truth()
+    parents, lines = typed_rows()
+    for rid in changed["deleted"]:
+        assert parents.get(str(rid)) == 1 and str(rid) not in lines
+
+    again = CloudElementsSqlUpsertOperator(task_id="load", manifest=manifest, conn_id="ce_typed_db", typed=True)
+    assert again.execute({})["typed"]["projected"] == 0  # a late, older manifest changes nothing
+    assert_matches_truth()
