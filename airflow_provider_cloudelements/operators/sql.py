@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +99,51 @@ def _iter_lines(uri: str) -> Iterator[tuple[int, bytes]]:
         raise CloudElementsDataError(f"Landed file {uri} does not exist") from None
     with handle as fh:
         yield from enumerate(fh, start=1)
+
+
+#: Manifest keys that must agree for a partition's current manifest to stand in for a superseded one.
+_SAME_PARTITION_KEYS = ("element_key", "instance_id", "resource", "window", "format")
+
+
+def resolve_superseded(raw: Any) -> Any:
+    """Return the manifest to load for one XCom manifest ``raw``.
+
+    Reruns of an interval write run-unique files and, once their own ``_manifest.json`` is in place,
+    remove the files of the run they replaced (docs/reliability.md "Extract"). An XCom manifest whose
+    data file is gone for that reason is answered by the partition's current manifest
+    (``raw["manifest_path"]``) when it describes the same element, instance, resource, window and
+    format and its ``snapshot_at`` is not earlier: a later snapshot of the same window is at least as
+    new, so loading it loses nothing. Anything else returns ``raw`` unchanged (and its load then fails
+    with :class:`CloudElementsDataError` naming the missing file).
+
+    :param raw: one manifest as given to the operator (a mapping; anything else is returned as is).
+    :returns: ``raw``, or the current manifest (a dict) of its partition.
+    """
+    if not isinstance(raw, Mapping) or not raw.get("path") or not raw.get("manifest_path"):
+        return raw
+    try:
+        if ObjectStoragePath(str(raw["path"])).exists():
+            return raw
+        current = json.loads(ObjectStoragePath(str(raw["manifest_path"])).read_bytes())
+    except (OSError, ValueError):  # unreadable or absent current manifest: the original error stands
+        return raw
+    if not isinstance(current, Mapping) or any(current.get(k) != raw.get(k) for k in _SAME_PARTITION_KEYS):
+        return raw
+    try:
+        newer = sqlsync.normalize_timestamp(current.get("snapshot_at")) or ""
+        older = sqlsync.normalize_timestamp(raw.get("snapshot_at")) or ""
+    except CloudElementsConfigError:
+        return raw
+    if not newer or newer < older or not ObjectStoragePath(str(current.get("path"))).exists():
+        return raw
+    log.info(
+        "%s was replaced by a later run of its interval (snapshot_at %s >= %s); loading %s instead",
+        raw["path"],
+        newer,
+        older or "unknown",
+        current["path"],
+    )
+    return dict(current)
 
 
 def _batched(rows: Iterable[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
@@ -480,7 +525,7 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
         raw, single = sqlsync.coerce_manifests(self.manifest)
-        manifests = [sqlsync.validate_manifest(item) for item in raw]
+        manifests = [sqlsync.validate_manifest(resolve_superseded(item)) for item in raw]
         for m in manifests:  # fail on a bad prefix before touching the database
             sqlsync.table_name(self.table_prefix, m.element_key, m.resource)
         if not manifests:

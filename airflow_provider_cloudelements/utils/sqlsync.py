@@ -51,7 +51,7 @@ import ast
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -280,7 +280,10 @@ def coerce_manifests(value: Any) -> tuple[list[Any], bool]:
     if value is None or isinstance(value, (bytes, int, float, bool)):
         raise CloudElementsConfigError(f"manifest must be a dict or a list of dicts, got {type(value).__name__}")
     try:
-        items = [item for item in value if item is not None]
+        # A sequence is read as one slice: iterating Airflow's lazy XCom sequence (mapped extracts) probes
+        # one index past the end, which Airflow logs as an "XCom not found" error on every load.
+        values = value[: len(value)] if isinstance(value, Sequence) else value
+        items = [item for item in values if item is not None]
     except TypeError:
         raise CloudElementsConfigError(
             f"manifest must be a dict or a list of dicts, got {type(value).__name__}"
