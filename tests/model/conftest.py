@@ -35,16 +35,23 @@ def model_emulator() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def model_dags(airflow_db: str, model_emulator: Any) -> Iterator[dict[str, Any]]:
-    """``{dag_id: DAG}`` of ``dags/ce_model_dags.py`` with the environment ``dag.test()`` needs."""
+def model_dagbag(airflow_db: str) -> dict[str, Any]:
+    """``{dag_id: DAG}`` of ``dags/ce_model_dags.py``, parsed once per session."""
     from airflow.dag_processing.dagbag import DagBag
 
-    saved = {k: os.environ.get(k) for k in _ENV_KEYS}
-    os.environ.update(model_environment(model_emulator))
     bag = DagBag(dag_folder=str(MODEL_DAGS / "ce_model_dags.py"))
     assert not bag.import_errors, bag.import_errors
+    return dict(bag.dags)
+
+
+@pytest.fixture
+def model_dags(model_dagbag: dict[str, Any], model_emulator: Any) -> Iterator[dict[str, Any]]:
+    """The model DAGs with the environment ``dag.test()`` needs (connections, the DAG bundle); the
+    environment, including what each :class:`~tests.model.harness.Harness` sets, is restored after."""
+    saved = {k: os.environ.get(k) for k in _ENV_KEYS}
+    os.environ.update(model_environment(model_emulator))
     try:
-        yield dict(bag.dags)
+        yield model_dagbag
     finally:
         for key, value in saved.items():
             if value is None:

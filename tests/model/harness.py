@@ -83,9 +83,10 @@ class Violation:
     detail: str
     step: int = 0
     seconds: float = 0.0
+    defect: str = "?"  # the issue-11 defect it most likely shows (a heuristic, see Harness._suspect)
 
     def __str__(self) -> str:
-        return f"[{self.kind}] {self.stream} id={self.record}: {self.detail}"
+        return f"[{self.kind} {self.defect}] {self.stream} id={self.record}: {self.detail}"
 
 
 @dataclass
@@ -154,6 +155,7 @@ class Harness:
         self.step = 0  # the driver keeps it current (global step number)
         self.started = time.monotonic()  # the driver may move it back (soak start)
         self.last_load: Extract | None = None
+        self._died_t_pre: dict[tuple[str, int], int] = {}
         self.streams: dict[str, Stream] = {}
         for key in ELEMENTS:
             inst = self._admin("POST", "/instances", json={"element_key": key, "name": f"model {key}"})
@@ -271,6 +273,8 @@ class Harness:
             if failed:
                 self._admin("DELETE", "/faults")
         stream.runs.add(k)
+        if retry:  # the re-attached job's snapshot is as old as the first try
+            t_pre = self._died_t_pre.pop((stream.name, k), t_pre)
         error = support.ERRORS.get(mode)
         if die:
             if isinstance(error, support.WorkerDied):
@@ -280,6 +284,7 @@ class Harness:
                     "full_refresh": full_refresh,
                     "failed": failed,
                 }
+                self._died_t_pre[(stream.name, k)] = t_pre
                 return None
             if error is not None:
                 self.violate("extract-failed", stream, "-", f"{label}: {type(error).__name__}: {error}")
@@ -386,6 +391,7 @@ class Harness:
             changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
             self.violate("reload-changed", stream, ",".join(changed[:5]), f"reloading {ex.label} changed rows")
         ex.loaded += 1
+        self.last_load = ex
         if lines != ex.lines or tombstones != ex.tombstones:
             self.violate(
                 "wrong-file",
@@ -395,7 +401,6 @@ class Harness:
                 f"({len(ex.lines)} landed, {len(lines)} loaded)",
             )
         self._add_evidence(ex, lines, tombstones, intact=lines == ex.lines)
-        self.last_load = ex
         self.check(stream)
         return True
 
@@ -502,11 +507,40 @@ class Harness:
     def violate(self, kind: str, stream: Stream, rid: str, detail: str) -> None:
         if any((v.kind, v.stream, v.record) == (kind, stream.name, rid) for v in self.violations):
             return  # a wrong row stays wrong: report it once per world
+        defect = self._suspect(kind, stream, rid)
         if self.last_load is not None:
             detail += f" [after loading {self.last_load.label}]"
         self.violations.append(
-            Violation(kind, stream.name, rid, detail, self.step, round(time.monotonic() - self.started, 2))
+            Violation(kind, stream.name, rid, detail, self.step, round(time.monotonic() - self.started, 2), defect)
         )
+
+    def _suspect(self, kind: str, stream: Stream, rid: str) -> str:
+        """Which issue-11 defect a violation most likely shows, from the last load and the record's
+        history (for the soak's per-defect counts; the regression tests are the proof)."""
+        ex, history = self.last_load, stream.history.get(rid, [])
+        if kind == "wrong-file":
+            return "#12/#5"
+        if kind in ("resurrected", "reload-changed"):
+            return "#15"
+        if kind == "stale-delete":
+            return "#4/#15"
+        if kind == "catch-up-mismatch":
+            return "(d), follows from the others"
+        if ex is None or kind not in ("false-delete", "dropped", "regressed"):
+            return "?"
+        if ex.label.startswith("retry"):
+            return "#1"
+        if rid in ex.failed_ids:
+            return "#3"
+        if any(str(t.get("id")) == rid for t in ex.tombstones):
+            return "#4"
+        end = _ms((ex.manifest.get("window") or {}).get("end"))
+        if ex.manifest.get("full_refresh") and end is not None:
+            if any(end <= v.t_ms <= ex.t_pre_ms for v in history):
+                return "#2"
+        if kind == "regressed" and len(history) > 1 and history[-1].t_ms // 1000 == history[-2].t_ms // 1000:
+            return "#6"
+        return "#15" if kind == "regressed" else "?"
 
     def note(self, what: str) -> None:
         self.notes[what] = self.notes.get(what, 0) + 1

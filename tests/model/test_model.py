@@ -47,10 +47,14 @@ Invariants, checked after every completed load for the loaded stream; ``W(id)`` 
     loaded (in any order relative to older manifests, before or after them), the live rows equal the
     emulator's live records exactly: same ids, same content.
 (e) **idempotent reload**: loading a manifest that was loaded before leaves the table byte-identical
-    (all columns, ``synced_at`` included); a failed load leaves it unchanged too.
+    (all columns, ``synced_at`` included); a failed load leaves it unchanged too; and a load that
+    succeeds loads exactly the files its extraction landed (``wrong-file`` otherwise: a later run
+    replaced them, issue-11 #5/#12) — refusing with a typed error is fine.
 
 Also recorded: an extract run that fails when it should succeed, an extract line that is no version
-the emulator had, and a load failing with an error that is not the provider's typed error.
+the emulator had, and a load failing with an error that is not the provider's typed error. Each
+violation carries the issue-11 defect it most likely shows (``Harness._suspect``, a heuristic used for
+the soak's per-defect counts; ``test_regressions.py`` holds the shrunk counterexamples).
 
 Knobs (environment): ``CE_MODEL_EXAMPLES`` (default 4), ``CE_MODEL_STEPS`` (steps per example,
 default 40), ``CE_MODEL_SHRINK=1`` (shrink a failing example; off by default to bound CI time).

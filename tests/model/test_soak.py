@@ -28,6 +28,12 @@ def test_soak(model_emulator: Any, model_dags: dict[str, Any]) -> None:
     for kind, found in sorted(by_kind.items(), key=lambda item: item[1][0].step):
         first = found[0]
         lines.append(f"  {kind}: {len(found)} (first at step {first.step}, {first.seconds:.1f} s): {first}")
+    by_defect: dict[str, list[Any]] = defaultdict(list)
+    for v in violations:
+        by_defect[v.defect].append(v)
+    for defect, found in sorted(by_defect.items(), key=lambda item: item[1][0].step):
+        first = found[0]
+        lines.append(f"  defect {defect}: {len(found)} (first at step {first.step}, {first.seconds:.1f} s)")
     print("\n".join(lines))
     if os.environ.get("CE_SOAK_REPORT"):
         with open(os.environ["CE_SOAK_REPORT"], "w") as handle:
