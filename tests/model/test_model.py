@@ -56,8 +56,8 @@ the emulator had, and a load failing with an error that is not the provider's ty
 violation carries the issue-11 defect it most likely shows (``Harness._suspect``, a heuristic used for
 the soak's per-defect counts; ``test_regressions.py`` holds the shrunk counterexamples).
 
-Knobs (environment): ``CE_MODEL_EXAMPLES`` (default 4), ``CE_MODEL_STEPS`` (steps per example,
-default 40), ``CE_MODEL_SHRINK=1`` (shrink a failing example; off by default to bound CI time).
+Knobs (environment): ``CE_MODEL_EXAMPLES`` (default 12), ``CE_MODEL_STEPS`` (steps per example,
+default 60), ``CE_MODEL_SHRINK=1`` (shrink a failing example; off by default to bound CI time).
 ``make soak SOAK_SECONDS=...`` runs :func:`soak` instead (no failing
 fast: all violations are collected and printed with the steps run).
 """
@@ -313,8 +313,8 @@ def test_sync_model(model_emulator: Any, model_dags: dict[str, Any]) -> None:
     World.steps, World.started = 0, time.monotonic()
     try:
         _run(
-            int(os.environ.get("CE_MODEL_EXAMPLES", "4")),
-            int(os.environ.get("CE_MODEL_STEPS", "40")),
+            int(os.environ.get("CE_MODEL_EXAMPLES", "12")),
+            int(os.environ.get("CE_MODEL_STEPS", "60")),
             os.environ.get("CE_MODEL_SHRINK") == "1",
         )
     finally:

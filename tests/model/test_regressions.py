@@ -38,7 +38,9 @@ def sync(h: Harness, name: str, k: int | None = None, **kwargs: Any) -> Any:
     return ex
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 3: failed bulk records are treated as deletions")
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="issue 11 defect 3: failed bulk records are treated as deletions"
+)
 def test_full_refresh_with_failed_records_within_limit_deletes_nothing(h: Harness) -> None:
     sync(h, "quickbooks/customers", full_refresh=True)
     sync(h, "quickbooks/customers", full_refresh=True, failed=1)
@@ -46,7 +48,9 @@ def test_full_refresh_with_failed_records_within_limit_deletes_nothing(h: Harnes
 
 
 @pytest.mark.xfail(
-    strict=True, reason="issue 11 defect 2: a full refresh deletes records edited after its interval end"
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 2: a full refresh deletes records edited after its interval end",
 )
 def test_full_refresh_keeps_a_record_edited_after_the_interval_end(h: Harness) -> None:
     s = h.streams["quickbooksonprem/customers"]
@@ -58,7 +62,9 @@ def test_full_refresh_keeps_a_record_edited_after_the_interval_end(h: Harness) -
 
 
 @pytest.mark.xfail(
-    strict=True, reason="issue 11 defect 2: a backfilled full refresh omits records edited after its interval end"
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 2: a backfilled full refresh omits records edited after its interval end",
 )
 def test_backfilled_full_refresh_holds_every_live_record(h: Harness) -> None:
     s = h.streams["freshbooksv2/invoices"]
@@ -70,7 +76,9 @@ def test_backfilled_full_refresh_holds_every_live_record(h: Harness) -> None:
 
 
 @pytest.mark.xfail(
-    strict=True, reason="issue 11 defect 4: an old tombstone beats a newer live version (delete, restore)"
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 4: an old tombstone beats a newer live version (delete, restore)",
 )
 def test_soft_delete_then_restore_in_one_window_stays_live(h: Harness) -> None:
     s = h.streams["quickbooks/customers"]
@@ -84,7 +92,9 @@ def test_soft_delete_then_restore_in_one_window_stays_live(h: Harness) -> None:
 
 
 @pytest.mark.xfail(
-    strict=True, reason="issue 11 defect 15: a late load of an older extract resurrects a deleted record"
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 15: a late load of an older extract resurrects a deleted record",
 )
 def test_late_load_of_an_older_extract_does_not_resurrect_a_hard_delete(h: Harness) -> None:
     s = h.streams["quickbooks/invoices"]
@@ -96,7 +106,11 @@ def test_late_load_of_an_older_extract_does_not_resurrect_a_hard_delete(h: Harne
     assert_clean(h)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 15: a tombstone for an id the warehouse lacks is forgotten")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 15: a tombstone for an id the warehouse lacks is forgotten",
+)
 def test_tombstone_loaded_before_the_older_extract_still_wins(h: Harness) -> None:
     s = h.streams["quickbooks/invoices"]
     old = h.extract(s, h.interval_now(), full_refresh=True)  # extracted, not loaded yet
@@ -110,7 +124,9 @@ def test_tombstone_loaded_before_the_older_extract_still_wins(h: Harness) -> Non
     assert_clean(h)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 1: a re-attached job is landed with a recomputed window")
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="issue 11 defect 1: a re-attached job is landed with a recomputed window"
+)
 def test_retry_after_a_worker_died_keeps_the_submitted_window(h: Harness) -> None:
     s = h.streams["quickbooks/customers"]
     first = h.interval_now()
@@ -125,7 +141,9 @@ def test_retry_after_a_worker_died_keeps_the_submitted_window(h: Harness) -> Non
 
 
 @pytest.mark.xfail(
-    strict=True, reason="issue 11 defect 12: a rerun of an interval replaces the files an earlier manifest names"
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 12: a rerun of an interval replaces the files an earlier manifest names",
 )
 def test_an_earlier_manifest_still_describes_its_files_after_a_rerun(h: Harness) -> None:
     s = h.streams["quickbooks/customers"]
@@ -167,7 +185,9 @@ def _same_second_versions(h: Harness, name: str) -> tuple[Any, Any, Any]:
 
 
 @pytest.mark.xfail(
-    strict=True, reason="issue 11 defect 6: in a same-second tie the version loaded last wins, even if older"
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 6: in a same-second tie the version loaded last wins, even if older",
 )
 @pytest.mark.parametrize("name", ["quickbooksonprem/customers", "freshbooksv2/customers"])
 def test_same_second_older_version_loaded_last_does_not_win(h: Harness, name: str) -> None:
@@ -177,7 +197,11 @@ def test_same_second_older_version_loaded_last_does_not_win(h: Harness, name: st
     assert_clean(h)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 5: two windows inside one second share a partition folder")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 5: two windows inside one second share a partition folder",
+)
 def test_two_windows_inside_one_second_land_apart(h: Harness) -> None:
     s = h.streams["quickbooks/customers"]
     for _ in range(5):

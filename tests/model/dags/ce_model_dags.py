@@ -66,15 +66,18 @@ class ModelBulkExtract(CloudElementsBulkExtractOperator):
             raise support.ERRORS[self.task_id]
         return _recorded(self, lambda: super(ModelBulkExtract, self).execute_complete(context, event))
 
-    def _remember(self, context: Any, job_id: str) -> None:
-        super()._remember(context, job_id)
+    # Extension points of CloudElementsBulkExtractOperator: ``_remember`` stores the job id right after
+    # the submit, ``_download`` streams the finished job's file. Signatures are passed through as-is.
+    def _remember(self, context: Any, job_id: str, *args: Any, **kwargs: Any) -> Any:
+        result = super()._remember(context, job_id, *args, **kwargs)
         if support.PLAN.die == "after_submit":
             raise support.WorkerDied(f"worker died after submitting bulk job {job_id}")
+        return result
 
-    def _download(self, job_id: str, target: Any, expected: Any) -> tuple[int, int]:
+    def _download(self, *args: Any, **kwargs: Any) -> Any:
         if support.PLAN.before_download is not None:
             support.PLAN.before_download()
-        return super()._download(job_id, target, expected)
+        return super()._download(*args, **kwargs)
 
 
 class ModelPagedExtract(CloudElementsPagedExtractOperator):
