@@ -561,10 +561,10 @@ class Harness:
             return "(d), follows from the others"
         if ex is None or kind not in ("false-delete", "dropped", "regressed"):
             return "?"
-        if ex.label.startswith("retry"):
-            return "#1"
         if rid in ex.failed_ids:
             return "#3"
+        if ex.label.startswith("retry") and "'full_refresh': 'auto'" in ex.label:
+            return "#1"  # the retry recomputed an "auto" window
         if any(str(t.get("id")) == rid for t in ex.tombstones):
             return "#4"
         end = _ms((ex.manifest.get("window") or {}).get("end"))
