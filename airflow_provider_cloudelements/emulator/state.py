@@ -150,6 +150,7 @@ class EmulatorState:
         :raises CEError: 404 for an unknown or hard-deleted record.
         """
         inst = self.instances.get(instance_id)
+        self._seq(inst, resource, record_id)
         self.hub.update(inst, resource, str(record_id), dict(fields), full=False)
         return self._change_result(inst, resource, record_id)
 
@@ -157,6 +158,7 @@ class EmulatorState:
         """Delete one record: by the element's soft/hard policy, or always hard with ``hard=True``
         (a DELETED event either way). :raises CEError: 404 for an unknown or hard-deleted record."""
         inst = self.instances.get(instance_id)
+        self._seq(inst, resource, record_id)
         if not hard:
             self.hub.delete(inst, resource, str(record_id))
             return self._change_result(inst, resource, record_id)
@@ -175,10 +177,10 @@ class EmulatorState:
         """
         inst = self.instances.get(instance_id)
         element, tbl = self.hub.table(inst, resource)
-        seq = generator.seq_of(element, str(record_id))
+        seq = self._seq(inst, resource, record_id)
         with self.record_repo.store.write_lock:
-            row = self.record_repo.get(tbl, seq) if seq else None
-            if row is None:
+            row = self.record_repo.get(tbl, seq)
+            if row is None or str(row.obj().get(element.id_field(resource))) != str(record_id):
                 raise CEError(404, f"No {resource} found with id {record_id}")
             current = row.obj()
             marks = {"qbo": ("active", False, True), "qbe": ("IsActive", False, True), "fb": ("vis_state", 1, 0)}
@@ -191,11 +193,22 @@ class EmulatorState:
             self.hub._write(inst, element, tbl, resource, row, current, base, "UPDATED")
         return self._change_result(inst, resource, record_id)
 
+    def _seq(self, inst: dict[str, Any], resource: str, record_id: Any) -> int:
+        """Creation number of ``record_id``. :raises CEError: 404 when it is no id of this element."""
+        element, _ = self.hub.table(inst, resource)
+        try:
+            seq = generator.seq_of(element, str(record_id))
+        except ValueError:  # e.g. "²" passes str.isdigit() but not int()
+            seq = None
+        if seq is None:
+            raise CEError(404, f"No {resource} found with id {record_id}")
+        return seq
+
     def _change_result(self, inst: dict[str, Any], resource: str, record_id: Any) -> dict[str, Any]:
         """``{"id", "record" (as served now), "changed_ms" (exact server time of the change), "deleted"
         (hard-deleted)}`` of one record, read right after a change."""
-        element, tbl = self.hub.table(inst, resource)
-        row = self.record_repo.get(tbl, generator.seq_of(element, str(record_id)) or 0)
+        _, tbl = self.hub.table(inst, resource)
+        row = self.record_repo.get(tbl, self._seq(inst, resource, record_id))
         if row is None:
             raise CEError(404, f"No {resource} found with id {record_id}")
         return {"id": record_id, "record": row.obj(), "changed_ms": row.changed, "deleted": row.deleted}
