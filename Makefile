@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint bench emulator lock clean
+.PHONY: demo test soak lint bench emulator lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The model-based test (tests/model) for SOAK_SECONDS seconds: prints steps run and violations found
+# (the full log goes to SOAK_LOG).
+SOAK_SECONDS ?= 600
+SOAK_LOG ?= /tmp/cloudelements-soak.log
+soak: $(STAMP)
+	@CE_SOAK_SECONDS=$(SOAK_SECONDS) CE_SOAK_REPORT=$(SOAK_LOG).report $(PY) -m pytest -q -p no:cacheprovider \
+		-s tests/model/test_soak.py > $(SOAK_LOG) 2>&1; rc=$$?; cat $(SOAK_LOG).report 2>/dev/null \
+		|| tail -n 30 $(SOAK_LOG); echo "full log: $(SOAK_LOG)"; exit $$rc
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check airflow_provider_cloudelements tests dags_examples scripts benchmarks

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 import tempfile
 from typing import Any
 
-from airflow_provider_cloudelements.emulator import timefmt
+from airflow_provider_cloudelements.emulator import generator, timefmt
 from airflow_provider_cloudelements.emulator.bulk import BulkService
 from airflow_provider_cloudelements.emulator.config import EmulatorConfig
 from airflow_provider_cloudelements.emulator.errors import CEError
@@ -126,6 +127,92 @@ class EmulatorState:
             if resources:
                 out[inst["id"]] = self.hub.simulate(inst, resources, creates, updates, deletes)
         return out
+
+    # ------------------------------------------------------------ single-record activity (model-based test)
+    def create_record(self, instance_id: int, resource: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Create one record (generated business fields, ``fields`` merged over them).
+
+        :returns: :meth:`_change_result` of the new record.
+        """
+        inst = self.instances.get(instance_id)
+        element, tbl = self.hub.table(inst, resource)
+        rng = random.Random(f"{self.config.seed}:create:{instance_id}:{resource}:{self.record_repo.max_seq(tbl)}")
+        n = max(self.record_repo.max_seq(tbl), 1)
+        body = generator.builder_for(element, resource)(
+            rng, generator.pools(self.config.seed), n + 1, timefmt.now_ms(), n
+        )
+        body.update(fields or {})
+        record = self.hub.create(inst, resource, body)
+        return self._change_result(inst, resource, record[element.id_field(resource)])
+
+    def edit_record(self, instance_id: int, resource: str, record_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``fields`` into a live record (a new version: updated time and version bumped).
+
+        :raises CEError: 404 for an unknown or hard-deleted record.
+        """
+        inst = self.instances.get(instance_id)
+        self._seq(inst, resource, record_id)
+        self.hub.update(inst, resource, str(record_id), dict(fields), full=False)
+        return self._change_result(inst, resource, record_id)
+
+    def delete_record(self, instance_id: int, resource: str, record_id: str, hard: bool = False) -> dict[str, Any]:
+        """Delete one record: by the element's soft/hard policy, or always hard with ``hard=True``
+        (a DELETED event either way). :raises CEError: 404 for an unknown or hard-deleted record."""
+        inst = self.instances.get(instance_id)
+        self._seq(inst, resource, record_id)
+        if not hard:
+            self.hub.delete(inst, resource, str(record_id))
+            return self._change_result(inst, resource, record_id)
+        element, tbl = self.hub.table(inst, resource)
+        with self.record_repo.store.write_lock:
+            row = self.hub._row(element, tbl, resource, str(record_id))
+            now = timefmt.now_ms()
+            self.record_repo.replace(tbl, row.seq, timefmt.truncate(now, element.date_kind), row.data, now, True)
+            self.hub.on_change(inst, resource, row.obj()[element.id_field(resource)], "DELETED", row.obj(), now)
+        return self._change_result(inst, resource, record_id)
+
+    def restore_record(self, instance_id: int, resource: str, record_id: str) -> dict[str, Any]:
+        """Bring a soft- or hard-deleted record back as a new live version (UPDATED event).
+
+        :raises CEError: 404 for an unknown record, 409 when it is not deleted.
+        """
+        inst = self.instances.get(instance_id)
+        element, tbl = self.hub.table(inst, resource)
+        seq = self._seq(inst, resource, record_id)
+        with self.record_repo.store.write_lock:
+            row = self.record_repo.get(tbl, seq)
+            if row is None or str(row.obj().get(element.id_field(resource))) != str(record_id):
+                raise CEError(404, f"No {resource} found with id {record_id}")
+            current = row.obj()
+            marks = {"qbo": ("active", False, True), "qbe": ("IsActive", False, True), "fb": ("vis_state", 1, 0)}
+            name, off, on = marks[element.style]
+            if not row.deleted and current.get(name) != off:
+                raise CEError(409, f"{resource} {record_id} is not deleted")
+            base = generator.strip_system(element, resource, current)
+            if name in base:
+                base[name] = on
+            self.hub._write(inst, element, tbl, resource, row, current, base, "UPDATED")
+        return self._change_result(inst, resource, record_id)
+
+    def _seq(self, inst: dict[str, Any], resource: str, record_id: Any) -> int:
+        """Creation number of ``record_id``. :raises CEError: 404 when it is no id of this element."""
+        element, _ = self.hub.table(inst, resource)
+        try:
+            seq = generator.seq_of(element, str(record_id))
+        except ValueError:  # e.g. "²" passes str.isdigit() but not int()
+            seq = None
+        if seq is None:
+            raise CEError(404, f"No {resource} found with id {record_id}")
+        return seq
+
+    def _change_result(self, inst: dict[str, Any], resource: str, record_id: Any) -> dict[str, Any]:
+        """``{"id", "record" (as served now), "changed_ms" (exact server time of the change), "deleted"
+        (hard-deleted)}`` of one record, read right after a change."""
+        _, tbl = self.hub.table(inst, resource)
+        row = self.record_repo.get(tbl, self._seq(inst, resource, record_id))
+        if row is None:
+            raise CEError(404, f"No {resource} found with id {record_id}")
+        return {"id": record_id, "record": row.obj(), "changed_ms": row.changed, "deleted": row.deleted}
 
     def set_faults(self, **fields: Any) -> dict[str, Any]:
         """Change fault fields (partial). :raises ValueError: for unknown fields."""

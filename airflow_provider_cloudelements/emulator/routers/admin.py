@@ -49,6 +49,35 @@ def records(instance_id: int, resource: str, request: Request, include_deleted: 
     return state_of(request).records(instance_id, resource, include_deleted)
 
 
+@router.post("/instances/{instance_id:int}/records/{resource}")
+def create_record(instance_id: int, resource: str, request: Request, body: JsonBody) -> dict[str, Any]:
+    """Create one record; body ``{"fields"?: {...}}`` → ``{"id", "record", "changed_ms", "deleted"}``."""
+    fields = body.get("fields") if isinstance(body, dict) else None
+    return state_of(request).create_record(instance_id, resource, fields if isinstance(fields, dict) else None)
+
+
+@router.patch("/instances/{instance_id:int}/records/{resource}/{record_id}")
+def edit_record(instance_id: int, resource: str, record_id: str, request: Request, body: JsonBody) -> dict[str, Any]:
+    """Merge ``{"fields": {...}}`` into a live record → ``{"id", "record", "changed_ms", "deleted"}``."""
+    if not isinstance(body, dict) or not isinstance(body.get("fields"), dict):
+        raise CEError(400, 'Body must be {"fields": {...}}')
+    return state_of(request).edit_record(instance_id, resource, record_id, body["fields"])
+
+
+@router.delete("/instances/{instance_id:int}/records/{resource}/{record_id}")
+def delete_record(
+    instance_id: int, resource: str, record_id: str, request: Request, hard: bool = False
+) -> dict[str, Any]:
+    """Delete by the element's policy, or always hard with ``?hard=true`` → the change result."""
+    return state_of(request).delete_record(instance_id, resource, record_id, hard)
+
+
+@router.post("/instances/{instance_id:int}/records/{resource}/{record_id}/restore")
+def restore_record(instance_id: int, resource: str, record_id: str, request: Request) -> dict[str, Any]:
+    """Restore a soft- or hard-deleted record as a new live version → the change result."""
+    return state_of(request).restore_record(instance_id, resource, record_id)
+
+
 @router.post("/activity")
 def activity(request: Request, body: JsonBody) -> dict[str, Any]:
     """``{"instance_id", "resources"?, "creates"?, "updates"?, "deletes"?}``

@@ -1,0 +1,221 @@
+"""Shrunk counterexamples of the model-based test (``test_model.py``) as plain regression tests.
+
+Each test replays one short schedule against the real emulator and the provider's operators in
+``dag.test()`` runs (the model's harness, same invariants), and asserts that the warehouse agrees
+with the emulator's ground truth: no violation of invariants (a)-(e). They are marked
+``xfail(strict=True)`` with the issue-11 defect they show until its fix is merged; then the mark is
+removed and they must pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.model.harness import LIVE, Harness, _iso, now_ms
+
+
+@pytest.fixture
+def h(model_emulator: Any, model_dags: dict[str, Any], tmp_path: Path) -> Iterator[Harness]:
+    harness = Harness(model_emulator, tmp_path, model_dags)
+    yield harness
+    harness.close()
+
+
+def assert_clean(h: Harness) -> None:
+    assert not h.violations, "\n".join(map(str, h.violations))
+
+
+def sync(h: Harness, name: str, k: int | None = None, **kwargs: Any) -> Any:
+    """Extract interval ``k`` (default: the latest) of stream ``name`` and load it; returns the extract."""
+    s = h.streams[name]
+    ex = h.extract(s, h.interval_now() if k is None else k, **kwargs)
+    assert ex is not None, h.violations
+    assert h.load(ex), h.violations
+    return ex
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="issue 11 defect 3: failed bulk records are treated as deletions"
+)
+def test_full_refresh_with_failed_records_within_limit_deletes_nothing(h: Harness) -> None:
+    sync(h, "quickbooks/customers", full_refresh=True)
+    sync(h, "quickbooks/customers", full_refresh=True, failed=1)
+    assert_clean(h)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 2: a full refresh deletes records edited after its interval end",
+)
+def test_full_refresh_keeps_a_record_edited_after_the_interval_end(h: Harness) -> None:
+    s = h.streams["quickbooksonprem/customers"]
+    sync(h, s.name, full_refresh=True)
+    k = h.interval_now()
+    h.update(s, s.ids(LIVE)[0], "edited after the interval end")  # u > end of interval k
+    sync(h, s.name, k, full_refresh=True)
+    assert_clean(h)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 2: a backfilled full refresh omits records edited after its interval end",
+)
+def test_backfilled_full_refresh_holds_every_live_record(h: Harness) -> None:
+    s = h.streams["freshbooksv2/invoices"]
+    k = h.interval_now()
+    created = h.create(s)  # created after interval k ended
+    sync(h, s.name, k, full_refresh=True)  # backfill of interval k, extracted now
+    assert_clean(h)
+    assert created in h.table_rows(s)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 4: an old tombstone beats a newer live version (delete, restore)",
+)
+def test_soft_delete_then_restore_in_one_window_stays_live(h: Harness) -> None:
+    s = h.streams["quickbooks/customers"]
+    sync(h, s.name, full_refresh=True)
+    rid = s.ids(LIVE)[0]
+    start = now_ms()
+    h.delete(s, rid, hard=False)
+    h.restore(s, rid)
+    sync(h, s.name, full_refresh=False, window=(_iso(start - 1000), _iso(now_ms() + 1000)))
+    assert_clean(h)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 15: a late load of an older extract resurrects a deleted record",
+)
+def test_late_load_of_an_older_extract_does_not_resurrect_a_hard_delete(h: Harness) -> None:
+    s = h.streams["quickbooks/invoices"]
+    k = h.interval_now()
+    old = sync(h, s.name, k, full_refresh=True)
+    h.delete(s, s.ids(LIVE)[0], hard=True)
+    sync(h, s.name, k + 1, full_refresh=True)  # the next interval's full refresh: marks it deleted
+    assert h.load(old)  # the older extract loaded again, late
+    assert_clean(h)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 15: a tombstone for an id the warehouse lacks is forgotten",
+)
+def test_tombstone_loaded_before_the_older_extract_still_wins(h: Harness) -> None:
+    s = h.streams["quickbooks/invoices"]
+    old = h.extract(s, h.interval_now(), full_refresh=True)  # extracted, not loaded yet
+    assert old is not None
+    start = now_ms()
+    h.delete(s, s.ids(LIVE)[0], hard=True)
+    deletes = h.extract(s, h.interval_now(), full_refresh=False, window=(_iso(start - 1000), _iso(now_ms() + 1000)))
+    assert deletes is not None and deletes.tombstones
+    assert h.load(deletes)
+    assert h.load(old)
+    assert_clean(h)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="issue 11 defect 1: a re-attached job is landed with a recomputed window"
+)
+def test_retry_after_a_worker_died_keeps_the_submitted_window(h: Harness) -> None:
+    s = h.streams["quickbooks/customers"]
+    first = h.interval_now()
+    sync(h, s.name)  # first run: "auto" is a full refresh
+    h.create(s)
+    k = first + 1  # the next scheduled run: incremental from the first run's end
+    assert h.extract(s, k, die="after_submit") is None and k in s.dead  # incremental job submitted
+    assert h.mark_failed(s, first)  # a user marks the earlier run failed while this one is down
+    ex = h.retry_dead(s, k)
+    assert ex is not None and h.load(ex)
+    assert_clean(h)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 12: a rerun of an interval replaces the files an earlier manifest names",
+)
+def test_an_earlier_manifest_still_describes_its_files_after_a_rerun(h: Harness) -> None:
+    s = h.streams["quickbooks/customers"]
+    rid = s.ids(LIVE)[0]
+    window = (_iso(now_ms() - 1000), _iso(now_ms() + 30_000))  # one window, extracted twice
+    h.update(s, rid, "first edit")
+    first = h.extract(s, h.interval_now(), full_refresh=False, window=window)
+    h.update(s, rid, "second edit")  # same record count, other content
+    second = h.extract(s, h.interval_now(), full_refresh=False, window=window)  # rerun of that window
+    assert first is not None and second is not None
+    h.load(first)  # loads first's records, or refuses with a typed error: never second's silently
+    assert_clean(h)
+
+
+def _same_second_versions(h: Harness, name: str) -> tuple[Any, Any, Any]:
+    """Two extracts of one record whose versions share the updated second: (record id, older, newer).
+
+    The second version is written after the first extract's bulk job finished and before its download
+    (so the first file holds the older version); retried while a second boundary splits them.
+    """
+    s = h.streams[name]
+    for _ in range(5):
+        rid = s.ids(LIVE)[0]
+        window = (_iso(now_ms() - 2000), _iso(now_ms() + 30_000))
+        h.update(s, rid, "older edit")
+        older = h.extract(
+            s,
+            h.interval_now(),
+            full_refresh=False,
+            window=window,
+            during=lambda rid=rid: h.update(s, rid, "newer edit"),
+        )
+        newer = h.extract(s, h.interval_now(), full_refresh=False, window=(window[0], _iso(now_ms() + 31_000)))
+        assert older is not None and newer is not None
+        versions = s.history[rid][-2:]
+        if versions[0].t_ms // 1000 == versions[1].t_ms // 1000:
+            return rid, older, newer
+    pytest.fail("could not write two versions within one second")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 6: in a same-second tie the version loaded last wins, even if older",
+)
+@pytest.mark.parametrize("name", ["quickbooksonprem/customers", "freshbooksv2/customers"])
+def test_same_second_older_version_loaded_last_does_not_win(h: Harness, name: str) -> None:
+    _, older, newer = _same_second_versions(h, name)
+    assert h.load(newer)
+    assert h.load(older)
+    assert_clean(h)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="issue 11 defect 5: two windows inside one second share a partition folder",
+)
+def test_two_windows_inside_one_second_land_apart(h: Harness) -> None:
+    s = h.streams["quickbooks/customers"]
+    for _ in range(5):
+        x, y = s.ids(LIVE)[:2]
+        h.update(s, x, "x edited")
+        h.update(s, y, "y edited")
+        ux, uy = s.history[x][-1].t_ms, s.history[y][-1].t_ms
+        if ux // 1000 == (uy + 1) // 1000 and ux > ux // 1000 * 1000:
+            break
+    else:
+        pytest.fail("could not edit two records within one second")
+    first = h.extract(s, h.interval_now(), full_refresh=False, window=(_iso(ux // 1000 * 1000), _iso(ux + 1)))
+    second = h.extract(s, h.interval_now(), full_refresh=False, window=(_iso(ux + 1), _iso(uy + 1)))
+    assert first is not None and second is not None and first.lines != second.lines
+    h.load(first)  # x's version, or a typed refusal: never y's under first's manifest
+    h.load(second)
+    assert_clean(h)
