@@ -302,11 +302,6 @@ def _run(examples: int, steps: int, shrink: bool) -> None:
     run_state_machine_as_test(SyncModel, settings=model_settings(examples, steps, shrink))
 
 
-@pytest.mark.xfail(
-    reason="finds the open issue-11 defects (#1-#4, #15, see test_regressions.py) on today's code; "
-    "flip to a plain test once the fixes are merged",
-    strict=False,
-)
 def test_sync_model(model_emulator: Any, model_dags: dict[str, Any]) -> None:
     """CI run: ``CE_MODEL_EXAMPLES`` examples of ``CE_MODEL_STEPS`` steps; fails on the first violation."""
     World.emulator, World.dags, World.strict = model_emulator, model_dags, True

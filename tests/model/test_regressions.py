@@ -2,9 +2,8 @@
 
 Each test replays one short schedule against the real emulator and the provider's operators in
 ``dag.test()`` runs (the model's harness, same invariants), and asserts that the warehouse agrees
-with the emulator's ground truth: no violation of invariants (a)-(e). They are marked
-``xfail(strict=True)`` with the issue-11 defect they show until its fix is merged; then the mark is
-removed and they must pass.
+with the emulator's ground truth: no violation of invariants (a)-(e). Each names the issue-11 defect
+it showed on the code before the fixes (where it failed); now they must pass.
 """
 
 from __future__ import annotations
@@ -38,20 +37,14 @@ def sync(h: Harness, name: str, k: int | None = None, **kwargs: Any) -> Any:
     return ex
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 11 defect 3: failed bulk records are treated as deletions"
-)
+# issue 11 defect 3: failed bulk records were treated as deletions
 def test_full_refresh_with_failed_records_within_limit_deletes_nothing(h: Harness) -> None:
     sync(h, "quickbooks/customers", full_refresh=True)
     sync(h, "quickbooks/customers", full_refresh=True, failed=1)
     assert_clean(h)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 11 defect 2: a full refresh deletes records edited after its interval end",
-)
+# issue 11 defect 2: a full refresh deleted records edited after its interval end
 def test_full_refresh_keeps_a_record_edited_after_the_interval_end(h: Harness) -> None:
     s = h.streams["quickbooksonprem/customers"]
     sync(h, s.name, full_refresh=True)
@@ -61,11 +54,7 @@ def test_full_refresh_keeps_a_record_edited_after_the_interval_end(h: Harness) -
     assert_clean(h)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 11 defect 2: a backfilled full refresh omits records edited after its interval end",
-)
+# issue 11 defect 2: a backfilled full refresh was bounded by its interval end
 def test_backfilled_full_refresh_holds_every_live_record(h: Harness) -> None:
     s = h.streams["freshbooksv2/invoices"]
     k = h.interval_now()
@@ -75,11 +64,7 @@ def test_backfilled_full_refresh_holds_every_live_record(h: Harness) -> None:
     assert created in h.table_rows(s)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 11 defect 4: an old tombstone beats a newer live version (delete, restore)",
-)
+# issue 11 defect 4: an old tombstone beat a newer live version
 def test_soft_delete_then_restore_in_one_window_stays_live(h: Harness) -> None:
     s = h.streams["quickbooks/customers"]
     sync(h, s.name, full_refresh=True)
@@ -91,11 +76,7 @@ def test_soft_delete_then_restore_in_one_window_stays_live(h: Harness) -> None:
     assert_clean(h)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 11 defect 15: a late load of an older extract resurrects a deleted record",
-)
+# issue 11 defect 15: a late older extract resurrected a hard delete
 def test_late_load_of_an_older_extract_does_not_resurrect_a_hard_delete(h: Harness) -> None:
     s = h.streams["quickbooks/invoices"]
     k = h.interval_now()
@@ -106,11 +87,7 @@ def test_late_load_of_an_older_extract_does_not_resurrect_a_hard_delete(h: Harne
     assert_clean(h)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 11 defect 15: a tombstone for an id the warehouse lacks is forgotten",
-)
+# issue 11 defect 15: a tombstone for an id not yet held was forgotten
 def test_tombstone_loaded_before_the_older_extract_still_wins(h: Harness) -> None:
     s = h.streams["quickbooks/invoices"]
     old = h.extract(s, h.interval_now(), full_refresh=True)  # extracted, not loaded yet
@@ -124,9 +101,7 @@ def test_tombstone_loaded_before_the_older_extract_still_wins(h: Harness) -> Non
     assert_clean(h)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 11 defect 1: a re-attached job is landed with a recomputed window"
-)
+# issue 11 defect 1: a resumed or retried extract recomputed its window
 def test_retry_after_a_worker_died_keeps_the_submitted_window(h: Harness) -> None:
     s = h.streams["quickbooks/customers"]
     first = h.interval_now()
@@ -140,11 +115,7 @@ def test_retry_after_a_worker_died_keeps_the_submitted_window(h: Harness) -> Non
     assert_clean(h)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 11 defect 12: a rerun of an interval replaces the files an earlier manifest names",
-)
+# issue 11 defect 12: a rerun left a manifest describing another run's file
 def test_an_earlier_manifest_still_describes_its_files_after_a_rerun(h: Harness) -> None:
     s = h.streams["quickbooks/customers"]
     rid = s.ids(LIVE)[0]
@@ -184,11 +155,7 @@ def _same_second_versions(h: Harness, name: str) -> tuple[Any, Any, Any]:
     pytest.fail("could not write two versions within one second")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 11 defect 6: in a same-second tie the version loaded last wins, even if older",
-)
+# issue 11 defect 6: same-second older content loaded last won
 @pytest.mark.parametrize("name", ["quickbooksonprem/customers", "freshbooksv2/customers"])
 def test_same_second_older_version_loaded_last_does_not_win(h: Harness, name: str) -> None:
     _, older, newer = _same_second_versions(h, name)
@@ -197,11 +164,7 @@ def test_same_second_older_version_loaded_last_does_not_win(h: Harness, name: st
     assert_clean(h)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 11 defect 5: two windows inside one second share a partition folder",
-)
+# issue 11 defect 5: partition labels had one-second resolution
 def test_two_windows_inside_one_second_land_apart(h: Harness) -> None:
     s = h.streams["quickbooks/customers"]
     for _ in range(5):
