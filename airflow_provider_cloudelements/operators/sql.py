@@ -101,49 +101,32 @@ def _iter_lines(uri: str) -> Iterator[tuple[int, bytes]]:
         yield from enumerate(fh, start=1)
 
 
-#: Manifest keys that must agree for a partition's current manifest to stand in for a superseded one.
-_SAME_PARTITION_KEYS = ("element_key", "instance_id", "resource", "window", "format")
-
-
-def resolve_superseded(raw: Any) -> Any:
-    """Return the manifest to load for one XCom manifest ``raw``.
+def check_not_superseded(raw: Any) -> None:
+    """Fail clearly when the data file an XCom manifest names was removed by a later run of its interval.
 
     Reruns of an interval write run-unique files and, once their own ``_manifest.json`` is in place,
-    remove the files of the run they replaced (docs/reliability.md "Extract"). An XCom manifest whose
-    data file is gone for that reason is answered by the partition's current manifest
-    (``raw["manifest_path"]``) when it describes the same element, instance, resource, window and
-    format and its ``snapshot_at`` is not earlier: a later snapshot of the same window is at least as
-    new, so loading it loses nothing. Anything else returns ``raw`` unchanged (and its load then fails
-    with :class:`CloudElementsDataError` naming the missing file).
+    remove the files of the run they replaced (docs/reliability.md "Extract"), so that a partition's
+    manifest always describes exactly the files beside it. Loading the replacement instead would not be
+    lossless for an incremental window (a record edited since has left it), so the load is refused,
+    naming the partition's current manifest to load instead.
 
-    :param raw: one manifest as given to the operator (a mapping; anything else is returned as is).
-    :returns: ``raw``, or the current manifest (a dict) of its partition.
+    :param raw: one manifest as given to the operator (anything but a mapping is ignored).
+    :raises CloudElementsDataError: the data file is gone and the partition holds another run's manifest.
     """
     if not isinstance(raw, Mapping) or not raw.get("path") or not raw.get("manifest_path"):
-        return raw
+        return
     try:
         if ObjectStoragePath(str(raw["path"])).exists():
-            return raw
+            return
         current = json.loads(ObjectStoragePath(str(raw["manifest_path"])).read_bytes())
-    except (OSError, ValueError):  # unreadable or absent current manifest: the original error stands
-        return raw
-    if not isinstance(current, Mapping) or any(current.get(k) != raw.get(k) for k in _SAME_PARTITION_KEYS):
-        return raw
-    try:
-        newer = sqlsync.normalize_timestamp(current.get("snapshot_at")) or ""
-        older = sqlsync.normalize_timestamp(raw.get("snapshot_at")) or ""
-    except CloudElementsConfigError:
-        return raw
-    if not newer or newer < older or not ObjectStoragePath(str(current.get("path"))).exists():
-        return raw
-    log.info(
-        "%s was replaced by a later run of its interval (snapshot_at %s >= %s); loading %s instead",
-        raw["path"],
-        newer,
-        older or "unknown",
-        current["path"],
-    )
-    return dict(current)
+    except (OSError, ValueError):  # no readable current manifest: the plain missing-file error follows
+        return
+    if isinstance(current, Mapping) and current.get("path") and current.get("path") != raw.get("path"):
+        raise CloudElementsDataError(
+            f"Landed file {raw['path']} was replaced by a later run of the same interval "
+            f"(snapshot_at {current.get('snapshot_at')}); load the partition's current manifest "
+            f"{raw['manifest_path']} instead"
+        )
 
 
 def _batched(rows: Iterable[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
@@ -525,7 +508,9 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
         raw, single = sqlsync.coerce_manifests(self.manifest)
-        manifests = [sqlsync.validate_manifest(resolve_superseded(item)) for item in raw]
+        for item in raw:
+            check_not_superseded(item)
+        manifests = [sqlsync.validate_manifest(item) for item in raw]
         for m in manifests:  # fail on a bad prefix before touching the database
             sqlsync.table_name(self.table_prefix, m.element_key, m.resource)
         if not manifests:

@@ -396,11 +396,14 @@ def test_kill_9_mid_download_leaves_a_temporary_the_next_run_removes_once_stale(
     _assert_consistent(folder, remu.state.records(iid, "invoices"))
 
 
-def test_loading_a_superseded_manifest_loads_the_newer_run_of_its_interval(
+def test_loading_a_superseded_manifest_is_refused_naming_the_current_one(
     remu: Any, rconn: Any, new_instance: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Run 1 extracts an interval, run 2 re-extracts it after activity (and removes run 1's file);
-    run 1's late load of its XCom manifest then loads run 2's snapshot: exact ground truth, no error."""
+    """Run 1 extracts an interval, run 2 re-extracts it after activity (removing run 1's file); run 1's
+    late load of its XCom manifest fails with a typed error naming the current manifest and changes
+    nothing; loading that current manifest gives exactly the emulator's records."""
+    from airflow_provider_cloudelements.exceptions import CloudElementsDataError
+
     inst = new_instance("quickbooks")
     iid = int(inst["id"])
     conn_id = rconn()
@@ -412,7 +415,13 @@ def test_loading_a_superseded_manifest_loads_the_newer_run_of_its_interval(
     second = run_operator(_extract(conn_id, iid, tmp_path / "landing"), make_context())
     assert first["manifest_path"] == second["manifest_path"] and not _path(first).exists()
 
-    summary = CloudElementsSqlUpsertOperator(task_id="load", manifest=first, conn_id="rel_warehouse").execute(
+    with pytest.raises(CloudElementsDataError, match="replaced by a later run") as err:
+        CloudElementsSqlUpsertOperator(task_id="load", manifest=first, conn_id="rel_warehouse").execute(make_context())
+    assert first["manifest_path"] in str(err.value)
+    assert not db.exists() or _dump(db) == []
+
+    current = json.loads(Path(first["manifest_path"].removeprefix("file://")).read_text())
+    summary = CloudElementsSqlUpsertOperator(task_id="load", manifest=current, conn_id="rel_warehouse").execute(
         make_context()
     )
     truth = {str(r["id"]): r for r in remu.state.records(iid, "invoices")}
@@ -422,10 +431,3 @@ def test_loading_a_superseded_manifest_loads_the_newer_run_of_its_interval(
             for rid, data in conn.execute("select record_id, data from ce_quickbooks_invoices where is_deleted = 0")
         }
     assert live == truth and summary["rows_live"] == len(truth)
-
-    # a manifest of another partition is never taken for it: the missing file stays an error
-    from airflow_provider_cloudelements.exceptions import CloudElementsDataError
-
-    stray = {**first, "window": {**first["window"], "end": "2001-01-01T00:00:00+00:00"}}
-    with pytest.raises(CloudElementsDataError, match="does not exist"):
-        CloudElementsSqlUpsertOperator(task_id="load", manifest=stray, conn_id="rel_warehouse").execute(make_context())
