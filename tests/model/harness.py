@@ -426,11 +426,15 @@ class Harness:
             if hits:
                 offer(rid, hits[-1], "tombstone")
         if ex.complete and intact:
+            # A complete snapshot proves the state as of its manifest's snapshot_at (the contract's lower
+            # bound of observation, second-resolution for paged extracts), not as of t_pre: a change in
+            # the same second as that bound is proven by the next complete snapshot, not by this one.
+            bound = min(ex.t_pre_ms, _ms(ex.manifest.get("snapshot_at")) or ex.t_pre_ms)
             for rid, history in stream.history.items():
-                covered = [i for i, v in enumerate(history) if v.t_ms <= ex.t_pre_ms]
+                covered = [i for i, v in enumerate(history) if v.t_ms < bound]
                 if covered:
-                    offer(rid, covered[-1], f"complete snapshot (t_pre={_iso(ex.t_pre_ms)})")
-            stream.catchup_ms = max(stream.catchup_ms, ex.t_pre_ms)
+                    offer(rid, covered[-1], f"complete snapshot (bound={_iso(bound)})")
+            stream.catchup_ms = max(stream.catchup_ms, bound)
 
     # ------------------------------------------------------------------ invariants
     def table_rows(self, stream: Stream) -> dict[str, tuple[Any, ...]]:
@@ -496,7 +500,7 @@ class Harness:
                     rid,
                     f"deleted at version {claim}, but {ev.source} delivered newer live version {ev.index}",
                 )
-        if stream.catchup_ms >= stream.last_activity_ms:
+        if stream.catchup_ms > stream.last_activity_ms:
             live = {rid: h[-1].data for rid, h in stream.history.items() if h[-1].state == LIVE}
             have = {rid: r[2] for rid, r in rows.items() if not r[1]}
             if live != have:
