@@ -60,7 +60,7 @@ from airflow_provider_cloudelements.utils.landing import (
     write_ndjson,
 )
 from airflow_provider_cloudelements.utils.records import zone
-from airflow_provider_cloudelements.utils.windows import ExtractWindow, check_naive_timezone, resolve_window
+from airflow_provider_cloudelements.utils.windows import ExtractWindow, resolve_window
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -192,7 +192,13 @@ class CloudElementsReportOperator(BaseOperator):
         self.output_base = output_base
         self.period_start = period_start
         self.period_end = period_end
-        self.report_timezone = check_naive_timezone(report_timezone) or "UTC"
+        if not isinstance(report_timezone, str) or not report_timezone.strip():
+            raise CloudElementsConfigError(f"report_timezone must be an IANA time zone name, got {report_timezone!r}")
+        try:
+            zone(report_timezone.strip())
+        except CloudElementsConfigError:
+            raise CloudElementsConfigError(f"report_timezone {report_timezone!r} is not a known time zone") from None
+        self.report_timezone = report_timezone.strip()
         self.report_params = dict(report_params or {})
 
     @cached_property

@@ -124,6 +124,8 @@ def test_bad_input_fails_before_the_report_call(emu: Any, conn: str, out: Path) 
         CloudElementsReportOperator(task_id="r", report="profit-and-loss", instance_id=fb["id"]).execute(ctx.context)
     with pytest.raises(CloudElementsConfigError, match="has no reports"):
         CloudElementsReportOperator(task_id="r", report="x", element_key="freshbooks")
+    with pytest.raises(CloudElementsConfigError, match="report_timezone 'Mars/Olympus' is not a known time zone"):
+        CloudElementsReportOperator(task_id="r", report="profit-and-loss", report_timezone="Mars/Olympus")
     with pytest.raises(CloudElementsConfigError, match="Invalid report id"):
         CloudElementsReportOperator(task_id="r", report="p&l/x", instance_id=qbo["id"]).execute(ctx.context)
     with pytest.raises(CloudElementsConfigError, match="not before end"):

@@ -198,3 +198,16 @@ def test_missing_unreadable_and_unknown_resource(emu: Any, conn: str, tmp_path: 
     with pytest.raises(CloudElementsConfigError, match="input_format"):
         upload_op(inst["id"], path, input_format="xml")
     assert uploads(emu) == before
+
+
+def test_timeout_cancels_the_job(emu: Any, conn: str, tmp_path: Path) -> None:
+    from airflow_provider_cloudelements.exceptions import CloudElementsTimeoutError
+    from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
+
+    inst = emu.state.create_instance("quickbooks", "upload-timeout")
+    path = write_ndjson(tmp_path / "je.ndjson", [journal("TO-1", 1.0)])
+    ctx = Ctx()
+    with pytest.raises(CloudElementsTimeoutError):  # the emulator keeps a job RUNNING for 0.3 s
+        upload_op(inst["id"], path, timeout=0.05, poll_interval=0.01).execute(ctx.context)
+    job_id = ctx.ti.xcoms["bulk_job_id"]
+    assert CloudElementsHook(conn, instance_id=inst["id"]).get_bulk_status(job_id)["status"] == "CANCELLED"
