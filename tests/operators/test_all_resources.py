@@ -107,6 +107,43 @@ def test_every_resource_bulk_and_paged(
     assert bulk["mode"] == "bulk" and paged["mode"] == "paged"
 
 
+def test_qbo_sync_token_ids_land_with_their_stable_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``id|syncToken`` read ids (QBO tips page, issue 13) every QBO resource still extracts, and the
+    landed records' stable ids are the emulator's."""
+    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+
+    config = EmulatorConfig(seed=17, records_per_resource=2, bulk_min_seconds=0.0, qbo_sync_token_ids=True)
+    with EmulatorServer(config) as emu:
+        conn = set_connection(monkeypatch, emu, retry_budget=3)
+        instance_id = int(emu.state.create_instance("quickbooks", "sync-token-ids")["id"])
+        piped = 0
+        for resource in QBO_ALL_RESOURCES:
+            truth = sorted(record_id(r, "quickbooks") for r in emu.state.records(instance_id, resource))
+            for mode, operator in (
+                ("bulk", CloudElementsBulkExtractOperator),
+                ("paged", CloudElementsPagedExtractOperator),
+            ):
+                extra: dict[str, Any] = {"deferrable": False, "poll_interval": 0.02} if mode == "bulk" else {}
+                manifest = run_operator(
+                    operator(
+                        task_id=mode,
+                        resource=resource,
+                        instance_id=instance_id,
+                        element_key="quickbooks",
+                        full_refresh=True,
+                        cloudelements_conn_id=conn,
+                        output_base=f"file://{tmp_path}/{mode}",
+                        **extra,
+                    ),
+                    Ctx(data_interval_end=END),
+                )
+                text = Path(manifest["path"].removeprefix("file://")).read_text()
+                raw = [json.loads(line)["id"] for line in text.splitlines() if line.strip()]
+                piped += sum("|" in str(i) for i in raw)
+                assert sorted(landed_ids(manifest, "quickbooks")) == truth, (resource, mode)
+        assert piped > 0  # the flag was in effect: ids really came as id|syncToken
+
+
 def test_objects_and_metadata_cover_the_catalog(small_emu: Any, instances: dict[str, int], small_conn: str) -> None:
     """``list_objects()`` names every catalog resource; ``get_object_metadata`` fields match a record."""
     for key, resources in ALL.items():
