@@ -64,7 +64,6 @@ UPLOAD_STATE_KEY = "cloudelements_bulk_upload"
 #: Input formats and the bulk ``metaData.format`` each is sent as.
 UPLOAD_FORMATS = {"ndjson": "json", "csv": "csv"}
 _SUFFIX_FORMATS = {".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "ndjson", ".csv": "csv"}
-_DEAD = frozenset({"FAILED", "ABORTED", "CANCELLED"})
 
 
 def upload_format(path: str, input_format: str | None) -> str:
@@ -397,13 +396,13 @@ class CloudElementsBulkUploadOperator(BaseOperator):
             return None
         job_id = str(saved["job_id"])
         try:
-            status = str(hook.get_bulk_status(job_id).get("status") or "").upper()
+            status = CloudElementsBulkJobStatus.parse(hook.get_bulk_status(job_id).get("status"))
         except (CloudElementsNotFoundError, CloudElementsBulkJobError):
             return None
-        if status in _DEAD:
-            self.log.info("Earlier bulk upload %s ended %s: uploading again", job_id, status)
+        if status.is_terminal() and not status.is_success():
+            self.log.info("Earlier bulk upload %s ended %s: uploading again", job_id, status.value)
             return None
-        self.log.info("Re-attaching to bulk upload %s (%s) from an earlier try", job_id, status)
+        self.log.info("Re-attaching to bulk upload %s (%s) from an earlier try", job_id, status.value)
         return job_id
 
     def _cancel_quietly(self, job_id: str) -> None:

@@ -211,3 +211,19 @@ def test_timeout_cancels_the_job(emu: Any, conn: str, tmp_path: Path) -> None:
         upload_op(inst["id"], path, timeout=0.05, poll_interval=0.01).execute(ctx.context)
     job_id = ctx.ti.xcoms["bulk_job_id"]
     assert CloudElementsHook(conn, instance_id=inst["id"]).get_bulk_status(job_id)["status"] == "CANCELLED"
+
+
+def test_a_retry_after_a_dead_job_uploads_again(emu: Any, conn: str, tmp_path: Path) -> None:
+    from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
+
+    inst = emu.state.create_instance("quickbooks", "upload-dead")
+    path = write_ndjson(tmp_path / "je.ndjson", [journal("DJ-1", 3.0)])
+    ctx = Ctx()
+    with pytest.raises(TaskDeferred):
+        upload_op(inst["id"], path, identifier_field_name="docNumber", deferrable=True).execute(ctx.context)
+    dead = ctx.ti.xcoms["bulk_job_id"]
+    CloudElementsHook(conn, instance_id=inst["id"]).cancel_bulk_job(dead)
+    before = uploads(emu)
+    result = run_operator(upload_op(inst["id"], path, identifier_field_name="docNumber"), ctx)
+    assert result["job_id"] != dead and uploads(emu) == before + 1 and result["records"] == 1
+    assert len(by_doc(emu, inst["id"])["DJ-1"]) == 1
