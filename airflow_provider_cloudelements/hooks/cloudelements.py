@@ -1045,6 +1045,124 @@ class CloudElementsHook(BaseHook):
             raise CloudElementsConfigError("record_id must not be empty")
         return f"{HUB_PREFIX}/{resource}/{quote(str(record_id), safe='')}"
 
+    # ------------------------------------------------------------------------------------ discovery, reports
+    def list_objects(self) -> list[str]:
+        """Object (resource) names the instance's element serves: ``GET /hubs/finance/objects`` (§3.1, §4.1).
+
+        :return: names as Cloud Elements spells them, e.g. ``["bill-payments", "bills", "classes", …]``
+            (a JSON array of strings; entries given as ``{"name": …}`` objects are reduced to the name).
+        :raises CloudElementsApiError: the body is not a JSON array.
+        """
+        path = f"{HUB_PREFIX}/objects"
+        names = []
+        for item in json_array(self._call("GET", path, hub=True), f"GET {path}"):
+            name = item.get("name") if isinstance(item, Mapping) else item
+            if isinstance(name, str) and name:
+                names.append(name)
+        return names
+
+    def get_object_metadata(self, resource: str) -> dict[str, Any]:
+        """Field metadata of one object: ``GET /hubs/finance/objects/{resource}/metadata`` (§3.1).
+
+        Shape: ``{"objectName": "invoices", "primaryKey": "id", "fields": [{"vendorPath": "customerRef.value",
+        "type": "string"|"number"|"boolean"|"date"|"array", "vendorNativeType": …, "vendorReadOnly": bool,
+        "vendorDisplayName": …}, …]}`` (nested fields are dotted ``vendorPath`` s).
+
+        :param resource: a resource of the element's catalog (:data:`~..utils.elements.ElementSpec.all_resources`).
+        :raises CloudElementsConfigError: bad or unsupported resource (before any call).
+        :raises CloudElementsNotFoundError: the element has no such object.
+        :raises CloudElementsApiError: the body is not an object with a ``fields`` list.
+        """
+        check_resource_name(resource, self.resolve_element_key())
+        path = f"{HUB_PREFIX}/objects/{resource}/metadata"
+        meta = json_object(self._call("GET", path, hub=True), f"GET {path}")
+        if not isinstance(meta.get("fields"), list):
+            raise CloudElementsApiError(f"GET {path} returned no 'fields' list")
+        return meta
+
+    def get_report(
+        self,
+        report_id: str,
+        *,
+        start_date: date | str | None = None,
+        end_date: date | str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One QuickBooks Online report: ``GET /hubs/finance/reports/{reportId}?startDate=…&endDate=…`` (§10.5).
+
+        Shape (Intuit's report JSON, camelCased): ``{"header": {"reportName", "startPeriod", "endPeriod",
+        "currency", "reportBasis", "time", …}, "columns": {"column": [{"colTitle", "colType"}, …]},
+        "rows": {"row": [{"type": "Section", "header": {"colData": […]}, "rows": {"row": […]},
+        "summary": {"colData": […]}} | {"type": "Data", "colData": [{"value"}, …]}, …]}}``.
+
+        :param report_id: report id of ``GET /reports/metadata`` (``profit-and-loss``, ``balance-sheet`` …).
+        :param start_date: first day of the period (inclusive), ``date`` or ``yyyy-MM-dd``.
+        :param end_date: last day of the period (inclusive).
+        :param params: further query parameters (``accountingMethod``, ``dateMacro`` …).
+        :raises CloudElementsConfigError: bad report id or dates, start after end (before any call).
+        :raises CloudElementsNotFoundError: unknown report id (or an element without QBO reports).
+        """
+        if not isinstance(report_id, str) or not _RESOURCE_RE.match(report_id):
+            raise CloudElementsConfigError(f"Invalid report id {report_id!r}")
+        query = dict(params or {})
+        start = _report_day(start_date, "start_date")
+        end = _report_day(end_date, "end_date")
+        if start and end and start > end:
+            raise CloudElementsConfigError(f"start_date {start} is after end_date {end}")
+        query.update({k: v for k, v in (("startDate", start), ("endDate", end)) if v})
+        path = f"{HUB_PREFIX}/reports/{report_id}"
+        return json_object(self._call("GET", path, hub=True, params=query), f"GET {path}")
+
+    def list_report_metadata(self) -> list[dict[str, Any]]:
+        """QuickBooks Online report catalog: ``GET /hubs/finance/reports/metadata`` (§10.5) →
+        ``[{"id": "profit-and-loss", "name", "reportName", "dateFilters": [...]}, …]``."""
+        path = f"{HUB_PREFIX}/reports/metadata"
+        return json_array(self._call("GET", path, hub=True), f"GET {path}")
+
+    def query_reports(
+        self,
+        report_name: str,
+        *,
+        period_start: date | str | None = None,
+        period_end: date | str | None = None,
+        fiscal_year: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """QuickBooks Enterprise reports: ``GET /hubs/finance/reports?where=ReportName='…' and
+        ReportPeriodStart='yyyy-MM-dd' and ReportPeriodEnd='yyyy-MM-dd'`` (§10.5; or ``FiscalYear=n``).
+
+        Shape: a list holding one QBXML-style report ``{"ReportName", "ReportTitle", "ReportSubtitle",
+        "ReportBasis", "NumRows", "NumColumns", "ColDesc": [{"colID", "ColTitle": {"value"}, "ColType"}],
+        "ReportData": {"DataRow": [{"rowNumber", "RowData": {"rowType", "value"}, "ColData": [{"colID",
+        "value"}]}], "TotalRow": {…}}}``.
+
+        :param report_name: a ``ReportName`` of ``GET /report-types`` (``Profit and Loss Standard`` …).
+        :param period_start: first day (inclusive); ``period_end``: last day (inclusive).
+        :param fiscal_year: instead of the period.
+        :param extra: more CEQL equalities (``ReportBasis``, ``SummarizeColumnsBy``).
+        :raises CloudElementsConfigError: empty name, bad dates, start after end (before any call).
+        """
+        if not isinstance(report_name, str) or not report_name.strip():
+            raise CloudElementsConfigError(f"report_name must be a non-empty string, got {report_name!r}")
+        start = _report_day(period_start, "period_start")
+        end = _report_day(period_end, "period_end")
+        if start and end and start > end:
+            raise CloudElementsConfigError(f"period_start {start} is after period_end {end}")
+        conditions: dict[str, Any] = {"ReportName": report_name.strip()}
+        conditions.update({k: v for k, v in (("ReportPeriodStart", start), ("ReportPeriodEnd", end)) if v})
+        if fiscal_year is not None:
+            conditions["FiscalYear"] = _positive_int(fiscal_year, "fiscal_year")
+        conditions.update(extra or {})
+        path = f"{HUB_PREFIX}/reports"
+        where = ceql.build_where(conditions)
+        return json_array(self._call("GET", path, hub=True, params={"where": where}), f"GET {path}")
+
+    def list_report_types(self) -> list[dict[str, Any]]:
+        """QuickBooks Enterprise report catalog: ``GET /hubs/finance/report-types`` (§10.5) →
+        ``[{"ReportName": "Balance Sheet Standard", "ReportTitle": "Balance Sheet"}, …]``."""
+        path = f"{HUB_PREFIX}/report-types"
+        return json_array(self._call("GET", path, hub=True), f"GET {path}")
+
     # ------------------------------------------------------------------------------------ bulk
     def start_bulk_query(
         self,
@@ -1336,17 +1454,25 @@ class CloudElementsHook(BaseHook):
         self._call("PUT", f"{HUB_PREFIX}/bulk/{_job(job_id)}/cancel", hub=True)
         self.log.info("Cancelled bulk job %s", job_id)
 
-    def upload_bulk(self, resource: str, fileobj: IO[bytes], *, fmt: str = "json") -> str:
+    def upload_bulk(
+        self, resource: str, fileobj: IO[bytes], *, fmt: str = "json", identifier_field_name: str | None = None
+    ) -> str:
         """Bulk upload: ``POST /hubs/finance/bulk/{resource}`` multipart ``file`` + ``metaData``
-        ``{"format": fmt}`` (§4.1). The file is read once into memory (``requests`` builds multipart
-        bodies in memory anyway) so that a retry after a 429 resends the same bytes.
+        ``{"format": fmt[, "identifierFieldName": …]}`` (§4.1). The file is read once into memory
+        (``requests`` builds multipart bodies in memory anyway) so that a retry after a 429 resends the
+        same bytes.
 
         :param fileobj: binary file with NDJSON / a JSON array (``fmt="json"``) or CSV with a header row.
+        :param identifier_field_name: upsert key: a record whose value of this field matches an existing
+            record updates it instead of creating a new one.
         :return: the job id.
         """
         if fmt not in _FORMATS:
             raise CloudElementsConfigError(f"fmt must be one of {sorted(_FORMATS)}, got {fmt!r}")
         check_resource_name(resource, self.element_key)
+        metadata = {"format": fmt}
+        if identifier_field_name:
+            metadata["identifierFieldName"] = identifier_field_name
         content = fileobj.read()
         if isinstance(content, str):
             content = content.encode("utf-8")
@@ -1357,7 +1483,7 @@ class CloudElementsHook(BaseHook):
                 path,
                 hub=True,
                 files={"file": (f"{resource}.{fmt}", content, _FORMATS[fmt])},
-                data={"metaData": json.dumps({"format": fmt})},
+                data={"metaData": json.dumps(metadata)},
                 consume=self._json,
             ),
             method="POST",
@@ -1437,6 +1563,23 @@ def _positive_int(value: Any, what: str) -> int:
     if isinstance(value, bool) or number <= 0 or (isinstance(value, float) and number != value):
         raise CloudElementsConfigError(f"{what} must be a positive integer, got {value!r}")
     return number
+
+
+def _report_day(value: date | str | None, what: str) -> str | None:
+    """A report period day as ``yyyy-MM-dd`` (``None`` stays ``None``).
+
+    :raises CloudElementsConfigError: not a date or an ISO ``yyyy-MM-dd`` string.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    try:
+        return date.fromisoformat(str(value).strip()[:10]).isoformat()
+    except ValueError:
+        raise CloudElementsConfigError(f"{what} must be a date or yyyy-MM-dd, got {value!r}") from None
 
 
 def _job(job_id: str) -> str:

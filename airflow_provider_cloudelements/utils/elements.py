@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from airflow_provider_cloudelements.catalog import FRESHBOOKS_RESOURCES, QBE_RESOURCES, QBO_RESOURCES
+from airflow_provider_cloudelements.catalog import (
+    FRESHBOOKS_CLASSIC_ALL_RESOURCES,
+    FRESHBOOKS_RESOURCES,
+    FRESHBOOKS_V2_ALL_RESOURCES,
+    QBE_ALL_RESOURCES,
+    QBE_RESOURCES,
+    QBO_ALL_RESOURCES,
+    QBO_RESOURCES,
+)
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
 
 
@@ -18,7 +26,10 @@ class ElementSpec:
 
     :param key: element key used in ``POST /instances`` (``element.key``).
     :param name: display name.
-    :param resources: Finance-hub resources the provider supports for this element.
+    :param resources: the element's polling resources (reference §5.2): the provider's defaults when a
+        DAG syncs "everything" (the example DAGs, the demo). Every one is also in ``all_resources``.
+    :param all_resources: every record resource of the reference §3.2 matrix for the element: what
+        :func:`check_resource` accepts (extracts, uploads, record calls). Defaults to ``resources``.
     :param updated_field: record field holding the last-modified time (CEQL name; dotted names are
         backtick-quoted by the CEQL builder).
     :param ceql_date_format: how dates are written in CEQL literals for ``updated_field``:
@@ -53,6 +64,14 @@ class ElementSpec:
     version_field: str | None = None
     id_fields: tuple[str, ...] = ("id",)
     extra: dict[str, str] = field(default_factory=dict)
+    all_resources: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        missing = [r for r in self.resources if r not in self.all_resources]
+        if self.all_resources and missing:
+            raise ValueError(f"{self.key}: polling resources missing from all_resources: {missing}")
+        if not self.all_resources:
+            object.__setattr__(self, "all_resources", self.resources)
 
 
 ELEMENTS: dict[str, ElementSpec] = {
@@ -60,6 +79,7 @@ ELEMENTS: dict[str, ElementSpec] = {
         key="quickbooks",
         name="QuickBooks Online",
         resources=QBO_RESOURCES,
+        all_resources=QBO_ALL_RESOURCES,
         updated_field="metaData.lastUpdatedTime",
         ceql_date_format="iso",
         supports_or=False,
@@ -77,6 +97,7 @@ ELEMENTS: dict[str, ElementSpec] = {
         key="quickbooksonprem",
         name="QuickBooks Enterprise",
         resources=QBE_RESOURCES,
+        all_resources=QBE_ALL_RESOURCES,
         updated_field="TimeModified",
         ceql_date_format="iso_offset",
         supports_or=True,
@@ -90,6 +111,7 @@ ELEMENTS: dict[str, ElementSpec] = {
         key="freshbooksv2",
         name="FreshBooks Cloud Accounting",
         resources=FRESHBOOKS_RESOURCES,
+        all_resources=FRESHBOOKS_V2_ALL_RESOURCES,
         updated_field="updated",
         ceql_date_format="date",
         supports_or=True,
@@ -102,6 +124,7 @@ ELEMENTS: dict[str, ElementSpec] = {
         key="freshbooks",
         name="FreshBooks Classic",
         resources=FRESHBOOKS_RESOURCES,
+        all_resources=FRESHBOOKS_CLASSIC_ALL_RESOURCES,
         updated_field="updated",
         ceql_date_format="date",
         supports_or=True,
@@ -126,10 +149,14 @@ def get_element(key: str) -> ElementSpec:
 
 
 def check_resource(element_key: str, resource: str) -> None:
-    """:raises CloudElementsConfigError: if ``resource`` is not a Finance-hub resource of the element."""
+    """Check ``resource`` against the element's :attr:`ElementSpec.all_resources` (reference §3.2).
+
+    :raises CloudElementsConfigError: if ``resource`` is not a Finance-hub resource of the element (the
+        message lists the supported ones).
+    """
     spec = get_element(element_key)
-    if resource not in spec.resources:
+    if resource not in spec.all_resources:
         raise CloudElementsConfigError(
             f"Resource {resource!r} is not supported for element {element_key!r}; "
-            f"supported: {', '.join(spec.resources)}"
+            f"supported: {', '.join(spec.all_resources)}"
         )
