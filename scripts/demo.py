@@ -263,8 +263,9 @@ def _expected(key: str, records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         rows = sorted(((i, counts[i], _money(sums[i])) for i in counts), key=lambda r: (-r[2], r[0]))
         return rows[:5]
     for rec in records:
-        counts[rec.get("status")] += 1
-        sums[rec.get("status")] += float(rec.get("amount") or 0)
+        status = str(rec.get("status"))
+        counts[status] += 1
+        sums[status] += float(rec.get("amount") or 0)
     return sorted((s, counts[s], _money(sums[s])) for s in counts)
 
 
