@@ -32,6 +32,11 @@ Side table ``<table>__snapshots`` (``instance_id``, ``snapshot_at``, ``synced_at
 older extract loaded later cannot create or restore such an id, and deletions older than it take
 its time.
 
+History mode (``history=True``, off by default; docs/typed-tables.md "History mode"): side tables
+``<table>__versions`` (every version and deletion ever staged, :func:`versions_table`),
+``<table>__snapshot_ids`` (ids of each complete snapshot) and ``<table>__history`` (``valid_from`` /
+``valid_to`` per version, :func:`derive_history`), written in the same transaction.
+
 Load algorithm (one transaction per manifest, under a per-table lock):
 
 1. create the table, or add the columns an older loader did not create (:func:`migrate_table_sql`,
@@ -974,6 +979,9 @@ def create_versions_sql(dialect: SqlDialect, table: str) -> list[str]:
     return [
         f"CREATE TABLE IF NOT EXISTS {quote_identifier(snapshot_ids_table(table))} (instance_id BIGINT NOT NULL, "
         f"snapshot_at {key} NOT NULL, record_id {key} NOT NULL, PRIMARY KEY (instance_id, snapshot_at, record_id))",
+        # finds an instance's snapshot markers (record_id '') without scanning its ids
+        f"CREATE INDEX IF NOT EXISTS {quote_identifier(sanitize_identifier(f'{table}__snapshot_ids_by_id'))} "
+        f"ON {quote_identifier(snapshot_ids_table(table))} (instance_id, record_id)",
         f"CREATE TABLE IF NOT EXISTS {quote_identifier(versions_table(table))} (instance_id BIGINT NOT NULL, "
         f"record_id {key} NOT NULL, version_key {key} NOT NULL, version_num BIGINT, updated_at {key}, "
         f"observed_at {key}, is_deleted INTEGER NOT NULL, deleted_at {key}, data TEXT, synced_at TEXT NOT NULL, "
