@@ -104,7 +104,7 @@ def test_sql_operator_typed_true_keeps_typed_tables_equal_to_the_emulator(
         return parents, lines
 
     def assert_matches_truth() -> None:
-        # FreshBooks deletes softly (vis_state = 1): the emulator keeps the record, the typed row is flagged
+        # the emulator serves soft-deleted records too (QBO active=false, FreshBooks vis_state=1)
         live = [r for r in emu.state.records(iid, "invoices") if not is_soft_deleted(r, element_key)]
         parents, lines = typed_rows()
         assert {rid for rid, deleted in parents.items() if not deleted} == {record_id(r, element_key) for r in live}
@@ -119,7 +119,7 @@ def test_sql_operator_typed_true_keeps_typed_tables_equal_to_the_emulator(
     assert summary["typed"]["projected"] >= len(changed["created"]) + len(changed["updated"])
     assert_matches_truth()
     parents, lines = typed_rows()
-    for rid in changed["deleted"]:
+    for rid in changed["deleted"]:  # hard or soft deletes alike: flagged, lines gone
         assert parents.get(str(rid)) == 1 and str(rid) not in lines
 
     again = CloudElementsSqlUpsertOperator(task_id="load", manifest=manifest, conn_id="ce_typed_db", typed=True)
