@@ -371,6 +371,7 @@ def main() -> int:
     parser.add_argument("--postgres", default=os.environ.get("CLOUDELEMENTS_TEST_POSTGRES_URI"))
     parser.add_argument("--duckdb", action="store_true")
     parser.add_argument("--dlt", action="store_true", help="dlt -> DuckDB merge baseline (needs the bench extra)")
+    parser.add_argument("--skip", help="comma-separated variants to leave out (e.g. typed_generic)")
     parser.add_argument("--json", help="write the results as JSON to this path")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("spec", nargs="?", help=argparse.SUPPRESS)
@@ -391,6 +392,8 @@ def main() -> int:
             variants += ["duckdb_setup", "typed_duckdb"]
         if args.dlt:
             variants.append("dlt_duckdb")
+        if args.skip:
+            variants = [v for v in variants if v not in args.skip.split(",")]
         results: dict[str, Any] = {
             "records": args.records,
             "line_rows": lines,
@@ -402,6 +405,7 @@ def main() -> int:
         }
         for variant in variants:
             results[variant] = _run(variant, spec)
+            print(f"{variant}: {json.dumps(results[variant])}", file=sys.stderr, flush=True)  # progress
         print(report(results))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
