@@ -1,6 +1,6 @@
 """Typed tables benchmark: raw SQLite insert vs the raw JSON loader vs the typed projection, one run.
 
-    .venv/bin/python benchmarks/typed_bench.py --records 100000 [--postgres URI] [--duckdb] [--json out.json]
+    .venv/bin/python benchmarks/typed_bench.py --records 100000 [--postgres URI] [--duckdb] [--dlt] [--json out.json]
 
 Data: ``--records`` QuickBooks Online invoices from the emulator's generator (1-3 lines each, the
 shape Cloud Elements serves), landed once as NDJSON. Every variant runs in its own process (peak RSS
@@ -11,7 +11,11 @@ is the process's ``ru_maxrss``) on the same file, side by side:
 - ``loader``: the production raw loader (``operators.sql.load_manifest``) into a fresh SQLite file,
   then the same manifest again (``rerun``: nothing changed);
 - ``typed``: :func:`airflow_provider_cloudelements.typed.project` on a copy of the loader's database
-  (parent + ``__line`` child table), then a rerun of load + projection;
+  (parent + ``__line`` child table), then a rerun of load + projection; ``typed_generic``: the same
+  with the generic recursive flatten instead of the compiled per-shape flatteners (before/after);
+- ``loader_history``: the raw loader with ``history=True`` (versions and history tables), then the rerun;
+- ``dlt_duckdb`` (``--dlt``, needs the ``bench`` extra): dlt -> DuckDB with ``write_disposition="merge"``
+  on ``id``, then the same file again;
 - ``typed_postgres`` (``--postgres URI``): raw loader + projection into PostgreSQL, then the rerun;
 - ``typed_duckdb`` (``--duckdb``): projection on DuckDB of a raw table bulk-copied from the loader's
   SQLite file (the raw loader stages row by row on DuckDB, far too slow to include), then a rerun.
@@ -225,16 +229,28 @@ def worker_duckdb_setup(spec: dict[str, Any]) -> dict[str, Any]:
     db = Path(spec["work"]) / "typed.duckdb"
     db.unlink(missing_ok=True)
     src = sqlite3.connect(Path(spec["work"]) / "loader.db")
-    rows = src.execute(
-        "SELECT instance_id, record_id, updated_at, is_deleted, data, synced_at FROM ce_quickbooks_invoices"
-    ).fetchall()
+    names = [
+        "instance_id",
+        "record_id",
+        "updated_at",
+        "is_deleted",
+        "data",
+        "synced_at",
+        "version_num",
+        "observed_at",
+        "deleted_at",
+    ]
+    rows = src.execute(f"SELECT {', '.join(names)} FROM ce_quickbooks_invoices").fetchall()
     src.close()
     conn = duckdb.connect(str(db))
     conn.execute(sqlsync.create_table_sql(sqlsync.POSTGRES, "ce_quickbooks_invoices").replace(' COLLATE "C"', ""))
-    names = ["instance_id", "record_id", "updated_at", "is_deleted", "data", "synced_at"]
-    batch = pa.table([pa.array(col) for col in zip(*rows, strict=True)], names=names)
+    types = [pa.int64(), pa.string(), pa.string(), pa.int64(), pa.string(), pa.string(), pa.int64()]
+    types += [pa.string(), pa.string()]
+    batch = pa.table(
+        [pa.array(col, type=t) for col, t in zip(zip(*rows, strict=True), types, strict=True)], names=names
+    )
     conn.register("bench_raw", batch)
-    conn.execute("INSERT INTO ce_quickbooks_invoices SELECT * FROM bench_raw")
+    conn.execute(f"INSERT INTO ce_quickbooks_invoices ({', '.join(names)}) SELECT * FROM bench_raw")
     conn.unregister("bench_raw")
     conn.close()
     return {"rows": len(rows)}
@@ -250,7 +266,67 @@ def worker_typed_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
         conn.close()
 
 
+def worker_typed_generic(spec: dict[str, Any]) -> dict[str, Any]:
+    """``typed`` with the generic recursive flatten (before the compiled per-shape flatteners)."""
+    from airflow_provider_cloudelements.typed import projection
+
+    projection.COMPILED_FLATTENERS = False
+    return worker_typed(spec)
+
+
+def worker_loader_history(spec: dict[str, Any]) -> dict[str, Any]:
+    """The raw loader with ``history=True`` (versions + history tables) into a fresh SQLite file, then
+    the rerun (writes nothing)."""
+    from airflow_provider_cloudelements.operators.sql import load_manifest
+    from airflow_provider_cloudelements.utils import sqlsync
+
+    db = Path(spec["work"]) / "history.db"
+    db.unlink(missing_ok=True)
+    conn = _sqlite(db)
+    manifest = _manifest(Path(spec["file"]), spec["records"])
+    seconds, summary = _timed(lambda: load_manifest(conn, sqlsync.SQLITE, manifest, history=True))
+    cpu, rss = CPU[-1], _rss_mb()
+    rerun, again = _timed(lambda: load_manifest(conn, sqlsync.SQLITE, manifest, history=True))
+    assert summary["history_rows"] == spec["records"] and again["history_records"] == 0, (summary, again)
+    conn.close()
+    return {"seconds": seconds, "cpu_seconds": cpu, "rss_mb": rss, "rerun_seconds": rerun, "rerun_rss_mb": _rss_mb()}
+
+
+def worker_dlt_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
+    """dlt (``bench`` extra) -> DuckDB, ``write_disposition="merge"`` on ``id``: the same file, then again."""
+    import dlt
+
+    from airflow_provider_cloudelements.utils import jsonfast
+
+    work = Path(spec["work"]) / "dlt"
+    os.environ["DLT_DATA_DIR"] = str(work / "data")
+    os.environ["DLT_PIPELINE_DIR"] = str(work / "pipelines")
+
+    def records() -> Any:
+        with open(spec["file"], "rb") as fh:
+            for line in fh:
+                yield jsonfast.loads(line)
+
+    pipeline = dlt.pipeline(
+        pipeline_name="typed_bench",
+        destination=dlt.destinations.duckdb(str(work / "dlt.duckdb")),
+        dataset_name="ce",
+        pipelines_dir=str(work / "pipelines"),
+    )
+
+    def run() -> Any:
+        return pipeline.run(records(), table_name="invoices", write_disposition="merge", primary_key="id")
+
+    seconds, _ = _timed(run)
+    cpu, rss = CPU[-1], _rss_mb()
+    rerun, _ = _timed(run)
+    return {"seconds": seconds, "cpu_seconds": cpu, "rss_mb": rss, "rerun_seconds": rerun, "rerun_rss_mb": _rss_mb()}
+
+
 WORKERS = {
+    "typed_generic": worker_typed_generic,
+    "loader_history": worker_loader_history,
+    "dlt_duckdb": worker_dlt_duckdb,
     "raw_insert": worker_raw_insert,
     "loader": worker_loader,
     "typed": worker_typed,
@@ -294,6 +370,8 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--postgres", default=os.environ.get("CLOUDELEMENTS_TEST_POSTGRES_URI"))
     parser.add_argument("--duckdb", action="store_true")
+    parser.add_argument("--dlt", action="store_true", help="dlt -> DuckDB merge baseline (needs the bench extra)")
+    parser.add_argument("--skip", help="comma-separated variants to leave out (e.g. typed_generic)")
     parser.add_argument("--json", help="write the results as JSON to this path")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("spec", nargs="?", help=argparse.SUPPRESS)
@@ -307,11 +385,15 @@ def main() -> int:
         file = work / "invoices.ndjson"
         gen_s, lines = _timed(lambda: _generate(file, args.records))
         spec = {"work": str(work), "file": str(file), "records": args.records, "postgres": args.postgres}
-        variants = ["raw_insert", "loader", "typed"]
+        variants = ["raw_insert", "loader", "typed_generic", "typed", "loader_history"]
         if args.postgres:
             variants.append("typed_postgres")
         if args.duckdb:
             variants += ["duckdb_setup", "typed_duckdb"]
+        if args.dlt:
+            variants.append("dlt_duckdb")
+        if args.skip:
+            variants = [v for v in variants if v not in args.skip.split(",")]
         results: dict[str, Any] = {
             "records": args.records,
             "line_rows": lines,
@@ -323,6 +405,7 @@ def main() -> int:
         }
         for variant in variants:
             results[variant] = _run(variant, spec)
+            print(f"{variant}: {json.dumps(results[variant])}", file=sys.stderr, flush=True)  # progress
         print(report(results))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -354,7 +437,23 @@ def report(r: dict[str, Any]) -> str:
         f"| {lo['seconds'] / raw:.1f} "
         f"| {lo['rss_mb']:.0f} | {lo['rerun_seconds']:.2f} | {rate(lo['rerun_seconds'])} |"
     )
-    for key, label in (("typed", "SQLite"), ("typed_postgres", "PostgreSQL"), ("typed_duckdb", "DuckDB")):
+    for key, label in (
+        ("loader_history", "raw JSON loader, history=True (versions + history)"),
+        ("dlt_duckdb", "dlt -> DuckDB merge (baseline)"),
+    ):
+        h = r.get(key)
+        if h:
+            out.append(
+                f"| {label} | {h['seconds']:.2f} | {h['cpu_seconds']:.2f} | {rate(h['seconds'])} "
+                f"| {h['seconds'] / raw:.1f} | {h['rss_mb']:.0f} | {h['rerun_seconds']:.2f} "
+                f"| {rate(h['rerun_seconds'])} |"
+            )
+    for key, label in (
+        ("typed_generic", "SQLite, generic flatten (before)"),
+        ("typed", "SQLite"),
+        ("typed_postgres", "PostgreSQL"),
+        ("typed_duckdb", "DuckDB"),
+    ):
         t = r.get(key)
         if not t:
             continue
@@ -363,6 +462,8 @@ def report(r: dict[str, Any]) -> str:
             f"| {t['seconds'] / raw:.1f} "
             f"| {t['rss_mb']:.0f} | {t['rerun_project_seconds']:.3f} | {rate(t['rerun_project_seconds'])} |"
         )
+        if key == "typed_generic":
+            continue
         load = t.get("load_seconds") or (lo["seconds"] if key == "typed" else None)
         rerun_load = t.get("rerun_load_seconds")
         if load is not None and rerun_load is not None:

@@ -125,6 +125,8 @@ with DAG(
         task_id="load",
         manifest=extracts.output,
         conn_id="cloudelements_warehouse",
+        # typed tables (docs/typed-tables.md) beside the raw ones, in the same transaction; `make demo` sets it
+        typed=os.environ.get("CLOUDELEMENTS_TYPED_TABLES", "0") == "1",
     )
 
     @task

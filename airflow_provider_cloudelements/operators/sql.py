@@ -241,6 +241,62 @@ def _latest_snapshot(
     return None, mine
 
 
+def _update_history(
+    cur: Any, dialect: SqlDialect, table: str, manifest: LoadManifest, stamp: str, page: int
+) -> dict[str, int]:
+    """History mode, after the merge: store the staged versions and deletions in ``<table>__versions``
+    and derive ``<table>__history`` again for the records whose versions changed (none on a rerun).
+    Only records whose derived history differs from the stored one are rewritten.
+
+    :returns: ``{"history_records", "history_rows"}``: records rewritten, rows they now have.
+    """
+    instance_id = manifest.instance_id
+    for statement in sqlsync.stage_deletions_sql():
+        cur.execute(statement)
+    if manifest.deletes_by_absence and manifest.snapshot_at:
+        s = manifest.snapshot_at
+        cur.execute(sqlsync.snapshot_ids_insert_sql(dialect, table), (instance_id, s, instance_id, s))
+        cur.execute(sqlsync.stage_absence_versions_sql(dialect, table), (s, s, instance_id, s))
+    cur.execute(sqlsync.stage_late_absence_sql(dialect, table), (instance_id,))
+    cur.execute(sqlsync.touched_sql(dialect, table), (instance_id,))
+    cur.execute(sqlsync.versions_upsert_sql(dialect, table), (instance_id, stamp))
+    versions_page = sqlsync.touched_page_sql(dialect, table, "versions")
+    history_page = sqlsync.touched_page_sql(dialect, table, "history")
+    delete, insert = sqlsync.history_delete_sql(dialect, table), sqlsync.history_insert_sql(dialect, table)
+    records = rows = 0
+    last = ""
+    while True:
+        cur.execute(sqlsync.touched_ids_sql(dialect), (last, page))
+        ids = [str(r[0]) for r in cur.fetchall()]
+        if not ids:
+            break
+        grouped: dict[str, list[tuple[Any, ...]]] = {}
+        stored: dict[str, list[tuple[Any, ...]]] = {}
+        for target, sql in ((grouped, versions_page), (stored, history_page)):
+            cur.execute(sql, (instance_id, last, ids[-1]))
+            for rid, *values in cur.fetchall():
+                target.setdefault(rid, []).append(tuple(values))
+        removed: list[tuple[Any, ...]] = []
+        added: list[tuple[Any, ...]] = []
+        for rid in ids:
+            derived = sqlsync.derive_history(grouped.get(rid, []))
+            if sorted(stored.get(rid, []), key=lambda r: int(r[0])) != derived:
+                records += 1
+                rows += len(derived)
+                removed.append((instance_id, rid))
+                added.extend((instance_id, rid, *row, stamp) for row in derived)
+        if removed:
+            cur.executemany(delete, removed)
+        if added:
+            cur.executemany(insert, added)
+        last = ids[-1]
+        if len(ids) < page:
+            break
+    for statement in sqlsync.drop_stage_versions_sql():
+        cur.execute(statement)
+    return {"history_records": records, "history_rows": rows}
+
+
 def load_manifest(
     conn: Any,
     dialect: SqlDialect,
@@ -252,6 +308,7 @@ def load_manifest(
     verify_record_count: bool = True,
     synced_at: datetime | None = None,
     typed: bool = False,
+    history: bool = False,
 ) -> dict[str, Any]:
     """Upsert one manifest's files into its table, in one transaction (all or nothing).
 
@@ -274,6 +331,12 @@ def load_manifest(
     :param typed: also bring the typed tables (``<prefix>typed_<element>_<resource>`` and its child
         tables, :func:`airflow_provider_cloudelements.typed.project`, docs/typed-tables.md) up to date,
         in the same transaction as the raw load; the summary then has a ``"typed"`` entry.
+    :param history: history mode (SCD type 2, docs/typed-tables.md "History mode"): also keep every
+        version and deletion staged, including those that lose the ordering, in ``<table>__versions``
+        (idempotent) and derive ``<table>__history`` (``valid_from``/``valid_to`` per version,
+        :func:`sqlsync.derive_history`) for the records whose versions changed; the summary then has
+        ``"history_records"`` (records whose history was rewritten) and ``"history_rows"``. Costs one
+        more insert per record; off by default.
     :returns: ``{"table", "element_key", "instance_id", "resource", "inserted", "updated",
         "unchanged", "deleted", "new_tombstones", "rows_live", "rows_total"}`` — see
         :func:`sqlsync.count_sql` for the counts; ``rows_*`` count this instance's rows after the load
@@ -317,10 +380,19 @@ def load_manifest(
         snap, snap_all = _latest_snapshot(cur, dialect, table, manifest, stamp)
         for statement in sqlsync.create_stage_sql(dialect):
             cur.execute(statement)
+        if history:
+            for statement in [
+                *sqlsync.create_versions_sql(dialect, table),
+                *sqlsync.create_stage_versions_sql(dialect),
+            ]:
+                cur.execute(statement)
+            stage_version = sqlsync.stage_version_sql(dialect)
 
         records = _Counter()
         for batch in _batched(_record_rows(manifest, naive_tz, records), batch_size):
             _stage_batch(cur, dialect, batch)
+            if history:
+                cur.executemany(stage_version, [sqlsync.version_params(row) for row in batch])
         if verify_record_count and manifest.records is not None and records.value != manifest.records:
             raise CloudElementsReconciliationError(
                 f"{manifest.path} holds {records.value} record(s) but the manifest says {manifest.records}; "
@@ -347,6 +419,7 @@ def load_manifest(
         cur.execute(sqlsync.merge_sql(dialect, table), (iid, stamp))
         cur.execute(sqlsync.rows_count_sql(dialect, table), (iid,))
         rows_total, rows_live = (int(v) for v in cur.fetchone())
+        history_summary = _update_history(cur, dialect, table, manifest, stamp, batch_size) if history else None
         for statement in sqlsync.drop_stage_sql():
             cur.execute(statement)
         typed_summary = None
@@ -401,6 +474,8 @@ def load_manifest(
     }
     if typed_summary is not None:
         summary["typed"] = typed_summary
+    if history_summary is not None:
+        summary.update(history_summary)
     log.info(
         "Loaded %s (%s record(s), %s tombstone(s), full_refresh=%s, deletes_absent=%s) into %s: inserted=%s "
         "updated=%s unchanged=%s deleted=%s new_tombstones=%s rows_live=%s rows_total=%s",
@@ -460,6 +535,9 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
         manifest's ``records``.
     :param typed: also maintain typed tables (one column per scalar field, child tables for arrays of
         objects, schema evolution; docs/typed-tables.md) in the same transaction as each raw load.
+    :param history: history mode: keep every version in ``<table>__versions`` and maintain
+        ``<table>__history`` (one row per version with ``valid_from``/``valid_to``, the deletion as a
+        closing row; docs/typed-tables.md "History mode") in the same transaction as each raw load.
     :returns: per manifest ``{"table", "element_key", "instance_id", "resource", "inserted",
         "updated", "unchanged", "deleted", "new_tombstones", "rows_live", "rows_total"}`` (plus
         ``"typed"``: :func:`airflow_provider_cloudelements.typed.project`'s summary, with ``typed=True``):
@@ -486,6 +564,7 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
         verify_record_count: bool = True,
         source_timezone: str | None = None,
         typed: bool = False,
+        history: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -505,6 +584,7 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
         self.naive_timezone = naive_timezone
         self.verify_record_count = verify_record_count
         self.typed = bool(typed)
+        self.history = bool(history)
 
     def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
         raw, single = sqlsync.coerce_manifests(self.manifest)
@@ -532,6 +612,7 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
                         naive_timezone=self.naive_timezone,
                         verify_record_count=self.verify_record_count,
                         typed=self.typed,
+                        history=self.history,
                     )
                 )
         finally:

@@ -43,7 +43,7 @@ from typing import Any
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
 from airflow_provider_cloudelements.typed import schema as sch
-from airflow_provider_cloudelements.typed.flatten import flatten
+from airflow_provider_cloudelements.typed.flatten import Flattener, flatten
 from airflow_provider_cloudelements.typed.schema import BOOLEAN, INTEGER, NUMBER, TEXT, Engine, TableSchema
 from airflow_provider_cloudelements.utils import jsonfast
 from airflow_provider_cloudelements.utils.elements import get_element
@@ -60,6 +60,9 @@ _NATIVE: dict[str, frozenset[type]] = {
     TEXT: frozenset({str}),
 }
 _PY_TYPE = {bool: BOOLEAN, float: NUMBER, str: TEXT}
+#: Flatten records with a compiled function per record shape (:class:`~.flatten.Flattener`); ``False``
+#: uses the generic :func:`~.flatten.flatten` (the benchmark measures both in one run).
+COMPILED_FLATTENERS = True
 #: Name a DuckDB Arrow batch is registered under for one statement.
 _ARROW_BATCH = "ce_typed_arrow_batch"
 
@@ -113,8 +116,9 @@ class _Table:
         return [by_column[column] for column in self.schema.columns]
 
 
-def _scan(batch: _Batch, table: _Table, flat: Mapping[str, Any]) -> None:
-    shape = (*flat, *map(type, flat.values()))
+def _scan(batch: _Batch, table: _Table, flat: Mapping[str, Any], shape: tuple[Any, ...] | None = None) -> None:
+    if shape is None:
+        shape = (*flat, *map(type, flat.values()))
     checks = batch.checks.get(shape)
     if checks is None:
         checks = batch.checks[shape] = _new_shape(batch, table, flat)
@@ -206,6 +210,8 @@ class _Projection:
         self.projected = 0
         self.deleted = 0
         self.child_rows = 0
+        self.flatten_record = Flattener(with_arrays=True)
+        self.flatten_item: dict[str, Flattener] = {}
 
     # ---- schema ---------------------------------------------------------------------------------
 
@@ -315,12 +321,15 @@ class _Projection:
         for rid, is_deleted, updated_at, synced_at, data, version, deleted_at, existing in rows:
             record = _parse(data)
             arrays: dict[str, list[dict[str, Any]]] = {}
-            flat = flatten(record, arrays=arrays)
+            if COMPILED_FLATTENERS:
+                flat, shape = self.flatten_record(record, arrays)
+            else:
+                flat, shape = flatten(record, arrays=arrays), None
             deleted = int(is_deleted or 0)
             if version is None and isinstance(record, Mapping):  # raw tables of the old loader: no version_num
                 version = record_version(record, self.spec)
             parents.append(((iid, rid, version, updated_at, deleted, deleted_at, synced_at), flat))
-            _scan(parent_batch, parent, flat)
+            _scan(parent_batch, parent, flat, shape)
             if existing:
                 replace.append((iid, rid))
             if deleted:
@@ -330,9 +339,15 @@ class _Projection:
                 table = self.child(array_path)
                 batch = child_batches.setdefault(array_path, _Batch())
                 out = children.setdefault(array_path, [])
+                flatten_item = self.flatten_item.get(array_path)
+                if flatten_item is None:
+                    flatten_item = self.flatten_item[array_path] = Flattener(with_arrays=False)
                 for position, item in enumerate(items):
-                    item_flat = flatten(item)
-                    _scan(batch, table, item_flat)
+                    if COMPILED_FLATTENERS:
+                        item_flat, item_shape = flatten_item(item)
+                    else:
+                        item_flat, item_shape = flatten(item), None
+                    _scan(batch, table, item_flat, item_shape)
                     out.append(((iid, rid, position), item_flat))
         self.projected += len(parents)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
@@ -92,3 +94,53 @@ def test_metadata_hints() -> None:
     }
     with pytest.raises(CloudElementsConfigError, match="fields"):
         hints_from_metadata({"objectName": "invoices"})
+
+
+def test_compiled_flattener_equals_flatten_for_every_shape() -> None:
+    """:class:`Flattener` compiles one function per record shape; every record, of a known shape or not
+    (a key more or less, another value type, an empty container, a scalar array instead of objects),
+    flattens exactly as :func:`flatten` does, arrays included."""
+    from airflow_provider_cloudelements.typed.flatten import Flattener
+
+    base: dict[str, Any] = {
+        "id": "1",
+        "n": 2,
+        "ok": True,
+        "x": 1.5,
+        "ref": {"value": "58", "name": "Doe"},
+        "empty": {},
+        "tags": ["a", 1],
+        "none": None,
+        "line": [{"amount": 5, "d": {"q": 1}, "linked": [{"id": 1}]}],
+    }
+    variants = [
+        base,
+        {**base, "id": 1},  # another type
+        {**base, "ok": 1},  # bool vs int
+        {**base, "extra": "y"},  # a key more
+        {k: v for k, v in base.items() if k != "x"},  # a key less
+        {**base, "x": None},
+        {**base, "ref": {"value": "58"}},  # nested key set differs
+        {**base, "ref": {"value": "58", "other": "Doe"}},  # same size, other key
+        {**base, "empty": {"a": 1}},
+        {**base, "tags": []},
+        {**base, "line": []},
+        {**base, "line": ["scalar"]},  # not objects: JSON text
+        {**base, "line": [{"amount": 5}, 3]},  # mixed: JSON text
+        {**base, "ref": "flat"},
+        base,
+    ]
+    for with_arrays in (True, False):
+        fast = Flattener(with_arrays=with_arrays)
+        compiled = []
+        for _ in range(2):  # second pass: every shape compiled, none added
+            for record in variants:
+                want_arrays: dict[str, Any] = {}
+                want = flatten(record, arrays=want_arrays if with_arrays else None)
+                got_arrays: dict[str, Any] = {}
+                got, shape = fast(record, got_arrays if with_arrays else None)
+                assert got == want and list(got) == list(want), record
+                assert got_arrays == want_arrays, record
+                assert shape == (*want, *map(type, want.values()))
+            compiled.append(len(fast.shapes))
+        assert compiled[0] == compiled[1] >= 10
