@@ -130,7 +130,7 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
         dates = [d for d in (parse_instant(e.get("eventDate")) for e in events) if d]
         manifests = []
         for resource, by_id in sorted(changes.items()):
-            if resource not in spec.resources:
+            if resource not in spec.all_resources:
                 self.log.warning("Ignoring events for %s: not a Finance-hub resource of %s", resource, element_key)
                 continue
             folder = partition_path(
