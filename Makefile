@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint bench emulator lock clean
+.PHONY: demo test lint bench emulator lock clean compat
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,26 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet --constraint constraints.txt --editable ".[dev,bench]" 2>&1 | grep -v "is ignored: it is neither" || true
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# Compatibility smoke (scripts/compat_smoke.py, docs/compatibility.md): import every module, the demo DAG
+# with dag.test() and the connection test, on the oldest supported Airflow (its own venv under .venv/,
+# pinned by constraints-airflow-<minor>.txt, this package installed --no-deps) and on the locked one.
+COMPAT_AIRFLOW ?= 3.1.8
+COMPAT_MINOR := $(basename $(COMPAT_AIRFLOW))
+COMPAT_VENV := $(VENV)/compat-$(COMPAT_MINOR)
+COMPAT_STAMP := $(COMPAT_VENV)/.installed-stamp
+
+$(COMPAT_STAMP): $(STAMP) constraints-airflow-$(COMPAT_MINOR).txt pyproject.toml
+	$(PYTHON) -m venv $(COMPAT_VENV)
+	$(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > $(COMPAT_VENV)/runtime-deps.txt
+	$(COMPAT_VENV)/bin/python -m pip install --quiet --constraint constraints-airflow-$(COMPAT_MINOR).txt "apache-airflow==$(COMPAT_AIRFLOW)" -r $(COMPAT_VENV)/runtime-deps.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	$(COMPAT_VENV)/bin/python -m pip install --quiet --no-deps --editable . 2>&1 | grep -v "is ignored: it is neither" || true
+	$(COMPAT_VENV)/bin/python -c "import airflow; assert airflow.__version__ == '$(COMPAT_AIRFLOW)', airflow.__version__"
+	touch $(COMPAT_STAMP)
+
+compat: $(COMPAT_STAMP)
+	$(COMPAT_VENV)/bin/python scripts/compat_smoke.py
+	$(PY) scripts/compat_smoke.py
 
 emulator: $(STAMP)
 	$(VENV)/bin/cloudelements-emulator --help
