@@ -67,7 +67,7 @@ def _load_dag(dag_id: str):  # type: ignore[no-untyped-def]
     except ImportError:  # Airflow 3.1
         from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
-    bag = DagBag(dag_folder=str(ROOT / "dags_examples" / f"{dag_id}.py"), include_examples=False)
+    bag = DagBag(dag_folder=str(ROOT / "dags_examples" / f"{dag_id}.py"))  # examples off: LOAD_EXAMPLES=False
     if bag.import_errors:
         raise RuntimeError(f"import errors: {bag.import_errors}")
     return bag.get_dag(dag_id)

@@ -15,7 +15,7 @@ from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.operators.extract import CloudElementsBulkExtractOperator
 from airflow_provider_cloudelements.sensors.bulk import CloudElementsBulkJobSensor
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
-from airflow_provider_cloudelements.utils.polling import poll_delay, poll_delays
+from airflow_provider_cloudelements.utils.polling import TRIGGER_SETTLE_DELAY, poll_delay, poll_delays
 from tests.operators.conftest import Ctx, first_event, roundtrip, run_operator
 
 END = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -30,6 +30,9 @@ def test_poll_delays_start_fast_and_cap_at_the_interval() -> None:
     assert list(itertools.islice(poll_delays(0.5), 3)) == [0.5, 0.5, 0.5]  # never above the interval
     assert [poll_delay(30, n) for n in range(8)] == list(itertools.islice(poll_delays(30), 8))
     assert poll_delay(30, 10_000) == 30
+    # the trigger's settle: first poll at 5 s, then the schedule's next points (7, 15, 31, 61 s)
+    assert list(itertools.accumulate(itertools.islice(poll_delays(30, settle=5), 5))) == [5, 7, 15, 31, 61]
+    assert list(itertools.islice(poll_delays(1, settle=5), 3)) == [1, 1, 1]  # never above the interval
     for bad in (0, -1, float("nan")):
         with pytest.raises(ValueError):
             next(poll_delays(bad))
@@ -51,7 +54,8 @@ def test_trigger_notices_a_finished_job_within_seconds(emu: Any, conn: str) -> N
     event = first_event(trigger)
     elapsed = time.monotonic() - started
     assert event["status"] == "success" and event["records"] == len(emu.state.records(inst["id"], "invoices"))
-    assert elapsed < NOTICED_WITHIN, f"trigger took {elapsed:.1f} s for a 0.3 s job"
+    # first poll after the 5 s settle (TRIGGER_SETTLE_DELAY), not after 30 s
+    assert elapsed < TRIGGER_SETTLE_DELAY + 3, f"trigger took {elapsed:.1f} s for a 0.3 s job"
 
 
 def test_sync_operator_notices_a_finished_job_within_seconds(emu: Any, conn: str, out: Any) -> None:
