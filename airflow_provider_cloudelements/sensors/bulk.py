@@ -34,7 +34,8 @@ class CloudElementsBulkJobSensor(BaseSensorOperator):
     :param job_id: bulk job id. Templated.
     :param instance_id: element instance the job belongs to. Templated.
     :param deferrable: wait in the triggerer (:class:`CloudElementsBulkJobTrigger`).
-        In both modes the first polls come after 1, 2, 4 … s, backing off to ``poke_interval``.
+        The first polls come sooner than ``poke_interval`` and back off to it: after 1, 2, 4 … s in
+        poke mode, at 5, 7, 15 … s in the trigger (``utils/polling.py``).
     :raises CloudElementsSensorTimeoutError: still running at ``timeout`` (``soft_fail`` skips only
         this; a failed job fails the task).
     """
