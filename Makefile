@@ -40,9 +40,11 @@ COMPAT_STAMP := $(COMPAT_VENV)/.installed-stamp
 
 $(COMPAT_STAMP): $(STAMP) constraints-airflow-$(COMPAT_MINOR).txt pyproject.toml
 	$(PYTHON) -m venv $(COMPAT_VENV)
-	$(PY) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > $(COMPAT_VENV)/runtime-deps.txt
-	$(COMPAT_VENV)/bin/python -m pip install --quiet --constraint constraints-airflow-$(COMPAT_MINOR).txt "apache-airflow==$(COMPAT_AIRFLOW)" -r $(COMPAT_VENV)/runtime-deps.txt 2>&1 | grep -v "is ignored: it is neither" || true
+	# the committed set as is (no resolver run: ~35 s instead of ~110 s), then `pip check` proves it holds
+	# apache-airflow==$(COMPAT_AIRFLOW) and every runtime dependency of pyproject.toml at a compatible version
+	$(COMPAT_VENV)/bin/python -m pip install --quiet --no-deps -r constraints-airflow-$(COMPAT_MINOR).txt 2>&1 | grep -v "is ignored: it is neither" || true
 	$(COMPAT_VENV)/bin/python -m pip install --quiet --no-deps --editable . 2>&1 | grep -v "is ignored: it is neither" || true
+	$(COMPAT_VENV)/bin/python -m pip check
 	$(COMPAT_VENV)/bin/python -c "import airflow; assert airflow.__version__ == '$(COMPAT_AIRFLOW)', airflow.__version__"
 	touch $(COMPAT_STAMP)
 
