@@ -9,7 +9,7 @@ that are not credentials.
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 
 class CloudElementsError(AirflowException):

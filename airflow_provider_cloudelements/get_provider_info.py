@@ -1,7 +1,9 @@
 """Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point.
 
 Declares the ``cloudelements`` connection type with its form (``conn-fields`` and
-``ui-field-behaviour``: the Airflow 3.2+ way, see ../shared/airflow-provider-guide.md "Registration").
+``ui-field-behaviour``: the Airflow 3.2+ way; the hook's deprecated ``get_connection_form_widgets`` is
+not used). Every public hook, operator, sensor, trigger and extra link of the package is listed here
+(tests/unit/test_provider_info.py walks the package and fails on a missing one).
 """
 
 from __future__ import annotations
@@ -9,6 +11,68 @@ from __future__ import annotations
 from typing import Any
 
 _P = "airflow_provider_cloudelements"
+
+#: The connection form (extras). Literal numbers on purpose: importing the hook here would import
+#: Airflow's SDK at provider discovery; tests/unit/test_provider_info.py checks they equal the
+#: hook's defaults (``DEFAULT_*`` in hooks/cloudelements.py, utils/retry.py, utils/budget.py).
+CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "user_secret": {
+        "label": "User secret",
+        "schema": {"type": ["string", "null"], "format": "password"},
+        "description": "Required. Cloud Elements / SAP Open Connectors User secret (console: profile "
+        "settings). Sent as 'User <secret>' in the Authorization header; masked in logs.",
+    },
+    "organization_secret": {
+        "label": "Organization secret",
+        "schema": {"type": ["string", "null"], "format": "password"},
+        "description": "Required. Organization secret (console: profile settings). Sent as "
+        "'Organization <secret>'; masked in logs.",
+    },
+    "element_token": {
+        "label": "Element token",
+        "schema": {"type": ["string", "null"], "format": "password"},
+        "description": "Optional. Element instance token. Leave empty to resolve it from the instance "
+        "id (GET /instances/{id}) at run time; masked in logs.",
+    },
+    "instance_id": {
+        "label": "Element instance id",
+        "schema": {"type": ["integer", "null"]},
+        "description": "Optional. Default element instance id (integer) for operators that do not pass instance_id.",
+    },
+    "connect_timeout": {
+        "label": "Connect timeout (seconds)",
+        "schema": {"type": ["number", "null"], "default": 10},
+        "description": "Seconds to establish a TCP/TLS connection (default 10).",
+    },
+    "read_timeout": {
+        "label": "Read timeout (seconds)",
+        "schema": {"type": ["number", "null"], "default": 120},
+        "description": "Seconds to wait between bytes of a response (default 120; QuickBooks pages can be slow).",
+    },
+    "page_size": {
+        "label": "Page size (records per hub GET)",
+        "schema": {"type": ["integer", "null"], "default": 200},
+        "description": "Records per Finance-hub GET page (default 200, the QuickBooks Online maximum).",
+    },
+    "retry_budget": {
+        "label": "Retry time budget (seconds)",
+        "schema": {"type": ["number", "null"], "default": 300},
+        "description": "Total seconds one API call may spend retrying 429/5xx/timeouts (default 300; 0 = "
+        "no retry). A refused connection or unknown host fails on the first attempt instead.",
+    },
+    "max_requests_per_minute": {
+        "label": "Max requests per minute",
+        "schema": {"type": ["integer", "null"], "default": 500},
+        "description": "Client-side rate budget per element instance (default 500, Intuit's QuickBooks "
+        "Online limit per realm).",
+    },
+    "max_concurrent_requests": {
+        "label": "Max concurrent requests",
+        "schema": {"type": ["integer", "null"], "default": 10},
+        "description": "Client-side concurrency budget per element instance (default 10, Intuit's "
+        "QuickBooks Online limit per realm).",
+    },
+}
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -34,7 +98,12 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Cloud Elements",
-                "python-modules": [f"{_P}.operators.instances", f"{_P}.operators.extract", f"{_P}.operators.sql"],
+                "python-modules": [
+                    f"{_P}.operators.instances",
+                    f"{_P}.operators.extract",
+                    f"{_P}.operators.changes",
+                    f"{_P}.operators.sql",
+                ],
             }
         ],
         "sensors": [
@@ -55,49 +124,17 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "connection-types": [
             {
+                "hook-name": "Cloud Elements",
                 "connection-type": "cloudelements",
                 "hook-class-name": f"{_P}.hooks.cloudelements.CloudElementsHook",
-                "conn-fields": {
-                    "user_secret": {
-                        "label": "User secret",
-                        "schema": {"type": ["string", "null"], "format": "password"},
-                        "description": "Cloud Elements User secret (Profile / account settings).",
-                    },
-                    "organization_secret": {
-                        "label": "Organization secret",
-                        "schema": {"type": ["string", "null"], "format": "password"},
-                        "description": "Cloud Elements Organization secret.",
-                    },
-                    "element_token": {
-                        "label": "Element token",
-                        "schema": {"type": ["string", "null"], "format": "password"},
-                        "description": "Element instance token (optional; resolved from the instance id).",
-                    },
-                    "instance_id": {
-                        "label": "Element instance id",
-                        "schema": {"type": ["integer", "null"]},
-                    },
-                    "connect_timeout": {
-                        "label": "Connect timeout (seconds)",
-                        "schema": {"type": ["number", "null"], "default": 10},
-                    },
-                    "read_timeout": {
-                        "label": "Read timeout (seconds)",
-                        "schema": {"type": ["number", "null"], "default": 120},
-                    },
-                    "page_size": {
-                        "label": "Page size (records per hub GET)",
-                        "schema": {"type": ["integer", "null"], "default": 200},
-                    },
-                    "retry_budget": {
-                        "label": "Retry time budget (seconds)",
-                        "schema": {"type": ["number", "null"], "default": 300},
-                    },
-                },
+                "conn-fields": CONN_FIELDS,
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "login", "password"],
                     "relabeling": {"host": "Base URL"},
-                    "placeholders": {"host": "https://api.cloud-elements.com/elements/api-v2"},
+                    "placeholders": {
+                        "host": "https://api.cloud-elements.com/elements/api-v2",
+                        "extra": '{"user_secret": "…", "organization_secret": "…", "instance_id": 12345}',
+                    },
                 },
             }
         ],

@@ -89,15 +89,19 @@ from airflow_provider_cloudelements.utils.http import (
     safe_excerpt,
     sensitive_values,
     strip_instance,
+    transport_failure_message,
 )
 from airflow_provider_cloudelements.utils.retry import (
     DEFAULT_RETRY_BUDGET,
+    DEFAULT_UNREACHABLE_BUDGET,
     AttemptDeadlineError,
     RetryPolicy,
     TruncatedDownloadError,
     attempt_deadline,
     call_deadline,
+    host_has_answered,
     is_transport_error,
+    note_host_answered,
     retries_server_errors,
 )
 from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
@@ -472,7 +476,9 @@ class CloudElementsHook(BaseHook):
     @property
     def retry_policy(self) -> RetryPolicy:
         budget = self._retry_budget_arg if self._retry_budget_arg is not None else self.settings.retry_budget
-        return RetryPolicy(budget=budget)
+        # fail fast on a host that never answered in this process (a wrong Base URL), see utils/retry.py
+        unreachable = None if host_has_answered(self.base_url) else DEFAULT_UNREACHABLE_BUDGET
+        return RetryPolicy(budget=budget, unreachable_budget=unreachable)
 
     @cached_property
     def session(self) -> requests.Session:
@@ -632,6 +638,7 @@ class CloudElementsHook(BaseHook):
             instance_id=self.instance_id if hub else None,
             hub=hub,
             secrets=self._secrets(),
+            base_url=self.base_url,
         )
 
     def _note_date(self, headers: Mapping[str, str]) -> None:
@@ -706,6 +713,7 @@ class CloudElementsHook(BaseHook):
                         raise AttemptDeadlineError(f"no response headers within {_DEADLINE_TEXT}") from exc
                     raise
                 try:
+                    note_host_answered(s.base_url)
                     self._note_date(resp.headers)
                     if resp.status_code >= 400:
                         raise self._error_from(resp, method=method, path=path, hub=hub)
@@ -759,13 +767,10 @@ class CloudElementsHook(BaseHook):
                 raise
             elapsed = time.monotonic() - start
             hint = "" if idem else " (not retried after the request may have been sent: POST is not idempotent)"
-            raise CloudElementsConnectionError(
-                redact(
-                    f"Cloud Elements {what}: no usable response ({_describe_transport(exc)}) after "
-                    f"{elapsed:.1f} s{hint}",
-                    self._secrets(),
-                )
-            ) from exc
+            message = transport_failure_message(
+                what, exc, base_url=self.base_url, elapsed=elapsed, described=_describe_transport(exc)
+            )
+            raise CloudElementsConnectionError(redact(f"{message}{hint}", self._secrets())) from exc
         finally:
             _CALL_DEADLINE.reset(token)
 

@@ -62,6 +62,7 @@ from airflow_provider_cloudelements.utils.http import (
     parse_http_date,
     platform_authorization,
     redact,
+    transport_failure_message,
 )
 from airflow_provider_cloudelements.utils.retry import (
     AttemptDeadlineError,
@@ -260,6 +261,7 @@ class CloudElementsAsyncHook(BaseHook):
             instance_id=await self.get_instance_id() if hub else None,
             hub=hub,
             secrets=self._secrets(),
+            base_url=(await self.get_settings()).base_url,
         )
 
     async def _request(self, method: str, path: str, *, hub: bool, params: Mapping[str, Any] | None = None) -> Reply:
@@ -287,12 +289,10 @@ class CloudElementsAsyncHook(BaseHook):
             if not is_transport_error(exc):
                 raise
             detail = f"attempt deadline passed: {exc}" if isinstance(exc, AttemptDeadlineError) else type(exc).__name__
-            raise CloudElementsConnectionError(
-                redact(
-                    f"Cloud Elements {what}: no usable response ({detail}) after {time.monotonic() - start:.1f} s",
-                    self._secrets(),
-                )
-            ) from exc
+            message = transport_failure_message(
+                what, exc, base_url=s.base_url, elapsed=time.monotonic() - start, described=detail
+            )
+            raise CloudElementsConnectionError(redact(message, self._secrets())) from exc
 
     async def _call(self, method: str, path: str, *, hub: bool, params: Mapping[str, Any] | None = None) -> Any:
         return self._decode(await self._request(method, path, hub=hub, params=params))

@@ -46,7 +46,8 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from airflow.sdk import AssetAlias, BaseOperator, ObjectStoragePath, conf
+from airflow.providers.common.compat.sdk import conf
+from airflow.sdk import AssetAlias, BaseOperator, ObjectStoragePath
 
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsBulkJobError,
@@ -85,6 +86,7 @@ from airflow_provider_cloudelements.utils.landing import (
     staged_file,
     write_ndjson,
 )
+from airflow_provider_cloudelements.utils.polling import poll_delays
 from airflow_provider_cloudelements.utils.records import format_utc, parse_instant
 from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
 from airflow_provider_cloudelements.utils.windows import (
@@ -436,7 +438,8 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
     (``PUT /bulk/{id}/cancel``).
 
     :param deferrable: free the worker while the job runs; default ``[operators] default_deferrable``.
-    :param poll_interval: seconds between status GETs (default 5).
+    :param poll_interval: steady-state seconds between status GETs (default 5); the first re-polls come
+        after 1, 2, 4 … s (:func:`~airflow_provider_cloudelements.utils.polling.poll_delays`).
     :param timeout: longest wait for the job, timedelta or seconds (default 6 hours).
     :param max_failed_records: failed records tolerated before the task fails (default 0); a file
         with failed records is never ``complete``.
@@ -530,8 +533,9 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
                 method_name="execute_complete",
                 timeout=None,
             )
+        delays = poll_delays(self.poll_interval)  # 1, 2, 4 … s up to poll_interval (utils/polling.py)
         while time.time() < deadline:
-            time.sleep(min(self.poll_interval, max(deadline - time.time(), 0.0)))
+            time.sleep(min(next(delays), max(deadline - time.time(), 0.0)))
             with self._keep_or_cancel(context, job_id):
                 status = hook.get_bulk_status(job_id)
             if CloudElementsBulkJobStatus.parse(status.get("status")).is_terminal():

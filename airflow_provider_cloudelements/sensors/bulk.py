@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, conf
+from airflow.providers.common.compat.sdk import conf
+from airflow.sdk import BaseSensorOperator
 
 from airflow_provider_cloudelements.exceptions import CloudElementsBulkJobError, as_instance_id
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
@@ -18,6 +19,7 @@ from airflow_provider_cloudelements.sensors.events import (
     run_sensor_loop,
 )
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
+from airflow_provider_cloudelements.utils.polling import poll_delay
 from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
 
 if TYPE_CHECKING:
@@ -32,6 +34,8 @@ class CloudElementsBulkJobSensor(BaseSensorOperator):
     :param job_id: bulk job id. Templated.
     :param instance_id: element instance the job belongs to. Templated.
     :param deferrable: wait in the triggerer (:class:`CloudElementsBulkJobTrigger`).
+        The first polls come sooner than ``poke_interval`` and back off to it: after 1, 2, 4 … s in
+        poke mode, at 5, 7, 15 … s in the trigger (``utils/polling.py``).
     :raises CloudElementsSensorTimeoutError: still running at ``timeout`` (``soft_fail`` skips only
         this; a failed job fails the task).
     """
@@ -57,6 +61,15 @@ class CloudElementsBulkJobSensor(BaseSensorOperator):
     def hook(self) -> CloudElementsHook:
         instance_id = as_instance_id(self.instance_id) if self.instance_id not in (None, "") else None
         return CloudElementsHook(cloudelements_conn_id=self.cloudelements_conn_id, instance_id=instance_id)
+
+    def _get_next_poke_interval(self, started_at: Any, run_duration: Callable[[], float], poke_count: int) -> float:
+        """Poke mode without ``exponential_backoff``: 1, 2, 4 … s up to ``poke_interval``
+        (:func:`~airflow_provider_cloudelements.utils.polling.poll_delay`), so a job that ends in seconds
+        is noticed in seconds. Reschedule mode and ``exponential_backoff`` keep Airflow's own schedule
+        (a rescheduled try restarts its poke count)."""
+        if self.exponential_backoff or self.reschedule:
+            return super()._get_next_poke_interval(started_at, run_duration, poke_count)
+        return poll_delay(float(self.poke_interval), poke_count - 1)
 
     def poke(self, context: Context) -> bool:
         payload = self.hook.get_bulk_status(str(self.job_id))

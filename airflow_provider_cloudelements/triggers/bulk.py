@@ -11,6 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_cloudelements.exceptions import error_for_event
 from airflow_provider_cloudelements.hooks.cloudelements_async import CloudElementsAsyncHook
+from airflow_provider_cloudelements.utils.polling import TRIGGER_SETTLE_DELAY, poll_delays
 from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
 
 #: The closed set of ``status`` values this trigger's events carry.
@@ -35,7 +36,10 @@ class CloudElementsBulkJobTrigger(BaseTrigger):
     :param job_id: bulk job id returned by ``POST /bulk/query``.
     :param instance_id: element instance the job belongs to (its token is resolved in the triggerer).
     :param cloudelements_conn_id: Airflow connection id.
-    :param poll_interval: seconds between status GETs.
+    :param poll_interval: steady-state seconds between status GETs; the first polls come sooner (at 5,
+        7, 15, 31 … s from the trigger's start for 30 s: :func:`~airflow_provider_cloudelements.utils.
+        polling.poll_delays` with a 5 s settle, see ``TRIGGER_SETTLE_DELAY``), so a job that ends in
+        seconds is noticed in seconds.
     :param end_time: absolute deadline, epoch seconds (``time.time()`` clock, survives serialization).
     :param cancel_on_kill: ``PUT /bulk/{id}/cancel`` when a user kills the deferred task (Airflow 3.3
         ``BaseTrigger.on_kill``; not on triggerer restarts).
@@ -81,6 +85,7 @@ class CloudElementsBulkJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()
+        delays = poll_delays(self.poll_interval, settle=TRIGGER_SETTLE_DELAY)  # 5, 7, 15, 31 … s for 30 s
         try:
             while True:
                 if time.time() >= self.end_time:
@@ -96,7 +101,7 @@ class CloudElementsBulkJobTrigger(BaseTrigger):
                     yield self._event(kind, payload, f"Bulk job {self.job_id} ended {status.value}")
                     return
                 self.log.info("Bulk job %s is %s", self.job_id, status.value)
-                await asyncio.sleep(max(min(self.poll_interval, self.end_time - time.time()), 0.0))
+                await asyncio.sleep(max(min(next(delays), self.end_time - time.time()), 0.0))
         except Exception as err:  # every failure becomes an event the operator can act on
             event = self._event("error", None, f"{type(err).__name__}: {err}")
             event.payload["error"] = error_for_event(err)  # keeps a 401/403's type across the deferral

@@ -32,9 +32,10 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsThrottledError,
 )
 from airflow_provider_cloudelements.utils import jsonfast
-from airflow_provider_cloudelements.utils.retry import RETRY_AFTER_ATTR
+from airflow_provider_cloudelements.utils.retry import RETRY_AFTER_ATTR, unreachable_cause
 
 DEFAULT_BASE_URL = "https://api.cloud-elements.com/elements/api-v2"  # reference §1.1
+API_BASE_PATH = "/elements/api-v2"  # every Cloud Elements / SAP Open Connectors API path starts here
 HUB_PREFIX = "/hubs/finance"  # reference §1.2: the token picks the instance, we still send the hub (§3)
 
 # Response headers, reference §1.3 (HTTP header names are case-insensitive; requests/httpx handle that).
@@ -271,6 +272,7 @@ def error_from_reply(
     instance_id: int | None,
     hub: bool,
     secrets: Iterable[str | None],
+    base_url: str | None = None,
 ) -> CloudElementsApiError:
     """The typed exception for an error response of either hook: :func:`parse_error_body` (redacted),
     :func:`exception_for_response`, and the ``Retry-After`` seconds set as attribute
@@ -278,6 +280,7 @@ def error_from_reply(
 
     :param body: the (capped) error body.
     :param instance_id: for the 401 advice of hub calls.
+    :param base_url: the connection's API base, for the 404 advice (:func:`base_url_advice`).
     """
     info = parse_error_body(
         body,
@@ -285,9 +288,44 @@ def error_from_reply(
         request_id_header=headers.get(H_REQUEST_ID),
         secrets=secrets,
     )
-    exc = exception_for_response(status_code, info, method=method, path=path, instance_id=instance_id, hub=hub)
+    exc = exception_for_response(
+        status_code, info, method=method, path=path, instance_id=instance_id, hub=hub, base_url=base_url
+    )
     setattr(exc, RETRY_AFTER_ATTR, parse_retry_after(headers.get("Retry-After")))
     return exc
+
+
+def base_url_advice(base_url: str | None) -> str:
+    """``"; the connection's Base URL … lacks /elements/api-v2 …"`` when ``base_url``'s path does not end
+    in ``/elements/api-v2`` (every API path is under it, reference §1.1: a bare host answers 404 to
+    everything), else ``""``."""
+    if not base_url:
+        return ""
+    path = "/" + base_url.partition("://")[2].partition("/")[2] if "://" in base_url else base_url
+    if path.rstrip("/").endswith(API_BASE_PATH):
+        return ""
+    return (
+        f"; the connection's Base URL {base_url} does not end in {API_BASE_PATH}: every Cloud Elements API "
+        f"path is under it, set Host to e.g. {DEFAULT_BASE_URL}"
+    )
+
+
+def transport_failure_message(what: str, exc: BaseException, *, base_url: str, elapsed: float, described: str) -> str:
+    """The message of a call that got no usable response: names the host and, for a refused connection
+    or a failed DNS lookup (:func:`~.retry.unreachable_cause`), the cause and the setting to check.
+
+    :param what: ``"GET /instances"``.
+    :param described: short description of ``exc`` (class name, deadline or truncation detail).
+    :param elapsed: seconds the call spent, retries included.
+    """
+    host = base_url.partition("://")[2].partition("/")[0] or base_url
+    cause = unreachable_cause(exc)
+    if cause is not None:
+        return (
+            f"Cloud Elements {what}: cannot reach {host} ({cause}; {described}) after {elapsed:.1f} s; "
+            f"check the connection's Base URL {base_url}"
+        )
+    return f"Cloud Elements {what}: no usable response from {host} ({described}) after {elapsed:.1f} s"
 
 
 def log_reply(logger: Any, method: str, path: str, status_code: int, headers: Mapping[str, str]) -> None:
@@ -312,6 +350,7 @@ def exception_for_response(
     path: str,
     instance_id: int | None = None,
     hub: bool = False,
+    base_url: str | None = None,
 ) -> CloudElementsApiError:
     """Map an error status to the exception class of ``exceptions.py`` (reference §6.2).
 
@@ -321,6 +360,7 @@ def exception_for_response(
     :param path: request path **without** query string, for the message (never contains secrets).
     :param instance_id: element instance id for hub calls, used in the 401 advice.
     :param hub: whether the call used the element token (hub) or the platform header.
+    :param base_url: the connection's API base; a 404 from a base without ``/elements/api-v2`` says so.
     :return: an instance of the matching :class:`CloudElementsApiError` subclass (not raised).
     """
     what = f"Cloud Elements {method} {path} failed with HTTP {status_code}"
@@ -348,7 +388,7 @@ def exception_for_response(
             **kwargs,
         )
     if status_code == 404:
-        return CloudElementsNotFoundError(f"{what}{detail}", **kwargs)
+        return CloudElementsNotFoundError(f"{what}{detail}{base_url_advice(base_url)}", **kwargs)
     if status_code == 409:
         return CloudElementsConflictError(f"{what}{detail}", **kwargs)
     if status_code == 429 or (status_code == 500 and is_throttle_message(info.message, info.provider_message)):

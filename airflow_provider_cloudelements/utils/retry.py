@@ -19,6 +19,11 @@ Classify, then back off (user-needs §4 item 7; reference §6.3):
   carries no usable hint and also gets the backoff (obeying it retried ~110 times in 5 s);
 * **stop**: on a total *time* budget (``retry_budget`` seconds, default 300), not on an attempt count:
   a wait that would end after the budget is not started;
+* **fail fast on a host that never answered**: a refused connection or a failed DNS lookup
+  (:func:`unreachable_cause`) to a host that has not answered once in this process
+  (:func:`host_has_answered`) is retried only for :data:`DEFAULT_UNREACHABLE_BUDGET` seconds, so a
+  wrong Base URL fails in seconds on a task's first call instead of spending the whole budget; once
+  the host has answered, the same errors mid-run are transient and keep the full budget;
 * **deadline**: every attempt also has a *total* deadline (:func:`attempt_deadline`), so a server
   trickling one byte every half second cannot hold a call past its read timeout and budget (a
   per-read socket timeout never fires while bytes keep arriving).
@@ -30,8 +35,11 @@ tenacity.
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
+import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +68,78 @@ DEFAULT_MULTIPLIER = 2.0
 DEFAULT_MAX_SERVER_ERROR_RETRIES = 3
 
 RETRY_AFTER_ATTR = "retry_after"  # attribute set on API exceptions by the hooks
+#: Seconds a refused connection / failed DNS lookup is retried while the host has never answered in this
+#: process: enough for a resolver or load-balancer blip (3 attempts), far below the 300 s budget that made
+#: a wrong host cost ~15 min with the example DAG's retries.
+DEFAULT_UNREACHABLE_BUDGET = 5.0
+
+_ANSWERED: set[str] = set()  # "scheme://host:port" of every host that sent an HTTP response in this process
+_ANSWERED_LOCK = threading.Lock()
+_REFUSED_ERRNOS = frozenset({errno.ECONNREFUSED})
+_UNREACHABLE_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH})
+_DNS_MARKERS = (
+    "name or service not known",
+    "nodename nor servname",
+    "temporary failure in name resolution",
+    "no address associated with hostname",
+    "failed to resolve",
+    "getaddrinfo failed",
+)
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL (lower case), the key of the answered-hosts registry."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme.lower()}://{rest.split('/', 1)[0].lower()}" if rest else url.lower()
+
+
+def note_host_answered(url: str) -> None:
+    """Record that the host of ``url`` sent an HTTP response (any status) in this process."""
+    with _ANSWERED_LOCK:
+        _ANSWERED.add(_origin(url))
+
+
+def host_has_answered(url: str) -> bool:
+    """Whether the host of ``url`` sent an HTTP response in this process (:func:`note_host_answered`)."""
+    with _ANSWERED_LOCK:
+        return _origin(url) in _ANSWERED
+
+
+def forget_answered_hosts() -> None:
+    """Empty the answered-hosts registry (tests)."""
+    with _ANSWERED_LOCK:
+        _ANSWERED.clear()
+
+
+def unreachable_cause(exc: BaseException | None) -> str | None:
+    """``"connection refused"``, ``"DNS lookup failed"`` or ``"host unreachable"`` when ``exc`` (a
+    requests/urllib3/httpx transport error, searched through its causes, contexts, ``args`` and
+    ``reason``) says the host could not be reached at all; ``None`` for anything else (timeouts,
+    resets, HTTP errors)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc] if exc is not None else []
+    texts: list[str] = []
+    while todo:
+        cur = todo.pop()
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, socket.gaierror):
+            return "DNS lookup failed"
+        if isinstance(cur, ConnectionRefusedError) or getattr(cur, "errno", None) in _REFUSED_ERRNOS:
+            return "connection refused"
+        if getattr(cur, "errno", None) in _UNREACHABLE_ERRNOS:
+            return "host unreachable"
+        texts.append(str(cur).lower())
+        for nxt in (getattr(cur, "reason", None), cur.__cause__, cur.__context__, *getattr(cur, "args", ())):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+    text = " ".join(texts)
+    if any(marker in text for marker in _DNS_MARKERS):
+        return "DNS lookup failed"
+    if "connection refused" in text or "[errno 111]" in text:
+        return "connection refused"
+    return None
 
 
 def is_retryable_status(status_code: int | None, *, throttled: bool = False, idempotent: bool = True) -> bool:
@@ -214,6 +294,10 @@ class RetryPolicy:
     :param max_backoff: backoff ceiling (default 30).
     :param multiplier: backoff growth factor (default 2).
     :param max_server_error_retries: retries of a plain HTTP 500 on a GET (default 3).
+    :param unreachable_budget: when set, a refused connection / failed DNS lookup
+        (:func:`unreachable_cause`) is retried only while the call is younger than this many seconds
+        (the hooks set it to :data:`DEFAULT_UNREACHABLE_BUDGET` until the host has answered once);
+        ``None`` = such errors share the full ``budget`` like any transport error.
     """
 
     budget: float = DEFAULT_RETRY_BUDGET
@@ -222,6 +306,7 @@ class RetryPolicy:
     max_backoff: float = DEFAULT_MAX_BACKOFF
     multiplier: float = DEFAULT_MULTIPLIER
     max_server_error_retries: int = DEFAULT_MAX_SERVER_ERROR_RETRIES
+    unreachable_budget: float | None = None
     rand: Callable[[], float] = field(default=random.random, repr=False, compare=False)
 
     # ----------------------------------------------------------------------------- tenacity pieces
@@ -232,7 +317,11 @@ class RetryPolicy:
 
     def _stop(self, retry_state: tenacity.RetryCallState) -> bool:
         elapsed = retry_state.seconds_since_start or 0.0
-        return elapsed + (retry_state.upcoming_sleep or 0.0) > self.budget
+        budget = self.budget
+        if self.unreachable_budget is not None and retry_state.outcome is not None:
+            if unreachable_cause(retry_state.outcome.exception()) is not None:
+                budget = min(budget, self.unreachable_budget)
+        return elapsed + (retry_state.upcoming_sleep or 0.0) > budget
 
     def _before_sleep(self, logger: logging.Logger | Any, what: str) -> Callable[[tenacity.RetryCallState], None]:
         def log_attempt(retry_state: tenacity.RetryCallState) -> None:
