@@ -103,6 +103,8 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_P}.operators.extract",
                     f"{_P}.operators.changes",
                     f"{_P}.operators.sql",
+                    f"{_P}.operators.reports",
+                    f"{_P}.operators.upload",
                 ],
             }
         ],
