@@ -95,20 +95,28 @@ class RequestBudget:
                 f"Client-side budget: no free concurrency slot within {timeout} s ({self.max_concurrent} max)"
             )
         try:
-            while True:
-                wait = self._reserve()
-                if wait <= 0:
-                    break
-                if deadline is not None and self._clock() + wait > deadline:
-                    raise CloudElementsThrottledError(
-                        f"Client-side budget: {self.max_per_minute} requests/min spent; a slot frees in "
-                        f"{wait:.1f} s, beyond the {timeout} s timeout"
-                    )
-                self.waited_seconds += wait
-                self._sleep(wait)
+            self._wait_for(
+                self._reserve,
+                deadline,
+                lambda wait: (
+                    f"Client-side budget: {self.max_per_minute} requests/min spent; a slot frees in "
+                    f"{wait:.1f} s, beyond the {timeout} s timeout"
+                ),
+            )
             yield
         finally:
             self._slots.release()
+
+    def _wait_for(self, take: Callable[[], float], deadline: float | None, message: Callable[[float], str]) -> None:
+        """Call ``take`` (0 = got the slot, else seconds to wait) until it succeeds, sleeping in between.
+
+        :raises CloudElementsThrottledError: ``message(wait)`` when the next wait would pass ``deadline``.
+        """
+        while (wait := take()) > 0:
+            if deadline is not None and self._clock() + wait > deadline:
+                raise CloudElementsThrottledError(message(wait))
+            self.waited_seconds += wait
+            self._sleep(wait)
 
     def in_window(self) -> int:
         """Requests started in the current 60-second window."""
@@ -304,9 +312,7 @@ class SharedBudgetStore:
             now = self._clock()
             window = WINDOW_SECONDS + SHARED_WINDOW_MARGIN_SECONDS
             conn.execute(
-                self.starts.delete().where(
-                    self.starts.c.budget_key == key, self.starts.c.started_at <= now - window
-                )
+                self.starts.delete().where(self.starts.c.budget_key == key, self.starts.c.started_at <= now - window)
             )
             conn.execute(self.slots.delete().where(self.slots.c.budget_key == key, self.slots.c.lease_until < now))
             in_flight = conn.execute(
@@ -386,21 +392,26 @@ class SharedRequestBudget(RequestBudget):
         :param timeout: seconds to wait at most, ``None`` = no limit.
         :raises CloudElementsThrottledError: when ``timeout`` passes before a slot is free.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self._clock() + timeout
         poll = 0.0
-        while True:
+        slot: str | None = None
+
+        def take() -> float:
+            nonlocal slot, poll
             slot, wait = self.store.try_acquire(self.key, self.max_per_minute, self.max_concurrent)
-            if slot is not None:
-                break
-            if wait <= 0:
+            if slot is None and wait <= 0:  # only the concurrency cap: poll again shortly
                 wait = poll = _next_poll(poll)
-            if deadline is not None and time.monotonic() + wait > deadline:
-                raise CloudElementsThrottledError(
-                    f"Client-side budget (shared): no free slot within {timeout} s "
-                    f"({self.max_per_minute} requests/min, {self.max_concurrent} in flight)"
-                )
-            self.waited_seconds += wait
-            self._sleep(wait)
+            return 0.0 if slot is not None else wait
+
+        self._wait_for(
+            take,
+            deadline,
+            lambda _wait: (
+                f"Client-side budget (shared): no free slot within {timeout} s "
+                f"({self.max_per_minute} requests/min, {self.max_concurrent} in flight)"
+            ),
+        )
+        assert slot is not None
         try:
             yield
         finally:

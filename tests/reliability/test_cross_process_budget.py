@@ -101,7 +101,9 @@ def _run(emu: EmulatorServer, instance_id: int, store: str | None) -> tuple[list
     return results, time.monotonic() - start
 
 
-def test_shared_store_keeps_all_processes_within_the_rate_limit(budget_emulator: EmulatorServer, tmp_path: Path) -> None:
+def test_shared_store_keeps_all_processes_within_the_rate_limit(
+    budget_emulator: EmulatorServer, tmp_path: Path
+) -> None:
     emu = budget_emulator
     inst = emu.state.create_instance("quickbooks", "budget-shared")
     before = emu.state.stats()
@@ -168,3 +170,18 @@ def test_budget_store_values() -> None:
     assert check_budget_store(" process ") is None
     assert check_budget_store("metadata") == "metadata"
     assert check_budget_store("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+
+def test_shared_budget_acquire_times_out_when_the_deployment_is_busy(tmp_path: Path) -> None:
+    from airflow_provider_cloudelements.exceptions import CloudElementsThrottledError
+    from airflow_provider_cloudelements.utils.budget import SharedRequestBudget
+
+    store = SharedBudgetStore(f"sqlite:///{tmp_path / 'b.db'}")
+    other_process = SharedRequestBudget(store, "party", max_per_minute=100, max_concurrent=1)
+    mine = SharedRequestBudget(store, "party", max_per_minute=100, max_concurrent=1)
+    with other_process.acquire():
+        with pytest.raises(CloudElementsThrottledError, match="shared"):
+            with mine.acquire(timeout=0.3):
+                pass
+    with mine.acquire(timeout=0.3):  # released: free again
+        assert mine.in_window() == 2
