@@ -137,3 +137,54 @@ def test_multi_tenant_dag_lands_healthy_tenants_and_reports_failed(
                     truth = {record_id(r, key): r for r in emu.state.records(inst["id"], resource)}
                     assert truth, f"emulator has no {resource} for {inst['id']}"
                     assert by_instance.get(inst["id"]) == truth, f"{table} instance {inst['id']} differs"
+
+
+def test_discovery_picks_up_new_tenants_and_skips_bad_ones(
+    tenant_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_cloudelements.operators.discovery import CloudElementsListInstancesOperator
+
+    emu = tenant_emulator
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CLOUDELEMENTS_DEFAULT", connection_json(emu.base_url, emu.user_secret, emu.organization_secret)
+    )
+    tag = "mt-discovery"
+    first = emu.state.create_instance("quickbooks", "d-1", tags=[tag])
+    emu.state.create_instance("freshbooksv2", "d-other-element", tags=[tag])
+    emu.state.create_instance("quickbooks", "d-untagged", tags=["mt-else"])
+    op = CloudElementsListInstancesOperator(
+        task_id="discover", tags=[tag], element_keys=["quickbooks"], element_resources={"quickbooks": RESOURCES}
+    )
+    kept, skipped = op.discover()
+    assert kept == [{"instance_id": first["id"], "element_key": "quickbooks"}] and skipped == []
+
+    second = emu.state.create_instance("quickbooks", "d-2", tags=[tag, "extra"])  # a new customer
+    broken = emu.state.create_instance("quickbooks", "d-3", tags=[tag])
+    emu.state.instances.get(broken["id"])["valid"] = False
+    kept, skipped = op.discover()
+    assert [row["instance_id"] for row in kept] == [first["id"], second["id"]]
+    assert skipped == [{"instance_id": broken["id"], "element_key": "quickbooks", "name": "d-3", "reason": "invalid"}]
+    assert op.plan(kept) == [  # round-robin: every tenant's first resource before anyone's second
+        {"instance_id": first["id"], "element_key": "quickbooks", "resource": RESOURCES[0]},
+        {"instance_id": second["id"], "element_key": "quickbooks", "resource": RESOURCES[0]},
+        {"instance_id": first["id"], "element_key": "quickbooks", "resource": RESOURCES[1]},
+        {"instance_id": second["id"], "element_key": "quickbooks", "resource": RESOURCES[1]},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"tags": "finance-sync"}, "tags"),
+        ({"element_keys": ["salesforce"]}, "salesforce"),
+        ({"element_resources": {"freshbooksv2": ["bills"]}}, "bills"),
+        ({"element_keys": ["quickbooks"], "element_resources": {"freshbooksv2": ["invoices"]}}, "element_keys"),
+        ({"element_resources": ["no/such"]}, "no/such"),
+    ],
+)
+def test_discovery_bad_arguments_fail_at_parse_time(kwargs: dict[str, Any], field: str) -> None:
+    from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
+    from airflow_provider_cloudelements.operators.discovery import CloudElementsListInstancesOperator
+
+    with pytest.raises(CloudElementsConfigError, match=field.replace("/", ".")):
+        CloudElementsListInstancesOperator(task_id="d", **kwargs)
