@@ -279,7 +279,16 @@ class SharedBudgetStore:
             sa.Column("budget_key", sa.String(200), nullable=False, index=True),
             sa.Column("lease_until", sa.Float, nullable=False),
         )
-        meta.create_all(self.engine, checkfirst=True)
+        for attempt in range(3):
+            try:
+                meta.create_all(self.engine, checkfirst=True)
+                break
+            except sa.exc.DBAPIError:  # another process created a table between check and CREATE
+                names = set(sa.inspect(self.engine).get_table_names())
+                if {t.name for t in meta.sorted_tables} <= names:
+                    break
+                if attempt == 2:
+                    raise
         self._known: set[str] = set()
 
     def _ensure_key(self, key: str) -> None:

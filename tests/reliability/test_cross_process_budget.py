@@ -185,3 +185,24 @@ def test_shared_budget_acquire_times_out_when_the_deployment_is_busy(tmp_path: P
                 pass
     with mine.acquire(timeout=0.3):  # released: free again
         assert mine.in_window() == 2
+
+
+def _open_store(url: str, barrier: Any, out: Any) -> None:
+    barrier.wait()
+    store = SharedBudgetStore(url)
+    out.put(store.try_acquire("k", 100, 100)[0] is not None)
+
+
+def test_processes_creating_the_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Regression: concurrent first use raced on CREATE TABLE ("table ... already exists")."""
+    ctx = multiprocessing.get_context("fork")
+    barrier, out = ctx.Barrier(4), ctx.Queue()
+    procs = [
+        ctx.Process(target=_open_store, args=(f"sqlite:///{tmp_path / 'race.db'}", barrier, out)) for _ in range(4)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    assert [out.get(timeout=5) for _ in procs] == [True] * 4
