@@ -498,7 +498,8 @@ def get_request_budget(
     :param store: ``None`` (per process, the default) or a ``budget_store`` value
         (:func:`check_budget_store`): the budget is then a :class:`SharedRequestBudget`.
     """
-    full_key = (key, int(max_per_minute), int(max_concurrent), store)
+    # a shared budget holds a database engine: never reuse one inherited from a parent process (fork)
+    full_key = (key, int(max_per_minute), int(max_concurrent), store, os.getpid() if store else None)
     with _REGISTRY_LOCK:
         budget = _REGISTRY.get(full_key)
     if budget is None:
