@@ -23,7 +23,6 @@ References in docstrings (``§n``) point at ``cloud-elements-api.md``. Design no
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import re
@@ -61,6 +60,8 @@ from airflow_provider_cloudelements.utils.budget import (
     DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_REQUESTS_PER_MINUTE,
     RequestBudget,
+    budget_party,
+    check_budget_store,
     get_request_budget,
 )
 from airflow_provider_cloudelements.utils.elements import ELEMENTS, check_resource
@@ -161,6 +162,8 @@ class CloudElementsSettings:
     :param retry_budget: total seconds one call may spend retrying.
     :param max_requests_per_minute: client-side rate budget per instance.
     :param max_concurrent_requests: client-side concurrency budget per instance.
+    :param budget_store: ``None`` (budget per process) or where the budget is shared across processes
+        (``"metadata"`` or a SQLAlchemy URL; :func:`~..utils.budget.check_budget_store`).
     """
 
     base_url: str
@@ -174,6 +177,7 @@ class CloudElementsSettings:
     retry_budget: float = DEFAULT_RETRY_BUDGET
     max_requests_per_minute: int = DEFAULT_MAX_REQUESTS_PER_MINUTE
     max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS
+    budget_store: str | None = field(default=None, repr=False)
 
 
 def _number(extras: Mapping[str, Any], key: str, default: float, *, integer: bool = False, allow_zero: bool = False):
@@ -270,6 +274,7 @@ def settings_from_connection(conn: Any, extras: Mapping[str, Any] | None = None)
         max_concurrent_requests=int(
             _number(extras, "max_concurrent_requests", DEFAULT_MAX_CONCURRENT_REQUESTS, integer=True)
         ),
+        budget_store=check_budget_store(extras.get("budget_store")),
     )
 
 
@@ -604,19 +609,18 @@ class CloudElementsHook(BaseHook):
 
     def _budget(self, hub: bool) -> RequestBudget:
         s = self.settings
-        if hub:
-            iid = self.instance_id
-            party: tuple[str, str] = (
-                ("instance", str(iid))
-                if iid is not None
-                else ("token", hashlib.sha256((self._static_token() or "").encode()).hexdigest()[:16])
-            )
-        else:
-            party = ("platform", hashlib.sha256(s.user_secret.encode()).hexdigest()[:16])
+        party = budget_party(
+            s.base_url,
+            hub=hub,
+            instance_id=self.instance_id,
+            token=self._static_token() if hub else None,
+            user_secret=s.user_secret,
+        )
         return get_request_budget(
-            (s.base_url, *party),
+            party,
             max_per_minute=s.max_requests_per_minute,
             max_concurrent=s.max_concurrent_requests,
+            store=s.budget_store,
         )
 
     # ------------------------------------------------------------------------------------ core

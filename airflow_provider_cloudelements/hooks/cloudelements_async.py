@@ -44,7 +44,7 @@ from airflow_provider_cloudelements.hooks.cloudelements import (
     settings_from_connection,
 )
 from airflow_provider_cloudelements.utils import ceql
-from airflow_provider_cloudelements.utils.budget import AsyncRequestBudget
+from airflow_provider_cloudelements.utils.budget import AsyncRequestBudget, budget_party, new_async_request_budget
 from airflow_provider_cloudelements.utils.http import (
     HUB_PREFIX,
     MAX_ERROR_BODY_BYTES,
@@ -190,7 +190,20 @@ class CloudElementsAsyncHook(BaseHook):
     def _budget(self, hub: bool, s: CloudElementsSettings) -> AsyncRequestBudget:
         budget = self._budgets.get(hub)
         if budget is None:
-            budget = self._budgets[hub] = AsyncRequestBudget(s.max_requests_per_minute, s.max_concurrent_requests)
+            instance_id = self._instance_id_arg if self._instance_id_arg is not None else s.instance_id
+            party = budget_party(
+                s.base_url,
+                hub=hub,
+                instance_id=instance_id,
+                token=s.element_token if hub else None,
+                user_secret=s.user_secret,
+            )
+            budget = self._budgets[hub] = new_async_request_budget(
+                party,
+                max_per_minute=s.max_requests_per_minute,
+                max_concurrent=s.max_concurrent_requests,
+                store=s.budget_store,
+            )
         return budget
 
     async def _send_once(
