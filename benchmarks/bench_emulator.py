@@ -51,9 +51,7 @@ class RssSampler(threading.Thread):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000, help="invoices to generate")
     parser.add_argument("--element", default="quickbooks", help="element key of the instance")
     parser.add_argument("--resource", default="invoices", help="resource to generate and download")

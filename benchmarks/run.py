@@ -86,9 +86,21 @@ class Emulator:
         self.dir = os.path.join(work, f"emu-{name}")
         os.makedirs(self.dir, exist_ok=True)
         port_file = os.path.join(self.dir, "port")
-        cmd = [PY, "-m", "airflow_provider_cloudelements.emulator", "--port-file", port_file,
-               "--data-dir", os.path.join(self.dir, "data"), "--records", str(records),
-               "--bulk-min-seconds", "0", "--log-level", "WARNING"]
+        cmd = [
+            PY,
+            "-m",
+            "airflow_provider_cloudelements.emulator",
+            "--port-file",
+            port_file,
+            "--data-dir",
+            os.path.join(self.dir, "data"),
+            "--records",
+            str(records),
+            "--bulk-min-seconds",
+            "0",
+            "--log-level",
+            "WARNING",
+        ]
         for res, n in records_for.items():
             cmd += ["--records-for", f"{res}={n}"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
@@ -112,8 +124,9 @@ class Emulator:
         return r.json()
 
     def create_instance(self, name: str, configuration: dict | None = None) -> dict[str, Any]:
-        return self.admin("POST", "/instances", json={"element_key": "quickbooks", "name": name,
-                                                      "configuration": configuration or {}})
+        return self.admin(
+            "POST", "/instances", json={"element_key": "quickbooks", "name": name, "configuration": configuration or {}}
+        )
 
     def hub_headers(self, token: str) -> dict[str, str]:
         return {"Authorization": f"User {self.user_secret}, Organization {self.org_secret}, Element {token}"}
@@ -151,15 +164,20 @@ class Emulator:
 def run_worker(spec: dict[str, Any], emu: Emulator) -> dict[str, Any]:
     c0 = emu.cpu()  # whole child life (bulk: incl. the job snapshot); the phase's own is emulator_cpu_s
     t0 = time.perf_counter()
-    proc = subprocess.run([PY, os.path.join(HERE, "workers.py"), json.dumps(spec)], capture_output=True,
-                          text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [PY, os.path.join(HERE, "workers.py"), json.dumps(spec)], capture_output=True, text=True, cwd=ROOT
+    )
     wall = time.perf_counter() - t0
     shutil.rmtree(spec["out_dir"], ignore_errors=True)
     if proc.returncode != 0:
         return {"error": proc.stderr[-2000:], "variant": spec["variant"]}
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result.update(variant=spec["variant"], child_wall_s=wall, emulator_cpu_child_life_s=emu.cpu() - c0,
-                  emulator_rss_mb=emu.rss_mb())
+    result.update(
+        variant=spec["variant"],
+        child_wall_s=wall,
+        emulator_cpu_child_life_s=emu.cpu() - c0,
+        emulator_rss_mb=emu.rss_mb(),
+    )
     return result
 
 
@@ -167,11 +185,21 @@ def spec_for(variant: str, emu: Emulator, work: str, ctx: dict[str, Any], args: 
     base, *patches = variant.split("+")
     kind = {"bulk_raw_file": "bulk_raw", "bulk_raw_devnull": "bulk_raw"}.get(base, base)
     spec = {
-        "kind": kind, "variant": variant, "base_url": emu.base_url, "user_secret": emu.user_secret,
-        "org_secret": emu.org_secret, "token": ctx["token"], "instance_id": ctx["instance_id"],
-        "job_id": ctx.get("job_id"), "work": work, "out_dir": os.path.join(work, "out", variant),
-        "page_size": args.page_size, "sink": "devnull" if variant.endswith("devnull") else "file",
-        "patches": patches, "emulator_pid": emu.proc.pid, "fresh_job": not args.shared_job,
+        "kind": kind,
+        "variant": variant,
+        "base_url": emu.base_url,
+        "user_secret": emu.user_secret,
+        "org_secret": emu.org_secret,
+        "token": ctx["token"],
+        "instance_id": ctx["instance_id"],
+        "job_id": ctx.get("job_id"),
+        "work": work,
+        "out_dir": os.path.join(work, "out", variant),
+        "page_size": args.page_size,
+        "sink": "devnull" if variant.endswith("devnull") else "file",
+        "patches": patches,
+        "emulator_pid": emu.proc.pid,
+        "fresh_job": not args.shared_job,
     }
     if args.profile and variant in ("bulk_operator", "paged_operator"):
         os.makedirs(os.path.join(HERE, "profiles"), exist_ok=True)
@@ -188,10 +216,15 @@ def summarize(runs: list[dict[str, Any]], key: str = "seconds") -> dict[str, Any
     med, best = statistics.median(secs), min(secs)
     rec, nbytes = ok[0]["records"], ok[0]["bytes"]
     return {
-        "reps": len(ok), "records": rec, "bytes": nbytes,
-        "median_s": med, "best_s": best,
-        "records_per_s_median": rec / med, "records_per_s_best": rec / best,
-        "MB_per_s_median": nbytes / med / 1e6, "MB_per_s_best": nbytes / best / 1e6,
+        "reps": len(ok),
+        "records": rec,
+        "bytes": nbytes,
+        "median_s": med,
+        "best_s": best,
+        "records_per_s_median": rec / med,
+        "records_per_s_best": rec / best,
+        "MB_per_s_median": nbytes / med / 1e6,
+        "MB_per_s_best": nbytes / best / 1e6,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in ok),
         "rss_base_mb": statistics.median(r["rss_base_mb"] for r in ok),
         "cpu_s_median": statistics.median(r["cpu_s"] for r in ok),
@@ -219,7 +252,7 @@ def bench_size(n: int, work: str, args: argparse.Namespace, paged: bool) -> dict
         for section, variants in sections:
             runs: dict[str, list] = {v: [] for v in variants}
             for rep in range(args.reps):
-                order = variants[rep % len(variants):] + variants[: rep % len(variants)]
+                order = variants[rep % len(variants) :] + variants[: rep % len(variants)]
                 for v in order:
                     if v == "bulk_naive" and n > args.naive_max:
                         continue
@@ -231,8 +264,11 @@ def bench_size(n: int, work: str, args: argparse.Namespace, paged: bool) -> dict
                         print(f"   {v}: ERROR {r['error'][-600:]}", flush=True)
                     else:
                         extra = f" (download {r['download_s']:.2f} s)" if r.get("download_s") else ""
-                        print(f"   rep {rep + 1} {v:18s} {r['seconds']:7.2f} s{extra}  peak RSS "
-                              f"{r['peak_rss_mb']:6.1f} MB  records {r['records']:,}", flush=True)
+                        print(
+                            f"   rep {rep + 1} {v:18s} {r['seconds']:7.2f} s{extra}  peak RSS "
+                            f"{r['peak_rss_mb']:6.1f} MB  records {r['records']:,}",
+                            flush=True,
+                        )
             summary = {v: summarize(rs) for v, rs in runs.items() if rs}
             for v in [v for v in runs if v.startswith("bulk_operator") and runs[v]]:
                 summary[v.replace("bulk_operator", "bulk_operator_e2e", 1)] = summarize(runs[v], "seconds")
@@ -249,8 +285,7 @@ def bench_size(n: int, work: str, args: argparse.Namespace, paged: bool) -> dict
 
 def bench_triggers(work: str, args: argparse.Namespace, patches: list[str]) -> dict[str, Any]:
     n = args.triggers
-    print(f"\n== {n} event triggers, poll_interval {args.poll_interval} s, patches {patches or 'none'} ==",
-          flush=True)
+    print(f"\n== {n} event triggers, poll_interval {args.poll_interval} s, patches {patches or 'none'} ==", flush=True)
     emu = Emulator(work, f"events-{'-'.join(patches) or 'base'}", {}, records=3)
     try:
         # webhook vendor, notifications on, no callback URL: every change is recorded as an event at
@@ -261,13 +296,27 @@ def bench_triggers(work: str, args: argparse.Namespace, patches: list[str]) -> d
             inst = emu.create_instance(f"events-{i}", cfg)
             emu.admin("POST", f"/instances/{inst['id']}/generate/invoices")
             ids.append(inst["id"])
-        spec = {"base_url": emu.base_url, "user_secret": emu.user_secret, "org_secret": emu.org_secret,
-                "instance_ids": ids, "poll_interval": args.poll_interval, "warmup_s": args.trigger_warmup,
-                "steady_s": args.trigger_steady, "timeout_s": args.trigger_timeout, "work": work,
-                "patches": patches}
+        spec = {
+            "base_url": emu.base_url,
+            "user_secret": emu.user_secret,
+            "org_secret": emu.org_secret,
+            "instance_ids": ids,
+            "poll_interval": args.poll_interval,
+            "warmup_s": args.trigger_warmup,
+            "steady_s": args.trigger_steady,
+            "timeout_s": args.trigger_timeout,
+            "work": work,
+            "patches": patches,
+        }
         ec0 = emu.cpu()
-        proc = subprocess.Popen([PY, os.path.join(HERE, "triggers_bench.py"), json.dumps(spec)], cwd=ROOT,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [PY, os.path.join(HERE, "triggers_bench.py"), json.dumps(spec)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         line = ""
         while not line.startswith("READY"):
             line = proc.stdout.readline()  # type: ignore[union-attr]
@@ -275,14 +324,19 @@ def bench_triggers(work: str, args: argparse.Namespace, patches: list[str]) -> d
                 raise RuntimeError("trigger child died: " + proc.stderr.read()[-2000:])  # type: ignore[union-attr]
         steady = json.loads(line.split(" ", 1)[1])
         emu_steady_cpu = emu.cpu() - ec0
-        print(f"   steady: {steady['polls_per_s']:.0f} polls/s of {steady['ideal_polls_per_s']:.0f} ideal, "
-              f"{steady['cpu_pct_of_one_core']:.0f}% of a core, {steady['cpu_ms_per_poll']:.2f} ms CPU/poll, "
-              f"{steady['rss_kb_per_trigger']:.0f} kB/trigger, loop lag p95 {steady['loop_lag_p95_ms']:.0f} ms",
-              flush=True)
+        print(
+            f"   steady: {steady['polls_per_s']:.0f} polls/s of {steady['ideal_polls_per_s']:.0f} ideal, "
+            f"{steady['cpu_pct_of_one_core']:.0f}% of a core, {steady['cpu_ms_per_poll']:.2f} ms CPU/poll, "
+            f"{steady['rss_kb_per_trigger']:.0f} kB/trigger, loop lag p95 {steady['loop_lag_p95_ms']:.0f} ms",
+            flush=True,
+        )
         t0 = time.perf_counter()
         for iid in ids:  # one new invoice per instance, paced by the admin round trip
-            emu.admin("POST", "/activity", json={"instance_id": iid, "resources": ["invoices"],
-                                                 "creates": 1, "updates": 0, "deletes": 0})
+            emu.admin(
+                "POST",
+                "/activity",
+                json={"instance_id": iid, "resources": ["invoices"], "creates": 1, "updates": 0, "deletes": 0},
+            )
         fire_s = time.perf_counter() - t0
         proc.stdin.write("GO\n")  # type: ignore[union-attr]
         proc.stdin.flush()  # type: ignore[union-attr]
@@ -291,11 +345,18 @@ def bench_triggers(work: str, args: argparse.Namespace, patches: list[str]) -> d
         if not lines:
             raise RuntimeError("trigger child gave no result: " + err[-2000:])
         result = json.loads(lines[-1].split(" ", 1)[1])
-        result.update(activity_spread_s=fire_s, emulator_cpu_s_total=emu.cpu() - ec0,
-                      emulator_steady_cpu_s_incl_warmup=emu_steady_cpu, emulator_rss_mb=emu.rss_mb())
-        print(f"   fired {result['fired']}/{n} (errors {result['errors']}); latency p50 "
-              f"{result['latency_p50_s']:.2f} s p95 {result['latency_p95_s']:.2f} s max "
-              f"{result['latency_max_s']:.2f} s; activity created over {fire_s:.1f} s", flush=True)
+        result.update(
+            activity_spread_s=fire_s,
+            emulator_cpu_s_total=emu.cpu() - ec0,
+            emulator_steady_cpu_s_incl_warmup=emu_steady_cpu,
+            emulator_rss_mb=emu.rss_mb(),
+        )
+        print(
+            f"   fired {result['fired']}/{n} (errors {result['errors']}); latency p50 "
+            f"{result['latency_p50_s']:.2f} s p95 {result['latency_p95_s']:.2f} s max "
+            f"{result['latency_max_s']:.2f} s; activity created over {fire_s:.1f} s",
+            flush=True,
+        )
         return result
     finally:
         emu.close()
@@ -320,9 +381,14 @@ def machine_facts() -> dict[str, Any]:
         airflow_version = dlt_version = "?"
     return {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu, "cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(), "airflow": airflow_version, "dlt": dlt_version,
-        "os": platform.platform(), "load_avg_at_start": os.getloadavg(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "airflow": airflow_version,
+        "dlt": dlt_version,
+        "os": platform.platform(),
+        "load_avg_at_start": os.getloadavg(),
     }
 
 
@@ -342,14 +408,22 @@ def tables(results: dict[str, Any]) -> list[str]:
             continue
         lines += [f"### {title}", ""]
         ratio_head = "ours / raw-to-file (median, best)" if section == "bulk" else "variant / ours (median)"
-        lines += [f"| N | variant | median s | best s | records/s (median) | MB/s (median) | peak RSS MB | "
-                  f"CPU s | emulator CPU s | {ratio_head} |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"| N | variant | median s | best s | records/s (median) | MB/s (median) | peak RSS MB | "
+            f"CPU s | emulator CPU s | {ratio_head} |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
             vs = r[section]["variants"]
-            order = ((["bulk_operator", "bulk_operator_e2e"] + BULK_VARIANTS[1:] + [
-                v for e in BULK_EXPERIMENTS for v in (e, e.replace("bulk_operator", "bulk_operator_e2e", 1))])
-                if section == "bulk" else PAGED_VARIANTS + PAGED_EXPERIMENTS)
+            order = (
+                (
+                    ["bulk_operator", "bulk_operator_e2e"]
+                    + BULK_VARIANTS[1:]
+                    + [v for e in BULK_EXPERIMENTS for v in (e, e.replace("bulk_operator", "bulk_operator_e2e", 1))]
+                )
+                if section == "bulk"
+                else PAGED_VARIANTS + PAGED_EXPERIMENTS
+            )
             for v in order:
                 s = vs.get(v)
                 if not s:
@@ -367,14 +441,18 @@ def tables(results: dict[str, Any]) -> list[str]:
                 lines.append(
                     f"| {r['n']:,} | {LABELS[v]} | {s['median_s']:.2f} | {s['best_s']:.2f} | "
                     f"{fmt(s['records_per_s_median'], 0)} | {fmt(s['MB_per_s_median'])} | {fmt(s['peak_rss_mb'])} | "
-                    f"{fmt(s['cpu_s_median'], 2)} | {fmt(s['emulator_cpu_s_median'], 2)} | {ratio} |")
+                    f"{fmt(s['cpu_s_median'], 2)} | {fmt(s['emulator_cpu_s_median'], 2)} | {ratio} |"
+                )
         lines.append("")
     trig = results.get("triggers") or []
     if trig:
-        lines += ["### Event triggers", "",
-                  "| variant | triggers | poll s | polls/s (ideal) | CPU % of a core | CPU ms/poll | kB RSS/trigger | "
-                  "loop lag p95 ms | fired | latency p50 s | p95 s | max s |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "### Event triggers",
+            "",
+            "| variant | triggers | poll s | polls/s (ideal) | CPU % of a core | CPU ms/poll | kB RSS/trigger | "
+            "loop lag p95 ms | fired | latency p50 s | p95 s | max s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for t in trig:
             if "error" in t:
                 lines.append(f"| {t.get('label')} | error: {t['error'][:80]} |")
@@ -383,7 +461,8 @@ def tables(results: dict[str, Any]) -> list[str]:
                 f"| {t['label']} | {t['triggers']} | {t['poll_interval_s']:g} | {t['polls_per_s']:.0f} "
                 f"({t['ideal_polls_per_s']:.0f}) | {t['cpu_pct_of_one_core']:.0f} | {t['cpu_ms_per_poll']:.2f} | "
                 f"{t['rss_kb_per_trigger']:.0f} | {t['loop_lag_p95_ms']:.0f} | {t['fired']} | "
-                f"{fmt(t['latency_p50_s'], 2)} | {fmt(t['latency_p95_s'], 2)} | {fmt(t['latency_max_s'], 2)} |")
+                f"{fmt(t['latency_p50_s'], 2)} | {fmt(t['latency_p95_s'], 2)} | {fmt(t['latency_max_s'], 2)} |"
+            )
         lines.append("")
     return lines
 
@@ -396,17 +475,29 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         op, raw = vs.get("bulk_operator", {}), vs.get("bulk_raw_file", {})
         if "median_s" in op and "median_s" in raw:
             ratio = op["median_s"] / raw["median_s"]
-            out.append((f"bulk {r['n']:,}: within 1.3x of raw-to-file", "met" if ratio <= 1.3 else "missed",
-                        f"{ratio:.2f}x median ({op['best_s'] / raw['best_s']:.2f}x best)"))
-    peaks = [(r["n"], r["bulk"]["variants"]["bulk_operator"].get("peak_rss_mb")) for r in bulk
-             if "bulk_operator" in r["bulk"]["variants"]]
+            out.append(
+                (
+                    f"bulk {r['n']:,}: within 1.3x of raw-to-file",
+                    "met" if ratio <= 1.3 else "missed",
+                    f"{ratio:.2f}x median ({op['best_s'] / raw['best_s']:.2f}x best)",
+                )
+            )
+    peaks = [
+        (r["n"], r["bulk"]["variants"]["bulk_operator"].get("peak_rss_mb"))
+        for r in bulk
+        if "bulk_operator" in r["bulk"]["variants"]
+    ]
     if peaks:
         worst = max(p for _, p in peaks if p)
         spread = worst - min(p for _, p in peaks if p)
-        out.append(("bulk peak RSS flat and < 150 MB", "met" if worst < 150 and spread < 15 else "missed",
-                    ", ".join(f"{n:,}: {p:.0f} MB" for n, p in peaks)
-                    + f" (Airflow+provider import alone: "
-                    f"{bulk[0]['bulk']['variants']['bulk_operator'].get('rss_base_mb', 0):.0f} MB)"))
+        out.append(
+            (
+                "bulk peak RSS flat and < 150 MB",
+                "met" if worst < 150 and spread < 15 else "missed",
+                ", ".join(f"{n:,}: {p:.0f} MB" for n, p in peaks) + f" (Airflow+provider import alone: "
+                f"{bulk[0]['bulk']['variants']['bulk_operator'].get('rss_base_mb', 0):.0f} MB)",
+            )
+        )
     for r in [r for r in results["sizes"] if "paged" in r]:
         vs = r["paged"]["variants"]
         op, dl, nv = vs.get("paged_operator", {}), vs.get("paged_dlt", {}), vs.get("paged_naive", {})
@@ -415,19 +506,32 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             out.append((f"paged {r['n']:,}: >= 3x faster than dlt", "met" if x >= 3 else "missed", f"{x:.2f}x"))
         if "median_s" in op and "median_s" in nv:
             x = op["median_s"] / nv["median_s"]
-            out.append((f"paged {r['n']:,}: no slower than the naive loop", "met" if x <= 1.0 else "missed",
-                        f"ours/naive {x:.2f}x"))
+            out.append(
+                (
+                    f"paged {r['n']:,}: no slower than the naive loop",
+                    "met" if x <= 1.0 else "missed",
+                    f"ours/naive {x:.2f}x",
+                )
+            )
     for r in bulk:
         vs = r["bulk"]["variants"]
         raw, op = vs.get("bulk_raw_devnull", {}), vs.get("bulk_operator", {})
         if "median_s" in raw and "median_s" in op:
             util = raw["emulator_cpu_s_median"] / raw["median_s"]
             share = op["emulator_cpu_s_median"] / op["median_s"]
-            rate = (f"~{raw['bytes'] / raw['emulator_cpu_s_median'] / 1e6:,.0f} MB per emulator CPU-second"
-                    if raw["emulator_cpu_s_median"] >= 0.05 else "emulator CPU below psutil's 10 ms resolution")
-            out.append((f"emulator not the bottleneck, bulk {r['n']:,}", "met" if share < 0.5 else "missed",
-                        f"serves {raw['MB_per_s_median']:,.0f} MB/s to /dev/null at {100 * util:.0f}% of a core "
-                        f"({rate}); during our download it is busy {100 * share:.0f}% of the wall time"))
+            rate = (
+                f"~{raw['bytes'] / raw['emulator_cpu_s_median'] / 1e6:,.0f} MB per emulator CPU-second"
+                if raw["emulator_cpu_s_median"] >= 0.05
+                else "emulator CPU below psutil's 10 ms resolution"
+            )
+            out.append(
+                (
+                    f"emulator not the bottleneck, bulk {r['n']:,}",
+                    "met" if share < 0.5 else "missed",
+                    f"serves {raw['MB_per_s_median']:,.0f} MB/s to /dev/null at {100 * util:.0f}% of a core "
+                    f"({rate}); during our download it is busy {100 * share:.0f}% of the wall time",
+                )
+            )
     for r in [r for r in results["sizes"] if "paged" in r]:
         vs = r["paged"]["variants"]
         op, nv = vs.get("paged_operator", {}), vs.get("paged_naive", {})
@@ -435,33 +539,56 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             pages = -(-r["n"] // results.get("page_size", 200))
             emu = nv["emulator_cpu_s_median"]
             share = op["emulator_cpu_s_median"] / op["median_s"]
-            out.append((f"emulator not the bottleneck, paged {r['n']:,}", "met" if share < 0.5 else "missed",
-                        f"{1000 * emu / pages:.2f} ms emulator CPU per {results.get('page_size', 200)}-record page "
-                        f"= {r['n'] / max(emu, 1e-9):,.0f} records per emulator CPU-second; during our pull the "
-                        f"emulator is busy {100 * share:.0f}% of the wall time, the client "
-                        f"{100 * op['cpu_s_median'] / op['median_s']:.0f}%"))
+            out.append(
+                (
+                    f"emulator not the bottleneck, paged {r['n']:,}",
+                    "met" if share < 0.5 else "missed",
+                    f"{1000 * emu / pages:.2f} ms emulator CPU per {results.get('page_size', 200)}-record page "
+                    f"= {r['n'] / max(emu, 1e-9):,.0f} records per emulator CPU-second; during our pull the "
+                    f"emulator is busy {100 * share:.0f}% of the wall time, the client "
+                    f"{100 * op['cpu_s_median'] / op['median_s']:.0f}%",
+                )
+            )
     for t in results.get("triggers") or []:
         if "error" in t:
             out.append((f"{t.get('triggers', '?')} event triggers", "error", t["error"][:200]))
             continue
         n, interval = t["triggers"], t["poll_interval_s"]
-        out.append((f"{n:,} event triggers: all fire", "met" if t["fired"] == n and not t["errors"] else "missed",
-                    f"{t['fired']}/{n} fired, {t['errors']} errors"))
-        out.append((f"{n:,} event triggers: poll on schedule (>= 90% of ideal polls/s)",
-                    "met" if t["polls_per_s"] >= 0.9 * t["ideal_polls_per_s"] else "missed",
-                    f"{t['polls_per_s']:.0f} of {t['ideal_polls_per_s']:.0f} polls/s; "
-                    f"{t['cpu_pct_of_one_core']:.0f}% of a core = {t['cpu_ms_per_trigger_per_s']:.2f} ms CPU per "
-                    f"trigger per s ({t['cpu_ms_per_poll']:.2f} ms per poll); loop lag p95 "
-                    f"{t['loop_lag_p95_ms']:.0f} ms"))
-        out.append((f"{n:,} event triggers: memory per trigger", "reported",
-                    f"{t['rss_kb_per_trigger']:.0f} kB RSS per trigger ({t['rss_before_mb']:.0f} -> "
-                    f"{t['rss_steady_mb']:.0f} MB)"))
+        out.append(
+            (
+                f"{n:,} event triggers: all fire",
+                "met" if t["fired"] == n and not t["errors"] else "missed",
+                f"{t['fired']}/{n} fired, {t['errors']} errors",
+            )
+        )
+        out.append(
+            (
+                f"{n:,} event triggers: poll on schedule (>= 90% of ideal polls/s)",
+                "met" if t["polls_per_s"] >= 0.9 * t["ideal_polls_per_s"] else "missed",
+                f"{t['polls_per_s']:.0f} of {t['ideal_polls_per_s']:.0f} polls/s; "
+                f"{t['cpu_pct_of_one_core']:.0f}% of a core = {t['cpu_ms_per_trigger_per_s']:.2f} ms CPU per "
+                f"trigger per s ({t['cpu_ms_per_poll']:.2f} ms per poll); loop lag p95 "
+                f"{t['loop_lag_p95_ms']:.0f} ms",
+            )
+        )
+        out.append(
+            (
+                f"{n:,} event triggers: memory per trigger",
+                "reported",
+                f"{t['rss_kb_per_trigger']:.0f} kB RSS per trigger ({t['rss_before_mb']:.0f} -> "
+                f"{t['rss_steady_mb']:.0f} MB)",
+            )
+        )
         p95 = t.get("latency_p95_s")
-        out.append((f"{n:,} event triggers: event->fire p95 <= poll interval + 1 s",
-                    "met" if p95 is not None and p95 <= interval + 1 else "missed",
-                    f"p50 {fmt(t.get('latency_p50_s'), 2)} s, p95 {fmt(p95, 2)} s, max "
-                    f"{fmt(t.get('latency_max_s'), 2)} s at a {interval:g} s poll interval (on-time polling: "
-                    f"U(0, {interval:g}) s + one request)"))
+        out.append(
+            (
+                f"{n:,} event triggers: event->fire p95 <= poll interval + 1 s",
+                "met" if p95 is not None and p95 <= interval + 1 else "missed",
+                f"p50 {fmt(t.get('latency_p50_s'), 2)} s, p95 {fmt(p95, 2)} s, max "
+                f"{fmt(t.get('latency_max_s'), 2)} s at a {interval:g} s poll interval (on-time polling: "
+                f"U(0, {interval:g}) s + one request)",
+            )
+        )
     return out
 
 
@@ -524,21 +651,35 @@ def write_reports(results: dict[str, Any], path_json: str, path_md: str) -> None
     with open(path_json, "w") as fh:
         json.dump(results, fh, indent=1, default=str)
     m = results["machine"]
-    md = ["# Benchmarks (issue #8)", "",
-          "Generated by `.venv/bin/python benchmarks/run.py " + " ".join(results["argv"]) + "`; raw numbers in "
-          "`benchmarks/results.json`. Do not edit by hand: rerun the command.", "",
-          "## Machine", "",
-          f"* Date: {m['date']}", f"* CPU: {m['cpu']}, {m['cores']} cores; RAM {m['ram_gb']} GiB; {m['os']}",
-          f"* Python {m['python']}, Apache Airflow {m['airflow']}, dlt {m['dlt']}",
-          f"* Load average at start: {', '.join(f'{x:.2f}' for x in m['load_avg_at_start'])} (shared machine)",
-          f"* Total run time: {results.get('total_s', 0) / 60:.1f} min", "",
-          "## Results", ""]
+    md = [
+        "# Benchmarks (issue #8)",
+        "",
+        "Generated by `.venv/bin/python benchmarks/run.py " + " ".join(results["argv"]) + "`; raw numbers in "
+        "`benchmarks/results.json`. Do not edit by hand: rerun the command.",
+        "",
+        "## Machine",
+        "",
+        f"* Date: {m['date']}",
+        f"* CPU: {m['cpu']}, {m['cores']} cores; RAM {m['ram_gb']} GiB; {m['os']}",
+        f"* Python {m['python']}, Apache Airflow {m['airflow']}, dlt {m['dlt']}",
+        f"* Load average at start: {', '.join(f'{x:.2f}' for x in m['load_avg_at_start'])} (shared machine)",
+        f"* Total run time: {results.get('total_s', 0) / 60:.1f} min",
+        "",
+        "## Results",
+        "",
+    ]
     md += tables(results)
-    md += ["### Emulator", "", "| N | generate s | bulk snapshot s | emulator RSS after generate MB |",
-           "|---|---|---|---|"]
+    md += [
+        "### Emulator",
+        "",
+        "| N | generate s | bulk snapshot s | emulator RSS after generate MB |",
+        "|---|---|---|---|",
+    ]
     for r in results["sizes"]:
-        md.append(f"| {r['n']:,} | {r.get('generate_s', 0):.1f} | {r.get('snapshot_s', 0):.1f} | "
-                  f"{r.get('emulator_rss_after_generate_mb', 0):.0f} |")
+        md.append(
+            f"| {r['n']:,} | {r.get('generate_s', 0):.1f} | {r.get('snapshot_s', 0):.1f} | "
+            f"{r.get('emulator_rss_after_generate_mb', 0):.0f} |"
+        )
     md += ["", "## Targets", "", "| target | status | measured |", "|---|---|---|"]
     md += [f"| {a} | {b} | {c} |" for a, b, c in targets(results)]
     md += ["", NOTES]
@@ -553,8 +694,12 @@ def main() -> int:
     p.add_argument("--sizes", default="10000,100000,1000000", help="bulk sizes (comma separated)")
     p.add_argument("--quick", action="store_true", help="sizes 10k,100k (development)")
     p.add_argument("--paged-max", type=int, default=100_000, help="largest size also pulled page by page")
-    p.add_argument("--naive-max", type=int, default=100_000,
-                   help="largest size for the naive bulk client (it holds the whole body: ~1 GB RSS per 100k)")
+    p.add_argument(
+        "--naive-max",
+        type=int,
+        default=100_000,
+        help="largest size for the naive bulk client (it holds the whole body: ~1 GB RSS per 100k)",
+    )
     p.add_argument("--dlt-max", type=int, default=1_000_000, help="largest size for the dlt baseline")
     p.add_argument("--reps", type=int, default=3, help="repetitions of every variant (interleaved)")
     p.add_argument("--page-size", type=int, default=200, help="records per page for every paged variant")
@@ -563,17 +708,29 @@ def main() -> int:
     p.add_argument("--trigger-warmup", type=float, default=15.0)
     p.add_argument("--trigger-steady", type=float, default=20.0)
     p.add_argument("--trigger-timeout", type=float, default=60.0)
-    p.add_argument("--experiments", action="store_true",
-                   help="also run local hot-path experiments that are NOT shipped (monkeypatched copies: orjson)")
-    p.add_argument("--shared-job", action="store_true",
-                   help="raw/naive bulk variants download the one job snapshotted at setup instead of a fresh "
-                        "job each (the default, like the operator); for comparison with the first run only")
-    p.add_argument("--profile", action="store_true",
-                   help="pyinstrument profiles of the operators -> benchmarks/profiles/ (slower: not for the table)")
+    p.add_argument(
+        "--experiments",
+        action="store_true",
+        help="also run local hot-path experiments that are NOT shipped (monkeypatched copies: orjson)",
+    )
+    p.add_argument(
+        "--shared-job",
+        action="store_true",
+        help="raw/naive bulk variants download the one job snapshotted at setup instead of a fresh "
+        "job each (the default, like the operator); for comparison with the first run only",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="pyinstrument profiles of the operators -> benchmarks/profiles/ (slower: not for the table)",
+    )
     p.add_argument("--no-write", action="store_true", help="print only; keep results.json / RESULTS.md")
     p.add_argument("--work-dir", default=None, help="scratch dir on local disk (default: a temp dir)")
-    p.add_argument("--report-only", action="store_true",
-                   help="rewrite RESULTS.md from results.json (+ ANALYSIS.md) without measuring")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite RESULTS.md from results.json (+ ANALYSIS.md) without measuring",
+    )
     args = p.parse_args()
     if args.report_only:
         with open(os.path.join(HERE, "results.json")) as fh:
@@ -592,8 +749,14 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="ce-bench-", dir=args.work_dir)
     os.environ.setdefault("AIRFLOW_HOME", os.path.join(work, "airflow-home"))
     t_start = time.perf_counter()
-    results: dict[str, Any] = {"argv": sys.argv[1:], "machine": machine_facts(), "sizes": [], "triggers": [],
-                               "page_size": args.page_size, "fresh_job": not args.shared_job}
+    results: dict[str, Any] = {
+        "argv": sys.argv[1:],
+        "machine": machine_facts(),
+        "sizes": [],
+        "triggers": [],
+        "page_size": args.page_size,
+        "fresh_job": not args.shared_job,
+    }
     try:
         for n in sizes:
             results["sizes"].append(bench_size(n, work, args, paged=n <= args.paged_max))
@@ -617,8 +780,14 @@ def main() -> int:
     if not args.no_write:
         write_reports(results, os.path.join(HERE, "results.json"), os.path.join(HERE, "RESULTS.md"))
         print(f"\nwrote {os.path.join(HERE, 'results.json')} and {os.path.join(HERE, 'RESULTS.md')}")
-    bad = [v for r in results["sizes"] for sec in ("bulk", "paged") if sec in r
-           for v, s in r[sec]["variants"].items() if "error" in s or s.get("count_mismatch")]
+    bad = [
+        v
+        for r in results["sizes"]
+        for sec in ("bulk", "paged")
+        if sec in r
+        for v, s in r[sec]["variants"].items()
+        if "error" in s or s.get("count_mismatch")
+    ]
     return 1 if bad else 0
 
 

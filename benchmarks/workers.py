@@ -169,8 +169,15 @@ def _patch_orjson() -> None:
             if isinstance(sink, ex._ParquetSink):
                 sink.close()
             publish()
-        manifest = self._manifest(instance_id=instance_id, element_key=element_key, window=window,
-                                  target=target, records=records, nbytes=nbytes, job_id=None)
+        manifest = self._manifest(
+            instance_id=instance_id,
+            element_key=element_key,
+            window=window,
+            target=target,
+            records=records,
+            nbytes=nbytes,
+            job_id=None,
+        )
         return self._publish_manifest(context, manifest)
 
     ex.CloudElementsPagedExtractOperator.execute = execute
@@ -245,7 +252,7 @@ def bulk_operator(spec: dict[str, Any]) -> dict[str, Any]:
     e0, c0, t0 = emu(), _cpu(), time.perf_counter()
     manifest = _profiled(spec, lambda: op.execute(ctx))
     seconds, cpu, emu_cpu = time.perf_counter() - t0, _cpu() - c0, emu() - e0
-    lines = _count_lines(manifest["path"][len("file://"):]) if spec.get("verify") else manifest["records"]
+    lines = _count_lines(manifest["path"][len("file://") :]) if spec.get("verify") else manifest["records"]
     return {
         "records": manifest["records"],
         "bytes": manifest["bytes"],
@@ -307,9 +314,10 @@ def bulk_raw(spec: dict[str, Any]) -> dict[str, Any]:
     base = _rss_mb()
     e0, c0, t0 = emu(), _cpu(), time.perf_counter()
     size = lines = 0
-    with session.get(url, headers={**headers, "Accept": "application/json"}, stream=True) as r, open(
-        sink_path, "wb"
-    ) as sink:
+    with (
+        session.get(url, headers={**headers, "Accept": "application/json"}, stream=True) as r,
+        open(sink_path, "wb") as sink,
+    ):
         r.raise_for_status()
         for chunk in r.iter_content(1 << 20):
             size += len(chunk)
@@ -446,8 +454,14 @@ def paged_dlt(spec: dict[str, Any]) -> dict[str, Any]:
             p = os.path.join(root, name)
             size += os.path.getsize(p)
             records += _count_lines(p)
-    return {"records": records, "bytes": size, "seconds": seconds, "cpu_s": cpu, "emulator_cpu_s": emu_cpu,
-            "rss_base_mb": base}
+    return {
+        "records": records,
+        "bytes": size,
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "emulator_cpu_s": emu_cpu,
+        "rss_base_mb": base,
+    }
 
 
 VARIANTS = {

@@ -135,9 +135,7 @@ class BulkService:
         return json.loads(row[0])
 
     def jobs(self, inst: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = self.store.conn().execute(
-            "SELECT data FROM bulk_jobs WHERE instance_id=? ORDER BY id", (inst["id"],)
-        )
+        rows = self.store.conn().execute("SELECT data FROM bulk_jobs WHERE instance_id=? ORDER BY id", (inst["id"],))
         return [public(json.loads(r[0])) for r in rows]
 
     def _set_status(self, job: dict[str, Any], status: str) -> None:
@@ -394,9 +392,7 @@ class BulkService:
             job["message"] = f"{type(err).__name__}: {err}"
             self._finish(job, inst, "FAILED")
 
-    def _upsert(
-        self, inst: dict[str, Any], object_name: str, item: dict[str, Any], identifier: str | None
-    ) -> None:
+    def _upsert(self, inst: dict[str, Any], object_name: str, item: dict[str, Any], identifier: str | None) -> None:
         """Create ``item``, or update the live record whose ``identifier`` field equals the item's."""
         if identifier and item.get(identifier) not in (None, ""):
             element, tbl = self.hub.table(inst, object_name)

@@ -113,21 +113,13 @@ def iter_csv(path: str, limit: int | None = None) -> Iterator[bytes]:
     yield tail
 
 
-def parse_upload(
-    fh: BinaryIO, fmt: str | None, filename: str | None
-) -> Iterator[tuple[int, Any, str | None]]:
+def parse_upload(fh: BinaryIO, fmt: str | None, filename: str | None) -> Iterator[tuple[int, Any, str | None]]:
     """Yield ``(line number, record or raw text, parse error or None)`` from an uploaded file."""
     text: io.TextIOBase = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
     name = (filename or "").lower()
     kind = (fmt or "").lower()
     if not kind:
-        kind = (
-            "csv"
-            if name.endswith(".csv")
-            else "json"
-            if name.endswith((".json", ".ndjson", ".jsonl"))
-            else ""
-        )
+        kind = "csv" if name.endswith(".csv") else "json" if name.endswith((".json", ".ndjson", ".jsonl")) else ""
     if not kind:
         head = text.read(1)
         while head and head.isspace():

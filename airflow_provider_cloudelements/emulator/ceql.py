@@ -168,9 +168,7 @@ class _Compiler:
         if isinstance(node, exp.Like):
             path = self._field(node.this)
             regex = _like_regex(str(_literal(node.expression)))
-            return lambda r: (
-                (v := lookup(r, path)) is not _MISSING and v is not None and bool(regex.match(str(v)))
-            )
+            return lambda r: (v := lookup(r, path)) is not _MISSING and v is not None and bool(regex.match(str(v)))
         if isinstance(node, exp.In):
             path = self._field(node.this)
             values = [_literal(v) for v in node.expressions]
@@ -195,9 +193,7 @@ class _Compiler:
     def _comparison(self, node: exp.Expression) -> Predicate:
         op = _CMP[type(node)]
         left, right = node.this, node.expression
-        if not isinstance(left, (exp.Column, exp.Identifier)) and isinstance(
-            right, (exp.Column, exp.Identifier)
-        ):
+        if not isinstance(left, (exp.Column, exp.Identifier)) and isinstance(right, (exp.Column, exp.Identifier)):
             left, right = right, left
             flip: dict[type, type] = {exp.LT: exp.GT, exp.GT: exp.LT, exp.LTE: exp.GTE, exp.GTE: exp.LTE}
             op = _CMP[flip.get(type(node), type(node))]

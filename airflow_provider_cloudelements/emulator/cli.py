@@ -32,8 +32,7 @@ _FAULT_HELP = {
     "burst_5xx": "the next N matching requests get --status-5xx with a providerMessage",
     "rate_5xx": "probability (0-1) of a 5xx per matching request",
     "status_5xx": "HTTP status used for injected 5xx (default 503)",
-    "burst_throttle_500": "the next N matching requests get 500 with the Intuit "
-    "ThrottleExceeded providerMessage",
+    "burst_throttle_500": "the next N matching requests get 500 with the Intuit ThrottleExceeded providerMessage",
     "rate_throttle_500": "probability (0-1) of the Intuit throttle 500",
     "burst_html_502": "the next N matching requests get an nginx HTML 502 page",
     "slow_seconds": "delay (seconds) added to slowed requests",
@@ -68,9 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="TCP port (0 = pick a free port)")
     parser.add_argument("--port-file", help="write the bound port to this file once ready")
     parser.add_argument("--seed", type=int, default=7, help="seed for generated data and random faults")
-    parser.add_argument(
-        "--records", type=int, default=40, help="records generated lazily per (instance, resource)"
-    )
+    parser.add_argument("--records", type=int, default=40, help="records generated lazily per (instance, resource)")
     parser.add_argument(
         "--records-for",
         type=_resource_count,
@@ -88,8 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--organization-secret",
         default=None,
-        help="account Organization secret (default: env CE_EMULATOR_ORGANIZATION_SECRET or a "
-        "fixed dev value)",
+        help="account Organization secret (default: env CE_EMULATOR_ORGANIZATION_SECRET or a fixed dev value)",
     )
     parser.add_argument(
         "--bulk-done-status",
@@ -104,8 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--poller-interval-seconds",
         type=float,
         default=None,
-        help="event poller interval in seconds (default: each instance's "
-        "event.poller.refresh_interval minutes)",
+        help="event poller interval in seconds (default: each instance's event.poller.refresh_interval minutes)",
     )
     parser.add_argument(
         "--anchor",
@@ -131,15 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="every SECONDS, create/update/delete records in every generated dataset",
     )
-    parser.add_argument(
-        "--activity-creates", type=int, default=2, help="creates per resource per activity tick"
-    )
-    parser.add_argument(
-        "--activity-updates", type=int, default=2, help="updates per resource per activity tick"
-    )
-    parser.add_argument(
-        "--activity-deletes", type=int, default=1, help="deletes per resource per activity tick"
-    )
+    parser.add_argument("--activity-creates", type=int, default=2, help="creates per resource per activity tick")
+    parser.add_argument("--activity-updates", type=int, default=2, help="updates per resource per activity tick")
+    parser.add_argument("--activity-deletes", type=int, default=1, help="deletes per resource per activity tick")
     parser.add_argument(
         "--qbo-sync-token-ids",
         action="store_true",
@@ -160,11 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     faults = FaultConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FaultConfig)})
     user = args.user_secret or os.environ.get("CE_EMULATOR_USER_SECRET") or DEFAULT_USER_SECRET
-    org = (
-        args.organization_secret
-        or os.environ.get("CE_EMULATOR_ORGANIZATION_SECRET")
-        or DEFAULT_ORGANIZATION_SECRET
-    )
+    org = args.organization_secret or os.environ.get("CE_EMULATOR_ORGANIZATION_SECRET") or DEFAULT_ORGANIZATION_SECRET
     return EmulatorConfig(
         seed=args.seed,
         records_per_resource=args.records,
@@ -185,9 +170,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from airflow_provider_cloudelements.emulator.server import EmulatorServer
 
     stop = threading.Event()
@@ -203,9 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         while not stop.wait(args.simulate_activity_every or 3600):
             if args.simulate_activity_every:
                 try:
-                    emu.state.simulate_all(
-                        args.activity_creates, args.activity_updates, args.activity_deletes
-                    )
+                    emu.state.simulate_all(args.activity_creates, args.activity_updates, args.activity_deletes)
                 except Exception:  # keep serving
                     logging.getLogger(__name__).exception("activity simulation failed")
     return 0

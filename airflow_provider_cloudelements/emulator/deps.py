@@ -22,9 +22,7 @@ def state_of(request: Request) -> EmulatorState:
 def platform_auth(request: Request) -> EmulatorState:
     """Dependency: ``User`` + ``Organization`` (reference §1.2); returns the state."""
     state = state_of(request)
-    check_platform(
-        request.headers.get("authorization"), state.config.user_secret, state.config.organization_secret
-    )
+    check_platform(request.headers.get("authorization"), state.config.user_secret, state.config.organization_secret)
     return state
 
 

@@ -69,9 +69,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CEError)
     async def _ce(request: Request, err: CEError) -> JSONResponse:
-        return error_response(
-            err.status, err.message, request_id_of(request), err.provider_message, err.headers
-        )
+        return error_response(err.status, err.message, request_id_of(request), err.provider_message, err.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
@@ -85,6 +83,4 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:  # pragma: no cover - safety net
-        return error_response(
-            500, f"Internal emulator error: {type(err).__name__}: {err}", request_id_of(request)
-        )
+        return error_response(500, f"Internal emulator error: {type(err).__name__}: {err}", request_id_of(request))

@@ -169,12 +169,8 @@ class EventService:
                 if row:
                     data = json.loads(row[0])
                     data["status"] = "NOTIFIED"
-                    data["notifiedData"] = [
-                        {"webhookId": delivery["webhookId"], "url": delivery["config"]["url"]}
-                    ]
-                    c.execute(
-                        "UPDATE events SET status='NOTIFIED', data=? WHERE id=?", (json.dumps(data), eid)
-                    )
+                    data["notifiedData"] = [{"webhookId": delivery["webhookId"], "url": delivery["config"]["url"]}]
+                    c.execute("UPDATE events SET status='NOTIFIED', data=? WHERE id=?", (json.dumps(data), eid))
 
     # ------------------------------------------------------------ reading
     def query(

@@ -41,11 +41,7 @@ class ResourceExtensions:
 
     def add(self, element_key: str, body: Any) -> dict[str, Any]:
         """:raises CEError: 400 without ``path`` and ``method``."""
-        if (
-            not isinstance(body, dict)
-            or not str(body.get("path", "")).startswith("/")
-            or not body.get("method")
-        ):
+        if not isinstance(body, dict) or not str(body.get("path", "")).startswith("/") or not body.get("method"):
             raise CEError(400, "A resource needs 'path' (starting with '/') and 'method'")
         with self._lock:
             stored = {**body, "id": next(self._ids), "method": str(body["method"]).upper()}
@@ -77,9 +73,7 @@ class ResourceExtensions:
                 if param.get("type") == "value" and param.get("vendorName") == "query" and match:
                     entity = match.group(1)
         if entity is None:
-            raise CEError(
-                501, f"Calling the vendor for extension resource {definition['path']} is not emulated"
-            )
+            raise CEError(501, f"Calling the vendor for extension resource {definition['path']} is not emulated")
         rows = [pascal(r) for r in records(qbo_resource(entity))]
         root = str(definition.get("rootKey") or "").lstrip("|")
         if root:

@@ -70,9 +70,7 @@ class FaultInjector:
             return True
         return rate > 0 and self._rng.random() < rate
 
-    def decide(
-        self, path: str, auth_header: str | None, method: str | None = None
-    ) -> tuple[str | None, float]:
+    def decide(self, path: str, auth_header: str | None, method: str | None = None) -> tuple[str | None, float]:
         """Return ``(fault kind or None, delay seconds)`` for one request."""
         if not self.applies(path, method):
             return None, 0.0

@@ -589,9 +589,7 @@ def _qbe_journal(r: random.Random, p: Pools, seq: int, created: int, n: int) -> 
         "TxnDate": timefmt.date_str(created),
         "RefNumber": f"JE{seq}",
         "IsAdjustment": False,
-        "JournalDebitLine": [
-            {"AccountRef": {"FullName": acct}, "Amount": amount, "Memo": _pick(r, p.sentences)}
-        ],
+        "JournalDebitLine": [{"AccountRef": {"FullName": acct}, "Amount": amount, "Memo": _pick(r, p.sentences)}],
         "JournalCreditLine": [{"AccountRef": {"FullName": "Checking"}, "Amount": amount}],
     }
 
@@ -733,13 +731,9 @@ def _qbe_lookup(resource: str) -> Builder:
                 }
             )
         elif resource == "inventory-sites":
-            rec.update(
-                {"SiteDesc": _pick(r, p.sentences), "Contact": _pick(r, p.first), "Phone": _pick(r, p.phone)}
-            )
+            rec.update({"SiteDesc": _pick(r, p.sentences), "Contact": _pick(r, p.first), "Phone": _pick(r, p.phone)})
         elif resource == "ledger-accounts":
-            acct = r.choice(
-                ["Bank", "AccountsReceivable", "AccountsPayable", "Income", "Expense", "OtherCurrentAsset"]
-            )
+            acct = r.choice(["Bank", "AccountsReceivable", "AccountsPayable", "Income", "Expense", "OtherCurrentAsset"])
             rec.update(
                 {
                     "AccountType": acct,
@@ -801,9 +795,7 @@ def _qbe_money_txn(resource: str) -> Builder:
                 }
             ]
         elif resource in ("checks", "creditcard-charges", "creditcard-credits"):
-            rec["AccountRef"] = _qbe_ref_named(
-                "Checking" if resource == "checks" else "QuickBooks Credit Card"
-            )
+            rec["AccountRef"] = _qbe_ref_named("Checking" if resource == "checks" else "QuickBooks Credit Card")
             rec["PayeeEntityRef"] = payee
             rec["Amount"] = amount
             rec["ExpenseLineRet"] = [
@@ -917,9 +909,7 @@ FIXTURES: dict[tuple[str, str], list[Record]] = {
     ],
     ("qbe", "inventory-sites"): [{"Name": "Sample Site", "FullName": "Sample Site"}],
     ("qbe", "vendors"): [{"Name": "TEST", "FullName": "TEST", "CompanyName": "TEST"}],
-    ("qbe", "customers"): [
-        {"Name": "Blue, Dale", "FullName": "Blue, Dale", "FirstName": "Dale", "LastName": "Blue"}
-    ],
+    ("qbe", "customers"): [{"Name": "Blue, Dale", "FullName": "Blue, Dale", "FirstName": "Dale", "LastName": "Blue"}],
     ("qbo", "departments"): [{"name": "Sales", "fullyQualifiedName": "Sales"}],
     ("qbo", "payment-methods"): [
         {"name": "Cash", "type": "NON_CREDIT_CARD"},

@@ -104,9 +104,7 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 class HubService:
     """Record operations against the datasets of instances."""
 
-    def __init__(
-        self, records: RecordRepo, instances: InstanceService, on_change: ChangeHook, seed: int
-    ) -> None:
+    def __init__(self, records: RecordRepo, instances: InstanceService, on_change: ChangeHook, seed: int) -> None:
         self.records = records
         self.instances = instances
         self.on_change = on_change
@@ -153,9 +151,7 @@ class HubService:
 
     def _writable(self, element: ElementDef, resource: str, verb: str) -> None:
         if resource in element.singletons:
-            raise CEError(
-                405, f"{verb} is not supported for {resource}: {element.name} has one {resource} record"
-            )
+            raise CEError(405, f"{verb} is not supported for {resource}: {element.name} has one {resource} record")
 
     def table(self, inst: dict[str, Any], resource: str) -> tuple[ElementDef, str]:
         """:raises CEError: 404 when the element has no such resource (reference §3.2)."""
@@ -215,11 +211,7 @@ class HubService:
                 raise CEError(400, f"id is invalid: {raw_id}")
             raise CEError(404, f"No {resource} found with id {raw_id}")
         row = self.records.get(tbl, seq)
-        if (
-            row is None
-            or row.deleted
-            or bare_id(row.obj().get(element.id_field(resource))) != bare_id(raw_id)
-        ):
+        if row is None or row.deleted or bare_id(row.obj().get(element.id_field(resource))) != bare_id(raw_id):
             raise CEError(404, f"No {resource} found with id {raw_id}")
         return row
 
@@ -376,9 +368,7 @@ class HubService:
         with self.records.store.write_lock:
             now = timefmt.now_ms()
             seq = self.records.max_seq(tbl) + 1
-            record = generator.stamp(
-                element, resource, clean, seq, now, now, 0, self.records.composite_qbo_ids
-            )
+            record = generator.stamp(element, resource, clean, seq, now, now, 0, self.records.composite_qbo_ids)
             self.records.insert(
                 tbl,
                 seq,
@@ -390,9 +380,7 @@ class HubService:
             self.on_change(inst, resource, record[element.id_field(resource)], "CREATED", record, now)
         return record
 
-    def update(
-        self, inst: dict[str, Any], resource: str, raw_id: str, body: Any, full: bool
-    ) -> dict[str, Any]:
+    def update(self, inst: dict[str, Any], resource: str, raw_id: str, body: Any, full: bool) -> dict[str, Any]:
         """PATCH (merge) or PUT (replace) a record; bumps version and updated time.
 
         :raises CEError: 400 on a stale QBO ``syncToken`` / QBE ``EditSequence`` (reference §3.5),
@@ -420,9 +408,7 @@ class HubService:
             row = self._row(element, tbl, resource, raw_id)
             self._delete_row(inst, element, tbl, resource, row)
 
-    def _delete_row(
-        self, inst: dict[str, Any], element: ElementDef, tbl: str, resource: str, row: Row
-    ) -> None:
+    def _delete_row(self, inst: dict[str, Any], element: ElementDef, tbl: str, resource: str, row: Row) -> None:
         current = row.obj()
         if resource in element.soft_delete:
             base = generator.strip_system(element, resource, current)
@@ -435,18 +421,12 @@ class HubService:
             self._write(inst, element, tbl, resource, row, current, base, "DELETED")
             return
         now = timefmt.now_ms()
-        self.records.replace(
-            tbl, row.seq, timefmt.truncate(now, element.date_kind), row.data, now, deleted=True
-        )
+        self.records.replace(tbl, row.seq, timefmt.truncate(now, element.date_kind), row.data, now, deleted=True)
         self.on_change(inst, resource, current[element.id_field(resource)], "DELETED", current, now)
 
     @staticmethod
     def _check_version(element: ElementDef, current: dict, body: dict, raw_id: str) -> None:
-        sent = (
-            body.get("syncToken", body.get("SyncToken"))
-            if element.style == "qbo"
-            else body.get("EditSequence")
-        )
+        sent = body.get("syncToken", body.get("SyncToken")) if element.style == "qbo" else body.get("EditSequence")
         if element.style == "qbo" and "|" in str(raw_id):
             sent = str(raw_id).split("|", 1)[1]
         have = generator.version_of(element, current)

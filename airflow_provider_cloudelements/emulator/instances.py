@@ -250,10 +250,7 @@ class InstanceService:
     # ------------------------------------------------------------ configuration entries
     def config_entries(self, iid: int) -> list[dict[str, Any]]:
         inst = self.get(iid)
-        return [
-            self._entry(inst, key)
-            for key in sorted(inst["configuration"], key=lambda k: inst["configIds"][k])
-        ]
+        return [self._entry(inst, key) for key in sorted(inst["configuration"], key=lambda k: inst["configIds"][k])]
 
     @staticmethod
     def _entry(inst: dict[str, Any], key: str) -> dict[str, Any]:

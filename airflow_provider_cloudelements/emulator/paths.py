@@ -78,13 +78,9 @@ class AcceptCheck:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX) and "/bulk/" not in scope["path"]:
-            accept = next(
-                (v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"accept"), None
-            )
+            accept = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == b"accept"), None)
             pdf_read = (
-                scope["method"] == "GET"
-                and _RECORD_GET.match(scope["path"])
-                and "application/pdf" in (accept or "")
+                scope["method"] == "GET" and _RECORD_GET.match(scope["path"]) and "application/pdf" in (accept or "")
             )
             if not pdf_read and not accepts_json(accept):
                 rid = scope.get("ce_request_id") or new_request_id()

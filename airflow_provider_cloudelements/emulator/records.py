@@ -88,11 +88,7 @@ class RecordRepo:
         key = (instance_id, resource)
         if key in self._known:
             return True
-        row = (
-            self.store.conn()
-            .execute("SELECT tbl FROM datasets WHERE instance_id=? AND resource=?", key)
-            .fetchone()
-        )
+        row = self.store.conn().execute("SELECT tbl FROM datasets WHERE instance_id=? AND resource=?", key).fetchone()
         if row:
             self._known[key] = row[0]
         return row is not None
@@ -130,9 +126,7 @@ class RecordRepo:
                 "updated INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL, "
                 "changed INTEGER)"
             )
-            sql = (
-                f"INSERT INTO {tbl} (seq, created, updated, deleted, data, changed) VALUES (?, ?, ?, 0, ?, ?)"
-            )
+            sql = f"INSERT INTO {tbl} (seq, created, updated, deleted, data, changed) VALUES (?, ?, ?, 0, ?, ?)"
             batch: list[tuple[int, int, int, str, int]] = []
             for seq, created, updated, rec in rows:
                 batch.append((seq, created, updated, dumps(rec), updated))
@@ -156,9 +150,7 @@ class RecordRepo:
 
     def drop_instance(self, instance_id: int) -> None:
         with self.store.tx() as c:
-            for (tbl,) in c.execute(
-                "SELECT tbl FROM datasets WHERE instance_id=?", (instance_id,)
-            ).fetchall():
+            for (tbl,) in c.execute("SELECT tbl FROM datasets WHERE instance_id=?", (instance_id,)).fetchall():
                 c.execute(f"DROP TABLE IF EXISTS {tbl}")
             c.execute("DELETE FROM datasets WHERE instance_id=?", (instance_id,))
         for key in [k for k in self._known if k[0] == instance_id]:
@@ -232,9 +224,7 @@ class RecordRepo:
                 (seq, created, updated, data, changed),
             )
 
-    def replace(
-        self, tbl: str, seq: int, updated: int, data: str, changed: int, deleted: bool = False
-    ) -> None:
+    def replace(self, tbl: str, seq: int, updated: int, data: str, changed: int, deleted: bool = False) -> None:
         with self.store.tx() as c:
             c.execute(
                 f"UPDATE {tbl} SET updated=?, data=?, deleted=?, changed=? WHERE seq=?",

@@ -157,9 +157,7 @@ _QBO_SPECS: dict[str, _Spec] = {
     "balance-sheet": _Spec(
         "BalanceSheet", (("Accounts", "ledger-accounts", "classification", "currentBalance"),), dated=False
     ),
-    "trial-balance": _Spec(
-        "TrialBalance", (("Accounts", "ledger-accounts", "name", "currentBalance"),), dated=False
-    ),
+    "trial-balance": _Spec("TrialBalance", (("Accounts", "ledger-accounts", "name", "currentBalance"),), dated=False),
     "cash-flow": _Spec(
         "CashFlow",
         (
@@ -167,12 +165,8 @@ _QBO_SPECS: dict[str, _Spec] = {
             ("Cash paid", "bill-payments", "vendorRef.name", "totalAmt"),
         ),
     ),
-    "general-ledger": _Spec(
-        "GeneralLedger", (("Journal entries", "journal-entries", "docNumber", "totalAmt"),)
-    ),
-    "aged-receivables": _Spec(
-        "AgedReceivables", (("Open invoices", "invoices", "customerRef.name", "balance"),)
-    ),
+    "general-ledger": _Spec("GeneralLedger", (("Journal entries", "journal-entries", "docNumber", "totalAmt"),)),
+    "aged-receivables": _Spec("AgedReceivables", (("Open invoices", "invoices", "customerRef.name", "balance"),)),
     "aged-payables": _Spec("AgedPayables", (("Open bills", "bills", "vendorRef.name", "balance"),)),
     "customer-income": _Spec("CustomerIncome", (("Customers", "invoices", "customerRef.name", "totalAmt"),)),
     "vendor-expenses": _Spec("VendorExpenses", (("Vendors", "bills", "vendorRef.name", "totalAmt"),)),
@@ -244,13 +238,10 @@ def qbo_report(report_id: str, params: dict[str, Any], records: Records) -> dict
                 "header": {"colData": [{"value": title}, {"value": ""}]},
                 "rows": {
                     "row": [
-                        {"type": "Data", "colData": [{"value": k}, {"value": _money(v)}]}
-                        for k, v in bucket.items()
+                        {"type": "Data", "colData": [{"value": k}, {"value": _money(v)}]} for k, v in bucket.items()
                     ]
                 },
-                "summary": {
-                    "colData": [{"value": f"Total {title}"}, {"value": _money(sum(bucket.values()))}]
-                },
+                "summary": {"colData": [{"value": f"Total {title}"}, {"value": _money(sum(bucket.values()))}]},
             }
         )
     header = {
@@ -266,9 +257,7 @@ def qbo_report(report_id: str, params: dict[str, Any], records: Records) -> dict
         header["dateMacro"] = macro.lower()
     return {
         "header": header,
-        "columns": {
-            "column": [{"colTitle": "", "colType": "Account"}, {"colTitle": "Total", "colType": "Money"}]
-        },
+        "columns": {"column": [{"colTitle": "", "colType": "Account"}, {"colTitle": "Total", "colType": "Money"}]},
         "rows": {"row": out_rows},
     }
 
@@ -316,9 +305,7 @@ def qbe_reports(where: str | None, records: Records) -> list[dict[str, Any]]:
     params = where_equalities(where)
     name = params.get("ReportName")
     if not name:
-        raise CEError(
-            400, "ReportName is required, e.g. where=ReportName='Balance Sheet Standard' (GET /report-types)"
-        )
+        raise CEError(400, "ReportName is required, e.g. where=ReportName='Balance Sheet Standard' (GET /report-types)")
     canonical = {k.lower(): k for k in QBE_REPORT_TYPES}.get(str(name).lower())
     if canonical is None:
         raise CEError(400, f"Unknown ReportName {name!r}; see GET /report-types")
@@ -332,11 +319,7 @@ def qbe_reports(where: str | None, records: Records) -> list[dict[str, Any]]:
             if params.get("ReportPeriodStart")
             else dt.date(today.year, 1, 1)
         )
-        end = (
-            _parse_day(params["ReportPeriodEnd"], "ReportPeriodEnd")
-            if params.get("ReportPeriodEnd")
-            else today
-        )
+        end = _parse_day(params["ReportPeriodEnd"], "ReportPeriodEnd") if params.get("ReportPeriodEnd") else today
     if start > end:
         raise CEError(400, f"ReportPeriodStart {start} is after ReportPeriodEnd {end}")
     spec = _qbe_spec(canonical)

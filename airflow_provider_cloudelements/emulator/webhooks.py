@@ -89,9 +89,7 @@ class Dispatcher:
             "signatureKey": signature_key,
         }
         with self.store.tx() as c:
-            cur = c.execute(
-                "INSERT INTO deliveries (status, data) VALUES (?, ?)", ("pending", json.dumps(delivery))
-            )
+            cur = c.execute("INSERT INTO deliveries (status, data) VALUES (?, ?)", ("pending", json.dumps(delivery)))
             delivery["id"] = cur.lastrowid
         self._save(delivery)
         self._schedule(delivery, 0.0)

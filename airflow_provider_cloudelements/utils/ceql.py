@@ -233,9 +233,7 @@ def window_clause(
     start_dt = to_datetime(start, what="window start") if start is not None else None
     end_dt = to_datetime(end, what="window end") if end is not None else None
     if start_dt is not None and end_dt is not None and start_dt >= end_dt:
-        raise CloudElementsConfigError(
-            f"Empty window: start {start_dt.isoformat()} >= end {end_dt.isoformat()}"
-        )
+        raise CloudElementsConfigError(f"Empty window: start {start_dt.isoformat()} >= end {end_dt.isoformat()}")
     if end_dt is not None and spec.ceql_date_format == "date" and end_dt.time() != datetime.min.time():
         end_dt = datetime(end_dt.year, end_dt.month, end_dt.day, tzinfo=timezone.utc) + timedelta(days=1)
     parts = []
@@ -263,13 +261,9 @@ def parse_where(where: str) -> exp.Expression:
     if len(statements) != 1 or not isinstance(statements[0], exp.Select):
         raise CloudElementsCEQLError("CEQL where clause must be a single condition (found extra statements)")
     select = statements[0]
-    extra = sorted(
-        k for k, v in select.args.items() if v and k not in ("expressions", "from", "from_", "where")
-    )
+    extra = sorted(k for k, v in select.args.items() if v and k not in ("expressions", "from", "from_", "where"))
     if extra:
-        raise CloudElementsCEQLError(
-            f"CEQL where clause must be a plain condition, found: {', '.join(extra)}"
-        )
+        raise CloudElementsCEQLError(f"CEQL where clause must be a plain condition, found: {', '.join(extra)}")
     where_node = select.args.get("where")
     if where_node is None:
         raise CloudElementsCEQLError("CEQL where clause cannot be parsed")

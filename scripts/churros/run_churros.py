@@ -129,9 +129,7 @@ class _Proxy(http.server.BaseHTTPRequestHandler):
         try:
             resp = srv.client.request(self.command, srv.target + self.path, content=body, headers=headers)
         except httpx.HTTPError as err:
-            self._send(
-                502, json.dumps({"message": str(err)}).encode(), [("Content-Type", "application/json")]
-            )
+            self._send(502, json.dumps({"message": str(err)}).encode(), [("Content-Type", "application/json")])
             return
         out = [(k, v) for k, v in resp.headers.multi_items() if k.lower() not in _HOP]
         self._send(resp.status_code, resp.content, out)
@@ -253,15 +251,9 @@ def run_suite(
         *(["--polling"] if polling else []),
     ]
     with open(os.path.join(out, f"{suite}.log"), "w") as log:
-        subprocess.run(
-            cmd, cwd=churros, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=1800, check=False
-        )
+        subprocess.run(cmd, cwd=churros, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=1800, check=False)
     shutil.rmtree(home, ignore_errors=True)
-    result = (
-        _parse(xml_path)
-        if os.path.exists(xml_path)
-        else {"tests": 0, "passed": 0, "rate": None, "failures": []}
-    )
+    result = _parse(xml_path) if os.path.exists(xml_path) else {"tests": 0, "passed": 0, "rate": None, "failures": []}
     return {"suite": suite, **result}
 
 
@@ -271,9 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--node-bin", required=True, help="directory with the Node 8 'node' binary")
     ap.add_argument("--suite", action="append", choices=SUITES, help="suite(s) to run (default: all three)")
     ap.add_argument("--out", default=tempfile.gettempdir(), help="directory for <suite>.xml and <suite>.log")
-    ap.add_argument(
-        "--emulator-url", help="use a running emulator (http://host:port) instead of starting one"
-    )
+    ap.add_argument("--emulator-url", help="use a running emulator (http://host:port) instead of starting one")
     ap.add_argument("--user-secret", default=None)
     ap.add_argument("--org-secret", default=None)
     ap.add_argument("--failures", action="store_true", help="also print the failing test names")

@@ -71,9 +71,7 @@ class AirflowDeployment:
         fernet_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
         api_secret = secrets.token_hex(16)
         self.secrets = [*self.secrets, self._password, jwt_secret, fernet_key, api_secret]
-        (self.home / "simple_auth_manager_passwords.json.generated").write_text(
-            json.dumps({"admin": self._password})
-        )
+        (self.home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps({"admin": self._password}))
         # Nothing of the calling process's Airflow setup (tests/conftest.py points AIRFLOW_HOME at
         # the unit-test home and turns on unit_test_mode) may leak into the deployment.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CLOUDELEMENTS_"))}
@@ -142,9 +140,7 @@ class AirflowDeployment:
             )
         text = log.read_text(errors="replace")
         if proc.returncode:
-            raise DeploymentError(
-                f"`airflow {' '.join(args)}` exited {proc.returncode}:\n{self.redact(text[-4000:])}"
-            )
+            raise DeploymentError(f"`airflow {' '.join(args)}` exited {proc.returncode}:\n{self.redact(text[-4000:])}")
         return text
 
     def start(self, *components: str) -> None:
@@ -205,9 +201,7 @@ class AirflowDeployment:
     def api_json(self, method: str, path: str, **kwargs: Any) -> Any:
         resp = self.api(method, path, **kwargs)
         if resp.status_code >= 400:
-            raise DeploymentError(
-                f"{method} {path}: HTTP {resp.status_code}: {self.redact(resp.text[:2000])}"
-            )
+            raise DeploymentError(f"{method} {path}: HTTP {resp.status_code}: {self.redact(resp.text[:2000])}")
         return resp.json()
 
     # -- waiting ------------------------------------------------------------------------------------
@@ -225,9 +219,7 @@ class AirflowDeployment:
             if result:
                 return result
             if time.monotonic() >= deadline:
-                raise DeploymentError(
-                    f"Timed out after {timeout:.0f}s waiting for {what} (last error: {last_error!r})"
-                )
+                raise DeploymentError(f"Timed out after {timeout:.0f}s waiting for {what} (last error: {last_error!r})")
             time.sleep(interval)
 
     def health(self) -> dict[str, Any]:
@@ -244,9 +236,7 @@ class AirflowDeployment:
             ok = all((status.get(p) or {}).get("status") == "healthy" for p in parts)
             return status if ok else None
 
-        return self.wait_for(
-            "every component to report healthy on /api/v2/monitor/health", probe, timeout=timeout
-        )
+        return self.wait_for("every component to report healthy on /api/v2/monitor/health", probe, timeout=timeout)
 
     # -- diagnosis ----------------------------------------------------------------------------------
 

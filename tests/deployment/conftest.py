@@ -27,9 +27,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     if report.failed and stack is not None and not item.config.stash.get(_REPORTED_KEY, False):
         item.config.stash[_REPORTED_KEY] = True
         try:
-            report.sections.append(
-                (f"Airflow deployment logs (AIRFLOW_HOME {stack.home})", stack.log_tails())
-            )
+            report.sections.append((f"Airflow deployment logs (AIRFLOW_HOME {stack.home})", stack.log_tails()))
         except Exception as err:  # diagnosis must never mask the real failure
             report.sections.append(("Airflow deployment logs", f"could not read the logs: {err!r}"))
     return report

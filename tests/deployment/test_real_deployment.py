@@ -130,9 +130,7 @@ class FinishedRun:
 def emu() -> Iterator[Any]:
     from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
 
-    with EmulatorServer(
-        EmulatorConfig(seed=7, records_per_resource=30, bulk_min_seconds=BULK_SECONDS)
-    ) as server:
+    with EmulatorServer(EmulatorConfig(seed=7, records_per_resource=30, bulk_min_seconds=BULK_SECONDS)) as server:
         yield server
 
 
@@ -152,9 +150,7 @@ def deployment(
                 "extra": {"user_secret": emu.user_secret, "organization_secret": emu.organization_secret},
             }
         ),
-        "AIRFLOW_CONN_CLOUDELEMENTS_WAREHOUSE": json.dumps(
-            {"conn_type": "sqlite", "host": str(tmp / "warehouse.db")}
-        ),
+        "AIRFLOW_CONN_CLOUDELEMENTS_WAREHOUSE": json.dumps({"conn_type": "sqlite", "host": str(tmp / "warehouse.db")}),
         f"AIRFLOW_CONN_CLOUDELEMENTS_{ELEMENT.upper()}_APP": json.dumps(
             {
                 "conn_type": "generic",
@@ -217,8 +213,7 @@ def finished_run(deployment: AirflowDeployment, emu: Any) -> FinishedRun:
         broken = [e for e in errors if Path(e.get("filename", "")).name == f"{DAG_ID}.py"]
         if broken:
             pytest.fail(
-                f"{DAG_ID}.py failed to import in the dag-processor:\n"
-                + stack.redact(broken[0]["stack_trace"])
+                f"{DAG_ID}.py failed to import in the dag-processor:\n" + stack.redact(broken[0]["stack_trace"])
             )
         return False
 
@@ -324,14 +319,11 @@ def test_extracts_deferred_to_the_separate_triggerer_and_resumed(finished_run: F
 
         trigger_logs = sorted(folder.glob("attempt=1.log.trigger.*.log"))
         assert [p.name for p in trigger_logs] == [f"attempt=1.log.trigger.{triggerer_id}.log"], (
-            f"{where}: trigger logs {[p.name for p in trigger_logs]} are not from "
-            f"triggerer job {triggerer_id}"
+            f"{where}: trigger logs {[p.name for p in trigger_logs]} are not from triggerer job {triggerer_id}"
         )
         events = _log_events(trigger_logs[0])
         trigger_messages = [str(e.get("event", "")) for e in events]
-        assert any(m.startswith("trigger ") and m.endswith(" starting") for m in trigger_messages), (
-            trigger_messages
-        )
+        assert any(m.startswith("trigger ") and m.endswith(" starting") for m in trigger_messages), trigger_messages
         fired = [e for e in events if e.get("event") == "Trigger fired event"]
         assert len(fired) == 1, f"{where}: expected exactly one fired event, got {trigger_messages}"
         result = str(fired[0].get("result", ""))
@@ -347,12 +339,8 @@ def test_extracts_deferred_to_the_separate_triggerer_and_resumed(finished_run: F
     assert sorted(job_ids) == sorted(run.resources)
     assert len(set(job_ids.values())) == len(run.resources), f"bulk job ids are not distinct: {job_ids}"
     assert running_polls, 'no trigger logged a non-terminal poll ("Bulk job N is RUNNING")'
-    deferred_seen = sorted(
-        k[1] for k, states in run.seen.items() if k[0] == "extract" and "deferred" in states
-    )
-    assert deferred_seen, (
-        f"no extract was ever seen in state 'deferred' through the API; states seen: {run.seen}"
-    )
+    deferred_seen = sorted(k[1] for k, states in run.seen.items() if k[0] == "extract" and "deferred" in states)
+    assert deferred_seen, f"no extract was ever seen in state 'deferred' through the API; states seen: {run.seen}"
 
 
 def test_first_run_lands_full_load_matching_the_emulator(finished_run: FinishedRun, emu: Any) -> None:
@@ -363,16 +351,15 @@ def test_first_run_lands_full_load_matching_the_emulator(finished_run: FinishedR
 
     run = finished_run
     stack = run.stack
-    instance = stack.api_json(
-        "GET", f"{run.run_path}/taskInstances/instance_{ELEMENT}/xcomEntries/return_value"
-    )["value"]
+    instance = stack.api_json("GET", f"{run.run_path}/taskInstances/instance_{ELEMENT}/xcomEntries/return_value")[
+        "value"
+    ]
     instance = json.loads(instance) if isinstance(instance, str) else instance
     instance_id = int(instance["id"])
 
     created = emu.state.stats()["bulk_jobs_created"]
     assert created.get(instance_id, created.get(str(instance_id))) == len(run.resources), (
-        f"expected exactly one bulk job per resource for instance {instance_id}, "
-        f"the emulator counted {created}"
+        f"expected exactly one bulk job per resource for instance {instance_id}, the emulator counted {created}"
     )
     assert run.warehouse.exists(), "the warehouse database was never created"
     with sqlite3.connect(run.warehouse) as db:
@@ -409,9 +396,7 @@ def test_first_run_lands_full_load_matching_the_emulator(finished_run: FinishedR
                     (instance_id,),
                 )
             }
-            assert live == truth, (
-                f"{table}: live rows differ from the emulator's ({len(live)} vs {len(truth)})"
-            )
+            assert live == truth, f"{table}: live rows differ from the emulator's ({len(live)} vs {len(truth)})"
 
 
 def test_no_provider_secret_in_any_log(finished_run: FinishedRun, emu: Any) -> None:
@@ -424,8 +409,6 @@ def test_no_provider_secret_in_any_log(finished_run: FinishedRun, emu: Any) -> N
     files = list(stack.all_log_files())
     assert files
     leaked = sorted(
-        str(p.relative_to(stack.home))
-        for p in files
-        if any(v in p.read_text(errors="replace") for v in values)
+        str(p.relative_to(stack.home)) for p in files if any(v in p.read_text(errors="replace") for v in values)
     )
     assert not leaked, f"a secret value appears in {leaked}"

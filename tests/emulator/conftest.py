@@ -41,29 +41,19 @@ class Api:
         return {"Authorization": f"User {self.emu.user_secret}, Element {token}"}
 
     def get(self, path: str, token: str | None = None, **kw: Any) -> requests.Response:
-        return self.s.get(
-            self.emu.base_url + path, headers={**self._auth(token), **kw.pop("headers", {})}, **kw
-        )
+        return self.s.get(self.emu.base_url + path, headers={**self._auth(token), **kw.pop("headers", {})}, **kw)
 
     def post(self, path: str, token: str | None = None, **kw: Any) -> requests.Response:
-        return self.s.post(
-            self.emu.base_url + path, headers={**self._auth(token), **kw.pop("headers", {})}, **kw
-        )
+        return self.s.post(self.emu.base_url + path, headers={**self._auth(token), **kw.pop("headers", {})}, **kw)
 
     def patch(self, path: str, token: str | None = None, **kw: Any) -> requests.Response:
-        return self.s.patch(
-            self.emu.base_url + path, headers={**self._auth(token), **kw.pop("headers", {})}, **kw
-        )
+        return self.s.patch(self.emu.base_url + path, headers={**self._auth(token), **kw.pop("headers", {})}, **kw)
 
     def put(self, path: str, token: str | None = None, **kw: Any) -> requests.Response:
-        return self.s.put(
-            self.emu.base_url + path, headers={**self._auth(token), **kw.pop("headers", {})}, **kw
-        )
+        return self.s.put(self.emu.base_url + path, headers={**self._auth(token), **kw.pop("headers", {})}, **kw)
 
     def delete(self, path: str, token: str | None = None, **kw: Any) -> requests.Response:
-        return self.s.delete(
-            self.emu.base_url + path, headers={**self._auth(token), **kw.pop("headers", {})}, **kw
-        )
+        return self.s.delete(self.emu.base_url + path, headers={**self._auth(token), **kw.pop("headers", {})}, **kw)
 
     def _auth(self, token: str | None) -> dict[str, str]:
         return self.hub_headers(token) if token else self.platform

@@ -20,9 +20,7 @@ def test_simulate_activity_changes_ground_truth(api: Api) -> None:
     inst = api.instance()
     before = {r["id"]: r for r in api.emu.state.records(inst["id"], "invoices")}
     started = timefmt.now_ms()
-    done = api.emu.state.simulate_activity(
-        inst["id"], ["invoices", "customers"], creates=2, updates=2, deletes=1
-    )
+    done = api.emu.state.simulate_activity(inst["id"], ["invoices", "customers"], creates=2, updates=2, deletes=1)
     after = {r["id"]: r for r in api.emu.state.records(inst["id"], "invoices")}
     inv = done["invoices"]
     assert len(inv["created"]) == 2 and len(inv["updated"]) == 2 and len(inv["deleted"]) == 1
@@ -71,9 +69,7 @@ def test_persistence_across_restart(tmp_path: Path) -> None:
             },
         ).json()
         created = api.post("/hubs/finance/vendors", inst["token"], json={"Name": "Kept Vendor"}).json()
-        job = api.post(
-            "/hubs/finance/bulk/query", inst["token"], params={"q": "select * from vendors"}
-        ).json()["id"]
+        job = api.post("/hubs/finance/bulk/query", inst["token"], params={"q": "select * from vendors"}).json()["id"]
         api.wait_bulk(inst["token"], job)
         truth = emu.state.records(inst["id"], "vendors")
     with EmulatorServer(cfg) as emu:
@@ -172,9 +168,7 @@ def test_cli_serves_and_simulates(tmp_path: Path) -> None:
             raise AssertionError("activity simulation did not run")
         headers = {"Authorization": f"User {'x' * 20}, Element {inst['token']}"}
         assert requests.get(base + "/elements/api-v2/elements").status_code == 429  # --burst-429 1
-        assert (
-            requests.get(base + "/elements/api-v2/hubs/finance/invoices", headers=headers).status_code == 401
-        )
+        assert requests.get(base + "/elements/api-v2/hubs/finance/invoices", headers=headers).status_code == 401
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=15)

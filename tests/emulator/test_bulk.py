@@ -25,9 +25,7 @@ def test_lifecycle_ndjson_equals_ground_truth(api: Api) -> None:
     before = api.emu.state.stats()["bulk_jobs_created"].get(inst["id"], 0)
     job = _submit(api, inst["token"], "select * from invoices")
     seen = {api.get(f"/hubs/finance/bulk/{job}/status", inst["token"]).json()["status"]}
-    early = api.get(
-        f"/hubs/finance/bulk/{job}/invoices", inst["token"], headers={"Accept": "application/json"}
-    )
+    early = api.get(f"/hubs/finance/bulk/{job}/invoices", inst["token"], headers={"Accept": "application/json"})
     assert early.status_code in (400, 404) and "message" in early.json()
     status = api.wait_bulk(inst["token"], job)
     seen.add(status["status"])
@@ -46,9 +44,7 @@ def test_where_and_from_to(api: Api) -> None:
     truth = api.emu.state.records(inst["id"], "invoices")
     lo, hi = "2025-03-01T00:00:00Z", "2025-09-01T00:00:00+00:00"
     lo_ms, hi_ms = 1740787200000, 1756684800000
-    job = _submit(
-        api, inst["token"], "select * from invoices where totalAmt > 500", params={"from": lo, "to": hi}
-    )
+    job = _submit(api, inst["token"], "select * from invoices where totalAmt > 500", params={"from": lo, "to": hi})
     assert api.wait_bulk(inst["token"], job)["status"] == "COMPLETED"
     got = api.get(f"/hubs/finance/bulk/{job}/invoices", inst["token"], headers={"Accept": "application/json"})
     want = [x for x in truth if x["totalAmt"] > 500 and lo_ms <= x["metaData"]["lastUpdatedTime"] < hi_ms]
@@ -56,13 +52,9 @@ def test_where_and_from_to(api: Api) -> None:
     for bad in ("select id from invoices", "delete from invoices", "select * from widgets"):
         r = api.post("/hubs/finance/bulk/query", inst["token"], params={"q": bad})
         assert r.status_code in (400, 404)
-    r = api.post(
-        "/hubs/finance/bulk/query", inst["token"], params={"q": "select * from invoices where a = 1 or b = 2"}
-    )
+    r = api.post("/hubs/finance/bulk/query", inst["token"], params={"q": "select * from invoices where a = 1 or b = 2"})
     assert r.status_code == 400
-    r = api.post(
-        "/hubs/finance/bulk/query", inst["token"], params={"q": "select * from invoices", "from": "nope"}
-    )
+    r = api.post("/hubs/finance/bulk/query", inst["token"], params={"q": "select * from invoices", "from": "nope"})
     assert r.status_code == 400
 
 
@@ -77,9 +69,7 @@ def test_csv_download(api: Api) -> None:
     assert [row["ListID"] for row in rows] == [t["ListID"] for t in truth]
     assert rows[0]["BillAddress.City"] == truth[0]["BillAddress"]["City"]
     assert (
-        api.get(
-            f"/hubs/finance/bulk/{job}/customers", inst["token"], headers={"Accept": "application/xml"}
-        ).status_code
+        api.get(f"/hubs/finance/bulk/{job}/customers", inst["token"], headers={"Accept": "application/xml"}).status_code
         == 406
     )
     assert api.get(f"/hubs/finance/bulk/{job}/vendors", inst["token"]).status_code == 404
@@ -93,9 +83,7 @@ def test_complete_status_switch() -> None:
         inst = api.instance("freshbooks")
         job = _submit(api, inst["token"], "select * from customers")
         assert api.wait_bulk(inst["token"], job)["status"] == "COMPLETE"
-        r = api.get(
-            f"/hubs/finance/bulk/{job}/customers", inst["token"], headers={"Accept": "application/json"}
-        )
+        r = api.get(f"/hubs/finance/bulk/{job}/customers", inst["token"], headers={"Accept": "application/json"})
         assert len(r.text.splitlines()) == 40
 
 
@@ -139,9 +127,7 @@ def test_cancel_and_jobs_list(api: Api) -> None:
         assert api2.get(f"/hubs/finance/bulk/{job}/status", inst["token"]).json()["status"] == "CANCELLED"
         jobs = api2.get("/hubs/finance/bulk/jobs", inst["token"]).json()
         assert [j["id"] for j in jobs] == [job]
-        filtered = api2.get(
-            "/hubs/finance/bulk/jobs", inst["token"], params={"where": "job_status = 'COMPLETED'"}
-        )
+        filtered = api2.get("/hubs/finance/bulk/jobs", inst["token"], params={"where": "job_status = 'COMPLETED'"})
         assert filtered.json() == []
         assert api2.get("/hubs/finance/bulk/999/status", inst["token"]).status_code == 404
 
@@ -181,18 +167,14 @@ def test_upload_csv_and_ndjson_with_failures(api: Api) -> None:
 def test_signed_callback(api: Api, receiver: Receiver) -> None:
     key = "bulk-signing-key"
     inst = api.instance(**{"event.notification.signature.key": key})
-    job = _submit(
-        api, inst["token"], "select * from vendors", headers={"Elements-Async-Callback-Url": receiver.url}
-    )
+    job = _submit(api, inst["token"], "select * from vendors", headers={"Elements-Async-Callback-Url": receiver.url})
     got = receiver.wait_for(1)[0]
     body = json.loads(got["body"])
     assert body["id"] == job and body["status"] == "COMPLETED" and body["recordsCount"] == 40
     assert got["headers"]["Elements-Webhook-Signature"] == sign(got["body"], key)
     # unsigned when the instance has no key
     plain = api.instance()
-    _submit(
-        api, plain["token"], "select * from vendors", headers={"Elements-Async-Callback-Url": receiver.url}
-    )
+    _submit(api, plain["token"], "select * from vendors", headers={"Elements-Async-Callback-Url": receiver.url})
     second = receiver.wait_for(2)[1]
     assert "Elements-Webhook-Signature" not in second["headers"]
 

@@ -31,9 +31,7 @@ _ANCHOR = 1767225600000
     offset=st.integers(min_value=0, max_value=_YEAR),
     element=st.sampled_from(["quickbooks", "quickbooksonprem", "freshbooksv2"]),
 )
-def test_where_matches_python(
-    api: Api, op: str, amount: float, date_op: str, offset: int, element: str
-) -> None:
+def test_where_matches_python(api: Api, op: str, amount: float, date_op: str, offset: int, element: str) -> None:
     inst = _instances(api)[element]
     pivot_ms = _ANCHOR - offset
     if element == "quickbooks":

@@ -38,9 +38,7 @@ def test_webhook_mode_signed_delivery(api: Api, receiver: Receiver) -> None:
         },
     )
     t = inst["token"]
-    created = api.post(
-        "/hubs/finance/customers", t, json={"first_name": "Ann", "email": "a@example.com"}
-    ).json()
+    created = api.post("/hubs/finance/customers", t, json={"first_name": "Ann", "email": "a@example.com"}).json()
     api.patch(f"/hubs/finance/customers/{created['id']}", t, json={"last_name": "Lee"})
     api.delete(f"/hubs/finance/customers/{created['id']}", t)
     got = receiver.wait_for(3)
@@ -112,9 +110,7 @@ def test_polling_mode_with_seconds_interval(api: Api, receiver: Receiver) -> Non
     deadline = time.monotonic() + 5
     while inst["id"] not in api.emu.state.events._watermarks and time.monotonic() < deadline:
         time.sleep(0.02)
-    done = api.emu.state.simulate_activity(
-        inst["id"], ["customers", "invoices"], creates=2, updates=1, deletes=1
-    )
+    done = api.emu.state.simulate_activity(inst["id"], ["customers", "invoices"], creates=2, updates=1, deletes=1)
     # customers: 2 created + 1 updated + 1 soft-deleted (UPDATED); invoices: 2 + 1 (hard delete invisible)
     events = _wait_events(api, inst["id"], 7)
     assert len(events) == 7

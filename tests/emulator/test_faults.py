@@ -45,10 +45,7 @@ def test_path_prefix_limits_faults(api: Api, faults) -> None:  # type: ignore[no
     faults(path_prefix="/elements/api-v2/hubs/finance/bulk", rate_429=1.0)
     assert api.get("/hubs/finance/customers", inst["token"]).status_code == 200
     assert (
-        api.post(
-            "/hubs/finance/bulk/query", inst["token"], params={"q": "select * from customers"}
-        ).status_code
-        == 429
+        api.post("/hubs/finance/bulk/query", inst["token"], params={"q": "select * from customers"}).status_code == 429
     )
 
 
@@ -84,15 +81,11 @@ def test_rate_limit_per_token(api: Api, faults) -> None:  # type: ignore[no-unty
 
 def test_drop_download(api: Api, faults) -> None:  # type: ignore[no-untyped-def]
     inst = api.instance()
-    job = api.post("/hubs/finance/bulk/query", inst["token"], params={"q": "select * from invoices"}).json()[
-        "id"
-    ]
+    job = api.post("/hubs/finance/bulk/query", inst["token"], params={"q": "select * from invoices"}).json()["id"]
     api.wait_bulk(inst["token"], job)
     faults(drop_download_after_bytes=1000)
     with pytest.raises(requests.exceptions.RequestException):
-        r = api.get(
-            f"/hubs/finance/bulk/{job}/invoices", inst["token"], headers={"Accept": "application/json"}
-        )
+        r = api.get(f"/hubs/finance/bulk/{job}/invoices", inst["token"], headers={"Accept": "application/json"})
         r.raise_for_status()
         assert len(r.content) == int(r.headers["Content-Length"])  # pragma: no cover - must not get here
 

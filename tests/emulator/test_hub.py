@@ -44,9 +44,7 @@ def test_page_and_cursor_paging_cover_ground_truth(api: Api) -> None:
             break
         params = {"pageSize": 200, "nextPage": token}
     assert by_cursor == truth
-    assert (
-        api.get("/hubs/finance/invoices", inst["token"], params={"nextPage": "garbage!"}).status_code == 400
-    )
+    assert api.get("/hubs/finance/invoices", inst["token"], params={"nextPage": "garbage!"}).status_code == 400
 
 
 def test_default_page_size_cap_and_counts(api: Api) -> None:
@@ -66,10 +64,7 @@ def test_qbe_is_cursor_only(api: Api) -> None:
     qbe = api.instance("quickbooksonprem")
     first = api.get("/hubs/finance/customers", qbe["token"], params={"pageSize": 10})
     assert first.status_code == 200 and "Elements-Next-Page-Token" in first.headers
-    assert (
-        api.get("/hubs/finance/customers", qbe["token"], params={"page": 2, "pageSize": 10}).status_code
-        == 400
-    )
+    assert api.get("/hubs/finance/customers", qbe["token"], params={"page": 2, "pageSize": 10}).status_code == 400
     nxt = api.get(
         "/hubs/finance/customers",
         qbe["token"],
@@ -87,9 +82,7 @@ def test_record_conventions_per_element(api: Api) -> None:
     qbe_inst = api.instance("quickbooksonprem")
     cust = api.emu.state.records(qbe_inst["id"], "customers")[0]
     inv = api.emu.state.records(qbe_inst["id"], "invoices")[0]
-    assert re.fullmatch(r"[0-9A-F]{8}-\d{10}", cust["ListID"]) and re.fullmatch(
-        r"[0-9A-F]{8}-\d{10}", inv["TxnID"]
-    )
+    assert re.fullmatch(r"[0-9A-F]{8}-\d{10}", cust["ListID"]) and re.fullmatch(r"[0-9A-F]{8}-\d{10}", inv["TxnID"])
     assert cust["IsActive"] is True and isinstance(inv["TotalAmount"], str) and "EditSequence" in inv
     assert datetime.strptime(inv["TimeModified"], "%Y-%m-%dT%H:%M:%S%z")
     fb = api.emu.state.records(api.instance("freshbooksv2")["id"], "invoices")[0]
@@ -163,9 +156,7 @@ def test_ceql_or_and_dates_on_other_elements(api: Api) -> None:
     assert _ids(r.json(), "TxnID") == _ids(want, "TxnID")
     fb = api.instance("freshbooksv2")
     ftruth = api.emu.state.records(fb["id"], "taxes")
-    r = api.get(
-        "/hubs/finance/taxes", fb["token"], params={"where": "updated >= '2025-07-01' and compound = 0"}
-    )
+    r = api.get("/hubs/finance/taxes", fb["token"], params={"where": "updated >= '2025-07-01' and compound = 0"})
     want = [x for x in ftruth if x["updated"] >= "2025-07-01 00:00:00" and x["compound"] == 0]
     assert r.status_code == 200 and _ids(r.json()) == _ids(want)
     classic = api.instance("freshbooks")
@@ -210,9 +201,7 @@ def test_crud_qbo_with_sync_token(api: Api) -> None:
     assert c["syncToken"] == "0" and c["active"] is True and c["id"] == "41"
     assert api.get(f"/hubs/finance/customers/{c['id']}", t).json() == c
     assert api.get(f"/hubs/finance/customers/{c['id']}|0", t).json() == c
-    upd = api.patch(
-        f"/hubs/finance/customers/{c['id']}", t, json={"familyName": "Doe", "syncToken": "0"}
-    ).json()
+    upd = api.patch(f"/hubs/finance/customers/{c['id']}", t, json={"familyName": "Doe", "syncToken": "0"}).json()
     assert upd["syncToken"] == "1" and upd["givenName"] == "Jane" and upd["familyName"] == "Doe"
     assert upd["metaData"]["lastUpdatedTime"] >= c["metaData"]["lastUpdatedTime"]
     stale = api.patch(f"/hubs/finance/customers/{c['id']}", t, json={"familyName": "X", "syncToken": "0"})
@@ -243,9 +232,7 @@ def test_crud_qbe_edit_sequence_and_fb_put(api: Api) -> None:
     qbe = api.instance("quickbooksonprem")
     c = api.post("/hubs/finance/customers", qbe["token"], json={"Name": "Blue, Dale"}).json()
     assert c["ListID"].startswith("80000029-") and c["IsActive"] is True
-    bad = api.patch(
-        f"/hubs/finance/customers/{c['ListID']}", qbe["token"], json={"EditSequence": "1", "Name": "x"}
-    )
+    bad = api.patch(f"/hubs/finance/customers/{c['ListID']}", qbe["token"], json={"EditSequence": "1", "Name": "x"})
     assert bad.status_code == 400
     ok = api.patch(
         f"/hubs/finance/customers/{c['ListID']}",

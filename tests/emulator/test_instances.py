@@ -129,9 +129,7 @@ def test_configuration_entries(api: Api) -> None:
     entry = by_key["event.notification.enabled"]
     one = api.get(f"/instances/{inst['id']}/configuration/{entry['id']}").json()
     assert one == entry
-    r = api.patch(
-        f"/instances/{inst['id']}/configuration/{entry['id']}", json={**entry, "propertyValue": "true"}
-    )
+    r = api.patch(f"/instances/{inst['id']}/configuration/{entry['id']}", json={**entry, "propertyValue": "true"})
     assert r.status_code == 200 and r.json()["propertyValue"] == "true"
     assert api.get(f"/instances/{inst['id']}").json()["eventsEnabled"] is True
     assert api.get(f"/instances/{inst['id']}/configuration/999999").status_code == 404

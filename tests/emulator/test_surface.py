@@ -53,9 +53,7 @@ def _json_type(value: Any) -> str:
 
 
 @pytest.mark.parametrize(("key", "resource"), _MATRIX, ids=[f"{k}:{r}" for k, r in _MATRIX])
-def test_every_matrix_resource_lists_pages_filters_and_describes_itself(
-    api: Api, key: str, resource: str
-) -> None:
+def test_every_matrix_resource_lists_pages_filters_and_describes_itself(api: Api, key: str, resource: str) -> None:
     element = ELEMENTS[key]
     inst = _inst(api, key)
     truth = api.emu.state.records(inst["id"], resource)
@@ -67,9 +65,7 @@ def test_every_matrix_resource_lists_pages_filters_and_describes_itself(
     assert [r[id_field] for r in first.json()] == [r[id_field] for r in truth[:2]]
     if expected > 2:
         token = first.headers["Elements-Next-Page-Token"]
-        second = api.get(
-            f"/hubs/finance/{resource}", inst["token"], params={"pageSize": 2, "nextPage": token}
-        )
+        second = api.get(f"/hubs/finance/{resource}", inst["token"], params={"pageSize": 2, "nextPage": token})
         assert [r[id_field] for r in second.json()] == [r[id_field] for r in truth[2:4]]
     target = truth[-1]
     one = api.get(f"/hubs/finance/{resource}/{target[id_field]}", inst["token"])
@@ -192,9 +188,7 @@ def test_qbe_new_resources_crud_with_edit_sequence(api: Api) -> None:
         created = api.post(f"/hubs/finance/{resource}", token, json=body)
         assert created.status_code == 200, (resource, created.text)
         rec = created.json()
-        stale = api.patch(
-            f"/hubs/finance/{resource}/{rec[id_field]}", token, json={"EditSequence": "1", "Memo": "m"}
-        )
+        stale = api.patch(f"/hubs/finance/{resource}/{rec[id_field]}", token, json={"EditSequence": "1", "Memo": "m"})
         assert stale.status_code == 400
         ok = api.patch(
             f"/hubs/finance/{resource}/{rec[id_field]}",
@@ -227,9 +221,7 @@ def test_qbe_seeded_lookup_data(api: Api) -> None:
 def test_freshbooks_vendors_and_hooks(api: Api) -> None:
     classic = api.instance("freshbooks")
     token = classic["token"]
-    vendor = api.post(
-        "/hubs/finance/vendors", token, json={"email": "filler@example.com", "task_id": "180153"}
-    )
+    vendor = api.post("/hubs/finance/vendors", token, json={"email": "filler@example.com", "task_id": "180153"})
     assert vendor.status_code == 200
     body = vendor.json()
     assert body["contractor_id"] == body["id"] and body["task_id"] == 180153  # seeded type: number
@@ -261,19 +253,11 @@ def test_qbo_reports_sum_the_records_of_the_period(api: Api) -> None:
         income = next(s for s in report["rows"]["row"] if s["group"] == "Income")
         assert float(income["summary"]["colData"][1]["value"]) == pytest.approx(expected, abs=0.01)
     for rid in QBO_REPORTS:
-        assert (
-            api.get(f"/hubs/finance/reports/{rid}", token, params={"dateMacro": "Last Year"}).status_code
-            == 200
-        )
-    macro = api.get(
-        "/hubs/finance/reports/balance-sheet", token, params={"createdDateRange": "Last Week"}
-    ).json()
+        assert api.get(f"/hubs/finance/reports/{rid}", token, params={"dateMacro": "Last Year"}).status_code == 200
+    macro = api.get("/hubs/finance/reports/balance-sheet", token, params={"createdDateRange": "Last Week"}).json()
     assert macro["header"]["dateMacro"] == "last week"
     assert api.get("/hubs/finance/reports/nope", token).status_code == 404
-    assert (
-        api.get("/hubs/finance/reports/cash-flow", token, params={"startDate": "31/01/2025"}).status_code
-        == 400
-    )
+    assert api.get("/hubs/finance/reports/cash-flow", token, params={"startDate": "31/01/2025"}).status_code == 400
     qbe = api.instance("quickbooksonprem")
     assert api.get("/hubs/finance/reports/metadata", qbe["token"]).status_code == 404
 
@@ -301,9 +285,7 @@ def test_qbe_reports_one_row_with_title_per_report_name(api: Api) -> None:
         },
     ).json()[0]
     assert float(aging["ReportData"]["TotalRow"]["ColData"][1]["value"]) == pytest.approx(expected, abs=0.01)
-    fiscal = api.get(
-        "/hubs/finance/reports", token, params={"where": "ReportName='Trial Balance' and FiscalYear=2024"}
-    )
+    fiscal = api.get("/hubs/finance/reports", token, params={"where": "ReportName='Trial Balance' and FiscalYear=2024"})
     assert fiscal.json()[0]["ReportPeriodEnd"] == "2024-12-31"
     assert api.get("/hubs/finance/reports", token).status_code == 400
     assert api.get("/hubs/finance/reports", token, params={"where": "ReportName='Nope'"}).status_code == 400
@@ -318,15 +300,10 @@ def test_token_scoped_configuration_patch(api: Api) -> None:
     assert api.get(f"/instances/{inst['id']}").json()["configuration"]["event.poller.refresh_interval"] == "1"
     assert api.get(f"/instances/configuration/{entry['id']}", inst["token"]).json()["propertyValue"] == "1"
     assert (
-        api.patch(
-            f"/instances/configuration/{entry['id']}", "bad-token", json={"propertyValue": "2"}
-        ).status_code
+        api.patch(f"/instances/configuration/{entry['id']}", "bad-token", json={"propertyValue": "2"}).status_code
         == 401
     )
-    assert (
-        api.patch("/instances/configuration/999999", inst["token"], json={"propertyValue": "2"}).status_code
-        == 404
-    )
+    assert api.patch("/instances/configuration/999999", inst["token"], json={"propertyValue": "2"}).status_code == 404
 
 
 def test_inbound_vendor_webhooks_enter_the_event_pipeline(api: Api, receiver: Receiver) -> None:
@@ -372,8 +349,7 @@ def test_inbound_vendor_webhooks_enter_the_event_pipeline(api: Api, receiver: Re
     )
     assert form.status_code == 200
     assert ("invoices", "9", "UPDATED") in {
-        (e["objectType"], e["objectId"], e["eventType"])
-        for e in api.get(f"/instances/{fb['id']}/events").json()
+        (e["objectType"], e["objectId"], e["eventType"]) for e in api.get(f"/instances/{fb['id']}/events").json()
     }
     verify = api.s.post(
         api.emu.base_url + f"/events/freshbooks/{encoded}", data={"name": "callback.verify", "verifier": "x"}
@@ -393,14 +369,10 @@ def test_instance_transformations_add_mapped_fields(api: Api) -> None:
     assert api.post(f"/instances/{iid}/transformations/invoices", json=mapping).json()["level"] == "instance"
     rows = api.get("/hubs/finance/invoices", token, params={"pageSize": 3}).json()
     assert rows and all(r["id"] == r["TxnID"] for r in rows)
-    created = api.post(
-        "/hubs/finance/invoices", token, json={"CustomerRef": {"FullName": "Blue, Dale"}}
-    ).json()
+    created = api.post("/hubs/finance/invoices", token, json={"CustomerRef": {"FullName": "Blue, Dale"}}).json()
     assert created["id"] == created["TxnID"]
     assert api.get(f"/hubs/finance/invoices/{created['id']}", token).json()["id"] == created["TxnID"]
-    assert (
-        api.get(f"/instances/{iid}/transformations", token=None).json()["invoices"]["vendorName"] == "Invoice"
-    )
+    assert api.get(f"/instances/{iid}/transformations", token=None).json()["invoices"]["vendorName"] == "Invoice"
     assert api.delete(f"/instances/{iid}/transformations").status_code == 200
     assert "id" not in api.get("/hubs/finance/invoices", token, params={"pageSize": 1}).json()[0]
 
@@ -472,9 +444,7 @@ def test_documented_behaviours(api: Api) -> None:
     assert put.status_code == 200 and "providerData" not in put.json()
     token = created["token"]
     # QBO sales receipts need no customerRef (churros' payload has none)
-    assert (
-        api.post("/hubs/finance/sales-receipts", token, json={"line": [{"amount": 2.99}]}).status_code == 200
-    )
+    assert api.post("/hubs/finance/sales-receipts", token, json={"line": [{"amount": 2.99}]}).status_code == 200
     # QBO CEQL: non-queryable and unknown properties → 400 QueryValidationError
     for where in ("taxable = true", "customerRef.name = 'x'", "nope = 1", "line = 'x'"):
         r = api.get(
@@ -485,10 +455,7 @@ def test_documented_behaviours(api: Api) -> None:
         assert r.status_code == 400 and "QueryValidationError" in r.json()["message"], (where, r.text)
     # Accept that rules out JSON → 406; PDF for QBO transactions
     assert api.get("/hubs/finance/customers", token, headers={"Accept": "text/html"}).status_code == 406
-    assert (
-        api.get("/hubs/finance/customers", token, headers={"Accept": "text/html, */*;q=0.1"}).status_code
-        == 200
-    )
+    assert api.get("/hubs/finance/customers", token, headers={"Accept": "text/html, */*;q=0.1"}).status_code == 200
     pdf = api.get("/hubs/finance/invoices/3", token, headers={"Accept": "application/pdf"})
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
     assert pdf.content.startswith(b"%PDF-") and b'"id":"3"' in pdf.content
@@ -499,9 +466,7 @@ def test_documented_behaviours(api: Api) -> None:
     assert csv_resp.headers["content-type"] == "text/csv"
     # created records echo seeded JSON types (FreshBooks numbers, churros sends strings)
     fb = api.instance("freshbooks")["token"]
-    item = api.post(
-        "/hubs/finance/items", fb, json={"name": "Churros", "unit_cost": "11.99", "quantity": "1"}
-    ).json()
+    item = api.post("/hubs/finance/items", fb, json={"name": "Churros", "unit_cost": "11.99", "quantity": "1"}).json()
     assert item["unit_cost"] == 11.99 and item["quantity"] == 1
 
 
@@ -522,9 +487,7 @@ def test_qbo_sync_token_ids_flag() -> None:
         assert stale.status_code == 400 and "syncToken" in stale.json()["message"]
         created = api.post("/hubs/finance/customers", token, json={"displayName": "Fresh"}).json()
         assert created["id"] == "7|0"
-        job = api.post(
-            "/hubs/finance/bulk/query", token, params={"q": "select * from customers where id = '3'"}
-        )
+        job = api.post("/hubs/finance/bulk/query", token, params={"q": "select * from customers where id = '3'"})
         api.wait_bulk(token, job.json()["id"])
         lines = api.get(
             f"/hubs/finance/bulk/{job.json()['id']}/customers", token, headers={"Accept": "application/json"}

@@ -127,9 +127,7 @@ def test_or_rejected_for_qbo_only(where):
     assert validate_where(where, "quickbooksonprem") == where
 
 
-@pytest.mark.parametrize(
-    "where", ["", "  ", "a = 'x", "a=1; DELETE FROM x", "a=1 ORDER BY b", "a=(select 1)"]
-)
+@pytest.mark.parametrize("where", ["", "  ", "a = 'x", "a=1; DELETE FROM x", "a=1 ORDER BY b", "a=(select 1)"])
 def test_invalid_clauses(where):
     with pytest.raises(CloudElementsCEQLError):
         validate_where(where)

@@ -42,9 +42,7 @@ def test_signature_matches_reference_formula():
 )
 def test_signature_rejections(body, header, key):
     sig = compute_webhook_signature(BODY, "k3y")
-    header = (
-        sig if header in (None,) and body != BODY else (header.replace("{sig}", sig) if header else header)
-    )
+    header = sig if header in (None,) and body != BODY else (header.replace("{sig}", sig) if header else header)
     assert verify_webhook_signature(body, header, key) is False
 
 

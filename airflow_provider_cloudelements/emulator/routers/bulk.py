@@ -102,9 +102,7 @@ def bulk_cancel(hub: str, job_id: str, request: Request, inst: HubInstance) -> d
 
 
 @router.get("/{job_id}/{object_name}")
-def bulk_download(
-    hub: str, job_id: str, object_name: str, request: Request, inst: HubInstance
-) -> StreamingResponse:
+def bulk_download(hub: str, job_id: str, object_name: str, request: Request, inst: HubInstance) -> StreamingResponse:
     """The job's file: ``Accept: application/json`` → NDJSON, ``text/csv`` (default) → CSV.
 
     400 (JSON error) before the job is done; streamed in constant memory.

@@ -121,9 +121,7 @@ def qbe_reports(hub: str, request: Request, inst: HubInstance) -> list[dict[str,
     → one row with ``ReportTitle`` (reference §10.5). QBO: use ``/reports/{reportId}``."""
     element = state_of(request).instances.element_of(inst)
     if element.style == "qbo":
-        raise CEError(
-            400, "QuickBooks Online reports are read by id: GET /reports/{reportId} (GET /reports/metadata)"
-        )
+        raise CEError(400, "QuickBooks Online reports are read by id: GET /reports/{reportId} (GET /reports/metadata)")
     _require_style(request, inst, "qbe", "GET /reports")
     return reports.qbe_reports(request.query_params.get("where"), _records_of(request, inst))
 
@@ -143,9 +141,7 @@ def list_records(hub: str, resource: str, request: Request, inst: HubInstance) -
     hub_service = state_of(request).hub
     extension = hub_service.extensions.find(inst["element"]["key"], "GET", "/" + resource)
     if extension is not None:
-        return json_text(
-            dumps(hub_service.extensions.serve(extension, _records_of(request, inst))), _headers(inst)
-        )
+        return json_text(dumps(hub_service.extensions.serve(extension, _records_of(request, inst))), _headers(inst))
     page = state_of(request).hub.search(
         inst,
         resource,
@@ -156,9 +152,7 @@ def list_records(hub: str, resource: str, request: Request, inst: HubInstance) -
         next_page=q.get("nextPage") or None,
         return_count=str(q.get("returnCount", "")).lower() == "true",
     )
-    return json_text(
-        state_of(request).hub.render_text(inst, resource, page.body), _headers(inst, page.headers)
-    )
+    return json_text(state_of(request).hub.render_text(inst, resource, page.body), _headers(inst, page.headers))
 
 
 @router.post("/{resource}")

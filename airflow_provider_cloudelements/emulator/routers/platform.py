@@ -76,9 +76,7 @@ def get_config_by_token(config_id: int, request: Request, inst: HubInstance) -> 
 
 
 @router.patch("/instances/configuration/{config_id:int}", tags=["instances"])
-def patch_config_by_token(
-    config_id: int, request: Request, body: JsonBody, inst: HubInstance
-) -> dict[str, Any]:
+def patch_config_by_token(config_id: int, request: Request, body: JsonBody, inst: HubInstance) -> dict[str, Any]:
     """Set ``propertyValue`` of one entry of the token's instance (reference §2.2, §2.2.5)."""
     return state_of(request).instances.patch_config_entry(inst["id"], config_id, body)
 
@@ -143,12 +141,8 @@ async def _payload(request: Request) -> Any:
         raise CEError(400, "Webhook body is neither JSON nor form fields") from None
 
 
-def _find_instance(
-    state: EmulatorState, element_key: str, encoded: str | None, realm: str | None
-) -> dict[str, Any]:
-    candidates = [
-        i for i in state.instances.all() if i["element"]["key"] == element_key and not i.get("disabled")
-    ]
+def _find_instance(state: EmulatorState, element_key: str, encoded: str | None, realm: str | None) -> dict[str, Any]:
+    candidates = [i for i in state.instances.all() if i["element"]["key"] == element_key and not i.get("disabled")]
     if encoded:
         try:
             iid = int(base64.b64decode(encoded + "=" * (-len(encoded) % 4)).decode())
@@ -158,9 +152,7 @@ def _find_instance(
     elif realm:
         candidates = [i for i in candidates if str((i.get("providerData") or {}).get("realmId")) == realm]
     if len(candidates) != 1:
-        raise CEError(
-            404, f"No single enabled '{element_key}' instance matches this webhook ({len(candidates)} found)"
-        )
+        raise CEError(404, f"No single enabled '{element_key}' instance matches this webhook ({len(candidates)} found)")
     return candidates[0]
 
 
@@ -178,9 +170,7 @@ async def _receive(element_key: str, encoded: str | None, request: Request) -> d
     for resource, object_id, event_type in events:
         raw = {"objectType": resource, "objectId": object_id, "eventType": event_type}
         event = state.events.receive_vendor(inst, resource, object_id, event_type, raw, now)
-        out.append(
-            {"id": event["id"], "objectType": resource, "objectId": object_id, "eventType": event_type}
-        )
+        out.append({"id": event["id"], "objectType": resource, "objectId": object_id, "eventType": event_type})
     return {"status": "received", "instanceId": inst["id"], "events": out}
 
 
