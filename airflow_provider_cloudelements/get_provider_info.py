@@ -72,6 +72,14 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Client-side concurrency budget per element instance (default 10, Intuit's "
         "QuickBooks Online limit per realm).",
     },
+    "budget_store": {
+        "label": "Shared budget store",
+        "schema": {"type": ["string", "null"], "format": "password"},
+        "description": "Optional. Where the request budget is shared by every worker and the triggerer: "
+        "'metadata' (Airflow's metadata database) or a SQLAlchemy URL (e.g. a SQLite file on a shared "
+        "path); empty = per process. Hidden in the form because a URL may carry a password "
+        "(docs/multi-tenant.md).",
+    },
 }
 
 
