@@ -37,8 +37,8 @@ import os
 from datetime import datetime, timedelta
 from typing import Any
 
+from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk import DAG, XComArg, task, task_group
-from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider_cloudelements.operators.discovery import SKIPPED_XCOM_KEY, CloudElementsListInstancesOperator
 from airflow_provider_cloudelements.operators.extract import CloudElementsBulkExtractOperator

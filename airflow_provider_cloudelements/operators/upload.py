@@ -27,7 +27,8 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, ObjectStoragePath, conf
+from airflow.providers.common.compat.sdk import conf
+from airflow.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsBulkJobError,
