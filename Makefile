@@ -9,10 +9,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test soak lint bench emulator lock clean compat
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml emulator/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --constraint constraints.txt --editable ".[dev]" 2>&1 | grep -v "is ignored: it is neither" || true
-	$(PY) -c "import airflow_provider_cloudelements, airflow" 
+	$(PY) -m pip install --quiet --constraint constraints.txt --editable ".[dev]" --editable ./emulator 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -c "import airflow_provider_cloudelements, cloudelements_emulator, airflow" 
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -31,12 +31,12 @@ soak: $(STAMP)
 		|| tail -n 30 $(SOAK_LOG); echo "full log: $(SOAK_LOG)"; exit $$rc
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check airflow_provider_cloudelements tests dags_examples scripts benchmarks
-	$(VENV)/bin/mypy airflow_provider_cloudelements
+	$(VENV)/bin/ruff check airflow_provider_cloudelements emulator tests dags_examples scripts benchmarks
+	$(VENV)/bin/mypy airflow_provider_cloudelements emulator/cloudelements_emulator
 
 # Benchmarks (benchmarks/RESULTS.md): adds the baselines' dependencies (dlt) to the same venv.
 bench: $(STAMP)
-	$(PY) -m pip install --quiet --constraint constraints.txt --editable ".[dev,bench]" 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -m pip install --quiet --constraint constraints.txt --editable ".[dev,bench]" --editable ./emulator 2>&1 | grep -v "is ignored: it is neither" || true
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 # Compatibility smoke (scripts/compat_smoke.py, docs/compatibility.md): import every module, the demo DAG
@@ -47,12 +47,12 @@ COMPAT_MINOR := $(basename $(COMPAT_AIRFLOW))
 COMPAT_VENV := $(VENV)/compat-$(COMPAT_MINOR)
 COMPAT_STAMP := $(COMPAT_VENV)/.installed-stamp
 
-$(COMPAT_STAMP): $(STAMP) constraints-airflow-$(COMPAT_MINOR).txt pyproject.toml
+$(COMPAT_STAMP): $(STAMP) constraints-airflow-$(COMPAT_MINOR).txt pyproject.toml emulator/pyproject.toml
 	$(PYTHON) -m venv $(COMPAT_VENV)
 	# the committed set as is (no resolver run: ~35 s instead of ~110 s), then `pip check` proves it holds
 	# apache-airflow==$(COMPAT_AIRFLOW) and every runtime dependency of pyproject.toml at a compatible version
 	$(COMPAT_VENV)/bin/python -m pip install --quiet --no-deps -r constraints-airflow-$(COMPAT_MINOR).txt 2>&1 | grep -v "is ignored: it is neither" || true
-	$(COMPAT_VENV)/bin/python -m pip install --quiet --no-deps --editable . 2>&1 | grep -v "is ignored: it is neither" || true
+	$(COMPAT_VENV)/bin/python -m pip install --quiet --no-deps --editable . --editable ./emulator 2>&1 | grep -v "is ignored: it is neither" || true
 	$(COMPAT_VENV)/bin/python -m pip check
 	$(COMPAT_VENV)/bin/python -c "import airflow; assert airflow.__version__ == '$(COMPAT_AIRFLOW)', airflow.__version__"
 	touch $(COMPAT_STAMP)

@@ -65,7 +65,7 @@ def main() -> int:
     cmd = [
         sys.executable,
         "-m",
-        "airflow_provider_cloudelements.emulator",
+        "cloudelements_emulator",
         "--port-file",
         port_file,
         "--data-dir",
@@ -91,7 +91,7 @@ def main() -> int:
         count = requests.post(f"{admin}/instances/{inst['id']}/generate/{args.resource}", timeout=3600).json()
         gen_s = time.perf_counter() - t0
 
-        from airflow_provider_cloudelements.emulator.config import DEFAULT_USER_SECRET
+        from cloudelements_emulator.config import DEFAULT_USER_SECRET
 
         hub = f"{base}/elements/api-v2/hubs/finance"
         headers = {"Authorization": f"User {DEFAULT_USER_SECRET}, Element {inst['token']}"}

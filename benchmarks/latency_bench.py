@@ -56,7 +56,7 @@ def job_seconds(emu: Any) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
     work = Path(tempfile.mkdtemp(prefix="ce-latency-bench-"))
     config = EmulatorConfig(seed=16, records_per_resource=args.records, bulk_min_seconds=args.bulk_seconds)

@@ -89,7 +89,7 @@ class Emulator:
         cmd = [
             PY,
             "-m",
-            "airflow_provider_cloudelements.emulator",
+            "cloudelements_emulator",
             "--port-file",
             port_file,
             "--data-dir",
@@ -111,7 +111,7 @@ class Emulator:
         self.url = f"http://127.0.0.1:{open(port_file).read().strip()}"
         self.base_url = self.url + "/elements/api-v2"
         self.http = requests.Session()
-        from airflow_provider_cloudelements.emulator.config import (
+        from cloudelements_emulator.config import (
             DEFAULT_ORGANIZATION_SECRET,
             DEFAULT_USER_SECRET,
         )
@@ -597,7 +597,7 @@ NOTES = """\
 
 * One command: `.venv/bin/python benchmarks/run.py` (`make bench`); `--quick` = 10k/100k only.
   Dependencies: `pip install -c constraints.txt '.[bench]'` (dlt, psutil, pyinstrument).
-* The emulator (`python -m airflow_provider_cloudelements.emulator`) runs in its own subprocess, one
+* The emulator (`python -m cloudelements_emulator`) runs in its own subprocess, one
   per dataset size, with a data dir on local disk generated once (`POST /_emulator/instances/{id}/
   generate/invoices`) and deleted at the end. Its CPU time is read with psutil by the worker right
   before and after the measured phase ("emulator CPU s": for the bulk operator's download-phase row,

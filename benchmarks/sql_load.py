@@ -24,8 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_cloudelements.emulator.elements import ELEMENTS
-from airflow_provider_cloudelements.emulator.generator import generate
+from cloudelements_emulator.elements import ELEMENTS
+from cloudelements_emulator.generator import generate
 from airflow_provider_cloudelements.operators.sql import load_manifest, prepare_connection
 from airflow_provider_cloudelements.utils import sqlsync
 

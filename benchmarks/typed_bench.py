@@ -338,8 +338,8 @@ WORKERS = {
 
 # ------------------------------------------------------------------------------------------ driver
 def _generate(path: Path, count: int) -> int:
-    from airflow_provider_cloudelements.emulator import generator
-    from airflow_provider_cloudelements.emulator.elements import ELEMENTS
+    from cloudelements_emulator import generator
+    from cloudelements_emulator.elements import ELEMENTS
     from airflow_provider_cloudelements.utils import jsonfast
 
     lines = 0

@@ -147,8 +147,7 @@ def check_connection_test(emu) -> bool:  # type: ignore[no-untyped-def]
 
 def main() -> int:
     from airflow.utils import db
-
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
     total = time.monotonic()
     results = [check_imports()]

@@ -38,7 +38,7 @@ ACTIVITY = {"creates": 3, "updates": 4, "deletes": 2}
 
 
 def _env(emu: Any) -> dict[str, str]:
-    from airflow_provider_cloudelements.emulator import EmulatorServer  # noqa: F401  (type only)
+    from cloudelements_emulator import EmulatorServer  # noqa: F401  (type only)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     app_secret = "demo-app-client-secret-" + "x7Qp2L"
@@ -305,7 +305,8 @@ def _pair(typed: Any, truth: Any) -> str:
 
 
 def main() -> int:
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, EmulatorServer
+
     from airflow_provider_cloudelements.utils.records import is_soft_deleted, record_id
 
     shutil.rmtree(WORK, ignore_errors=True)
@@ -314,7 +315,7 @@ def main() -> int:
     airflow = [python, "-m", "airflow"]
     import logging
 
-    logging.getLogger("airflow_provider_cloudelements.emulator").setLevel(logging.WARNING)  # keep the console short
+    logging.getLogger("cloudelements_emulator").setLevel(logging.WARNING)  # keep the console short
     config = EmulatorConfig(seed=42, records_per_resource=RECORDS_PER_RESOURCE, bulk_min_seconds=0.3)
     print(f"Cloud Elements finance sync demo ({RECORDS_PER_RESOURCE} records per resource)")
     with EmulatorServer(config) as emu:

@@ -1,7 +1,7 @@
 """Session-wide test setup.
 
-AIRFLOW_HOME must point at a throwaway folder *before* anything imports airflow (see
-../shared/airflow-provider-guide.md, "Install and run"), so this runs at import time.
+AIRFLOW_HOME must point at a throwaway folder *before* anything imports airflow (Airflow reads it, and
+creates its config there, on first import), so this runs at import time.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/
 import pytest  # noqa: E402
 
 if TYPE_CHECKING:
-    from airflow_provider_cloudelements.emulator import EmulatorServer
+    from cloudelements_emulator import EmulatorServer
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +37,7 @@ def airflow_db() -> str:
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[EmulatorServer]:
     """One Cloud Elements emulator on a free loopback port for the whole session."""
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
     with EmulatorServer(EmulatorConfig(seed=7, records_per_resource=40, bulk_min_seconds=0.2)) as server:
         yield server

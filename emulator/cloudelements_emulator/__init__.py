@@ -1,9 +1,10 @@
-"""Offline emulator of the Cloud Elements REST API (reference: ../shared/cloud-elements-api.md).
+"""Offline emulator of the Cloud Elements REST API (API facts and public sources: docs/api-facts.md).
 
-Standalone: imports only stdlib, fastapi/starlette, uvicorn, sqlglot, faker and pydantic (never
+Its own distribution (``cloudelements-emulator``). Imports only stdlib, fastapi/starlette, uvicorn, sqlglot,
+faker, pydantic and the provider's element catalog ``airflow_provider_cloudelements.catalog`` (never
 airflow)::
 
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, FaultConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, FaultConfig, EmulatorServer
 
     with EmulatorServer(EmulatorConfig(seed=7)) as emu:
         emu.base_url  # http://127.0.0.1:PORT/elements/api-v2
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cloudelements.emulator.config import EmulatorConfig, FaultConfig
+from cloudelements_emulator.config import EmulatorConfig, FaultConfig
 
 if TYPE_CHECKING:
-    from airflow_provider_cloudelements.emulator.server import EmulatorServer
-    from airflow_provider_cloudelements.emulator.state import EmulatorState
+    from cloudelements_emulator.server import EmulatorServer
+    from cloudelements_emulator.state import EmulatorState
 
 __all__ = ["EmulatorConfig", "EmulatorServer", "EmulatorState", "FaultConfig"]
 
@@ -25,11 +26,11 @@ __all__ = ["EmulatorConfig", "EmulatorServer", "EmulatorState", "FaultConfig"]
 def __getattr__(name: str) -> Any:
     # lazy: importing the config must stay cheap (no fastapi/uvicorn import)
     if name == "EmulatorServer":
-        from airflow_provider_cloudelements.emulator.server import EmulatorServer
+        from cloudelements_emulator.server import EmulatorServer
 
         return EmulatorServer
     if name == "EmulatorState":
-        from airflow_provider_cloudelements.emulator.state import EmulatorState
+        from cloudelements_emulator.state import EmulatorState
 
         return EmulatorState
     raise AttributeError(name)

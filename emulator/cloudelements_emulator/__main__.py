@@ -1,6 +1,6 @@
-"""``python -m airflow_provider_cloudelements.emulator`` → the CLI."""
+"""``python -m cloudelements_emulator`` → the CLI."""
 
-from airflow_provider_cloudelements.emulator.cli import main
+from cloudelements_emulator.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from airflow_provider_cloudelements.emulator.errors import install_handlers
-from airflow_provider_cloudelements.emulator.faults import EmulatorMiddleware
-from airflow_provider_cloudelements.emulator.paths import AcceptCheck, HublessPaths
-from airflow_provider_cloudelements.emulator.routers import (
+from cloudelements_emulator.errors import install_handlers
+from cloudelements_emulator.faults import EmulatorMiddleware
+from cloudelements_emulator.paths import AcceptCheck, HublessPaths
+from cloudelements_emulator.routers import (
     admin,
     bulk,
     catalog,
@@ -16,7 +16,7 @@ from airflow_provider_cloudelements.emulator.routers import (
     instances,
     platform,
 )
-from airflow_provider_cloudelements.emulator.state import EmulatorState
+from cloudelements_emulator.state import EmulatorState
 
 DESCRIPTION = """Offline emulator of the Cloud Elements REST API (api-v2): platform (elements, instances,
 events), the Finance hub for QuickBooks Online, QuickBooks Enterprise and FreshBooks, and the bulk API.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 
-from airflow_provider_cloudelements.emulator.errors import CEError
+from cloudelements_emulator.errors import CEError
 
 _UNAUTHORIZED = "Invalid Organization or User secret, or invalid Element token provided."
 

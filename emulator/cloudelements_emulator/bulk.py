@@ -21,16 +21,16 @@ import threading
 import time
 from typing import Any, BinaryIO
 
-from airflow_provider_cloudelements.emulator import bulkfiles, timefmt
-from airflow_provider_cloudelements.emulator.ceql import date_window
-from airflow_provider_cloudelements.emulator.errors import CEError
-from airflow_provider_cloudelements.emulator.faults import FaultInjector
-from airflow_provider_cloudelements.emulator.hubservice import HubService, bare_id
-from airflow_provider_cloudelements.emulator.instances import InstanceService, event_settings
-from airflow_provider_cloudelements.emulator.records import Window
-from airflow_provider_cloudelements.emulator.stats import Stats
-from airflow_provider_cloudelements.emulator.store import Store
-from airflow_provider_cloudelements.emulator.webhooks import Dispatcher
+from cloudelements_emulator import bulkfiles, timefmt
+from cloudelements_emulator.ceql import date_window
+from cloudelements_emulator.errors import CEError
+from cloudelements_emulator.faults import FaultInjector
+from cloudelements_emulator.hubservice import HubService, bare_id
+from cloudelements_emulator.instances import InstanceService, event_settings
+from cloudelements_emulator.records import Window
+from cloudelements_emulator.stats import Stats
+from cloudelements_emulator.store import Store
+from cloudelements_emulator.webhooks import Dispatcher
 
 log = logging.getLogger(__name__)
 _SELECT = re.compile(

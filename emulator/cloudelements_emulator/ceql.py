@@ -24,7 +24,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from airflow_provider_cloudelements.emulator import timefmt
+from cloudelements_emulator import timefmt
 
 Predicate = Callable[[dict], bool]
 _MISSING = object()

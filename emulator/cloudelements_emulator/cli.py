@@ -1,4 +1,4 @@
-"""``cloudelements-emulator`` / ``python -m airflow_provider_cloudelements.emulator``.
+"""``cloudelements-emulator`` / ``python -m cloudelements_emulator``.
 
 Starts the emulator on ``--host``/``--port``, prints
 ``Cloud Elements emulator listening on http://HOST:PORT/elements/api-v2`` when ready (secrets are
@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from airflow_provider_cloudelements.emulator.config import (
+from cloudelements_emulator.config import (
     DEFAULT_ORGANIZATION_SECRET,
     DEFAULT_USER_SECRET,
     EmulatorConfig,
@@ -171,7 +171,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from airflow_provider_cloudelements.emulator.server import EmulatorServer
+    from cloudelements_emulator.server import EmulatorServer
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

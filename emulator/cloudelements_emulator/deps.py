@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
-from airflow_provider_cloudelements.emulator.auth import check_platform, element_token
-from airflow_provider_cloudelements.emulator.errors import CEError
-from airflow_provider_cloudelements.emulator.state import EmulatorState
+from cloudelements_emulator.auth import check_platform, element_token
+from cloudelements_emulator.errors import CEError
+from cloudelements_emulator.state import EmulatorState
 
 API = "/elements/api-v2"
 
@@ -68,7 +68,7 @@ def paginate(
     items: list[Any], page_size: str | None, next_page: str | None, default: int = 200, cap: int = 5000
 ) -> tuple[list[Any], dict[str, str]]:
     """Offset paging of an in-memory list with CE headers (platform lists: events, errors, jobs)."""
-    from airflow_provider_cloudelements.emulator.hubservice import decode_cursor, encode_cursor
+    from cloudelements_emulator.hubservice import decode_cursor, encode_cursor
 
     size = int_param(page_size, "pageSize") or default
     if size < 1:

@@ -28,11 +28,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_cloudelements.emulator import timefmt
-from airflow_provider_cloudelements.emulator.instances import InstanceService, event_settings
-from airflow_provider_cloudelements.emulator.records import RecordRepo, Window
-from airflow_provider_cloudelements.emulator.store import Store
-from airflow_provider_cloudelements.emulator.webhooks import Dispatcher
+from cloudelements_emulator import timefmt
+from cloudelements_emulator.instances import InstanceService, event_settings
+from cloudelements_emulator.records import RecordRepo, Window
+from cloudelements_emulator.store import Store
+from cloudelements_emulator.webhooks import Dispatcher
 
 log = logging.getLogger(__name__)
 

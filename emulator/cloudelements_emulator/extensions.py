@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_cloudelements.emulator.errors import CEError
-from airflow_provider_cloudelements.emulator.inbound import qbo_resource
+from cloudelements_emulator.errors import CEError
+from cloudelements_emulator.inbound import qbo_resource
 
 _SELECT = re.compile(r"^\s*select\s+\*\s+from\s+(\w+)", re.IGNORECASE)
 

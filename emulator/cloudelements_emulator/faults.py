@@ -20,10 +20,10 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from airflow_provider_cloudelements.emulator.auth import parse_authorization
-from airflow_provider_cloudelements.emulator.config import FaultConfig
-from airflow_provider_cloudelements.emulator.errors import REQUEST_ID_HEADER, error_response, new_request_id
-from airflow_provider_cloudelements.emulator.stats import Stats
+from cloudelements_emulator.auth import parse_authorization
+from cloudelements_emulator.config import FaultConfig
+from cloudelements_emulator.errors import REQUEST_ID_HEADER, error_response, new_request_id
+from cloudelements_emulator.stats import Stats
 
 API_PREFIX = "/elements/api-v2"
 _CONVERTOR = re.compile(r":\w+}")

@@ -18,8 +18,8 @@ from typing import Any
 
 from faker import Faker
 
-from airflow_provider_cloudelements.emulator import timefmt
-from airflow_provider_cloudelements.emulator.elements import ElementDef
+from cloudelements_emulator import timefmt
+from cloudelements_emulator.elements import ElementDef
 
 Record = dict[str, Any]
 Builder = Callable[[random.Random, "Pools", int, int, int], Record]

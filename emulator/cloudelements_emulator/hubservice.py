@@ -16,15 +16,15 @@ from typing import Any
 
 from sqlglot import exp
 
-from airflow_provider_cloudelements.emulator import generator, timefmt
-from airflow_provider_cloudelements.emulator.ceql import CeqlError, Query, compile_where, date_window, lookup
-from airflow_provider_cloudelements.emulator.elements import ElementDef
-from airflow_provider_cloudelements.emulator.errors import CEError
-from airflow_provider_cloudelements.emulator.extensions import ResourceExtensions
-from airflow_provider_cloudelements.emulator.instances import InstanceService
-from airflow_provider_cloudelements.emulator.records import RecordRepo, Row, Window, dumps
-from airflow_provider_cloudelements.emulator.transform import TransformStore
-from airflow_provider_cloudelements.emulator.typing_rules import coerce_like, qbo_check_queryable
+from cloudelements_emulator import generator, timefmt
+from cloudelements_emulator.ceql import CeqlError, Query, compile_where, date_window, lookup
+from cloudelements_emulator.elements import ElementDef
+from cloudelements_emulator.errors import CEError
+from cloudelements_emulator.extensions import ResourceExtensions
+from cloudelements_emulator.instances import InstanceService
+from cloudelements_emulator.records import RecordRepo, Row, Window, dumps
+from cloudelements_emulator.transform import TransformStore
+from cloudelements_emulator.typing_rules import coerce_like, qbo_check_queryable
 
 ChangeHook = Callable[[dict[str, Any], str, Any, str, dict, int], None]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from airflow_provider_cloudelements.emulator.errors import CEError
+from cloudelements_emulator.errors import CEError
 
 _QBO_OPERATIONS = {
     "create": "CREATED",

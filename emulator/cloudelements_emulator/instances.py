@@ -10,8 +10,8 @@ import secrets
 import threading
 from typing import Any
 
-from airflow_provider_cloudelements.emulator import timefmt
-from airflow_provider_cloudelements.emulator.elements import (
+from cloudelements_emulator import timefmt
+from cloudelements_emulator.elements import (
     MASK,
     SECRET_CONFIG_KEYS,
     ElementDef,
@@ -19,8 +19,8 @@ from airflow_provider_cloudelements.emulator.elements import (
     find_element,
     required_keys,
 )
-from airflow_provider_cloudelements.emulator.errors import CEError
-from airflow_provider_cloudelements.emulator.store import Store
+from cloudelements_emulator.errors import CEError
+from cloudelements_emulator.store import Store
 
 DEV_USER = {
     "id": 1001,

@@ -17,7 +17,7 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from airflow_provider_cloudelements.emulator.errors import error_response, new_request_id
+from cloudelements_emulator.errors import error_response, new_request_id
 
 PREFIX = "/elements/api-v2/"
 #: First path segments that are platform APIs, never hub resources.

@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from airflow_provider_cloudelements.emulator import generator
-from airflow_provider_cloudelements.emulator.elements import ElementDef
-from airflow_provider_cloudelements.emulator.store import Store
+from cloudelements_emulator import generator
+from cloudelements_emulator.elements import ElementDef
+from cloudelements_emulator.store import Store
 
 log = logging.getLogger(__name__)
 _BATCH = 20_000

@@ -30,15 +30,15 @@ from typing import Any
 from sqlglot import exp
 
 from airflow_provider_cloudelements.catalog import QBE_REPORT_TYPES, QBO_REPORTS
-from airflow_provider_cloudelements.emulator import timefmt
-from airflow_provider_cloudelements.emulator.ceql import (
+from cloudelements_emulator import timefmt
+from cloudelements_emulator.ceql import (
     CeqlError,
     _literal,
     compile_where,
     field_path,
     lookup,
 )
-from airflow_provider_cloudelements.emulator.errors import CEError
+from cloudelements_emulator.errors import CEError
 
 Records = Callable[[str], list[dict[str, Any]]]
 """``resource -> live records`` of the calling instance."""

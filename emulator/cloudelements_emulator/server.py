@@ -10,9 +10,9 @@ from types import TracebackType
 
 import uvicorn
 
-from airflow_provider_cloudelements.emulator.app import create_app
-from airflow_provider_cloudelements.emulator.config import EmulatorConfig
-from airflow_provider_cloudelements.emulator.state import EmulatorState
+from cloudelements_emulator.app import create_app
+from cloudelements_emulator.config import EmulatorConfig
+from cloudelements_emulator.state import EmulatorState
 
 log = logging.getLogger(__name__)
 

@@ -8,18 +8,18 @@ import shutil
 import tempfile
 from typing import Any
 
-from airflow_provider_cloudelements.emulator import generator, timefmt
-from airflow_provider_cloudelements.emulator.bulk import BulkService
-from airflow_provider_cloudelements.emulator.config import EmulatorConfig
-from airflow_provider_cloudelements.emulator.errors import CEError
-from airflow_provider_cloudelements.emulator.events import EventService
-from airflow_provider_cloudelements.emulator.faults import FaultInjector
-from airflow_provider_cloudelements.emulator.hubservice import HubService
-from airflow_provider_cloudelements.emulator.instances import InstanceService
-from airflow_provider_cloudelements.emulator.records import RecordRepo
-from airflow_provider_cloudelements.emulator.stats import Stats
-from airflow_provider_cloudelements.emulator.store import Store
-from airflow_provider_cloudelements.emulator.webhooks import Dispatcher
+from cloudelements_emulator import generator, timefmt
+from cloudelements_emulator.bulk import BulkService
+from cloudelements_emulator.config import EmulatorConfig
+from cloudelements_emulator.errors import CEError
+from cloudelements_emulator.events import EventService
+from cloudelements_emulator.faults import FaultInjector
+from cloudelements_emulator.hubservice import HubService
+from cloudelements_emulator.instances import InstanceService
+from cloudelements_emulator.records import RecordRepo
+from cloudelements_emulator.stats import Stats
+from cloudelements_emulator.store import Store
+from cloudelements_emulator.webhooks import Dispatcher
 
 log = logging.getLogger(__name__)
 

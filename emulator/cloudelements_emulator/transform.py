@@ -15,8 +15,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from airflow_provider_cloudelements.emulator.ceql import lookup
-from airflow_provider_cloudelements.emulator.errors import CEError
+from cloudelements_emulator.ceql import lookup
+from cloudelements_emulator.errors import CEError
 
 _MISSING = object()
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from airflow_provider_cloudelements.emulator.errors import CEError
+from cloudelements_emulator.errors import CEError
 
 _DECIMAL2 = re.compile(r"^-?\d+\.\d{2}$")
 _NUMERIC = re.compile(r"^\s*-?\d+(\.\d+)?\s*$")

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from airflow_provider_cloudelements.emulator.store import Store
+from cloudelements_emulator.store import Store
 
 log = logging.getLogger(__name__)
 #: No proxies: callbacks usually target loopback receivers, which an HTTP(S)_PROXY would break.

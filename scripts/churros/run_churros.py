@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             if not (user and org):
                 ap.error("--emulator-url needs --user-secret and --org-secret")
         else:
-            from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+            from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
             emu = stack.enter_context(
                 EmulatorServer(

@@ -128,7 +128,7 @@ class FinishedRun:
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Any]:
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
     with EmulatorServer(EmulatorConfig(seed=7, records_per_resource=30, bulk_min_seconds=BULK_SECONDS)) as server:
         yield server

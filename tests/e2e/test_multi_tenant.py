@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
-from airflow_provider_cloudelements.emulator.errors import CEError
+from cloudelements_emulator import EmulatorConfig, EmulatorServer
+from cloudelements_emulator.errors import CEError
 from airflow_provider_cloudelements.utils.records import record_id
 from tests.conftest import connection_json
 

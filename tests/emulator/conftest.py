@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
 QBO_BODY = {
     "element": {"key": "quickbooks"},

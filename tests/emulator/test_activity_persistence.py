@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer, timefmt
+from cloudelements_emulator import EmulatorConfig, EmulatorServer, timefmt
 
 from .conftest import Api
 
@@ -103,12 +103,12 @@ def test_temp_data_dir_removed() -> None:
 
 def test_cli_help_documents_every_option() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_cloudelements.emulator", "--help"],
+        [sys.executable, "-m", "cloudelements_emulator", "--help"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    from airflow_provider_cloudelements.emulator.config import DEFAULT_USER_SECRET, FaultConfig
+    from cloudelements_emulator.config import DEFAULT_USER_SECRET, FaultConfig
 
     for flag in [
         "--host",
@@ -135,7 +135,7 @@ def test_cli_serves_and_simulates(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "airflow_provider_cloudelements.emulator",
+            "cloudelements_emulator",
             "--port-file",
             str(port_file),
             "--records",
@@ -173,7 +173,7 @@ def test_cli_serves_and_simulates(tmp_path: Path) -> None:
         proc.terminate()
         out, err = proc.communicate(timeout=15)
     assert proc.returncode == 0, err
-    from airflow_provider_cloudelements.emulator.config import (
+    from cloudelements_emulator.config import (
         DEFAULT_ORGANIZATION_SECRET,
         DEFAULT_USER_SECRET,
     )
@@ -183,8 +183,8 @@ def test_cli_serves_and_simulates(tmp_path: Path) -> None:
 
 def test_emulator_does_not_import_airflow() -> None:
     code = (
-        "import sys; from airflow_provider_cloudelements.emulator import EmulatorServer, EmulatorConfig; "
-        "import airflow_provider_cloudelements.emulator.cli; "
+        "import sys; from cloudelements_emulator import EmulatorServer, EmulatorConfig; "
+        "import cloudelements_emulator.cli; "
         "assert not [m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')], "
         "'airflow imported'"
     )

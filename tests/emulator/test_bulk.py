@@ -7,7 +7,7 @@ import io
 import json
 import time
 
-from airflow_provider_cloudelements.emulator.webhooks import sign
+from cloudelements_emulator.webhooks import sign
 
 from .conftest import Api, Receiver
 
@@ -76,7 +76,7 @@ def test_csv_download(api: Api) -> None:
 
 
 def test_complete_status_switch() -> None:
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
     with EmulatorServer(EmulatorConfig(bulk_done_status="COMPLETE", bulk_min_seconds=0.05)) as emu:
         api = Api(emu)
@@ -116,7 +116,7 @@ def test_bulk_fail_fault(api: Api, faults) -> None:  # type: ignore[no-untyped-d
 
 
 def test_cancel_and_jobs_list(api: Api) -> None:
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
     with EmulatorServer(EmulatorConfig(bulk_min_seconds=30)) as emu:
         api2 = Api(emu)

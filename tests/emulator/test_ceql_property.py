@@ -7,7 +7,7 @@ import operator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_cloudelements.emulator import timefmt
+from cloudelements_emulator import timefmt
 
 from .conftest import Api
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from airflow_provider_cloudelements.emulator import timefmt
-from airflow_provider_cloudelements.emulator.webhooks import sign
+from cloudelements_emulator import timefmt
+from cloudelements_emulator.webhooks import sign
 
 from .conftest import Api, Receiver
 

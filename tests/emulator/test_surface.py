@@ -22,9 +22,9 @@ from airflow_provider_cloudelements.catalog import (
     QBO_ALL_RESOURCES,
     QBO_REPORTS,
 )
-from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
-from airflow_provider_cloudelements.emulator.bulkfiles import flatten
-from airflow_provider_cloudelements.emulator.elements import ELEMENTS
+from cloudelements_emulator import EmulatorConfig, EmulatorServer
+from cloudelements_emulator.bulkfiles import flatten
+from cloudelements_emulator.elements import ELEMENTS
 
 from .conftest import QBO_BODY, Api, Receiver
 
@@ -531,7 +531,7 @@ def test_element_resource_extension_serves_qbo_query(api: Api) -> None:
 
 
 def test_cli_flag_for_sync_token_ids() -> None:
-    from airflow_provider_cloudelements.emulator.cli import build_parser, config_from_args
+    from cloudelements_emulator.cli import build_parser, config_from_args
 
     assert config_from_args(build_parser().parse_args(["--qbo-sync-token-ids"])).qbo_sync_token_ids is True
     assert config_from_args(build_parser().parse_args([])).qbo_sync_token_ids is False

@@ -30,12 +30,12 @@ from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.hooks.cloudelements_async import CloudElementsAsyncHook
 from airflow_provider_cloudelements.utils.ceql import window_clause
 
-emulator_mod = pytest.importorskip("airflow_provider_cloudelements.emulator")
+emulator_mod = pytest.importorskip("cloudelements_emulator")
 
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator:
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
     cfg = EmulatorConfig(seed=11, records_per_resource=23, bulk_min_seconds=0.1)
     with EmulatorServer(cfg) as server:
@@ -290,7 +290,7 @@ def test_bulk_failed_records_and_failed_job(emu, instances, conn):
 
 
 def test_bulk_cancel(emu, instances, conn):
-    from airflow_provider_cloudelements.emulator import EmulatorConfig  # noqa: F401
+    from cloudelements_emulator import EmulatorConfig  # noqa: F401
 
     hook = CloudElementsHook(conn(), instance_id=instances["quickbooks"]["id"])
     job = hook.start_bulk_query("invoices")

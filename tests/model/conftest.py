@@ -28,7 +28,7 @@ BUNDLES = json.dumps(
 def model_emulator() -> Iterator[Any]:
     """A private emulator for the model (fault injection is global to an emulator): few records per
     resource so full refreshes stay cheap, short bulk jobs."""
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
     with EmulatorServer(EmulatorConfig(seed=23, records_per_resource=4, bulk_min_seconds=0.05)) as server:
         yield server

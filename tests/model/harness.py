@@ -133,7 +133,7 @@ def _iso(ms: int) -> str:
 class Harness:
     """One world of the model (see the module docstring).
 
-    :param emulator: the running :class:`~airflow_provider_cloudelements.emulator.EmulatorServer`.
+    :param emulator: the running :class:`~cloudelements_emulator.EmulatorServer`.
     :param workdir: a fresh folder for the landing zone and the warehouse.
     :param dags: ``{dag_id: DAG}`` parsed from ``dags/ce_model_dags.py``.
     :param interval_s: the stream DAGs' schedule (seconds).

@@ -162,7 +162,7 @@ def set_connection(monkeypatch: pytest.MonkeyPatch, emu: Any, **extra: Any) -> s
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Any]:
     """A private emulator per test module (faults are global to an emulator)."""
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
     with EmulatorServer(EmulatorConfig(seed=11, records_per_resource=30, bulk_min_seconds=0.3)) as server:
         yield server

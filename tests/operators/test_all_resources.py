@@ -43,7 +43,7 @@ CASES = [(key, resource) for key, resources in ALL.items() for resource in resou
 @pytest.fixture(scope="module")
 def small_emu() -> Iterator[Any]:
     """A small, fast emulator: 4 records per resource, bulk jobs finish at once."""
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
     with EmulatorServer(EmulatorConfig(seed=13, records_per_resource=4, bulk_min_seconds=0.0)) as server:
         yield server
@@ -110,7 +110,7 @@ def test_every_resource_bulk_and_paged(
 def test_qbo_sync_token_ids_land_with_their_stable_ids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With ``id|syncToken`` read ids (QBO tips page, issue 13) every QBO resource still extracts, and the
     landed records' stable ids are the emulator's."""
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
     config = EmulatorConfig(seed=17, records_per_resource=2, bulk_min_seconds=0.0, qbo_sync_token_ids=True)
     with EmulatorServer(config) as emu:

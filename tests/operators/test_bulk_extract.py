@@ -220,7 +220,7 @@ def test_dropped_download_is_retried_to_an_identical_file(emu: Any, conn: str, o
 
     route = "GET /elements/api-v2/hubs/{hub}/bulk/{job_id}/{object_name}"
     before = emu.state.stats()["requests"].get(route, 0)
-    from airflow_provider_cloudelements.emulator import FaultConfig
+    from cloudelements_emulator import FaultConfig
 
     if "drop_download_times" in FaultConfig.field_names():  # the connection drops once, then heals
         emu.state.set_faults(drop_download_after_bytes=4000, drop_download_times=1)
@@ -295,7 +295,7 @@ def test_csv_and_parquet_bulk_output(emu: Any, conn: str, out: Path) -> None:
 @pytest.fixture(scope="module")
 def slow_emu() -> Any:
     """Bulk jobs stay RUNNING for a minute: timeouts and kills happen while they run."""
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
     with EmulatorServer(EmulatorConfig(seed=5, records_per_resource=10, bulk_min_seconds=60)) as server:
         yield server

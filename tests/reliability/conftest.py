@@ -33,7 +33,7 @@ INTERVAL_END = datetime(2030, 1, 1, tzinfo=timezone.utc)
 @pytest.fixture(scope="package")
 def remu() -> Iterator[Any]:
     """The suite's emulator: small datasets, fast bulk jobs, fast webhook retries."""
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
     cfg = EmulatorConfig(
         seed=20260707,

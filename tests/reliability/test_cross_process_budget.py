@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+from cloudelements_emulator import EmulatorConfig, EmulatorServer
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
 from airflow_provider_cloudelements.utils.budget import SharedBudgetStore, check_budget_store
 from tests.conftest import connection_json

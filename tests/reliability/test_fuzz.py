@@ -220,7 +220,7 @@ SCHEMA_AUTH: dict[str, str] = {}
 @pytest.fixture(scope="module")
 def emulator_schema() -> Iterator[Any]:
     """A dedicated emulator (the generated calls delete and disable instances) and its OpenAPI schema."""
-    from airflow_provider_cloudelements.emulator import EmulatorConfig, EmulatorServer
+    from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
     with EmulatorServer(EmulatorConfig(seed=99, records_per_resource=5, bulk_min_seconds=0.05)) as server:
         inst = server.state.create_instance("quickbooks", "schemathesis")

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cloudelements.emulator import generator
-from airflow_provider_cloudelements.emulator.elements import ELEMENTS as EMULATED
+from cloudelements_emulator import generator
+from cloudelements_emulator.elements import ELEMENTS as EMULATED
 from airflow_provider_cloudelements.operators.sql import load_manifest, prepare_connection
 from airflow_provider_cloudelements.typed import project
 from airflow_provider_cloudelements.utils import sqlsync

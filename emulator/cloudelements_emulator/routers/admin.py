@@ -11,8 +11,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from airflow_provider_cloudelements.emulator.deps import JsonBody, state_of
-from airflow_provider_cloudelements.emulator.errors import CEError
+from cloudelements_emulator.deps import JsonBody, state_of
+from cloudelements_emulator.errors import CEError
 
 router = APIRouter(prefix="/_emulator", tags=["admin"])
 

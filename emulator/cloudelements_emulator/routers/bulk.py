@@ -9,9 +9,9 @@ from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from airflow_provider_cloudelements.emulator.bulk import public
-from airflow_provider_cloudelements.emulator.ceql import compile_where
-from airflow_provider_cloudelements.emulator.deps import (
+from cloudelements_emulator.bulk import public
+from cloudelements_emulator.ceql import compile_where
+from cloudelements_emulator.deps import (
     API,
     HubInstance,
     int_param,
@@ -19,8 +19,8 @@ from airflow_provider_cloudelements.emulator.deps import (
     paginate,
     state_of,
 )
-from airflow_provider_cloudelements.emulator.errors import CEError
-from airflow_provider_cloudelements.emulator.hubservice import decode_cursor, encode_cursor
+from cloudelements_emulator.errors import CEError
+from cloudelements_emulator.hubservice import decode_cursor, encode_cursor
 
 router = APIRouter(prefix=API + "/hubs/{hub}/bulk", tags=["bulk"])
 _CALLBACK = "elements-async-callback-url"

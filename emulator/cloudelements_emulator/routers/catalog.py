@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from airflow_provider_cloudelements.emulator.deps import API, JsonBody
-from airflow_provider_cloudelements.emulator.elements import ELEMENTS, ElementDef, find_element
-from airflow_provider_cloudelements.emulator.errors import CEError
+from cloudelements_emulator.deps import API, JsonBody
+from cloudelements_emulator.elements import ELEMENTS, ElementDef, find_element
+from cloudelements_emulator.errors import CEError
 
 router = APIRouter(prefix=API, tags=["elements"])
 

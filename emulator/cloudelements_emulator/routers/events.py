@@ -13,17 +13,17 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from airflow_provider_cloudelements.emulator import timefmt
-from airflow_provider_cloudelements.emulator.ceql import CeqlError, compile_where
-from airflow_provider_cloudelements.emulator.deps import (
+from cloudelements_emulator import timefmt
+from cloudelements_emulator.ceql import CeqlError, compile_where
+from cloudelements_emulator.deps import (
     API,
     PlatformState,
     json_text,
     paginate,
 )
-from airflow_provider_cloudelements.emulator.errors import CEError
-from airflow_provider_cloudelements.emulator.state import EmulatorState
-from airflow_provider_cloudelements.emulator.webhooks import public
+from cloudelements_emulator.errors import CEError
+from cloudelements_emulator.state import EmulatorState
+from cloudelements_emulator.webhooks import public
 
 router = APIRouter(prefix=API, tags=["events"])
 

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from airflow_provider_cloudelements.emulator import generator, reports, timefmt
-from airflow_provider_cloudelements.emulator.bulkfiles import flatten
-from airflow_provider_cloudelements.emulator.deps import (
+from cloudelements_emulator import generator, reports, timefmt
+from cloudelements_emulator.bulkfiles import flatten
+from cloudelements_emulator.deps import (
     API,
     HubInstance,
     JsonBody,
@@ -18,8 +18,8 @@ from airflow_provider_cloudelements.emulator.deps import (
     json_text,
     state_of,
 )
-from airflow_provider_cloudelements.emulator.errors import CEError
-from airflow_provider_cloudelements.emulator.records import dumps
+from cloudelements_emulator.errors import CEError
+from cloudelements_emulator.records import dumps
 
 router = APIRouter(prefix=API + "/hubs/{hub}", tags=["hub"])
 

@@ -22,11 +22,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from airflow_provider_cloudelements.emulator import inbound, timefmt
-from airflow_provider_cloudelements.emulator.deps import API, HubInstance, JsonBody, PlatformState, state_of
-from airflow_provider_cloudelements.emulator.elements import ELEMENTS, find_element
-from airflow_provider_cloudelements.emulator.errors import CEError
-from airflow_provider_cloudelements.emulator.state import EmulatorState
+from cloudelements_emulator import inbound, timefmt
+from cloudelements_emulator.deps import API, HubInstance, JsonBody, PlatformState, state_of
+from cloudelements_emulator.elements import ELEMENTS, find_element
+from cloudelements_emulator.errors import CEError
+from cloudelements_emulator.state import EmulatorState
 
 router = APIRouter(prefix=API, tags=["platform"])
 
