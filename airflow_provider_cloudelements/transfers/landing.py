@@ -33,10 +33,11 @@ from typing import Any, BinaryIO, cast
 
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_cloudelements.models.manifest import MANIFEST_NAME
+
 log = logging.getLogger(__name__)
 
 FORMAT_SUFFIX = {"ndjson": "ndjson", "csv": "csv", "parquet": "parquet"}
-MANIFEST_NAME = "_manifest.json"
 #: Hidden ``.part`` temporaries older than this are a dead run's (a download is written continuously;
 #: a live one is never this old without being touched) and are removed by the next publish.
 STALE_TEMP_AGE = timedelta(hours=6)

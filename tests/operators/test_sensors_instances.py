@@ -17,7 +17,6 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsTimeoutError,
 )
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.operators.changes import CloudElementsChangedRecordsOperator
 from airflow_provider_cloudelements.operators.instances import (
     CloudElementsCreateInstanceOperator,
     CloudElementsDeleteInstanceOperator,
@@ -25,6 +24,9 @@ from airflow_provider_cloudelements.operators.instances import (
 from airflow_provider_cloudelements.operators.links import INSTANCE_URL_KEY
 from airflow_provider_cloudelements.sensors.bulk import CloudElementsBulkJobSensor
 from airflow_provider_cloudelements.sensors.events import CloudElementsEventSensor
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.changes import (
+    CloudElementsChangedRecordsOperator,
+)
 from airflow_provider_cloudelements.triggers.events import CloudElementsEventTrigger
 from tests.operators.conftest import Ctx, FakeAssetStateStore, roundtrip, run_operator, wait_for
 

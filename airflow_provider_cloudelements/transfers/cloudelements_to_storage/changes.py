@@ -9,21 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
-from airflow_provider_cloudelements.exceptions import (
-    CloudElementsConfigError,
-    CloudElementsNotFoundError,
-    as_instance_id,
-)
+from airflow_provider_cloudelements.exceptions import CloudElementsConfigError, CloudElementsNotFoundError
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.operators.extract import (
-    ExtractPlan,
-    build_manifest,
-    default_output_base,
-    snapshot_time,
-    tombstone,
-)
-from airflow_provider_cloudelements.utils.elements import get_element
-from airflow_provider_cloudelements.utils.landing import (
+from airflow_provider_cloudelements.models.events import event_date, event_field
+from airflow_provider_cloudelements.models.window import ExtractWindow
+from airflow_provider_cloudelements.transfers.landing import (
     landed_name,
     partition_path,
     publish_manifest,
@@ -31,8 +21,9 @@ from airflow_provider_cloudelements.utils.landing import (
     staged_file,
     write_ndjson,
 )
-from airflow_provider_cloudelements.utils.records import parse_instant
-from airflow_provider_cloudelements.utils.windows import ExtractWindow
+from airflow_provider_cloudelements.transfers.plan import ExtractPlan, default_output_base, snapshot_time, tombstone
+from airflow_provider_cloudelements.utils.elements import get_element
+from airflow_provider_cloudelements.utils.validation import as_instance_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -42,16 +33,18 @@ def latest_changes(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict
     """Collapse events to the newest one per (objectType, objectId): ``{resource: {id: event}}``.
 
     Events are ``{"objectType", "objectId", "eventType", "eventDate", …}`` as returned by
-    ``GET /instances/{id}/events`` or a :class:`CloudElementsEventTrigger` payload. Events without an
-    object type or id are ignored.
+    ``GET /instances/{id}/events`` or a :class:`CloudElementsEventTrigger` payload (type and id read
+    where the shared event filter finds them, :mod:`~airflow_provider_cloudelements.models.events`;
+    dates by :func:`~airflow_provider_cloudelements.models.events.event_date`). Events without an object
+    type or id are ignored.
     """
     out: dict[str, dict[str, dict[str, Any]]] = {}
 
     def order(e: dict[str, Any]) -> tuple[datetime, str]:
-        return parse_instant(e.get("eventDate")) or datetime.min.replace(tzinfo=timezone.utc), str(e.get("id"))
+        return event_date(e) or datetime.min.replace(tzinfo=timezone.utc), str(e.get("id"))
 
     for event in sorted(events, key=order):
-        resource, object_id = event.get("objectType"), event.get("objectId")
+        resource, object_id = event_field(event, "objectType"), event.get("objectId") or event_field(event, "objectId")
         if resource and object_id not in (None, ""):
             out.setdefault(str(resource), {})[str(object_id)] = event
     return out
@@ -75,11 +68,11 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
     delete keeps its inactive flag), one that no longer exists (404) becomes a tombstone
     ``{"id", "deleted_at"}``. Files land atomically under run-unique names
     ``<resource>.<token>.ndjson`` and ``<resource>.<token>.deleted.ndjson`` in a partition named after
-    the events' time span (the extract operators' labels: :func:`~..utils.landing.partition_path`, with
-    microseconds), ``_manifest.json`` last (:func:`~..utils.landing.publish_manifest`). Returns a list
+    the events' time span (the extract operators' labels: :func:`~..landing.partition_path`, with
+    microseconds), ``_manifest.json`` last (:func:`~..landing.publish_manifest`). Returns a list
     of manifests (v2, same shape as the extract operators', ``mode="events"``, ``deleted_path`` set,
     ``complete`` false, ``snapshot_at`` the server time before the first record GET) for
-    :class:`~airflow_provider_cloudelements.operators.sql.CloudElementsSqlUpsertOperator`.
+    :class:`~airflow_provider_cloudelements.transfers.storage_to_sql.CloudElementsSqlUpsertOperator`.
 
     :param instance_id: element instance the events belong to. Templated.
     :param events: the events (templated, e.g. a sensor's XCom); default: the payloads of the asset
@@ -127,7 +120,7 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
             return []
         element_key = str((self.hook.get_instance(instance_id).get("element") or {}).get("key"))
         spec = get_element(element_key)
-        dates = [d for d in (parse_instant(e.get("eventDate")) for e in events) if d]
+        dates = [d for d in (event_date(e) for e in events) if d]
         manifests = []
         for resource, by_id in sorted(changes.items()):
             if resource not in spec.all_resources:
@@ -180,8 +173,7 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
             folder=str(folder),
             naive_timezone=get_element(element_key).naive_timezone,
         )
-        manifest = build_manifest(
-            plan=plan,
+        built = plan.manifest(
             mode="events",
             target=target,
             records=count,
@@ -192,7 +184,7 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
             deleted_path=str(deleted),
             deleted=len(tombstones),
         )
-        manifest = publish_manifest(folder, manifest)
+        manifest = publish_manifest(folder, built.to_xcom())
         self.log.info(
             "Landed %s changed and %s deleted %s of instance %s", count, len(tombstones), resource, instance_id
         )

@@ -1,34 +1,32 @@
-"""Load landed Cloud Elements extracts (NDJSON in object storage) into SQL tables, idempotently.
+"""Load one landed extract (NDJSON in object storage) into its SQL table, idempotently, in one transaction.
 
-:class:`CloudElementsSqlUpsertOperator` takes the manifest(s) returned by the extract operators and
-upserts each file into one table per ``(element_key, resource)`` through a common-sql
-:class:`~airflow.providers.common.sql.hooks.sql.DbApiHook`: SQLite and PostgreSQL share this code,
-and every dialect difference lives in :mod:`airflow_provider_cloudelements.utils.sqlsync`.
+:func:`load_manifest` streams the records and tombstones files named by an
+:class:`~airflow_provider_cloudelements.models.manifest.ExtractManifest` and runs the statements of
+:mod:`.statements` (and :mod:`.history`) through a DB-API connection; SQLite and PostgreSQL share this
+code, every dialect difference lives in :mod:`.dialect`. The operator is :mod:`.operator`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath
+from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_cloudelements.exceptions import (
-    CloudElementsConfigError,
-    CloudElementsDataError,
-    CloudElementsReconciliationError,
+from airflow_provider_cloudelements.exceptions import CloudElementsDataError, CloudElementsReconciliationError
+from airflow_provider_cloudelements.models.manifest import ExtractManifest
+from airflow_provider_cloudelements.models.timestamps import format_utc
+from airflow_provider_cloudelements.transfers.storage_to_sql import history as hist
+from airflow_provider_cloudelements.transfers.storage_to_sql import rows as rowmod
+from airflow_provider_cloudelements.transfers.storage_to_sql import statements as stmt
+from airflow_provider_cloudelements.transfers.storage_to_sql.dialect import (
+    SqlDialect,
+    table_name,
 )
-from airflow_provider_cloudelements.utils import sqlsync
 from airflow_provider_cloudelements.utils.records import is_soft_deleted
-from airflow_provider_cloudelements.utils.sqlsync import LoadManifest, SqlDialect
-
-if TYPE_CHECKING:
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
-    from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
 
@@ -48,48 +46,6 @@ SUMMARY_KEYS: tuple[str, ...] = (
 )
 
 
-def get_sql_hook(conn_id: str) -> tuple[DbApiHook, SqlDialect]:
-    """Resolve ``conn_id`` to its common-sql hook and our dialect for it.
-
-    :raises CloudElementsConfigError: the connection's hook is not a ``DbApiHook``, or its type is not
-        ``sqlite``/``postgres`` (for ``sqlite`` the ``apache-airflow-providers-sqlite`` package is needed).
-    """
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
-
-    conn = BaseHook.get_connection(conn_id)
-    sqlsync.dialect_for_conn_type(conn.conn_type)  # fail on an unsupported type first
-    try:
-        hook = conn.get_hook()
-    except Exception as exc:  # Airflow raises a bare AirflowException for an unknown hook type
-        raise CloudElementsConfigError(
-            f"Connection {conn_id!r} (type {conn.conn_type!r}) has no usable hook: {exc}; "
-            f"is the provider for {conn.conn_type!r} installed?"
-        ) from exc
-    if not isinstance(hook, DbApiHook):
-        raise CloudElementsConfigError(
-            f"Connection {conn_id!r} resolves to {type(hook).__name__}, not a common-sql DbApiHook"
-        )
-    return hook, sqlsync.dialect_for_conn_type(conn.conn_type, getattr(hook, "placeholder", None))
-
-
-def prepare_connection(conn: Any, dialect: SqlDialect) -> None:
-    """Put a fresh DB-API connection in the state :func:`load_manifest` expects.
-
-    SQLite: driver-managed implicit transactions off (we issue ``BEGIN IMMEDIATE`` ourselves) and a
-    busy timeout. PostgreSQL: autocommit off (psycopg opens the transaction on the first statement).
-    """
-    if dialect.name == "sqlite":
-        conn.isolation_level = None
-    elif getattr(conn, "autocommit", False):
-        conn.autocommit = False
-    cur = conn.cursor()
-    try:
-        for statement in dialect.session_sql:
-            cur.execute(statement)
-    finally:
-        cur.close()
-
-
 def _iter_lines(uri: str) -> Iterator[tuple[int, bytes]]:
     """Yield ``(line_number, raw_line)`` of a file in object storage, streaming (never read whole)."""
     path = ObjectStoragePath(uri)
@@ -101,8 +57,8 @@ def _iter_lines(uri: str) -> Iterator[tuple[int, bytes]]:
         yield from enumerate(fh, start=1)
 
 
-def check_not_superseded(raw: Any) -> None:
-    """Fail clearly when the data file an XCom manifest names was removed by a later run of its interval.
+def check_not_superseded(manifest: ExtractManifest) -> None:
+    """Fail clearly when the data file a manifest names was removed by a later run of its interval.
 
     Reruns of an interval write run-unique files and, once their own ``_manifest.json`` is in place,
     remove the files of the run they replaced (docs/reliability.md "Extract"), so that a partition's
@@ -110,22 +66,21 @@ def check_not_superseded(raw: Any) -> None:
     lossless for an incremental window (a record edited since has left it), so the load is refused,
     naming the partition's current manifest to load instead.
 
-    :param raw: one manifest as given to the operator (anything but a mapping is ignored).
     :raises CloudElementsDataError: the data file is gone and the partition holds another run's manifest.
     """
-    if not isinstance(raw, Mapping) or not raw.get("path") or not raw.get("manifest_path"):
+    if not manifest.manifest_path:
         return
     try:
-        if ObjectStoragePath(str(raw["path"])).exists():
+        if ObjectStoragePath(manifest.path).exists():
             return
-        current = json.loads(ObjectStoragePath(str(raw["manifest_path"])).read_bytes())
+        current = json.loads(ObjectStoragePath(manifest.manifest_path).read_bytes())
     except (OSError, ValueError):  # no readable current manifest: the plain missing-file error follows
         return
-    if isinstance(current, Mapping) and current.get("path") and current.get("path") != raw.get("path"):
+    if isinstance(current, Mapping) and current.get("path") and current.get("path") != manifest.path:
         raise CloudElementsDataError(
-            f"Landed file {raw['path']} was replaced by a later run of the same interval "
+            f"Landed file {manifest.path} was replaced by a later run of the same interval "
             f"(snapshot_at {current.get('snapshot_at')}); load the partition's current manifest "
-            f"{raw['manifest_path']} instead"
+            f"{manifest.manifest_path} instead"
         )
 
 
@@ -147,15 +102,15 @@ class _Counter:
         self.value = 0
 
 
-def _record_rows(manifest: LoadManifest, naive_tz: str, counter: _Counter) -> Iterator[tuple[Any, ...]]:
+def _record_rows(manifest: ExtractManifest, naive_tz: str, counter: _Counter) -> Iterator[tuple[Any, ...]]:
     spec = manifest.spec
     for lineno, line in _iter_lines(manifest.path):
         where = f"{manifest.path}:{lineno}"
-        record = sqlsync.parse_json_line(line, where=where)
+        record = rowmod.parse_json_line(line, where=where)
         if record is None:
             continue
         counter.value += 1
-        row = sqlsync.build_row(record, spec, naive_tz=naive_tz, where=where, snapshot_at=manifest.snapshot_at)
+        row = rowmod.build_row(record, spec, naive_tz=naive_tz, where=where, snapshot_at=manifest.snapshot_at)
         yield row.as_params()
 
 
@@ -175,37 +130,37 @@ def _distinct_runs(rows: list[tuple[Any, ...]], limit: int) -> Iterator[list[tup
 
 def _stage_batch(cur: Any, dialect: SqlDialect, batch: list[tuple[Any, ...]]) -> None:
     """Stage a batch of file records with multi-row inserts (one round trip per run, not per row)."""
-    for run in _distinct_runs(batch, sqlsync.stage_rows_per_statement(dialect)):
-        cur.execute(sqlsync.stage_insert_sql(dialect, len(run)), [value for row in run for value in row])
+    for run in _distinct_runs(batch, stmt.stage_rows_per_statement(dialect)):
+        cur.execute(stmt.stage_insert_sql(dialect, len(run)), [value for row in run for value in row])
 
 
-def _tombstone_rows(manifest: LoadManifest, load_time: str, counter: _Counter) -> Iterator[tuple[Any, ...]]:
+def _tombstone_rows(manifest: ExtractManifest, load_time: str, counter: _Counter) -> Iterator[tuple[Any, ...]]:
     assert manifest.deleted_path is not None
     spec = manifest.spec
-    default = sqlsync.default_deletion_time(manifest, load_time)
+    default = rowmod.default_deletion_time(manifest, load_time)
     for lineno, line in _iter_lines(manifest.deleted_path):
         where = f"{manifest.deleted_path}:{lineno}"
-        obj = sqlsync.parse_json_line(line, where=where)
+        obj = rowmod.parse_json_line(line, where=where)
         if obj is None:
             continue
         counter.value += 1
-        rid, deleted_at = sqlsync.build_tombstone(obj, spec, where=where)
+        rid, deleted_at = rowmod.build_tombstone(obj, spec, where=where)
         yield rid, deleted_at or default
 
 
-def _migrate(cur: Any, dialect: SqlDialect, table: str, manifest: LoadManifest, load_time: str) -> list[str]:
+def _migrate(cur: Any, dialect: SqlDialect, table: str, manifest: ExtractManifest, load_time: str) -> list[str]:
     """Bring a table created by an older loader to the current columns, in place (inside the load's
     transaction, under its lock); returns the columns added (``[]`` for an up-to-date table)."""
-    cur.execute(sqlsync.columns_probe_sql(table))
+    cur.execute(stmt.columns_probe_sql(table))
     present = {str(col[0]).lower() for col in cur.description}
     cur.fetchall()
-    statements = sqlsync.migrate_table_sql(dialect, table, present)
+    statements = stmt.migrate_table_sql(dialect, table, present)
     if not statements:
         return []
     for statement in statements:
         cur.execute(statement)
     if "deleted_at" not in present:
-        select, update = sqlsync.old_deletions_sql(dialect, table)
+        select, update = stmt.old_deletions_sql(dialect, table)
         cur.execute(select)
         spec = manifest.spec
         converted = []
@@ -225,24 +180,24 @@ def _migrate(cur: Any, dialect: SqlDialect, table: str, manifest: LoadManifest, 
 
 
 def _latest_snapshot(
-    cur: Any, dialect: SqlDialect, table: str, manifest: LoadManifest, load_time: str
+    cur: Any, dialect: SqlDialect, table: str, manifest: ExtractManifest, load_time: str
 ) -> tuple[str | None, str | None]:
-    """``(snap, snap_all)`` for :func:`sqlsync.resolve_sql`: the instance's latest complete snapshot
+    """``(snap, snap_all)`` for :func:`stmt.resolve_sql`: the instance's latest complete snapshot
     time, ``snap`` being ``None`` when this manifest is that snapshot (its own file is the snapshot and
-    its absences are staged by :func:`sqlsync.full_refresh_sql`). Records this manifest's when later."""
-    cur.execute(sqlsync.snapshot_select_sql(dialect, table), (manifest.instance_id,))
+    its absences are staged by :func:`stmt.full_refresh_sql`). Records this manifest's when later."""
+    cur.execute(stmt.snapshot_select_sql(dialect, table), (manifest.instance_id,))
     row = cur.fetchone()
     stored = None if row is None else str(row[0])
     mine = manifest.snapshot_at if manifest.deletes_by_absence else None
     if mine is None or (stored is not None and mine < stored):
         return stored, stored
     if stored is None or mine > stored:
-        cur.execute(sqlsync.snapshot_upsert_sql(dialect, table), (manifest.instance_id, mine, load_time))
+        cur.execute(stmt.snapshot_upsert_sql(dialect, table), (manifest.instance_id, mine, load_time))
     return None, mine
 
 
 def _update_history(
-    cur: Any, dialect: SqlDialect, table: str, manifest: LoadManifest, stamp: str, page: int
+    cur: Any, dialect: SqlDialect, table: str, manifest: ExtractManifest, stamp: str, page: int
 ) -> dict[str, int]:
     """History mode, after the merge: store the staged versions and deletions in ``<table>__versions``
     and derive ``<table>__history`` again for the records whose versions changed (none on a rerun).
@@ -251,22 +206,22 @@ def _update_history(
     :returns: ``{"history_records", "history_rows"}``: records rewritten, rows they now have.
     """
     instance_id = manifest.instance_id
-    for statement in sqlsync.stage_deletions_sql():
+    for statement in hist.stage_deletions_sql():
         cur.execute(statement)
     if manifest.deletes_by_absence and manifest.snapshot_at:
         s = manifest.snapshot_at
-        cur.execute(sqlsync.snapshot_ids_insert_sql(dialect, table), (instance_id, s, instance_id, s))
-        cur.execute(sqlsync.stage_absence_versions_sql(dialect, table), (s, s, instance_id, s))
-    cur.execute(sqlsync.stage_late_absence_sql(dialect, table), (instance_id,))
-    cur.execute(sqlsync.touched_sql(dialect, table), (instance_id,))
-    cur.execute(sqlsync.versions_upsert_sql(dialect, table), (instance_id, stamp))
-    versions_page = sqlsync.touched_page_sql(dialect, table, "versions")
-    history_page = sqlsync.touched_page_sql(dialect, table, "history")
-    delete, insert = sqlsync.history_delete_sql(dialect, table), sqlsync.history_insert_sql(dialect, table)
+        cur.execute(hist.snapshot_ids_insert_sql(dialect, table), (instance_id, s, instance_id, s))
+        cur.execute(hist.stage_absence_versions_sql(dialect, table), (s, s, instance_id, s))
+    cur.execute(hist.stage_late_absence_sql(dialect, table), (instance_id,))
+    cur.execute(hist.touched_sql(dialect, table), (instance_id,))
+    cur.execute(hist.versions_upsert_sql(dialect, table), (instance_id, stamp))
+    versions_page = hist.touched_page_sql(dialect, table, "versions")
+    history_page = hist.touched_page_sql(dialect, table, "history")
+    delete, insert = hist.history_delete_sql(dialect, table), hist.history_insert_sql(dialect, table)
     records = rows = 0
     last = ""
     while True:
-        cur.execute(sqlsync.touched_ids_sql(dialect), (last, page))
+        cur.execute(hist.touched_ids_sql(dialect), (last, page))
         ids = [str(r[0]) for r in cur.fetchall()]
         if not ids:
             break
@@ -279,7 +234,7 @@ def _update_history(
         removed: list[tuple[Any, ...]] = []
         added: list[tuple[Any, ...]] = []
         for rid in ids:
-            derived = sqlsync.derive_history(grouped.get(rid, []))
+            derived = hist.derive_history(grouped.get(rid, []))
             if sorted(stored.get(rid, []), key=lambda r: int(r[0])) != derived:
                 records += 1
                 rows += len(derived)
@@ -292,7 +247,7 @@ def _update_history(
         last = ids[-1]
         if len(ids) < page:
             break
-    for statement in sqlsync.drop_stage_versions_sql():
+    for statement in hist.drop_stage_versions_sql():
         cur.execute(statement)
     return {"history_records": records, "history_rows": rows}
 
@@ -300,7 +255,7 @@ def _update_history(
 def load_manifest(
     conn: Any,
     dialect: SqlDialect,
-    manifest: LoadManifest,
+    manifest: ExtractManifest,
     *,
     table_prefix: str = "ce_",
     batch_size: int = 1000,
@@ -312,7 +267,7 @@ def load_manifest(
 ) -> dict[str, Any]:
     """Upsert one manifest's files into its table, in one transaction (all or nothing).
 
-    Semantics (docs/reliability.md "Semantics", :mod:`~airflow_provider_cloudelements.utils.sqlsync`):
+    Semantics (docs/reliability.md "Semantics", :mod:`~.statements`):
     versions are ordered by the element's version number, then observed time ``max(updated,
     snapshot_at)``, then updated time; deletions (tombstones, and ids absent from a *complete* full
     refresh) carry their own time and win over versions not observed after it. Loading a manifest
@@ -320,7 +275,7 @@ def load_manifest(
 
     :param conn: an open DB-API connection prepared by :func:`prepare_connection`.
     :param dialect: the connection's :class:`SqlDialect`.
-    :param manifest: a validated manifest (:func:`sqlsync.validate_manifest`).
+    :param manifest: a loadable manifest (:func:`~.rows.loadable_manifest`).
     :param table_prefix: prefix of the table name (sanitized).
     :param batch_size: rows per ``executemany`` into the staging table (memory bound: one batch).
     :param naive_timezone: IANA zone of timestamps without an offset (FreshBooks ``updated``); default
@@ -334,19 +289,19 @@ def load_manifest(
     :param history: history mode (SCD type 2, docs/typed-tables.md "History mode"): also keep every
         version and deletion staged, including those that lose the ordering, in ``<table>__versions``
         (idempotent) and derive ``<table>__history`` (``valid_from``/``valid_to`` per version,
-        :func:`sqlsync.derive_history`) for the records whose versions changed; the summary then has
+        :func:`hist.derive_history`) for the records whose versions changed; the summary then has
         ``"history_records"`` (records whose history was rewritten) and ``"history_rows"``. Costs one
         more insert per record; off by default.
     :returns: ``{"table", "element_key", "instance_id", "resource", "inserted", "updated",
         "unchanged", "deleted", "new_tombstones", "rows_live", "rows_total"}`` — see
-        :func:`sqlsync.count_sql` for the counts; ``rows_*`` count this instance's rows after the load
+        :func:`stmt.count_sql` for the counts; ``rows_*`` count this instance's rows after the load
         (``rows_total`` includes tombstone rows).
     :raises CloudElementsDataError: a bad line or record (the table is left unchanged).
     :raises CloudElementsReconciliationError: the record count disagrees with the manifest.
     :raises Exception: any database error, after rolling back.
     """
-    table = sqlsync.table_name(table_prefix, manifest.element_key, manifest.resource)
-    naive_tz = sqlsync.resolve_naive_timezone(naive_timezone, manifest)
+    table = table_name(table_prefix, manifest.element_key, manifest.resource)
+    naive_tz = rowmod.resolve_naive_timezone(naive_timezone, manifest)
     if naive_timezone and manifest.naive_timezone and naive_timezone != manifest.naive_timezone:
         log.warning(
             "Reading naive times of %s/%s in %s (naive_timezone) although its extract used %s",
@@ -355,7 +310,7 @@ def load_manifest(
             naive_timezone,
             manifest.naive_timezone,
         )
-    stamp = sqlsync.format_utc(synced_at or datetime.now(timezone.utc))
+    stamp = format_utc(synced_at or datetime.now(timezone.utc))
     iid = manifest.instance_id
     if manifest.failed_records:
         log.warning(
@@ -374,25 +329,25 @@ def load_manifest(
             cur.execute(dialect.begin_sql)
         if dialect.lock_sql:
             cur.execute(dialect.lock_sql, (table,))
-        cur.execute(sqlsync.create_table_sql(dialect, table))
+        cur.execute(stmt.create_table_sql(dialect, table))
         _migrate(cur, dialect, table, manifest, stamp)
-        cur.execute(sqlsync.create_snapshots_sql(dialect, table))
+        cur.execute(stmt.create_snapshots_sql(dialect, table))
         snap, snap_all = _latest_snapshot(cur, dialect, table, manifest, stamp)
-        for statement in sqlsync.create_stage_sql(dialect):
+        for statement in stmt.create_stage_sql(dialect):
             cur.execute(statement)
         if history:
             for statement in [
-                *sqlsync.create_versions_sql(dialect, table),
-                *sqlsync.create_stage_versions_sql(dialect),
+                *hist.create_versions_sql(dialect, table),
+                *hist.create_stage_versions_sql(dialect),
             ]:
                 cur.execute(statement)
-            stage_version = sqlsync.stage_version_sql(dialect)
+            stage_version = hist.stage_version_sql(dialect)
 
         records = _Counter()
         for batch in _batched(_record_rows(manifest, naive_tz, records), batch_size):
             _stage_batch(cur, dialect, batch)
             if history:
-                cur.executemany(stage_version, [sqlsync.version_params(row) for row in batch])
+                cur.executemany(stage_version, [hist.version_params(row) for row in batch])
         if verify_record_count and manifest.records is not None and records.value != manifest.records:
             raise CloudElementsReconciliationError(
                 f"{manifest.path} holds {records.value} record(s) but the manifest says {manifest.records}; "
@@ -401,26 +356,26 @@ def load_manifest(
 
         tombstones = _Counter()
         if manifest.deleted_path:
-            tomb_insert = sqlsync.tombstone_insert_sql(dialect)
+            tomb_insert = stmt.tombstone_insert_sql(dialect)
             for batch in _batched(_tombstone_rows(manifest, stamp, tombstones), batch_size):
                 cur.executemany(tomb_insert, batch)
         if manifest.deletes_by_absence:
-            statement, params = sqlsync.full_refresh_sql(
+            statement, params = stmt.full_refresh_sql(
                 dialect, table, snapshot_at=manifest.snapshot_at, window_end=manifest.window_end, load_time=stamp
             )
-            cur.execute(statement, sqlsync.bind(params, iid))
+            cur.execute(statement, stmt.bind(params, iid))
         elif manifest.full_refresh:
-            cur.execute(sqlsync.kept_absent_sql(dialect, table), (iid,))
+            cur.execute(stmt.kept_absent_sql(dialect, table), (iid,))
             kept_absent = int(cur.fetchone()[0])
 
-        cur.execute(sqlsync.resolve_sql(dialect, table), (snap, snap_all, iid))
-        cur.execute(sqlsync.count_sql())
+        cur.execute(stmt.resolve_sql(dialect, table), (snap, snap_all, iid))
+        cur.execute(stmt.count_sql())
         file_ids, inserted, updated, deleted, new_tombstones = (int(v) for v in cur.fetchone())
-        cur.execute(sqlsync.merge_sql(dialect, table), (iid, stamp))
-        cur.execute(sqlsync.rows_count_sql(dialect, table), (iid,))
+        cur.execute(stmt.merge_sql(dialect, table), (iid, stamp))
+        cur.execute(stmt.rows_count_sql(dialect, table), (iid,))
         rows_total, rows_live = (int(v) for v in cur.fetchone())
         history_summary = _update_history(cur, dialect, table, manifest, stamp, batch_size) if history else None
-        for statement in sqlsync.drop_stage_sql():
+        for statement in stmt.drop_stage_sql():
             cur.execute(statement)
         typed_summary = None
         if typed:
@@ -494,127 +449,3 @@ def load_manifest(
         rows_total,
     )
     return summary
-
-
-class CloudElementsSqlUpsertOperator(BaseOperator):
-    """Upsert landed Cloud Elements extracts into SQL tables (SQLite or PostgreSQL).
-
-    One table per ``(element_key, resource)``, named ``<table_prefix><element_key>_<resource>``
-    sanitized (``ce_quickbooks_bill_payments``), primary key ``(instance_id, record_id)``; columns
-    and algorithm in :mod:`airflow_provider_cloudelements.utils.sqlsync`, semantics in
-    docs/reliability.md ("Semantics"). Each manifest loads in one transaction: a bad line leaves its
-    table unchanged; rerunning a manifest writes nothing; manifests may be loaded in any order (an
-    older version never overwrites a newer one, an old deletion never hides a newer version, a newer
-    deletion is never undone by an older extract). Tombstones (``deleted_path``) and, for a
-    *complete* full refresh only (``complete: true``, no failed records), ids absent from the file mark
-    rows ``is_deleted = 1`` with their own ``deleted_at``; tombstones for ids the table does not hold
-    are stored as tombstone rows (``data`` = ``null``).
-
-    Manifest shape (the extract operators' XCom; v1 manifests lack the last four keys)::
-
-        {"element_key": "quickbooks", "instance_id": 12, "resource": "invoices",
-         "path": "file:///.../invoices.<token>.ndjson", "format": "ndjson", "records": 40,
-         "full_refresh": False, "window": {"start": ISO | None, "end": ISO | None, "full_refresh": bool},
-         "deleted_path": None | URI of {"id": ..., "deleted_at": ISO} lines,
-         "failed_records": 0, "errors_path": None, ...,
-         "manifest_version": 2, "snapshot_at": "2026-12-01T10:00:00.000Z", "complete": False,
-         "naive_timezone": "UTC"}
-
-    :param manifest: a manifest dict, or a list of them (e.g. the XComArg of mapped extract tasks;
-        ``None`` entries are skipped). Templated.
-    :param conn_id: a common-sql connection of type ``sqlite`` (needs
-        ``apache-airflow-providers-sqlite``) or ``postgres``. Templated.
-    :param table_prefix: table name prefix. Templated.
-    :param batch_size: records per ``executemany`` (bounds memory; the file is streamed).
-    :param naive_timezone: IANA zone of element times without an offset (FreshBooks ``updated``);
-        ``None`` (default) = the manifest's ``naive_timezone`` (the zone its extract filtered with),
-        else the element's default (``ElementSpec.naive_timezone``, UTC for every element). Set it only
-        to override what the extract recorded (a warning is logged when they differ).
-    :param source_timezone: deprecated alias of ``naive_timezone``.
-    :param verify_record_count: fail (and load nothing) when a file's record count differs from the
-        manifest's ``records``.
-    :param typed: also maintain typed tables (one column per scalar field, child tables for arrays of
-        objects, schema evolution; docs/typed-tables.md) in the same transaction as each raw load.
-    :param history: history mode: keep every version in ``<table>__versions`` and maintain
-        ``<table>__history`` (one row per version with ``valid_from``/``valid_to``, the deletion as a
-        closing row; docs/typed-tables.md "History mode") in the same transaction as each raw load.
-    :returns: per manifest ``{"table", "element_key", "instance_id", "resource", "inserted",
-        "updated", "unchanged", "deleted", "new_tombstones", "rows_live", "rows_total"}`` (plus
-        ``"typed"``: :func:`airflow_provider_cloudelements.typed.project`'s summary, with ``typed=True``):
-        a dict for a dict manifest, a list of dicts (same order) for a list.
-    :raises CloudElementsConfigError: bad manifest (missing key, unknown element key, non-NDJSON
-        format, unknown ``naive_timezone``), bad connection or parameter — before the database is touched.
-    :raises CloudElementsDataError: a bad line or record (invalid JSON, no id, an unparseable time,
-        nesting too deep), naming the file and line; that manifest's table is unchanged (earlier
-        manifests of a list stay committed, later ones are not loaded).
-    :raises CloudElementsReconciliationError: a file's record count disagrees with its manifest.
-    """
-
-    template_fields: Sequence[str] = ("manifest", "conn_id", "table_prefix")
-    ui_color = "#d9f0e3"
-
-    def __init__(
-        self,
-        *,
-        manifest: Any,
-        conn_id: str = "sqlite_default",
-        table_prefix: str = "ce_",
-        batch_size: int = 1000,
-        naive_timezone: str | None = None,
-        verify_record_count: bool = True,
-        source_timezone: str | None = None,
-        typed: bool = False,
-        history: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise CloudElementsConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if source_timezone is not None:
-            warnings.warn("source_timezone is deprecated; use naive_timezone", DeprecationWarning, stacklevel=2)
-            if naive_timezone is not None and naive_timezone != source_timezone:
-                raise CloudElementsConfigError("Give naive_timezone only (source_timezone is its deprecated alias)")
-            naive_timezone = source_timezone
-        if naive_timezone is not None:
-            sqlsync.check_timezone(naive_timezone, "naive_timezone")
-        self.manifest = manifest
-        self.conn_id = conn_id
-        self.table_prefix = table_prefix
-        self.batch_size = batch_size
-        self.naive_timezone = naive_timezone
-        self.verify_record_count = verify_record_count
-        self.typed = bool(typed)
-        self.history = bool(history)
-
-    def execute(self, context: Context) -> dict[str, Any] | list[dict[str, Any]]:
-        raw, single = sqlsync.coerce_manifests(self.manifest)
-        for item in raw:
-            check_not_superseded(item)
-        manifests = [sqlsync.validate_manifest(item) for item in raw]
-        for m in manifests:  # fail on a bad prefix before touching the database
-            sqlsync.table_name(self.table_prefix, m.element_key, m.resource)
-        if not manifests:
-            self.log.info("No manifest to load")
-            return []
-        hook, dialect = get_sql_hook(self.conn_id)
-        summaries: list[dict[str, Any]] = []
-        conn = hook.get_conn()
-        try:
-            prepare_connection(conn, dialect)
-            for m in manifests:
-                summaries.append(
-                    load_manifest(
-                        conn,
-                        dialect,
-                        m,
-                        table_prefix=self.table_prefix,
-                        batch_size=self.batch_size,
-                        naive_timezone=self.naive_timezone,
-                        verify_record_count=self.verify_record_count,
-                        typed=self.typed,
-                        history=self.history,
-                    )
-                )
-        finally:
-            conn.close()
-        return summaries[0] if single else summaries
