@@ -80,6 +80,43 @@ async def _first(trigger: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("deferrable", [False, True])
+def test_events_the_hook_accepts_reach_the_sensor_and_the_trigger(emu: Any, conn: str, deferrable: bool) -> None:
+    """Regression (issue 12): the sensor and the trigger re-filtered the hook's events on a top-level,
+    case-sensitive ``objectType`` and silently dropped events the hook had accepted (here: the user wrote
+    ``object_types=["Invoices"]``, the hook matches it case-insensitively to ``invoices``). Now all three
+    use the one event filter (models/events.py)."""
+    iid = emu.state.create_instance("quickbooks", f"filter-{deferrable}")["id"]
+    emu.state.records(iid, "invoices")
+    started = datetime.now(timezone.utc)
+    wait_for(lambda: datetime.now(timezone.utc) >= started + timedelta(milliseconds=2), what="next millisecond")
+    watermark = now_iso()
+    sensor = event_sensor(
+        iid, since=watermark, object_types=["Invoices"], event_types=["created"], deferrable=deferrable, timeout=5
+    )
+    ctx = Ctx()
+    if deferrable:
+        with pytest.raises(TaskDeferred) as deferred:
+            sensor.execute(ctx.context)
+        trigger = roundtrip(deferred.value.trigger)
+        changed = emu.state.simulate_activity(iid, resources=["invoices", "customers"], creates=2, updates=1, deletes=0)
+        event = asyncio.run(_first(trigger))
+        assert event["status"] == "success", event  # before the fix: no event until the deadline
+        events = sensor.resume_execution(deferred.value.method_name, {"event": event}, ctx.context)
+    else:
+        changed = emu.state.simulate_activity(iid, resources=["invoices", "customers"], creates=2, updates=1, deletes=0)
+        events = sensor.execute(ctx.context)  # before the fix: CloudElementsSensorTimeoutError after 5 s
+    accepted = list(
+        CloudElementsHook(conn, instance_id=iid).iter_events(
+            since=datetime.fromisoformat(watermark), object_types=["Invoices"], event_types=["created"]
+        )
+    )
+    assert accepted, "the hook's filter is case-insensitive on objectType"
+    assert sorted(str(e["id"]) for e in events) == sorted(str(e["id"]) for e in accepted)
+    assert {str(e["objectId"]) for e in events} == {str(i) for i in changed["invoices"]["created"]}
+    assert {e["objectType"] for e in events} == {"invoices"}
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
 def test_event_sensor_timeout_and_soft_fail(emu: Any, conn: str, deferrable: bool) -> None:
     iid = emu.state.create_instance("quickbooks", f"sensor-timeout-{deferrable}")["id"]
     kwargs = dict(since=now_iso(), deferrable=deferrable, timeout=0.6, poke_interval=0.2)
