@@ -1,22 +1,10 @@
 """Base of the Cloud Elements → object storage extracts (bulk: :mod:`.bulk`, paged: :mod:`.paged`).
 
 Both operators share one interface and return the same small manifest (never records) in sync and
-deferred modes (manifest v2)::
+deferred modes: :meth:`~airflow_provider_cloudelements.models.manifest.ExtractManifest.to_xcom`
+(manifest v2; its shape, ``snapshot_at`` and ``complete`` are described in
+:mod:`airflow_provider_cloudelements.models.manifest`).
 
-    {"manifest_version": 2, "element_key": "quickbooks", "instance_id": 12, "resource": "invoices",
-     "mode": "bulk", "path": "file:///…/invoices.20260101T000000123Z-1a2b3c4d.ndjson", "format": "ndjson",
-     "records": 40, "bytes": 23117, "job_id": "17", "failed_records": 0, "errors_path": None,
-     "deleted_path": None, "deleted": 0,
-     "window": {"start": ISO|None, "end": ISO|None, "full_refresh": bool}, "full_refresh": bool,
-     "snapshot_at": "2026-01-01T00:00:00.123Z", "complete": bool, "naive_timezone": "UTC",
-     "manifest_path": "file:///…/_manifest.json"}
-
-* ``snapshot_at`` (server clock, ISO UTC with milliseconds) is a lower bound of when every record in the
-  file was observed: the bulk job's ``createdDate`` (``GET /bulk/{id}/status``; fallback the server time
-  taken just before the submit), or for paged extracts the server time taken before the first page.
-* ``complete`` is true iff the file holds every live record of the resource as of ``snapshot_at``: a
-  full refresh (extracted **open-ended**, no upper bound on the updated time), no user ``where``, no
-  failed records, the record count reconciled. Only then may a loader delete rows by absence.
 * ``window`` is what the run resolved at submit time; a resumed deferral or a retry that re-attaches
   to its job uses exactly the persisted resolution (task state store and trigger event), never a
   recomputation from a context that may have changed meanwhile.
