@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow.sdk import ObjectStoragePath
 
@@ -179,21 +179,29 @@ def _migrate(cur: Any, dialect: SqlDialect, table: str, manifest: ExtractManifes
     return added
 
 
-def _latest_snapshot(
-    cur: Any, dialect: SqlDialect, table: str, manifest: ExtractManifest, load_time: str
-) -> tuple[str | None, str | None]:
-    """``(snap, snap_all)`` for :func:`stmt.resolve_sql`: the instance's latest complete snapshot
-    time, ``snap`` being ``None`` when this manifest is that snapshot (its own file is the snapshot and
-    its absences are staged by :func:`stmt.full_refresh_sql`). Records this manifest's when later."""
+class Snapshots(NamedTuple):
+    """The complete snapshots :func:`~.statements.resolve_sql` orders against (normalised ISO UTC).
+
+    :param older: the instance's latest complete snapshot, ``None`` when this manifest is that snapshot
+        (its absences are staged by :func:`~.statements.full_refresh_sql` instead).
+    :param latest: the latest complete snapshot including this manifest's, ``None`` when none.
+    """
+
+    older: str | None
+    latest: str | None
+
+
+def _latest_snapshot(cur: Any, dialect: SqlDialect, table: str, manifest: ExtractManifest, load_time: str) -> Snapshots:
+    """The :class:`Snapshots` of this load; records this manifest's snapshot when it is the latest."""
     cur.execute(stmt.snapshot_select_sql(dialect, table), (manifest.instance_id,))
     row = cur.fetchone()
     stored = None if row is None else str(row[0])
     mine = manifest.snapshot_at if manifest.deletes_by_absence else None
     if mine is None or (stored is not None and mine < stored):
-        return stored, stored
+        return Snapshots(stored, stored)
     if stored is None or mine > stored:
         cur.execute(stmt.snapshot_upsert_sql(dialect, table), (manifest.instance_id, mine, load_time))
-    return None, mine
+    return Snapshots(None, mine)
 
 
 def _update_history(
@@ -289,12 +297,12 @@ def load_manifest(
     :param history: history mode (SCD type 2, docs/typed-tables.md "History mode"): also keep every
         version and deletion staged, including those that lose the ordering, in ``<table>__versions``
         (idempotent) and derive ``<table>__history`` (``valid_from``/``valid_to`` per version,
-        :func:`hist.derive_history`) for the records whose versions changed; the summary then has
+        :func:`~.history.derive_history`) for the records whose versions changed; the summary then has
         ``"history_records"`` (records whose history was rewritten) and ``"history_rows"``. Costs one
         more insert per record; off by default.
     :returns: ``{"table", "element_key", "instance_id", "resource", "inserted", "updated",
         "unchanged", "deleted", "new_tombstones", "rows_live", "rows_total"}`` — see
-        :func:`stmt.count_sql` for the counts; ``rows_*`` count this instance's rows after the load
+        :func:`~.statements.count_sql` for the counts; ``rows_*`` count this instance's rows after the load
         (``rows_total`` includes tombstone rows).
     :raises CloudElementsDataError: a bad line or record (the table is left unchanged).
     :raises CloudElementsReconciliationError: the record count disagrees with the manifest.

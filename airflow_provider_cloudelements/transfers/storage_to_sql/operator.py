@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow.sdk import BaseHook, BaseOperator
 
@@ -27,7 +27,14 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-def get_sql_hook(conn_id: str) -> tuple[DbApiHook, SqlDialect]:
+class SqlTarget(NamedTuple):
+    """A warehouse connection resolved: its common-sql hook and our dialect for it."""
+
+    hook: DbApiHook
+    dialect: SqlDialect
+
+
+def get_sql_hook(conn_id: str) -> SqlTarget:
     """Resolve ``conn_id`` to its common-sql hook and our dialect for it.
 
     :raises CloudElementsConfigError: the connection's hook is not a ``DbApiHook``, or its type is not
@@ -48,7 +55,7 @@ def get_sql_hook(conn_id: str) -> tuple[DbApiHook, SqlDialect]:
         raise CloudElementsConfigError(
             f"Connection {conn_id!r} resolves to {type(hook).__name__}, not a common-sql DbApiHook"
         )
-    return hook, dialect_for_conn_type(conn.conn_type, getattr(hook, "placeholder", None))
+    return SqlTarget(hook, dialect_for_conn_type(conn.conn_type, getattr(hook, "placeholder", None)))
 
 
 def prepare_connection(conn: Any, dialect: SqlDialect) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError, CloudElementsDataError
 from airflow_provider_cloudelements.models.manifest import ExtractManifest
@@ -31,7 +31,14 @@ NDJSON_FORMATS = frozenset({"ndjson", "jsonl"})
 # --------------------------------------------------------------------------------------------------
 
 
-def coerce_manifests(value: Any) -> tuple[list[Any], bool]:
+class ManifestArgument(NamedTuple):
+    """The operator's ``manifest`` argument as a list, and whether a single manifest was given."""
+
+    manifests: list[Any]
+    single: bool
+
+
+def coerce_manifests(value: Any) -> ManifestArgument:
     """Turn the operator's ``manifest`` argument into a list of raw manifests.
 
     Accepts an :class:`~airflow_provider_cloudelements.models.manifest.ExtractManifest`, its XCom dict,
@@ -40,11 +47,11 @@ def coerce_manifests(value: Any) -> tuple[list[Any], bool]:
     (``"{{ ti.xcom_pull(...) }}"``); pass the extract's ``.output`` (an XComArg) instead, or set
     ``render_template_as_native_obj=True`` on the DAG.
 
-    :returns: ``(manifests, was_single)``: ``was_single`` is true when a single manifest was given.
+    :returns: the manifests, and ``single`` true when a single manifest was given.
     :raises CloudElementsDataError: for anything else (``None``, a number, text).
     """
     if isinstance(value, (Mapping, ExtractManifest)):
-        return [value], True
+        return ManifestArgument([value], True)
     if isinstance(value, str):
         raise CloudElementsDataError(
             "manifest is text (a Jinja-rendered XCom?): pass the extract task's .output instead, "
@@ -61,7 +68,7 @@ def coerce_manifests(value: Any) -> tuple[list[Any], bool]:
         raise CloudElementsDataError(
             f"manifest must be a dict or a list of dicts, got {type(value).__name__}"
         ) from None
-    return items, False
+    return ManifestArgument(items, False)
 
 
 def loadable_manifest(value: Any) -> ExtractManifest:
@@ -210,7 +217,14 @@ def build_row(
     )
 
 
-def build_tombstone(obj: Mapping[str, Any], spec: ElementSpec, *, where: str) -> tuple[str, str | None]:
+class Tombstone(NamedTuple):
+    """One tombstone line read: the stable record id and ``deleted_at`` (normalised, ``None`` if absent)."""
+
+    record_id: str
+    deleted_at: str | None
+
+
+def build_tombstone(obj: Mapping[str, Any], spec: ElementSpec, *, where: str) -> Tombstone:
     """Return ``(record_id, deleted_at)`` of one tombstone line ``{"id": ..., "deleted_at": ISO}``.
 
     The id may also be given under the element's own id field (``ListID``/``TxnID``). A missing
@@ -228,7 +242,7 @@ def build_tombstone(obj: Mapping[str, Any], spec: ElementSpec, *, where: str) ->
         deleted_at = normalize_timestamp(obj.get("deleted_at"), naive_tz="UTC")
     except CloudElementsConfigError as exc:
         raise CloudElementsDataError(f"{where}: tombstone deleted_at: {exc.message}") from None
-    return stable_id(raw_id, spec), deleted_at
+    return Tombstone(stable_id(raw_id, spec), deleted_at)
 
 
 def default_deletion_time(manifest: ExtractManifest, load_time: str) -> str:
