@@ -45,10 +45,10 @@ from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.models.timestamps import zone
 from airflow_provider_cloudelements.models.window import ExtractWindow, resolve_window
 from airflow_provider_cloudelements.transfers.landing import (
-    _remove_quietly,
     landed_name,
     publish_manifest,
     read_manifest,
+    remove_quietly,
     run_token,
     staged_file,
     write_json_atomic,
@@ -277,7 +277,7 @@ class CloudElementsReportOperator(BaseOperator):
         loser = replaced if published is manifest else manifest
         stale = (loser or {}).get("report_path")
         if stale and stale != published.get("report_path"):
-            _remove_quietly(ObjectStoragePath(stale))
+            remove_quietly(ObjectStoragePath(stale))
         self.log.info(
             "Landed report %r (%s) of %s instance %s for %s..%s: %s rows at %s",
             self.report,

@@ -147,7 +147,7 @@ def staged_file(final: ObjectStoragePath, mode: str = "wb") -> Iterator[tuple[Bi
         if not handle.closed:
             handle.close()
         if not published:
-            _remove_quietly(tmp)
+            remove_quietly(tmp)
 
 
 def _replace(src: ObjectStoragePath, dst: ObjectStoragePath) -> None:
@@ -162,7 +162,7 @@ def _replace(src: ObjectStoragePath, dst: ObjectStoragePath) -> None:
     src.rename(dst)
 
 
-def _remove_quietly(path: ObjectStoragePath) -> None:
+def remove_quietly(path: ObjectStoragePath) -> None:
     try:
         if path.exists():
             path.unlink()
@@ -336,7 +336,7 @@ def _clean(folder: ObjectStoragePath, current: dict[str, Any], replaced: dict[st
             if other is not None and (token is None or not _later(token, other)):
                 continue  # same or later snapshot: possibly a concurrent run still landing
         log.info("Removing stale file %s", child)
-        _remove_quietly(child)
+        remove_quietly(child)
 
 
 def _mtime(path: ObjectStoragePath, default: float) -> float:
