@@ -80,7 +80,7 @@ class ParquetSink:
         self.tmp.write(line)
 
     def close(self) -> None:
-        from airflow_provider_cloudelements.utils.parquet import ndjson_to_parquet
+        from airflow_provider_cloudelements.transfers.cloudelements_to_storage.parquet import ndjson_to_parquet
 
         self.tmp.flush()
         ndjson_to_parquet(self.tmp.name, self.handle)
