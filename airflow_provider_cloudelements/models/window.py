@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
 from airflow_provider_cloudelements.models.timestamps import parameter_time
@@ -156,17 +156,24 @@ def check_naive_timezone(value: Any) -> str | None:
     return check_timezone(value, "naive_timezone")
 
 
-def server_bounds(window: ExtractWindow, spec: ElementSpec) -> tuple[datetime | None, datetime | None]:
+class ServerBounds(NamedTuple):
+    """The updated-time bounds sent to the server (``None``: open)."""
+
+    start: datetime | None
+    end: datetime | None
+
+
+def server_bounds(window: ExtractWindow, spec: ElementSpec) -> ServerBounds:
     """``(start, end)`` to send to the server for ``window``: open for a full refresh, the window itself
     for elements with zoned times, widened by :data:`NAIVE_MARGIN` for naive ones (client-side
     :func:`in_window` then selects the exact window)."""
     if window.full_refresh:
-        return None, None
+        return ServerBounds(None, None)
     start, end = window.start, window.end
     if naive_times(spec):
         start = start - NAIVE_MARGIN if start is not None else None
         end = end + NAIVE_MARGIN if end is not None else None
-    return start, end
+    return ServerBounds(start, end)
 
 
 def in_window(record: Any, spec: ElementSpec, window: ExtractWindow, naive_tz: str) -> bool:
