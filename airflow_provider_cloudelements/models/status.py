@@ -5,7 +5,12 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from airflow_provider_cloudelements.exceptions import CloudElementsBulkJobError, CloudElementsReconciliationError
+from airflow_provider_cloudelements.exceptions import (
+    CloudElementsBulkJobError,
+    CloudElementsConfigError,
+    CloudElementsReconciliationError,
+)
+from airflow_provider_cloudelements.utils.validation import as_int
 
 
 class CloudElementsBulkJobStatus(str, Enum):
@@ -73,14 +78,8 @@ def status_count(status: dict[str, Any], key: str, job_id: str) -> int | None:
     value = status.get(key)
     if value is None or value == "":
         return 0 if key == "recordsFailedCount" else None
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    if number is None or number < 0:
+    try:
+        return as_int(value, f"Bulk job {job_id}: status field {key}", minimum=0)
+    except CloudElementsConfigError:
         error = CloudElementsReconciliationError if key == "recordsCount" else CloudElementsBulkJobError
-        raise error(f"Bulk job {job_id}: status field {key} is not a record count: {str(value)[:40]!r}")
-    return number
+        raise error(f"Bulk job {job_id}: status field {key} is not a record count: {str(value)[:40]!r}") from None
