@@ -34,7 +34,6 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsBulkJobError,
     CloudElementsConfigError,
     CloudElementsDataError,
-    CloudElementsError,
     CloudElementsNotFoundError,
     CloudElementsRecordFailuresError,
     CloudElementsServerError,
@@ -44,12 +43,10 @@ from airflow_provider_cloudelements.exceptions import (
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.models.status import CloudElementsBulkJobStatus, status_count
 from airflow_provider_cloudelements.operators.links import (
-    BULK_JOB_URL_KEY,
     CloudElementsBulkJobLink,
     CloudElementsInstanceLink,
-    bulk_job_url,
-    push_link,
 )
+from airflow_provider_cloudelements.transfers.bulkjob import announce_job, cancel_quietly
 from airflow_provider_cloudelements.transfers.landing import landed_name, run_token, staged_file, write_ndjson
 from airflow_provider_cloudelements.transfers.plan import snapshot_time
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
@@ -384,8 +381,7 @@ class CloudElementsBulkUploadOperator(BaseOperator):
 
     def _attach(self, context: Context, job_id: str) -> None:
         self.job_id = job_id
-        context["ti"].xcom_push(key="bulk_job_id", value=job_id)
-        push_link(self, context, BULK_JOB_URL_KEY, bulk_job_url(self.hook.base_url, job_id))
+        announce_job(self, context, self.hook, job_id)
 
     def _remember(self, context: Context, job_id: str, plan: dict[str, Any], *, landed: bool) -> None:
         store = context.get("task_state_store")
@@ -410,8 +406,4 @@ class CloudElementsBulkUploadOperator(BaseOperator):
         return job_id
 
     def _cancel_quietly(self, job_id: str) -> None:
-        try:
-            self.hook.cancel_bulk_job(job_id)
-            self.log.info("Cancelled bulk upload %s", job_id)
-        except CloudElementsError as err:  # best effort: the original failure matters more
-            self.log.warning("Could not cancel bulk upload %s: %s", job_id, err)
+        cancel_quietly(self.hook, job_id, self.log, "bulk upload")

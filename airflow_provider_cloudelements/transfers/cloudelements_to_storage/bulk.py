@@ -36,12 +36,10 @@ from airflow_provider_cloudelements.models.status import CloudElementsBulkJobSta
 from airflow_provider_cloudelements.models.timestamps import format_utc, parse_timestamp
 from airflow_provider_cloudelements.models.window import server_bounds
 from airflow_provider_cloudelements.operators.links import (
-    BULK_JOB_URL_KEY,
     CloudElementsBulkJobLink,
     CloudElementsInstanceLink,
-    bulk_job_url,
-    push_link,
 )
+from airflow_provider_cloudelements.transfers.bulkjob import announce_job, cancel_quietly
 from airflow_provider_cloudelements.transfers.cloudelements_to_storage.base import _CloudElementsExtractBase
 from airflow_provider_cloudelements.transfers.cloudelements_to_storage.recordfiles import ParquetSink, copy_records
 from airflow_provider_cloudelements.transfers.landing import (
@@ -254,8 +252,7 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
 
     def _attach(self, context: Context, job_id: str) -> None:
         self.job_id = job_id
-        context["ti"].xcom_push(key="bulk_job_id", value=job_id)
-        push_link(self, context, BULK_JOB_URL_KEY, bulk_job_url(self.hook.base_url, job_id))
+        announce_job(self, context, self.hook, job_id)
 
     def _query_for(self, plan: ExtractPlan) -> BulkQuery:
         """(where, from, to) of the bulk query. FreshBooks CEQL dates are day precision (reference
@@ -353,11 +350,7 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
             raise
 
     def _cancel_quietly(self, job_id: str) -> None:
-        try:
-            self.hook.cancel_bulk_job(job_id)
-            self.log.info("Cancelled bulk job %s", job_id)
-        except Exception as err:  # best effort: the original failure matters more
-            self.log.warning("Could not cancel bulk job %s: %s", job_id, err)
+        cancel_quietly(self.hook, job_id, self.log)
 
     def _complete(self, context: Context, job_id: str, status: dict[str, Any], plan: ExtractPlan) -> dict[str, Any]:
         step = BulkWait.classify(status)
