@@ -9,6 +9,8 @@ that are not credentials.
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 
 
@@ -164,17 +166,11 @@ def exception_from_event(error: object, fallback_message: str) -> CloudElementsE
     )
 
 
-def as_instance_id(value: object) -> int:
-    """An element instance id: a positive integer (or its decimal text, e.g. a rendered template).
+def __getattr__(name: str) -> Any:
+    """``as_instance_id`` moved to :mod:`airflow_provider_cloudelements.utils.validation` (validators do not
+    live here); the old import path still resolves, lazily (no import cycle)."""
+    if name == "as_instance_id":
+        from airflow_provider_cloudelements.utils.validation import as_instance_id
 
-    :raises CloudElementsConfigError: for booleans, non-integers and ids < 1.
-    """
-    if isinstance(value, bool):
-        raise CloudElementsConfigError(f"instance_id must be an integer, got {value!r}")
-    try:
-        number = int(str(value).strip()) if isinstance(value, str) else int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise CloudElementsConfigError(f"instance_id must be an integer, got {value!r}") from None
-    if (isinstance(value, float) and value != number) or number < 1:
-        raise CloudElementsConfigError(f"instance_id must be a positive integer, got {value!r}")
-    return number
+        return as_instance_id
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

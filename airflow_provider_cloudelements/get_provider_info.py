@@ -108,14 +108,28 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "Cloud Elements",
                 "python-modules": [
                     f"{_P}.operators.instances",
-                    f"{_P}.operators.extract",
-                    f"{_P}.operators.changes",
-                    f"{_P}.operators.sql",
                     f"{_P}.operators.reports",
                     f"{_P}.operators.upload",
                     f"{_P}.operators.discovery",
                 ],
             }
+        ],
+        # Airflow's convention: moves between systems are "transfers" (the old import paths
+        # operators.extract / operators.changes / operators.sql still re-export these classes)
+        "transfers": [
+            *(
+                {
+                    "source-integration-name": "Cloud Elements",
+                    "target-integration-name": "Common IO",
+                    "python-module": f"{_P}.transfers.cloudelements_to_storage.{module}",
+                }
+                for module in ("bulk", "paged", "changes")
+            ),
+            {
+                "source-integration-name": "Common IO",
+                "target-integration-name": "Common SQL",
+                "python-module": f"{_P}.transfers.storage_to_sql.operator",
+            },
         ],
         "sensors": [
             {

@@ -609,7 +609,7 @@ NOTES = """\
   and the best of `--reps` (default 3). The machine is shared: compare rows of one run, not runs.
 * Bulk: the operator runs `execute()` in sync mode with a minimal context (full refresh, `ti` with
   `xcom_push`, no state store), `poll_interval=0.1`. "download phase" is the time inside
-  `CloudElementsHook.download_bulk` (the streaming copy into `utils/landing.staged_file` + the line
+  `CloudElementsHook.download_bulk` (the streaming copy into `transfers/landing.staged_file` + the line
   count used for reconciliation), comparable with the raw and naive variants; "execute" adds
   submitting its own job, the emulator's snapshot of N records, status polls, the atomic rename and
   `_manifest.json`.

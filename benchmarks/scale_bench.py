@@ -59,6 +59,7 @@ def child(n: int, records: int, work: str) -> dict[str, Any]:
     db.resetdb()
 
     from cloudelements_emulator import EmulatorConfig, EmulatorServer
+
     from airflow_provider_cloudelements.utils.records import record_id
 
     with EmulatorServer(EmulatorConfig(seed=1700 + n, records_per_resource=records, bulk_min_seconds=0.2)) as emu:

@@ -4,7 +4,8 @@
 
 Records come from the emulator's generator (the same shapes the bulk extract lands), written once
 as NDJSON with a v2 manifest (``snapshot_at``, ``complete``); each repeat loads into a fresh SQLite
-file (or fresh PostgreSQL tables) with :func:`~airflow_provider_cloudelements.operators.sql.load_manifest`
+file (or fresh PostgreSQL tables) with
+:func:`~airflow_provider_cloudelements.transfers.storage_to_sql.load.load_manifest`
 and prints seconds for the load and for the rerun (which must write nothing). The last stdout line is
 JSON: ``{"records", "backend", "load_s", "rerun_s", "load_cpu_s", "rerun_cpu_s"}`` (lists, one entry per
 repeat; ``*_cpu_s`` is this process's CPU time, which for SQLite includes the database work and is
@@ -26,8 +27,11 @@ from typing import Any
 
 from cloudelements_emulator.elements import ELEMENTS
 from cloudelements_emulator.generator import generate
-from airflow_provider_cloudelements.operators.sql import load_manifest, prepare_connection
-from airflow_provider_cloudelements.utils import sqlsync
+
+from airflow_provider_cloudelements.transfers.storage_to_sql import dialect as sql_dialect
+from airflow_provider_cloudelements.transfers.storage_to_sql import rows as sql_rows
+from airflow_provider_cloudelements.transfers.storage_to_sql.load import load_manifest
+from airflow_provider_cloudelements.transfers.storage_to_sql.operator import prepare_connection
 
 ANCHOR_MS = 1_796_000_000_000  # 2026-11-30, fixed so that every run loads the same bytes
 
@@ -56,14 +60,14 @@ def write_extract(folder: Path, count: int) -> dict[str, Any]:
 
 
 def timed_load(
-    conn: Any, dialect: sqlsync.SqlDialect, manifest: dict[str, Any], prefix: str, day: int
+    conn: Any, dialect: sql_dialect.SqlDialect, manifest: dict[str, Any], prefix: str, day: int
 ) -> tuple[float, float]:
     """``(wall seconds, CPU seconds of this process)`` of one load (SQLite runs in-process)."""
     started, cpu = time.perf_counter(), time.process_time()
     load_manifest(
         conn,
         dialect,
-        sqlsync.validate_manifest(manifest),
+        sql_rows.loadable_manifest(manifest),
         table_prefix=prefix,
         synced_at=datetime(2026, 12, day, tzinfo=timezone.utc),
     )
@@ -86,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                 import psycopg2  # type: ignore[import-untyped]
 
                 conn = psycopg2.connect(args.postgres)
-                dialect = sqlsync.POSTGRES
+                dialect = sql_dialect.POSTGRES
             else:
                 conn = sqlite3.connect(str(Path(tmp) / f"bench{i}.db"))
-                dialect = sqlsync.SQLITE
+                dialect = sql_dialect.SQLITE
             try:
                 prepare_connection(conn, dialect)
                 load_s.append(timed_load(conn, dialect, manifest, prefix, 1))

@@ -8,7 +8,7 @@ is the process's ``ru_maxrss``) on the same file, side by side:
 
 - ``raw_insert``: the limit: read the file, take each line's id, ``executemany`` ``(id, json)`` into a
   fresh SQLite table in one transaction;
-- ``loader``: the production raw loader (``operators.sql.load_manifest``) into a fresh SQLite file,
+- ``loader``: the production raw loader (``transfers.storage_to_sql.load.load_manifest``) into a fresh SQLite file,
   then the same manifest again (``rerun``: nothing changed);
 - ``typed``: :func:`airflow_provider_cloudelements.typed.project` on a copy of the loader's database
   (parent + ``__line`` child table), then a rerun of load + projection; ``typed_generic``: the same
@@ -47,9 +47,9 @@ def _rss_mb() -> float:
 
 
 def _manifest(path: Path, records: int, instance_id: int = 12) -> dict[str, Any]:
-    from airflow_provider_cloudelements.utils import sqlsync
+    from airflow_provider_cloudelements.transfers.storage_to_sql import rows as sql_rows
 
-    return sqlsync.validate_manifest(
+    return sql_rows.loadable_manifest(
         {
             "element_key": "quickbooks",
             "instance_id": instance_id,
@@ -62,11 +62,11 @@ def _manifest(path: Path, records: int, instance_id: int = 12) -> dict[str, Any]
 
 
 def _sqlite(path: Path) -> sqlite3.Connection:
-    from airflow_provider_cloudelements.operators.sql import prepare_connection
-    from airflow_provider_cloudelements.utils import sqlsync
+    from airflow_provider_cloudelements.transfers.storage_to_sql import dialect as sql_dialect
+    from airflow_provider_cloudelements.transfers.storage_to_sql.operator import prepare_connection
 
     conn = sqlite3.connect(path)
-    prepare_connection(conn, sqlsync.SQLITE)
+    prepare_connection(conn, sql_dialect.SQLITE)
     return conn
 
 
@@ -109,17 +109,17 @@ def worker_raw_insert(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker_loader(spec: dict[str, Any]) -> dict[str, Any]:
-    from airflow_provider_cloudelements.operators.sql import load_manifest
-    from airflow_provider_cloudelements.utils import sqlsync
+    from airflow_provider_cloudelements.transfers.storage_to_sql import dialect as sql_dialect
+    from airflow_provider_cloudelements.transfers.storage_to_sql.load import load_manifest
 
     db = Path(spec["work"]) / "loader.db"
     db.unlink(missing_ok=True)
     conn = _sqlite(db)
     manifest = _manifest(Path(spec["file"]), spec["records"])
-    seconds, summary = _timed(lambda: load_manifest(conn, sqlsync.SQLITE, manifest))
+    seconds, summary = _timed(lambda: load_manifest(conn, sql_dialect.SQLITE, manifest))
     cpu = CPU[-1]
     rss = _rss_mb()
-    rerun, again = _timed(lambda: load_manifest(conn, sqlsync.SQLITE, manifest))
+    rerun, again = _timed(lambda: load_manifest(conn, sql_dialect.SQLITE, manifest))
     assert summary["inserted"] == spec["records"] and again["unchanged"] == spec["records"], (summary, again)
     conn.close()
     return {
@@ -165,8 +165,8 @@ def _typed_run(
 
 
 def worker_typed(spec: dict[str, Any]) -> dict[str, Any]:
-    from airflow_provider_cloudelements.operators.sql import load_manifest
-    from airflow_provider_cloudelements.utils import sqlsync
+    from airflow_provider_cloudelements.transfers.storage_to_sql import dialect as sql_dialect
+    from airflow_provider_cloudelements.transfers.storage_to_sql.load import load_manifest
 
     db = Path(spec["work"]) / "typed.db"
     shutil.copyfile(Path(spec["work"]) / "loader.db", db)  # the raw table exactly as the loader left it
@@ -174,9 +174,9 @@ def worker_typed(spec: dict[str, Any]) -> dict[str, Any]:
     manifest = _manifest(Path(spec["file"]), spec["records"])
     out = _typed_run(
         conn,
-        sqlsync.SQLITE,
+        sql_dialect.SQLITE,
         records=spec["records"],
-        rerun_load=lambda: load_manifest(conn, sqlsync.SQLITE, manifest),
+        rerun_load=lambda: load_manifest(conn, sql_dialect.SQLITE, manifest),
     )
     conn.close()
     return out
@@ -199,20 +199,21 @@ def _pg_cleanup(conn: Any) -> None:
 def worker_typed_postgres(spec: dict[str, Any]) -> dict[str, Any]:
     import psycopg
 
-    from airflow_provider_cloudelements.operators.sql import load_manifest, prepare_connection
-    from airflow_provider_cloudelements.utils import sqlsync
+    from airflow_provider_cloudelements.transfers.storage_to_sql import dialect as sql_dialect
+    from airflow_provider_cloudelements.transfers.storage_to_sql.load import load_manifest
+    from airflow_provider_cloudelements.transfers.storage_to_sql.operator import prepare_connection
 
     conn = psycopg.connect(spec["postgres"])
-    prepare_connection(conn, sqlsync.POSTGRES)
+    prepare_connection(conn, sql_dialect.POSTGRES)
     _pg_cleanup(conn)
     manifest = _manifest(Path(spec["file"]), spec["records"])
 
     def load() -> Any:
-        return load_manifest(conn, sqlsync.POSTGRES, manifest, table_prefix=_PG_PREFIX)
+        return load_manifest(conn, sql_dialect.POSTGRES, manifest, table_prefix=_PG_PREFIX)
 
     try:
         return _typed_run(
-            conn, sqlsync.POSTGRES, records=spec["records"], load=load, rerun_load=load, prefix=_PG_PREFIX
+            conn, sql_dialect.POSTGRES, records=spec["records"], load=load, rerun_load=load, prefix=_PG_PREFIX
         )
     finally:
         _pg_cleanup(conn)
@@ -224,7 +225,8 @@ def worker_duckdb_setup(spec: dict[str, Any]) -> dict[str, Any]:
     import duckdb
     import pyarrow as pa
 
-    from airflow_provider_cloudelements.utils import sqlsync
+    from airflow_provider_cloudelements.transfers.storage_to_sql import dialect as sql_dialect
+    from airflow_provider_cloudelements.transfers.storage_to_sql import statements as sql_statements
 
     db = Path(spec["work"]) / "typed.duckdb"
     db.unlink(missing_ok=True)
@@ -243,7 +245,9 @@ def worker_duckdb_setup(spec: dict[str, Any]) -> dict[str, Any]:
     rows = src.execute(f"SELECT {', '.join(names)} FROM ce_quickbooks_invoices").fetchall()
     src.close()
     conn = duckdb.connect(str(db))
-    conn.execute(sqlsync.create_table_sql(sqlsync.POSTGRES, "ce_quickbooks_invoices").replace(' COLLATE "C"', ""))
+    conn.execute(
+        sql_statements.create_table_sql(sql_dialect.POSTGRES, "ce_quickbooks_invoices").replace(' COLLATE "C"', "")
+    )
     types = [pa.int64(), pa.string(), pa.string(), pa.int64(), pa.string(), pa.string(), pa.int64()]
     types += [pa.string(), pa.string()]
     batch = pa.table(
@@ -277,16 +281,16 @@ def worker_typed_generic(spec: dict[str, Any]) -> dict[str, Any]:
 def worker_loader_history(spec: dict[str, Any]) -> dict[str, Any]:
     """The raw loader with ``history=True`` (versions + history tables) into a fresh SQLite file, then
     the rerun (writes nothing)."""
-    from airflow_provider_cloudelements.operators.sql import load_manifest
-    from airflow_provider_cloudelements.utils import sqlsync
+    from airflow_provider_cloudelements.transfers.storage_to_sql import dialect as sql_dialect
+    from airflow_provider_cloudelements.transfers.storage_to_sql.load import load_manifest
 
     db = Path(spec["work"]) / "history.db"
     db.unlink(missing_ok=True)
     conn = _sqlite(db)
     manifest = _manifest(Path(spec["file"]), spec["records"])
-    seconds, summary = _timed(lambda: load_manifest(conn, sqlsync.SQLITE, manifest, history=True))
+    seconds, summary = _timed(lambda: load_manifest(conn, sql_dialect.SQLITE, manifest, history=True))
     cpu, rss = CPU[-1], _rss_mb()
-    rerun, again = _timed(lambda: load_manifest(conn, sqlsync.SQLITE, manifest, history=True))
+    rerun, again = _timed(lambda: load_manifest(conn, sql_dialect.SQLITE, manifest, history=True))
     assert summary["history_rows"] == spec["records"] and again["history_records"] == 0, (summary, again)
     conn.close()
     return {"seconds": seconds, "cpu_seconds": cpu, "rss_mb": rss, "rerun_seconds": rerun, "rerun_rss_mb": _rss_mb()}
@@ -340,6 +344,7 @@ WORKERS = {
 def _generate(path: Path, count: int) -> int:
     from cloudelements_emulator import generator
     from cloudelements_emulator.elements import ELEMENTS
+
     from airflow_provider_cloudelements.utils import jsonfast
 
     lines = 0

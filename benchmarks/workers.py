@@ -128,7 +128,7 @@ def _patch_orjson() -> None:
 
     import airflow_provider_cloudelements.hooks.cloudelements as hook_mod
     from airflow_provider_cloudelements.operators import extract as ex
-    from airflow_provider_cloudelements.utils.landing import ProgressLogger, staged_file
+    from airflow_provider_cloudelements.transfers.landing import ProgressLogger, staged_file
 
     def _json(self, resp):  # same contract as CloudElementsHook._json for valid bodies
         content = resp.content
@@ -220,7 +220,7 @@ def bulk_operator(spec: dict[str, Any]) -> dict[str, Any]:
     """``CloudElementsBulkExtractOperator.execute`` (sync mode) end to end, download phase timed too."""
     _airflow_env(spec)
     from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-    from airflow_provider_cloudelements.operators.extract import CloudElementsBulkExtractOperator
+    from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
 
     patches = _apply_patches(spec)
     emu = _EmuCPU(spec)
@@ -270,7 +270,9 @@ def bulk_operator(spec: dict[str, Any]) -> dict[str, Any]:
 def paged_operator(spec: dict[str, Any]) -> dict[str, Any]:
     """``CloudElementsPagedExtractOperator.execute``: ``hook.iter_records`` → NDJSON file."""
     _airflow_env(spec)
-    from airflow_provider_cloudelements.operators.extract import CloudElementsPagedExtractOperator
+    from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import (
+        CloudElementsPagedExtractOperator,
+    )
 
     patches = _apply_patches(spec)
     op = CloudElementsPagedExtractOperator(

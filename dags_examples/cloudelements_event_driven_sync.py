@@ -19,9 +19,11 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Asset, AssetWatcher
 
-from airflow_provider_cloudelements.operators.changes import CloudElementsChangedRecordsOperator
-from airflow_provider_cloudelements.operators.sql import CloudElementsSqlUpsertOperator
 from airflow_provider_cloudelements.sensors.events import CloudElementsEventSensor
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.changes import (
+    CloudElementsChangedRecordsOperator,
+)
+from airflow_provider_cloudelements.transfers.storage_to_sql.operator import CloudElementsSqlUpsertOperator
 from airflow_provider_cloudelements.triggers.events import CloudElementsEventTrigger
 
 INSTANCE_ID = int(os.environ.get("CLOUDELEMENTS_EVENTS_INSTANCE_ID", "1"))

@@ -25,9 +25,9 @@ from typing import Any
 
 from airflow.sdk import DAG, task
 
-from airflow_provider_cloudelements.operators.extract import CloudElementsBulkExtractOperator
 from airflow_provider_cloudelements.operators.instances import CloudElementsCreateInstanceOperator
-from airflow_provider_cloudelements.operators.sql import CloudElementsSqlUpsertOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
+from airflow_provider_cloudelements.transfers.storage_to_sql.operator import CloudElementsSqlUpsertOperator
 
 SYNC_TAG = "finance-sync"
 

@@ -101,8 +101,8 @@ with DAG(
     def prepare(created: dict[str, Any], data_interval_end: Any = None) -> str:
         """Write the interval's journal entries as NDJSON; returns the file's URI (same name on a rerun)."""
         from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-        from airflow_provider_cloudelements.operators.extract import default_output_base
-        from airflow_provider_cloudelements.utils.landing import atomic_write, write_ndjson
+        from airflow_provider_cloudelements.transfers.landing import atomic_write, write_ndjson
+        from airflow_provider_cloudelements.transfers.plan import default_output_base
 
         day = (data_interval_end - timedelta(microseconds=1)).date().isoformat()
         hook = CloudElementsHook(instance_id=created["id"])

@@ -41,8 +41,8 @@ from airflow.providers.common.compat.sdk import AirflowFailException
 from airflow.sdk import DAG, XComArg, task, task_group
 
 from airflow_provider_cloudelements.operators.discovery import SKIPPED_XCOM_KEY, CloudElementsListInstancesOperator
-from airflow_provider_cloudelements.operators.extract import CloudElementsBulkExtractOperator
-from airflow_provider_cloudelements.operators.sql import CloudElementsSqlUpsertOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
+from airflow_provider_cloudelements.transfers.storage_to_sql.operator import CloudElementsSqlUpsertOperator
 
 TENANT_TAG = os.environ.get("CLOUDELEMENTS_TENANT_TAG", "finance-sync")
 

@@ -98,8 +98,8 @@ def _run(cmd: list[str], env: dict[str, str], log: Path) -> int:
 
 def _db_rows(db: Path) -> dict[tuple[str, int, str], dict[str, tuple[str | None, int, Any]]]:
     """{(element_key, instance_id, resource): {record_id: (updated_at, is_deleted, record)}}."""
+    from airflow_provider_cloudelements.transfers.storage_to_sql.dialect import table_name
     from airflow_provider_cloudelements.utils.elements import ELEMENTS
-    from airflow_provider_cloudelements.utils.sqlsync import table_name
 
     tables = {table_name("ce_", key, res): (key, res) for key, spec in ELEMENTS.items() for res in spec.resources}
     rows: dict[tuple[str, int, str], dict[str, tuple[str | None, int, Any]]] = {}

@@ -55,6 +55,8 @@ from airflow_provider_cloudelements.exceptions import (
     as_instance_id,
 )
 from airflow_provider_cloudelements.hooks._watchdog import DeadlineAdapter, Watchdog
+from airflow_provider_cloudelements.models.events import event_matches
+from airflow_provider_cloudelements.models.status import CloudElementsBulkJobStatus
 from airflow_provider_cloudelements.utils import ceql
 from airflow_provider_cloudelements.utils.budget import (
     DEFAULT_MAX_CONCURRENT_REQUESTS,
@@ -105,7 +107,6 @@ from airflow_provider_cloudelements.utils.retry import (
     note_host_answered,
     retries_server_errors,
 )
-from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
 
 T = TypeVar("T")
 
@@ -307,34 +308,6 @@ def bulk_date(value: datetime | date | str, what: str) -> str:
     return ceql.to_datetime(value, what=what).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
-def _event_values(event: Any, key: str) -> set[str]:
-    """All values of ``key`` (``objectType``/``eventType``) in an event record, wherever CE put them:
-    top level, ``events[]``, ``message.events[]``, ``raw``, ``event`` or a JSON ``providerData`` string."""
-    found: set[str] = set()
-
-    def visit(node: Any, depth: int) -> None:
-        if depth > 4:
-            return
-        if isinstance(node, str) and node[:1] in "{[":
-            try:
-                node = json.loads(node)
-            except ValueError:
-                return
-        if isinstance(node, Mapping):
-            value = node.get(key)
-            if isinstance(value, str) and value:
-                found.add(value.lower())
-            for child in ("events", "message", "raw", "event", "providerData", "notifiedData"):
-                if child in node:
-                    visit(node[child], depth + 1)
-        elif isinstance(node, list):
-            for item in node:
-                visit(item, depth + 1)
-
-    visit(event, 0)
-    return found
-
-
 def event_window_params(since: datetime | None, until: datetime | None) -> dict[str, str]:
     """``from``/``to`` query hints for event listings (UTC ISO-8601, milliseconds; ``from`` rounded
     down, ``to`` rounded up so the server never returns less than the window). The devportal
@@ -349,49 +322,6 @@ def event_window_params(since: datetime | None, until: datetime | None) -> dict[
             hi = hi + timedelta(microseconds=1000 - hi.microsecond % 1000)
         params["to"] = hi.strftime("%Y-%m-%dT%H:%M:%S.") + f"{hi.microsecond // 1000:03d}Z"
     return params
-
-
-def event_date(event: Mapping[str, Any]) -> datetime | None:
-    """The event's date (``eventDate``, else ``date``/``createdDate``), aware UTC, or ``None``."""
-    for name in ("eventDate", "date", "createdDate"):
-        value = event.get(name)
-        if value in (None, ""):
-            continue
-        try:
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return ceql.to_datetime(datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=None))
-            return ceql.to_datetime(value)
-        except (CloudElementsConfigError, OverflowError, OSError, ValueError):
-            continue
-    return None
-
-
-def event_matches(
-    event: Mapping[str, Any],
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    object_types: list[str] | None = None,
-    event_types: list[str] | None = None,
-) -> bool:
-    """Client-side event filter (the API documents no server-side filters, §5.6).
-
-    :param since: inclusive lower bound on the event date (aware or naive = UTC).
-    :param until: exclusive upper bound.
-    :param object_types: keep events whose ``objectType`` is one of these (case-insensitive).
-    :param event_types: keep events whose ``eventType`` is one of these (``CREATED``/``UPDATED``/``DELETED``).
-    An event without a readable date passes the date filters (it is not silently dropped).
-    """
-    if since is not None or until is not None:
-        when = event_date(event)
-        if when is not None:
-            if since is not None and when < ceql.to_datetime(since):
-                return False
-            if until is not None and when >= ceql.to_datetime(until):
-                return False
-    if object_types and not (_event_values(event, "objectType") & {t.lower() for t in object_types}):
-        return False
-    return not (event_types and not (_event_values(event, "eventType") & {t.lower() for t in event_types}))
 
 
 class _HeaderAuth(requests.auth.AuthBase):

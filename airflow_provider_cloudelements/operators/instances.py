@@ -8,11 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, BaseOperator
 
-from airflow_provider_cloudelements.exceptions import (
-    CloudElementsConfigError,
-    CloudElementsNotFoundError,
-    as_instance_id,
-)
+from airflow_provider_cloudelements.exceptions import CloudElementsConfigError, CloudElementsNotFoundError
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.operators.links import (
     INSTANCE_URL_KEY,
@@ -21,6 +17,7 @@ from airflow_provider_cloudelements.operators.links import (
     push_link,
 )
 from airflow_provider_cloudelements.utils.elements import get_element
+from airflow_provider_cloudelements.utils.validation import as_instance_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -10,8 +10,8 @@ The period is the data interval ``[start, end)`` read as calendar days in ``repo
 ``start``, last day the day of ``end`` minus one microsecond (a monthly interval Jan 1 → Feb 1 gives
 ``2026-01-01``..``2026-01-31``). Two files land in
 ``<output_base>/<element_key>/instance=<id>/reports/<report slug>/period=<first day>_<last day>/``
-under run-unique names (:func:`~airflow_provider_cloudelements.utils.landing.run_token`), each written
-atomically, then ``_manifest.json`` last (:func:`~airflow_provider_cloudelements.utils.landing.publish_manifest`):
+under run-unique names (:func:`~airflow_provider_cloudelements.transfers.landing.run_token`), each written
+atomically, then ``_manifest.json`` last (:func:`~airflow_provider_cloudelements.transfers.landing.publish_manifest`):
 
 * ``<slug>.<token>.json`` — the report exactly as Cloud Elements answered (manifest ``report_path``);
 * ``<slug>.<token>.ndjson`` — one flat row per report line (manifest ``path``)::
@@ -24,7 +24,7 @@ atomically, then ``_manifest.json`` last (:func:`~airflow_provider_cloudelements
   ``ColDesc[].ColTitle.value``), the column type when the title is empty (``Account``, ``Label``).
 
 The returned manifest is the extracts' manifest
-(:func:`~airflow_provider_cloudelements.operators.extract.build_manifest`, ``mode="report"``,
+(:class:`~airflow_provider_cloudelements.models.manifest.ExtractManifest`, ``mode="report"``,
 ``resource`` = the report slug, ``records`` = rows) plus ``report``, ``report_title``,
 ``report_path`` and ``period`` ``{"start", "end"}``. A rerun of the same interval replaces the folder's
 manifest and removes the replaced run's files.
@@ -40,27 +40,23 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
-from airflow_provider_cloudelements.exceptions import CloudElementsApiError, CloudElementsConfigError, as_instance_id
+from airflow_provider_cloudelements.exceptions import CloudElementsApiError, CloudElementsConfigError
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.operators.extract import (
-    ExtractPlan,
-    build_manifest,
-    default_output_base,
-    snapshot_time,
-)
-from airflow_provider_cloudelements.utils.elements import get_element
-from airflow_provider_cloudelements.utils.landing import (
-    _remove_quietly,
+from airflow_provider_cloudelements.models.timestamps import zone
+from airflow_provider_cloudelements.models.window import ExtractWindow, resolve_window
+from airflow_provider_cloudelements.transfers.landing import (
     landed_name,
     publish_manifest,
     read_manifest,
+    remove_quietly,
     run_token,
     staged_file,
     write_json_atomic,
     write_ndjson,
 )
-from airflow_provider_cloudelements.utils.records import zone
-from airflow_provider_cloudelements.utils.windows import ExtractWindow, resolve_window
+from airflow_provider_cloudelements.transfers.plan import ExtractPlan, default_output_base, snapshot_time
+from airflow_provider_cloudelements.utils.elements import get_element
+from airflow_provider_cloudelements.utils.validation import as_instance_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -259,8 +255,7 @@ class CloudElementsReportOperator(BaseOperator):
             folder=str(folder),
             naive_timezone=self.report_timezone,
         )
-        manifest = build_manifest(
-            plan=plan,
+        manifest = plan.manifest(
             mode="report",
             target=rows_path,
             records=records,
@@ -268,13 +263,13 @@ class CloudElementsReportOperator(BaseOperator):
             job_id=None,
             snapshot_at=snapshot,
             complete=True,
-        )
-        manifest.update(
-            report=self.report,
-            report_title=title,
-            report_path=str(report_path),
-            period={"start": first.isoformat(), "end": last.isoformat()},
-        )
+            extra={
+                "report": self.report,
+                "report_title": title,
+                "report_path": str(report_path),
+                "period": {"start": first.isoformat(), "end": last.isoformat()},
+            },
+        ).to_xcom()
         replaced = read_manifest(folder)
         published = publish_manifest(folder, manifest)
         # publish_manifest cleans the files a manifest names as path/errors_path/deleted_path; the report
@@ -282,7 +277,7 @@ class CloudElementsReportOperator(BaseOperator):
         loser = replaced if published is manifest else manifest
         stale = (loser or {}).get("report_path")
         if stale and stale != published.get("report_path"):
-            _remove_quietly(ObjectStoragePath(stale))
+            remove_quietly(ObjectStoragePath(stale))
         self.log.info(
             "Landed report %r (%s) of %s instance %s for %s..%s: %s rows at %s",
             self.report,

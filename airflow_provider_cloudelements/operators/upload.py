@@ -34,28 +34,25 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsBulkJobError,
     CloudElementsConfigError,
     CloudElementsDataError,
-    CloudElementsError,
     CloudElementsNotFoundError,
     CloudElementsRecordFailuresError,
     CloudElementsServerError,
     CloudElementsTimeoutError,
-    as_instance_id,
     exception_from_event,
 )
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.operators.extract import snapshot_time, status_count
+from airflow_provider_cloudelements.models.status import CloudElementsBulkJobStatus, status_count
 from airflow_provider_cloudelements.operators.links import (
-    BULK_JOB_URL_KEY,
     CloudElementsBulkJobLink,
     CloudElementsInstanceLink,
-    bulk_job_url,
-    push_link,
 )
+from airflow_provider_cloudelements.transfers.bulkjob import announce_job, cancel_quietly
+from airflow_provider_cloudelements.transfers.landing import landed_name, run_token, staged_file, write_ndjson
+from airflow_provider_cloudelements.transfers.plan import snapshot_time
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
 from airflow_provider_cloudelements.utils.elements import check_resource
-from airflow_provider_cloudelements.utils.landing import landed_name, run_token, staged_file, write_ndjson
-from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
-from airflow_provider_cloudelements.utils.windows import positive_number
+from airflow_provider_cloudelements.utils.polling import BulkWait, wait_until_done
+from airflow_provider_cloudelements.utils.validation import as_instance_id, count, positive_number
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -192,8 +189,7 @@ class CloudElementsBulkUploadOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(max_failed_records, bool) or not isinstance(max_failed_records, int) or max_failed_records < 0:
-            raise CloudElementsConfigError(f"max_failed_records must be an integer >= 0, got {max_failed_records!r}")
+        count(max_failed_records, "max_failed_records")
         if input_format is not None:
             upload_format("", input_format)
         self.resource = resource
@@ -269,8 +265,10 @@ class CloudElementsBulkUploadOperator(BaseOperator):
             self._remember(context, job_id, plan, landed=False)
         self._attach(context, job_id)
         deadline = time.time() + self.timeout_seconds
+        wait = BulkWait(self.poll_interval, deadline=deadline)
         status = hook.get_bulk_status(job_id)
-        if not CloudElementsBulkJobStatus.parse(status.get("status")).is_terminal() and self.deferrable:
+        step = wait.decide(status)
+        if not step.done and self.deferrable:
             self.defer(
                 trigger=CloudElementsBulkJobTrigger(
                     job_id=job_id,
@@ -284,12 +282,14 @@ class CloudElementsBulkUploadOperator(BaseOperator):
                 method_name="execute_complete",
                 timeout=None,
             )
-        if not CloudElementsBulkJobStatus.parse(status.get("status")).is_terminal():
-            try:
-                status = hook.wait_for_bulk_job(job_id, poll_interval=self.poll_interval, timeout=self.timeout_seconds)
-            except CloudElementsTimeoutError:
+        if not step.done:
+            final = wait_until_done(lambda: hook.get_bulk_status(job_id), wait, step)
+            if final is None:
                 self._cancel_quietly(job_id)
-                raise
+                raise CloudElementsTimeoutError(
+                    f"Bulk upload {job_id} did not finish within {self.timeout_seconds} s; cancelled"
+                )
+            status = final
         return self._complete(context, job_id, status, plan)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -381,8 +381,7 @@ class CloudElementsBulkUploadOperator(BaseOperator):
 
     def _attach(self, context: Context, job_id: str) -> None:
         self.job_id = job_id
-        context["ti"].xcom_push(key="bulk_job_id", value=job_id)
-        push_link(self, context, BULK_JOB_URL_KEY, bulk_job_url(self.hook.base_url, job_id))
+        announce_job(self, context, self.hook, job_id)
 
     def _remember(self, context: Context, job_id: str, plan: dict[str, Any], *, landed: bool) -> None:
         store = context.get("task_state_store")
@@ -407,8 +406,4 @@ class CloudElementsBulkUploadOperator(BaseOperator):
         return job_id
 
     def _cancel_quietly(self, job_id: str) -> None:
-        try:
-            self.hook.cancel_bulk_job(job_id)
-            self.log.info("Cancelled bulk upload %s", job_id)
-        except CloudElementsError as err:  # best effort: the original failure matters more
-            self.log.warning("Could not cancel bulk upload %s: %s", job_id, err)
+        cancel_quietly(self.hook, job_id, self.log, "bulk upload")

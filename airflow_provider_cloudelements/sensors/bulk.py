@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import BaseSensorOperator
 
-from airflow_provider_cloudelements.exceptions import CloudElementsBulkJobError, as_instance_id
+from airflow_provider_cloudelements.exceptions import CloudElementsBulkJobError
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.sensors.events import (
+from airflow_provider_cloudelements.sensors.base import (
     CloudElementsSensorTimeoutError,
     resume_skipping_only_timeouts,
     run_sensor_loop,
+    timeout_seconds,
 )
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
-from airflow_provider_cloudelements.utils.polling import poll_delay
-from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
+from airflow_provider_cloudelements.utils.polling import BulkWait, poll_delay
+from airflow_provider_cloudelements.utils.validation import as_instance_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -73,13 +73,13 @@ class CloudElementsBulkJobSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool:
         payload = self.hook.get_bulk_status(str(self.job_id))
-        status = CloudElementsBulkJobStatus.parse(payload.get("status"))
-        self.log.info("Bulk job %s is %s", self.job_id, status.value)
-        if status.is_terminal() and not status.is_success():
-            raise CloudElementsBulkJobError(f"Bulk job {self.job_id} ended {status.value}")
-        if status.is_success():
+        step = BulkWait.classify(payload)  # the shared bulk wait's decision (utils/polling.py)
+        self.log.info("Bulk job %s is %s", self.job_id, step.status.value)
+        if step.done and step.outcome != "success":
+            raise CloudElementsBulkJobError(f"Bulk job {self.job_id} ended {step.status.value}")
+        if step.done:
             context["ti"].xcom_push(key="bulk_status", value=payload)
-        return status.is_success()
+        return step.done
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -87,14 +87,13 @@ class CloudElementsBulkJobSensor(BaseSensorOperator):
             return self.hook.get_bulk_status(str(self.job_id))
         if self.poke(context):
             return self.hook.get_bulk_status(str(self.job_id))
-        timeout = self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
         self.defer(
             trigger=CloudElementsBulkJobTrigger(
                 job_id=str(self.job_id),
                 instance_id=self.hook.instance_id,
                 cloudelements_conn_id=self.cloudelements_conn_id,
                 poll_interval=float(self.poke_interval),
-                end_time=time.time() + timeout,
+                end_time=time.time() + timeout_seconds(self),
                 cancel_on_kill=False,
             ),
             method_name="execute_complete",

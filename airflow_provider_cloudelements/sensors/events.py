@@ -4,62 +4,32 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException, conf
+from airflow.providers.common.compat.sdk import AirflowSkipException, conf
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsConfigError,
     CloudElementsError,
-    CloudElementsTimeoutError,
-    as_instance_id,
 )
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.triggers.events import (
-    CloudElementsEventTrigger,
-    floor_ms,
-    newest_date,
-    summarize_events,
+from airflow_provider_cloudelements.models.events import floor_ms, newest_date, summarize_events
+from airflow_provider_cloudelements.models.timestamps import parameter_time
+from airflow_provider_cloudelements.sensors.base import (
+    CloudElementsSensorTimeoutError,
+    resume_skipping_only_timeouts,
+    run_sensor_loop,
+    timeout_seconds,
 )
-from airflow_provider_cloudelements.utils.windows import to_utc
+from airflow_provider_cloudelements.triggers.events import CloudElementsEventTrigger
+from airflow_provider_cloudelements.utils.validation import as_instance_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 EVENT_TYPES = frozenset({"CREATED", "UPDATED", "DELETED"})
-
-
-class CloudElementsSensorTimeoutError(CloudElementsTimeoutError, AirflowSensorTimeout):
-    """A Cloud Elements sensor timed out. Also an ``AirflowSensorTimeout``, so Airflow fails the task
-    without retrying it (a retry would restart the timeout clock) and ``soft_fail`` skips it."""
-
-
-def run_sensor_loop(sensor: BaseSensorOperator, context: Context) -> Any:
-    """``BaseSensorOperator.execute`` with its timeout raised as :class:`CloudElementsSensorTimeoutError`."""
-    try:
-        return BaseSensorOperator.execute(sensor, context)
-    except CloudElementsSensorTimeoutError:
-        raise
-    except AirflowSensorTimeout as err:
-        raise CloudElementsSensorTimeoutError(str(err)) from err
-
-
-def resume_skipping_only_timeouts(
-    sensor: BaseSensorOperator, next_method: str, next_kwargs: Any, context: Context
-) -> Any:
-    """``BaseSensorOperator.resume_execution`` but ``soft_fail`` skips only a real timeout: the base
-    class turns *every* ``AirflowException`` raised on resume into a skip, which would hide an API or
-    trigger error behind a skipped task (user-needs §4 item 17)."""
-    try:
-        return BaseSensorOperator.resume_execution(sensor, next_method, next_kwargs, context)
-    except AirflowSkipException as skip:
-        cause = skip.__cause__
-        if cause is None or isinstance(cause, (AirflowSensorTimeout, AirflowSkipException)):
-            raise
-        raise cause from None
 
 
 class CloudElementsEventSensor(BaseSensorOperator):
@@ -113,7 +83,7 @@ class CloudElementsEventSensor(BaseSensorOperator):
         )
 
     def _watermark(self, context: Context) -> Any:
-        value = to_utc(self.since or context.get("data_interval_start"), name="since")
+        value = parameter_time(self.since or context.get("data_interval_start"), what="since")
         if value is None:
             raise CloudElementsConfigError(
                 "No watermark: pass since= or run the sensor in a DAG run with a data interval"
@@ -127,7 +97,6 @@ class CloudElementsEventSensor(BaseSensorOperator):
         if first.is_done:
             return first.xcom_value
         watermark = self._watermark(context)
-        timeout = self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
         self.defer(
             trigger=CloudElementsEventTrigger(
                 instance_id=as_instance_id(self.instance_id),
@@ -138,7 +107,7 @@ class CloudElementsEventSensor(BaseSensorOperator):
                 poll_interval=float(self.poke_interval),
                 backoff=2.0 if self.exponential_backoff else 1.0,
                 max_poll_interval=float(self.max_wait.total_seconds()) if self.max_wait else 600.0,
-                end_time=time.time() + timeout,
+                end_time=time.time() + timeout_seconds(self),
             ),
             method_name="execute_complete",
             timeout=None,
@@ -146,17 +115,15 @@ class CloudElementsEventSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         watermark = self._watermark(context)
-        events = [
-            e
-            for e in self.hook.iter_events(
+        # the hook applies the one event filter (models/events.py): no second, stricter filter here
+        events = list(
+            self.hook.iter_events(
                 instance_id=as_instance_id(self.instance_id),
                 since=watermark,
                 object_types=self.object_types or None,
                 event_types=self.event_types or None,
             )
-            if (not self.object_types or e.get("objectType") in self.object_types)
-            and (not self.event_types or str(e.get("eventType", "")).upper() in self.event_types)
-        ]
+        )
         self.log.info(
             "Poke: %s matching events for instance %s since %s (newest %s)",
             len(events),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,8 +10,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_cloudelements.exceptions import error_for_event
 from airflow_provider_cloudelements.hooks.cloudelements_async import CloudElementsAsyncHook
-from airflow_provider_cloudelements.utils.polling import TRIGGER_SETTLE_DELAY, poll_delays
-from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
+from airflow_provider_cloudelements.utils.polling import TRIGGER_SETTLE_DELAY, BulkWait
 
 #: The closed set of ``status`` values this trigger's events carry.
 EVENT_STATUSES = frozenset({"success", "failed", "cancelled", "timeout", "error"})
@@ -31,7 +29,8 @@ class CloudElementsBulkJobTrigger(BaseTrigger):
 
     A poll that still fails once the hook's retry budget is spent ends in an ``error`` event with the
     typed error; the job is left running so the operator can keep it for a retry to re-attach to, or
-    cancel it (:class:`~airflow_provider_cloudelements.operators.extract.CloudElementsBulkExtractOperator`).
+    cancel it
+    (:class:`~airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk.CloudElementsBulkExtractOperator`).
 
     :param job_id: bulk job id returned by ``POST /bulk/query``.
     :param instance_id: element instance the job belongs to (its token is resolved in the triggerer).
@@ -85,23 +84,21 @@ class CloudElementsBulkJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()
-        delays = poll_delays(self.poll_interval, settle=TRIGGER_SETTLE_DELAY)  # 5, 7, 15, 31 … s for 30 s
+        # the shared bulk wait: polls at 5, 7, 15, 31 … s for 30 s, capped at the deadline
+        wait = BulkWait(self.poll_interval, deadline=self.end_time, settle=TRIGGER_SETTLE_DELAY)
         try:
             while True:
-                if time.time() >= self.end_time:
+                if wait.expired():
                     yield self._event("timeout", None, f"Bulk job {self.job_id} passed its deadline")
                     return
                 payload = await hook.get_bulk_status(self.job_id)
-                status = CloudElementsBulkJobStatus.parse(payload.get("status"))
-                if status.is_success():
-                    yield self._event("success", payload, f"Bulk job {self.job_id} {status.value}")
+                step = wait.decide(payload)
+                if step.done:
+                    ended = "" if step.outcome == "success" else "ended "
+                    yield self._event(step.outcome, payload, f"Bulk job {self.job_id} {ended}{step.status.value}")
                     return
-                if status.is_terminal():
-                    kind = "cancelled" if status is CloudElementsBulkJobStatus.CANCELLED else "failed"
-                    yield self._event(kind, payload, f"Bulk job {self.job_id} ended {status.value}")
-                    return
-                self.log.info("Bulk job %s is %s", self.job_id, status.value)
-                await asyncio.sleep(max(min(next(delays), self.end_time - time.time()), 0.0))
+                self.log.info("Bulk job %s is %s", self.job_id, step.status.value)
+                await asyncio.sleep(step.delay)
         except Exception as err:  # every failure becomes an event the operator can act on
             event = self._event("error", None, f"{type(err).__name__}: {err}")
             event.payload["error"] = error_for_event(err)  # keeps a 401/403's type across the deferral

@@ -11,26 +11,10 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from airflow_provider_cloudelements.hooks.cloudelements_async import CloudElementsAsyncHook
-from airflow_provider_cloudelements.utils.records import parse_instant
+from airflow_provider_cloudelements.models.events import event_date, floor_ms, newest_date, summarize_events
+from airflow_provider_cloudelements.models.timestamps import parse_timestamp
 
 WATERMARK_KEY = "cloudelements_event_watermark"
-
-
-def summarize_events(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Small per-event view safe for XCom: ``{id, objectType, objectId, eventType, eventDate}``."""
-    keys = ("id", "objectType", "objectId", "eventType", "eventDate")
-    return [{k: e.get(k) for k in keys} for e in events]
-
-
-def floor_ms(moment: datetime) -> datetime:
-    """Round a watermark down to whole milliseconds: event dates have millisecond precision (reference
-    §5.6), so an event in the same millisecond as a microsecond watermark must still count (``>=``)."""
-    return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)
-
-
-def newest_date(events: Sequence[dict[str, Any]], default: datetime) -> datetime:
-    dates = [d for d in (parse_instant(e.get("eventDate")) for e in events) if d is not None]
-    return max(dates, default=default)
 
 
 class CloudElementsEventTrigger(BaseEventTrigger):
@@ -103,7 +87,7 @@ class CloudElementsEventTrigger(BaseEventTrigger):
         )
 
     async def _load_watermark(self) -> tuple[datetime, set[str]]:
-        default = floor_ms(parse_instant(self.since) or datetime.now(timezone.utc))
+        default = floor_ms(parse_timestamp(self.since, strict=False) or datetime.now(timezone.utc))
         store = getattr(self, "asset_state_store", None)
         if self.watch and store is not None:
             try:
@@ -111,8 +95,9 @@ class CloudElementsEventTrigger(BaseEventTrigger):
             except Exception as err:  # the store is optional; fall back to the kwargs
                 self.log.warning("Could not read the event watermark: %s", err)
                 saved = None
-            if isinstance(saved, dict) and parse_instant(saved.get("at")):
-                return parse_instant(saved["at"]) or default, set(saved.get("seen") or [])
+            at = parse_timestamp(saved.get("at"), strict=False) if isinstance(saved, dict) else None
+            if isinstance(saved, dict) and at is not None:
+                return at, set(saved.get("seen") or [])
         return default, set()
 
     async def _save_watermark(self, at: datetime, seen: set[str]) -> None:
@@ -141,7 +126,7 @@ class CloudElementsEventTrigger(BaseEventTrigger):
                 fresh = [e for e in events if self._matches(e, watermark, seen)]
                 if fresh:
                     newest = newest_date(fresh, watermark)
-                    seen = {str(e.get("id")) for e in fresh if parse_instant(e.get("eventDate")) == newest} | (
+                    seen = {str(e.get("id")) for e in fresh if event_date(e) == newest} | (
                         seen if newest == watermark else set()
                     )
                     watermark = newest
@@ -170,11 +155,12 @@ class CloudElementsEventTrigger(BaseEventTrigger):
             await hook.aclose()
 
     def _matches(self, event: dict[str, Any], watermark: datetime, seen: set[str]) -> bool:
-        when = parse_instant(event.get("eventDate"))
-        if when is None or when < watermark:
+        """Whether a listed event is new: the hook already applied the one event filter
+        (:func:`~airflow_provider_cloudelements.models.events.event_matches`: types case-insensitive and
+        nested, ``[since, …)``), so only the watermark bookkeeping is left. An event without a readable
+        date cannot be placed after the watermark and is skipped (logged): it would fire on every poll."""
+        when = event_date(event)
+        if when is None:
+            self.log.warning("Skipping event %s of instance %s: no readable date", event.get("id"), self.instance_id)
             return False
-        if str(event.get("id")) in seen:
-            return False
-        if self.object_types and event.get("objectType") not in self.object_types:
-            return False
-        return not (self.event_types and str(event.get("eventType", "")).upper() not in self.event_types)
+        return when >= watermark and str(event.get("id")) not in seen

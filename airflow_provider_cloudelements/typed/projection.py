@@ -1,6 +1,6 @@
 """Typed tables as a deterministic projection of the raw table the SQL loader maintains.
 
-The raw loader (:mod:`airflow_provider_cloudelements.operators.sql`) keeps one row per record in
+The raw loader (:mod:`airflow_provider_cloudelements.transfers.storage_to_sql`) keeps one row per record in
 ``ce_<element>_<resource>`` (``instance_id, record_id, updated_at, is_deleted, data, synced_at`` and,
 where present, ``version_num``/``deleted_at``), with every ordering, idempotency and delete guarantee.
 :func:`project` turns those rows into finance-ready tables, so the guarantees carry over unchanged:
@@ -42,13 +42,14 @@ from decimal import Decimal
 from typing import Any
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
+from airflow_provider_cloudelements.models.timestamps import format_utc
+from airflow_provider_cloudelements.transfers.storage_to_sql.dialect import SqlDialect, table_name
 from airflow_provider_cloudelements.typed import schema as sch
 from airflow_provider_cloudelements.typed.flatten import Flattener, flatten
 from airflow_provider_cloudelements.typed.schema import BOOLEAN, INTEGER, NUMBER, TEXT, Engine, TableSchema
 from airflow_provider_cloudelements.utils import jsonfast
 from airflow_provider_cloudelements.utils.elements import get_element
-from airflow_provider_cloudelements.utils.records import format_utc, record_version
-from airflow_provider_cloudelements.utils.sqlsync import SqlDialect, table_name
+from airflow_provider_cloudelements.utils.records import record_version
 
 log = logging.getLogger(__name__)
 
@@ -497,7 +498,7 @@ def project(
     :param conn: an open DB-API connection (sqlite3, psycopg/psycopg2), or a ``duckdb`` connection
         (plain or wrapped in :class:`~.duck.DuckDBConnection`).
         SQLite connections are switched to ``isolation_level = None`` (we issue ``BEGIN IMMEDIATE``),
-        as :func:`airflow_provider_cloudelements.operators.sql.prepare_connection` does.
+        as :func:`airflow_provider_cloudelements.transfers.storage_to_sql.operator.prepare_connection` does.
     :param dialect: ``"sqlite"``, ``"postgres"``, ``"duckdb"``, the loader's :class:`SqlDialect` or an
         :class:`~.schema.Engine`.
     :param element_key: element key (``quickbooks``, ``quickbooksonprem``, ``freshbooksv2``, ``freshbooks``).

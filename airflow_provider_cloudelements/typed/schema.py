@@ -7,7 +7,8 @@ Column names
     A record path (``customerRef.value``) becomes ``customer_ref__value``: every key is snake-cased
     (``InvoiceLineRet`` -> ``invoice_line_ret``, ``TxnID`` -> ``txn_id``), keys are joined with ``__``
     (:data:`SEPARATOR`) and the result is sanitized and length-capped by
-    :func:`airflow_provider_cloudelements.utils.sqlsync.sanitize_identifier` (63 bytes, SHA-1 suffix).
+    :func:`~airflow_provider_cloudelements.transfers.storage_to_sql.dialect.sanitize_identifier` (63 bytes,
+    SHA-1 suffix).
     Two paths that end up with the same name (or a name of a system column) get ``_2``, ``_3``, ...
     in the order they were first seen; the mapping is stored in ``ce_schema_history`` so that it
     never changes afterwards.
@@ -48,7 +49,12 @@ from sqlalchemy.sql import table as sa_table
 from sqlalchemy.types import TypeEngine
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
-from airflow_provider_cloudelements.utils.sqlsync import POSTGRES, SQLITE, SqlDialect, sanitize_identifier
+from airflow_provider_cloudelements.transfers.storage_to_sql.dialect import (
+    POSTGRES,
+    SQLITE,
+    SqlDialect,
+    sanitize_identifier,
+)
 
 #: Joins the keys of a nested path in a column name (``customer_ref__value``).
 SEPARATOR = "__"

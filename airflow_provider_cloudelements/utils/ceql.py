@@ -16,13 +16,13 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-import pendulum
 import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.mysql import MySQL
 from sqlglot.errors import ParseError, TokenError
 
 from airflow_provider_cloudelements.exceptions import CloudElementsCEQLError, CloudElementsConfigError
+from airflow_provider_cloudelements.models.timestamps import parameter_time
 from airflow_provider_cloudelements.utils.elements import get_element
 
 _SIMPLE_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -38,36 +38,11 @@ class CEQLDialect(MySQL):
 
 
 def to_datetime(value: datetime | date | str, *, what: str = "date") -> datetime:
-    """Parse a datetime/date/ISO-8601 string into an **aware UTC** datetime.
+    """A required request time as aware UTC (:func:`~airflow_provider_cloudelements.models.timestamps.parameter_time`).
 
-    Naive datetimes and dates are taken as UTC (Airflow's data intervals are aware; naive values are
-    assumed to come from UTC-configured code).
-
-    :raises CloudElementsConfigError: for an unparseable string or an unsupported type.
+    :raises CloudElementsConfigError: missing or unparseable, naming ``what``.
     """
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, date):
-        dt = datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
-        try:
-            parsed = pendulum.parse(value.strip(), strict=False)
-        except Exception as exc:  # pendulum raises ParserError / ValueError subclasses
-            raise CloudElementsConfigError(f"Unparseable {what} {value!r}: {exc}") from None
-        if isinstance(parsed, datetime):
-            dt = parsed
-        elif isinstance(parsed, date):
-            dt = datetime(parsed.year, parsed.month, parsed.day)
-        else:
-            raise CloudElementsConfigError(f"Unparseable {what} {value!r}: not a date or datetime")
-    else:
-        raise CloudElementsConfigError(f"Unsupported {what} type {type(value).__name__}")
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    utc = dt.astimezone(timezone.utc)
-    return datetime(
-        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=timezone.utc
-    )
+    return parameter_time(value, what=what, required=True)
 
 
 def format_date(value: datetime | date | str, element_key: str) -> str:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
+from airflow_provider_cloudelements.models.timestamps import parse_timestamp
 from airflow_provider_cloudelements.utils.elements import ElementSpec, get_element
-
-_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
 
 def field_value(record: Mapping[str, Any], path: str) -> Any:
@@ -28,57 +26,6 @@ def field_value(record: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def zone(name: str) -> ZoneInfo | timezone:
-    """``timezone.utc`` or a ``ZoneInfo``. :raises CloudElementsConfigError: unknown zone name."""
-    if name.upper() == "UTC":
-        return timezone.utc
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise CloudElementsConfigError(f"Unknown time zone {name!r}") from None
-
-
-def parse_instant(value: Any, *, naive_tz: str = "UTC", strict: bool = False) -> datetime | None:
-    """Parse the date formats Cloud Elements elements use into an aware UTC datetime.
-
-    Accepts epoch **milliseconds** (QBO ``metaData``; numbers or digit strings), ISO-8601 with ``Z`` or
-    an offset (QBE ``yyyy-MM-dd'T'HH:mm:ssXXX``), and ``yyyy-MM-dd HH:mm:ss`` / ``yyyy-MM-dd`` without
-    an offset (FreshBooks), read in ``naive_tz``. ``None``/empty gives ``None``.
-
-    :param strict: raise instead of returning ``None`` for an unparseable value.
-    :raises CloudElementsConfigError: with ``strict=True``, for a value that is none of the above.
-    """
-    if value is None or value == "":
-        return None
-    try:
-        if isinstance(value, bool):
-            raise ValueError("a boolean is not a timestamp")
-        if isinstance(value, datetime):
-            moment = value
-        elif isinstance(value, (int, float)) or (isinstance(value, str) and _NUMBER.match(value.strip())):
-            return datetime.fromtimestamp(float(value) / 1000.0, tz=timezone.utc)
-        elif isinstance(value, str):
-            text = value.strip()
-            if text.endswith(("Z", "z")):
-                text = text[:-1] + "+00:00"
-            moment = datetime.fromisoformat(text)
-        else:
-            raise ValueError(type(value).__name__)
-    except (ValueError, OverflowError, OSError):
-        if strict:
-            raise CloudElementsConfigError(f"Unparseable timestamp {value!r}") from None
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone(naive_tz))
-    return moment.astimezone(timezone.utc)
-
-
-def format_utc(moment: datetime) -> str:
-    """Fixed-width ISO-8601 UTC with milliseconds (``2026-01-01T10:00:00.000Z``): sorts as text."""
-    utc = moment.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
 def _spec(element: str | ElementSpec) -> ElementSpec:
     return element if isinstance(element, ElementSpec) else get_element(element)
 
@@ -86,9 +33,11 @@ def _spec(element: str | ElementSpec) -> ElementSpec:
 def updated_at(
     record: Mapping[str, Any], element: str | ElementSpec, *, naive_tz: str | None = None
 ) -> datetime | None:
-    """The record's last-modified instant (UTC) from the element's updated field, or ``None``."""
+    """The record's last-modified instant (UTC) from the element's updated field, or ``None`` (missing or
+    unparseable; numbers are epoch milliseconds, naive times are read in ``naive_tz``)."""
     spec = _spec(element)
-    return parse_instant(field_value(record, spec.updated_field), naive_tz=naive_tz or spec.naive_timezone)
+    value = field_value(record, spec.updated_field)
+    return parse_timestamp(value, naive_tz=naive_tz or spec.naive_timezone, strict=False)
 
 
 #: Largest version number stored (``version_num`` is a signed 64-bit ``BIGINT``).

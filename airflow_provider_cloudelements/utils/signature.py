@@ -14,7 +14,7 @@ import json
 import threading
 from collections import OrderedDict
 
-from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
+from airflow_provider_cloudelements.utils.validation import positive_int
 
 SIGNATURE_HEADER = "Elements-Webhook-Signature"
 _PREFIX = "sha256="
@@ -92,9 +92,7 @@ class WebhookDeduplicator:
     """
 
     def __init__(self, max_size: int = 10_000) -> None:
-        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size <= 0:
-            raise CloudElementsConfigError(f"max_size must be a positive integer, got {max_size!r}")
-        self.max_size = max_size
+        self.max_size = positive_int(max_size, "max_size")
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 

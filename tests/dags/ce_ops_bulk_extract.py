@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from airflow.sdk import DAG
 
-from airflow_provider_cloudelements.operators.extract import CloudElementsBulkExtractOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
 
 with DAG(
     dag_id="ce_ops_bulk_extract",

@@ -10,11 +10,9 @@ from datetime import datetime, timezone
 
 from airflow.sdk import DAG
 
-from airflow_provider_cloudelements.operators.extract import (
-    CloudElementsBulkExtractOperator,
-    CloudElementsPagedExtractOperator,
-)
 from airflow_provider_cloudelements.operators.instances import CloudElementsCreateInstanceOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import CloudElementsPagedExtractOperator
 
 with DAG(
     dag_id="ce_ops_instance_flow",

@@ -11,10 +11,8 @@ from datetime import datetime, timezone
 
 from airflow.sdk import DAG
 
-from airflow_provider_cloudelements.operators.extract import (
-    CloudElementsBulkExtractOperator,
-    CloudElementsPagedExtractOperator,
-)
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import CloudElementsPagedExtractOperator
 
 with DAG(
     dag_id="ce_ops_paged_extract",

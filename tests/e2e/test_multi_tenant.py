@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from cloudelements_emulator import EmulatorConfig, EmulatorServer
 from cloudelements_emulator.errors import CEError
+
 from airflow_provider_cloudelements.utils.records import record_id
 from tests.conftest import connection_json
 

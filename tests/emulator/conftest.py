@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
 QBO_BODY = {

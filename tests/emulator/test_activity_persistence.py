@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import requests
-
 from cloudelements_emulator import EmulatorConfig, EmulatorServer, timefmt
 
 from .conftest import Api

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import operator
 
+from cloudelements_emulator import timefmt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from cloudelements_emulator import timefmt
 
 from .conftest import Api
 

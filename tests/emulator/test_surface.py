@@ -13,6 +13,9 @@ import json
 from typing import Any
 
 import pytest
+from cloudelements_emulator import EmulatorConfig, EmulatorServer
+from cloudelements_emulator.bulkfiles import flatten
+from cloudelements_emulator.elements import ELEMENTS
 
 from airflow_provider_cloudelements.catalog import (
     FRESHBOOKS_CLASSIC_ALL_RESOURCES,
@@ -22,9 +25,6 @@ from airflow_provider_cloudelements.catalog import (
     QBO_ALL_RESOURCES,
     QBO_REPORTS,
 )
-from cloudelements_emulator import EmulatorConfig, EmulatorServer
-from cloudelements_emulator.bulkfiles import flatten
-from cloudelements_emulator.elements import ELEMENTS
 
 from .conftest import QBO_BODY, Api, Receiver
 

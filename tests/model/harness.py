@@ -23,8 +23,9 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_cloudelements.transfers.storage_to_sql.dialect import table_name
+from airflow_provider_cloudelements.transfers.storage_to_sql.rows import canonical_json
 from airflow_provider_cloudelements.utils.records import is_soft_deleted, record_id
-from airflow_provider_cloudelements.utils.sqlsync import canonical_json, table_name
 from tests.model import support
 
 MODEL_DAGS = Path(__file__).resolve().parent / "dags"

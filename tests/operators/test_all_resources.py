@@ -22,10 +22,8 @@ from airflow_provider_cloudelements.catalog import (
 )
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.operators.extract import (
-    CloudElementsBulkExtractOperator,
-    CloudElementsPagedExtractOperator,
-)
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import CloudElementsPagedExtractOperator
 from airflow_provider_cloudelements.utils.elements import ELEMENTS, check_resource
 from airflow_provider_cloudelements.utils.records import record_id
 from tests.operators.conftest import Ctx, run_operator, set_connection

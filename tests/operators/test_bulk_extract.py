@@ -19,8 +19,11 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsTimeoutError,
 )
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.operators.extract import STATE_KEY, CloudElementsBulkExtractOperator
 from airflow_provider_cloudelements.operators.links import BULK_JOB_URL_KEY, INSTANCE_URL_KEY
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import (
+    STATE_KEY,
+    CloudElementsBulkExtractOperator,
+)
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
 from tests.operators.conftest import Ctx, files_under, first_event, roundtrip, run_operator, wait_for
 

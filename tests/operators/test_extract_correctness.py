@@ -30,13 +30,14 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsServerError,
 )
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.operators.extract import (
+from airflow_provider_cloudelements.models.timestamps import format_utc, parse_timestamp
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import (
     STATE_KEY,
     CloudElementsBulkExtractOperator,
-    CloudElementsPagedExtractOperator,
 )
-from airflow_provider_cloudelements.operators.sql import CloudElementsSqlUpsertOperator
-from airflow_provider_cloudelements.utils.records import format_utc, parse_instant, record_id, updated_at
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import CloudElementsPagedExtractOperator
+from airflow_provider_cloudelements.transfers.storage_to_sql.operator import CloudElementsSqlUpsertOperator
+from airflow_provider_cloudelements.utils.records import record_id, updated_at
 from tests.hooks.conftest import Req, Resp, ScriptedServer
 from tests.operators.conftest import (
     Ctx,
@@ -164,11 +165,11 @@ def test_full_refresh_is_open_ended_with_snapshot_at_and_complete(emu: Any, conn
     assert result.exact, result
     assert manifest["complete"] is True and manifest["window"]["end"] == x.isoformat()
     assert manifest["manifest_version"] == 2 and manifest["naive_timezone"] == "UTC"
-    snapshot = parse_instant(manifest["snapshot_at"])
+    snapshot = parse_timestamp(manifest["snapshot_at"], strict=False)
     assert snapshot is not None and before - timedelta(seconds=1) <= snapshot <= after
     if mode == "bulk":
         created = CloudElementsHook(conn, instance_id=iid).get_bulk_status(manifest["job_id"])["createdDate"]
-        assert manifest["snapshot_at"] == format_utc(parse_instant(created))  # type: ignore[arg-type]
+        assert manifest["snapshot_at"] == format_utc(parse_timestamp(created, strict=False))  # type: ignore[arg-type]
     else:
         assert snapshot.microsecond == 0  # from the Date header, floored to the second
 
@@ -304,7 +305,9 @@ def test_blank_lines_in_a_bulk_file_are_not_records(emu: Any, status_proxy: dict
 def test_changed_records_inside_one_second_land_in_two_folders(emu: Any, conn: str, out: Path) -> None:
     """Two event batches whose spans differ only below the second get two partition folders (the
     extract operators' labels), each with its own manifest."""
-    from airflow_provider_cloudelements.operators.changes import CloudElementsChangedRecordsOperator
+    from airflow_provider_cloudelements.transfers.cloudelements_to_storage.changes import (
+        CloudElementsChangedRecordsOperator,
+    )
 
     iid = emu.state.create_instance("quickbooks", "changes-subsecond")["id"]
     emu.state.records(iid, "invoices")

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.operators.extract import CloudElementsBulkExtractOperator
 from airflow_provider_cloudelements.sensors.bulk import CloudElementsBulkJobSensor
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
 from airflow_provider_cloudelements.utils.polling import TRIGGER_SETTLE_DELAY, poll_delay, poll_delays
 from tests.operators.conftest import Ctx, first_event, roundtrip, run_operator

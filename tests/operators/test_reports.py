@@ -12,8 +12,8 @@ import pytest
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError, CloudElementsNotFoundError
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
+from airflow_provider_cloudelements.models.window import ExtractWindow
 from airflow_provider_cloudelements.operators.reports import CloudElementsReportOperator, report_period
-from airflow_provider_cloudelements.utils.windows import ExtractWindow
 from tests.operators.conftest import Ctx, files_under, run_operator
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)

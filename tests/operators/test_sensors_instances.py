@@ -17,7 +17,6 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsTimeoutError,
 )
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.operators.changes import CloudElementsChangedRecordsOperator
 from airflow_provider_cloudelements.operators.instances import (
     CloudElementsCreateInstanceOperator,
     CloudElementsDeleteInstanceOperator,
@@ -25,6 +24,9 @@ from airflow_provider_cloudelements.operators.instances import (
 from airflow_provider_cloudelements.operators.links import INSTANCE_URL_KEY
 from airflow_provider_cloudelements.sensors.bulk import CloudElementsBulkJobSensor
 from airflow_provider_cloudelements.sensors.events import CloudElementsEventSensor
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.changes import (
+    CloudElementsChangedRecordsOperator,
+)
 from airflow_provider_cloudelements.triggers.events import CloudElementsEventTrigger
 from tests.operators.conftest import Ctx, FakeAssetStateStore, roundtrip, run_operator, wait_for
 
@@ -75,6 +77,43 @@ async def _first(trigger: Any) -> dict[str, Any]:
         return (await asyncio.wait_for(gen.__anext__(), 15)).payload
     finally:
         await gen.aclose()
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_events_the_hook_accepts_reach_the_sensor_and_the_trigger(emu: Any, conn: str, deferrable: bool) -> None:
+    """Regression (issue 12): the sensor and the trigger re-filtered the hook's events on a top-level,
+    case-sensitive ``objectType`` and silently dropped events the hook had accepted (here: the user wrote
+    ``object_types=["Invoices"]``, the hook matches it case-insensitively to ``invoices``). Now all three
+    use the one event filter (models/events.py)."""
+    iid = emu.state.create_instance("quickbooks", f"filter-{deferrable}")["id"]
+    emu.state.records(iid, "invoices")
+    started = datetime.now(timezone.utc)
+    wait_for(lambda: datetime.now(timezone.utc) >= started + timedelta(milliseconds=2), what="next millisecond")
+    watermark = now_iso()
+    sensor = event_sensor(
+        iid, since=watermark, object_types=["Invoices"], event_types=["created"], deferrable=deferrable, timeout=5
+    )
+    ctx = Ctx()
+    if deferrable:
+        with pytest.raises(TaskDeferred) as deferred:
+            sensor.execute(ctx.context)
+        trigger = roundtrip(deferred.value.trigger)
+        changed = emu.state.simulate_activity(iid, resources=["invoices", "customers"], creates=2, updates=1, deletes=0)
+        event = asyncio.run(_first(trigger))
+        assert event["status"] == "success", event  # before the fix: no event until the deadline
+        events = sensor.resume_execution(deferred.value.method_name, {"event": event}, ctx.context)
+    else:
+        changed = emu.state.simulate_activity(iid, resources=["invoices", "customers"], creates=2, updates=1, deletes=0)
+        events = sensor.execute(ctx.context)  # before the fix: CloudElementsSensorTimeoutError after 5 s
+    accepted = list(
+        CloudElementsHook(conn, instance_id=iid).iter_events(
+            since=datetime.fromisoformat(watermark), object_types=["Invoices"], event_types=["created"]
+        )
+    )
+    assert accepted, "the hook's filter is case-insensitive on objectType"
+    assert sorted(str(e["id"]) for e in events) == sorted(str(e["id"]) for e in accepted)
+    assert {str(e["objectId"]) for e in events} == {str(i) for i in changed["invoices"]["created"]}
+    assert {e["objectType"] for e in events} == {"invoices"}
 
 
 @pytest.mark.parametrize("deferrable", [False, True])

@@ -10,12 +10,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cloudelements.operators.extract import (
-    CloudElementsBulkExtractOperator,
-    CloudElementsPagedExtractOperator,
-)
+from airflow_provider_cloudelements.models.window import DEFAULT_LOOKBACK
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import CloudElementsPagedExtractOperator
 from airflow_provider_cloudelements.utils.records import record_id, updated_at
-from airflow_provider_cloudelements.utils.windows import DEFAULT_LOOKBACK
 from tests.operators.conftest import Ctx, files_under, run_operator
 from tests.operators.test_bulk_extract import MANIFEST_KEYS
 

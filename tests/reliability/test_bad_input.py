@@ -29,16 +29,14 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsServerError,
 )
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.operators.extract import (
-    CloudElementsBulkExtractOperator,
-    CloudElementsPagedExtractOperator,
-)
+from airflow_provider_cloudelements.models.status import CloudElementsBulkJobStatus
 from airflow_provider_cloudelements.operators.instances import (
     CloudElementsCreateInstanceOperator,
     CloudElementsDeleteInstanceOperator,
 )
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import CloudElementsPagedExtractOperator
 from airflow_provider_cloudelements.utils import ceql
-from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
 from tests.hooks.conftest import Resp, ScriptedServer
 from tests.hooks.conftest import conn_json as scripted_conn_json
 from tests.reliability.conftest import REPORT, make_context, requests_total

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from cloudelements_emulator import EmulatorConfig, EmulatorServer
+
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
 from airflow_provider_cloudelements.utils.budget import SharedBudgetStore, check_budget_store
 from tests.conftest import connection_json

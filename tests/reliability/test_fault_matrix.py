@@ -31,7 +31,7 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsThrottledError,
 )
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.operators.extract import CloudElementsBulkExtractOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
 from airflow_provider_cloudelements.utils.records import record_id
 from tests.reliability.conftest import (
     REPORT,

@@ -16,8 +16,11 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from airflow_provider_cloudelements.operators.extract import STATE_KEY, CloudElementsBulkExtractOperator
-from airflow_provider_cloudelements.operators.sql import CloudElementsSqlUpsertOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import (
+    STATE_KEY,
+    CloudElementsBulkExtractOperator,
+)
+from airflow_provider_cloudelements.transfers.storage_to_sql.operator import CloudElementsSqlUpsertOperator
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
 from tests.reliability.conftest import (
     FakeStateStore,
@@ -263,7 +266,9 @@ def test_concurrent_runs_in_threads_always_leave_a_consistent_folder(
     files that exist and describe it, and only files of the manifest's run remain."""
     import threading
 
-    from airflow_provider_cloudelements.operators.extract import CloudElementsPagedExtractOperator
+    from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import (
+        CloudElementsPagedExtractOperator,
+    )
 
     iid = int(new_instance("quickbooks")["id"])
     conn_id = rconn()
@@ -301,13 +306,14 @@ def test_concurrent_runs_in_threads_always_leave_a_consistent_folder(
 _CHILD = r"""
 import json, os, signal, sys
 from datetime import datetime, timezone
-import airflow_provider_cloudelements.operators.extract as extract
+import airflow_provider_cloudelements.transfers.cloudelements_to_storage.base as base
+import airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk as extract
 
 mode = sys.argv[1]
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 if mode == "before-manifest":
-    extract.publish_manifest = die
+    base.publish_manifest = die
 elif mode == "mid-download":
     real = extract.CloudElementsHook.download_bulk
     def partial(self, job_id, resource, fileobj, **kwargs):
@@ -374,7 +380,7 @@ def test_kill_9_mid_download_leaves_a_temporary_the_next_run_removes_once_stale(
     import os
     import time
 
-    from airflow_provider_cloudelements.utils.landing import STALE_TEMP_AGE
+    from airflow_provider_cloudelements.transfers.landing import STALE_TEMP_AGE
 
     iid = int(new_instance("quickbooks")["id"])
     conn_id = rconn()

@@ -28,9 +28,9 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_cloudelements.exceptions import CloudElementsError
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.operators.extract import CloudElementsBulkExtractOperator
 from airflow_provider_cloudelements.sensors.bulk import CloudElementsBulkJobSensor
 from airflow_provider_cloudelements.sensors.events import CloudElementsEventSensor
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
 from airflow_provider_cloudelements.triggers.events import CloudElementsEventTrigger
 from tests.conftest import ROOT, connection_json

@@ -19,14 +19,15 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_cloudelements.transfers.storage_to_sql import rows as sql_rows
+from airflow_provider_cloudelements.transfers.storage_to_sql.load import load_manifest
+
 # bound at import: tests may monkeypatch the module attribute, teardown must still reach the database
-from airflow_provider_cloudelements.operators.sql import (
+from airflow_provider_cloudelements.transfers.storage_to_sql.operator import (
     CloudElementsSqlUpsertOperator,
     get_sql_hook,
-    load_manifest,
     prepare_connection,
 )
-from airflow_provider_cloudelements.utils import sqlsync
 
 POSTGRES_URI_ENV = "CLOUDELEMENTS_TEST_POSTGRES_URI"
 COLUMNS = "instance_id, record_id, updated_at, is_deleted, data, synced_at, version_num, observed_at, deleted_at"
@@ -134,7 +135,7 @@ def run_at(db: Backend, manifest: dict[str, Any], synced_at: datetime) -> dict[s
     try:
         prepare_connection(conn, dialect)
         return load_manifest(
-            conn, dialect, sqlsync.validate_manifest(manifest), table_prefix=db.prefix, synced_at=synced_at
+            conn, dialect, sql_rows.loadable_manifest(manifest), table_prefix=db.prefix, synced_at=synced_at
         )
     finally:
         conn.close()

@@ -13,8 +13,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_cloudelements.operators.sql import get_sql_hook, load_manifest, prepare_connection
-from airflow_provider_cloudelements.utils import sqlsync
+from airflow_provider_cloudelements.transfers.storage_to_sql import history as sql_history
+from airflow_provider_cloudelements.transfers.storage_to_sql import rows as sql_rows
+from airflow_provider_cloudelements.transfers.storage_to_sql.load import load_manifest
+from airflow_provider_cloudelements.transfers.storage_to_sql.operator import get_sql_hook, prepare_connection
 
 from .conftest import Backend, qbo_invoice, run
 from .test_semantics import DAY, _history, invoices, iso, ms
@@ -34,7 +36,7 @@ def load(db: Backend, manifest: dict[str, Any], synced_at: datetime, **kwargs: A
         return load_manifest(
             conn,
             dialect,
-            sqlsync.validate_manifest(manifest),
+            sql_rows.loadable_manifest(manifest),
             table_prefix=db.prefix,
             synced_at=synced_at,
             history=True,
@@ -46,7 +48,7 @@ def load(db: Backend, manifest: dict[str, Any], synced_at: datetime, **kwargs: A
 
 def history(db: Backend, instance_id: int = 12) -> dict[str, list[tuple[Any, ...]]]:
     """``{record_id: [(valid_from, valid_to, is_deleted, syncToken or None), ...]}`` in ``seq`` order."""
-    table = sqlsync.history_table(f"{db.prefix}quickbooks_invoices")
+    table = sql_history.history_table(f"{db.prefix}quickbooks_invoices")
     p = "?" if db.name == "sqlite" else "%s"
     out: dict[str, list[tuple[Any, ...]]] = {}
     for rid, seq, start, end, deleted, _num, data in db.query(
@@ -81,7 +83,7 @@ EXPECTED = {
 def test_out_of_order_loads_give_the_same_history(db: Backend, tmp_path: Path) -> None:
     extracts = _history(tmp_path)[:4]
     table = f"{db.prefix}quickbooks_invoices"
-    versions = sqlsync.versions_table(table)
+    versions = sql_history.versions_table(table)
     results = []
     for iid, order in enumerate(itertools.permutations(extracts), start=100):
         for day, manifest in enumerate(order):
@@ -102,7 +104,7 @@ def test_out_of_order_loads_give_the_same_history(db: Backend, tmp_path: Path) -
 
 def test_rerun_writes_nothing(db: Backend, tmp_path: Path) -> None:
     table = f"{db.prefix}quickbooks_invoices"
-    names = (table, sqlsync.versions_table(table), sqlsync.history_table(table))
+    names = (table, sql_history.versions_table(table), sql_history.history_table(table))
     for day, manifest in enumerate(_history(tmp_path), start=1):
         first = load(db, manifest, DAY + timedelta(days=day))
         before = [dump(db, n) for n in names]
@@ -123,7 +125,7 @@ def test_delete_closes_the_last_version_and_as_of_query(db: Backend, tmp_path: P
     load(db, invoices(tmp_path, "c", [v0], snapshot=iso(7)), DAY)
     assert history(db) == {"1": [(iso(6), iso(8), 0, 0), (iso(8), iso(9), 0, 1), (iso(9), None, 1, None)]}
 
-    table = sqlsync.history_table(f"{db.prefix}quickbooks_invoices")
+    table = sql_history.history_table(f"{db.prefix}quickbooks_invoices")
     p = "?" if db.name == "sqlite" else "%s"
     as_of = (
         f'SELECT record_id, data FROM "{table}" WHERE instance_id = {p} AND valid_from <= {p} '
@@ -141,8 +143,8 @@ def test_history_is_opt_in_through_the_operator(db: Backend, tmp_path: Path) -> 
     manifest = invoices(tmp_path, "a", [qbo_invoice(1, updated_ms=ms(6))], snapshot=iso(7))
     summary = run(db, manifest)
     assert "history_records" not in summary
-    assert not db.table_exists(sqlsync.versions_table(table))
-    assert not db.table_exists(sqlsync.history_table(table))
+    assert not db.table_exists(sql_history.versions_table(table))
+    assert not db.table_exists(sql_history.history_table(table))
     summary = run(db, manifest, history=True)  # switched on later: the versions seen from then on
     assert (summary["inserted"], summary["history_records"], summary["history_rows"]) == (0, 1, 1)
     assert history(db) == {"1": [(iso(6), None, 0, 0)]}
@@ -156,7 +158,7 @@ def test_derive_history_orders_by_version_number_before_time() -> None:
         ("v:a", 1, iso(8), iso(8), 0, None, "{}"),
         ("d:x", None, None, None, 1, iso(8, 30), None),  # d < K(v2): closes v1 only
     ]
-    derived = sqlsync.derive_history(rows)
+    derived = sql_history.derive_history(rows)
     assert [(r[0], r[1], r[2], r[3], r[4]) for r in derived] == [
         (0, iso(8), iso(8, 30), 0, 1),
         (1, iso(8, 30), iso(8, 30), 1, None),

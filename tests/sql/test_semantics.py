@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError, CloudElementsDataError
-from airflow_provider_cloudelements.operators.sql import CloudElementsSqlUpsertOperator
-from airflow_provider_cloudelements.utils import sqlsync
+from airflow_provider_cloudelements.models.timestamps import format_utc
+from airflow_provider_cloudelements.transfers.storage_to_sql import dialect as sql_dialect
+from airflow_provider_cloudelements.transfers.storage_to_sql import rows as sql_rows
+from airflow_provider_cloudelements.transfers.storage_to_sql.operator import CloudElementsSqlUpsertOperator
 
 from .conftest import (
     Backend,
@@ -47,7 +49,7 @@ def ms(hour: int, minute: int = 0) -> int:
 
 def iso(hour: int, minute: int = 0) -> str:
     """The loader's fixed-width UTC form (also what ``snapshot_at``/``deleted_at`` are compared as)."""
-    return sqlsync.format_utc(at(hour, minute))
+    return format_utc(at(hour, minute))
 
 
 def extract(
@@ -181,7 +183,7 @@ def test_failed_records_are_never_deletions(
     full = extract(
         tmp_path, "full", "quickbooks", "invoices", everything[:3], snapshot=snapshot, full_refresh=True, **extra
     )
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_cloudelements.operators.sql"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_cloudelements.transfers.storage_to_sql.load"):
         summary = run(db, full)
     assert counts(summary) == (0, 0, 3, 0, 5, 5)
     assert db.live(table, 12) == {str(i): r for i, r in enumerate(everything, start=1)}
@@ -336,7 +338,7 @@ def test_naive_timezone_comes_from_the_manifest_unless_set(
     )
     run(db, ny)
     assert db.rows(table, 12)["1"]["updated_at"] == "2026-07-15T13:30:00.000Z"  # the extract's zone (EDT)
-    with caplog.at_level(logging.WARNING, logger="airflow_provider_cloudelements.operators.sql"):
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_cloudelements.transfers.storage_to_sql.load"):
         run(db, {**ny, "instance_id": 13}, naive_timezone="UTC")  # explicit parameter wins, with a warning
     assert db.rows(table, 13)["1"]["updated_at"] == "2026-07-15T09:30:00.000Z"
     assert any("although its extract used America/New_York" in r.getMessage() for r in caplog.records)
@@ -504,7 +506,7 @@ def test_load_order_does_not_change_the_result(db: Backend, tmp_path: Path) -> N
 
 def test_table_of_the_old_loader_is_migrated_in_place(db: Backend, tmp_path: Path) -> None:
     table = f"{db.prefix}quickbooks_customers"
-    key = sqlsync.POSTGRES.key_text_type if db.name == "postgres" else "TEXT"
+    key = sql_dialect.POSTGRES.key_text_type if db.name == "postgres" else "TEXT"
     db.query(  # exactly what the previous release created
         f'CREATE TABLE "{table}" (instance_id BIGINT NOT NULL, record_id {key} NOT NULL, updated_at {key}, '
         "is_deleted INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL, synced_at TEXT NOT NULL, "
@@ -519,7 +521,7 @@ def test_table_of_the_old_loader_is_migrated_in_place(db: Backend, tmp_path: Pat
     for rid, (updated, deleted, data) in old_rows.items():
         db.query(
             f'INSERT INTO "{table}" VALUES (12, {p}, {p}, {p}, {p}, {p})',
-            (rid, updated, deleted, sqlsync.canonical_json(data), iso(10)),
+            (rid, updated, deleted, sql_rows.canonical_json(data), iso(10)),
         )
 
     newer = qbo_customer(1, updated_ms=ms(11))

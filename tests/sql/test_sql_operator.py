@@ -17,8 +17,8 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsDataError,
     CloudElementsReconciliationError,
 )
-from airflow_provider_cloudelements.operators.sql import (
-    SUMMARY_KEYS,
+from airflow_provider_cloudelements.transfers.storage_to_sql.load import SUMMARY_KEYS
+from airflow_provider_cloudelements.transfers.storage_to_sql.operator import (
     CloudElementsSqlUpsertOperator,
     get_sql_hook,
 )
@@ -334,7 +334,7 @@ def test_streams_in_batches(db: Backend, tmp_path: Path) -> None:
 def test_bad_manifest_fails_before_touching_the_database(
     db: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, Any], message: str
 ) -> None:
-    import airflow_provider_cloudelements.operators.sql as sql_module
+    import airflow_provider_cloudelements.transfers.storage_to_sql.operator as sql_module
 
     def no_db(conn_id: str) -> None:
         raise AssertionError("the database was reached")

@@ -3,7 +3,7 @@
 Every test taking ``target`` runs on SQLite (a file in ``tmp_path``), on PostgreSQL when
 ``CLOUDELEMENTS_TEST_POSTGRES_URI`` is set (``eval "$(bash scripts/ci_postgres.sh start)"``; marker
 ``postgres``) and on DuckDB when the ``duckdb`` package is installed. Raw tables are always written
-by the production raw loader (:func:`airflow_provider_cloudelements.operators.sql.load_manifest`)
+by the production raw loader (:func:`airflow_provider_cloudelements.transfers.storage_to_sql.load.load_manifest`)
 from NDJSON files, exactly as the SQL upsert operator does; the typed tables are then projected.
 """
 
@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from cloudelements_emulator import generator
 from cloudelements_emulator.elements import ELEMENTS as EMULATED
-from airflow_provider_cloudelements.operators.sql import load_manifest, prepare_connection
+
+from airflow_provider_cloudelements.transfers.storage_to_sql import dialect as sql_dialect
+from airflow_provider_cloudelements.transfers.storage_to_sql import rows as sql_rows
+from airflow_provider_cloudelements.transfers.storage_to_sql.load import load_manifest
+from airflow_provider_cloudelements.transfers.storage_to_sql.operator import prepare_connection
 from airflow_provider_cloudelements.typed import project
-from airflow_provider_cloudelements.utils import sqlsync
 from tests.operators.conftest import conn, emu, out  # noqa: F401  (emulator fixtures of the end-to-end test)
 from tests.sql.conftest import make_manifest, write_ndjson
 
@@ -45,7 +47,7 @@ class Target:
     name: str
     conn: Any
     loader_conn: Any
-    dialect: sqlsync.SqlDialect
+    dialect: sql_dialect.SqlDialect
     prefix: str
     tmp: Path
     connect: Any = None
@@ -95,7 +97,7 @@ class Target:
             full_refresh=full_refresh,
         )
         return load_manifest(
-            self.loader_conn, self.dialect, sqlsync.validate_manifest(manifest), table_prefix=self.prefix
+            self.loader_conn, self.dialect, sql_rows.loadable_manifest(manifest), table_prefix=self.prefix
         )
 
     def project(self, element_key: str, resource: str, *, instance_id: int = 12, **kwargs: Any) -> dict[str, Any]:
@@ -151,11 +153,11 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
 
         def connect_sqlite() -> Any:
             new = sqlite3.connect(tmp_path / "typed.db", check_same_thread=False)
-            prepare_connection(new, sqlsync.SQLITE)
+            prepare_connection(new, sql_dialect.SQLITE)
             return new
 
         conn = connect_sqlite()
-        yield Target("sqlite", conn, conn, sqlsync.SQLITE, prefix, tmp_path, connect_sqlite)
+        yield Target("sqlite", conn, conn, sql_dialect.SQLITE, prefix, tmp_path, connect_sqlite)
         conn.close()
         return
     if request.param == "duckdb":
@@ -171,7 +173,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         pytest.skip(f"{POSTGRES_URI_ENV} not set (start a server with scripts/ci_postgres.sh)")
     import psycopg
 
-    dialect = sqlsync.POSTGRES
+    dialect = sql_dialect.POSTGRES
 
     def connect_pg() -> Any:
         new = psycopg.connect(uri)

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_cloudelements.operators.extract import CloudElementsBulkExtractOperator
-from airflow_provider_cloudelements.operators.sql import load_manifest
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
+from airflow_provider_cloudelements.transfers.storage_to_sql.load import load_manifest
+from airflow_provider_cloudelements.transfers.storage_to_sql.rows import loadable_manifest
 from airflow_provider_cloudelements.typed import child_table_name
 from airflow_provider_cloudelements.utils.records import is_soft_deleted, record_id
-from airflow_provider_cloudelements.utils.sqlsync import validate_manifest
 from tests.operators.conftest import Ctx, run_operator
 from tests.typed.conftest import Target
 from tests.typed.test_typed_tables import ARRAY_OF, assert_typed_matches
@@ -47,7 +47,7 @@ def test_extract_load_project_matches_the_emulator(
     )
     manifest = run_operator(op, Ctx(data_interval_end=END), expect_defer=False)
     metadata = _metadata(emu, inst["token"], "invoices")
-    load_manifest(target.loader_conn, target.dialect, validate_manifest(manifest), table_prefix=target.prefix)
+    load_manifest(target.loader_conn, target.dialect, loadable_manifest(manifest), table_prefix=target.prefix)
     summary = target.project(element_key, "invoices", instance_id=inst["id"], metadata=metadata)
 
     truth = emu.state.records(inst["id"], "invoices")
@@ -74,7 +74,7 @@ def test_sql_operator_typed_true_keeps_typed_tables_equal_to_the_emulator(
     import json
     import sqlite3
 
-    from airflow_provider_cloudelements.operators.sql import CloudElementsSqlUpsertOperator
+    from airflow_provider_cloudelements.transfers.storage_to_sql.operator import CloudElementsSqlUpsertOperator
 
     db = tmp_path / "typed.db"
     monkeypatch.setenv("AIRFLOW_CONN_CE_TYPED_DB", json.dumps({"conn_type": "sqlite", "host": str(db)}))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_cloudelements.utils.landing import atomic_write, partition_path, staged_file
+from airflow_provider_cloudelements.transfers.landing import atomic_write, partition_path, staged_file
 
 
 def test_partition_path_is_stable_per_interval(tmp_path: Path) -> None:
@@ -69,7 +69,7 @@ def test_partition_labels_keep_sub_second_windows_apart(tmp_path: Path) -> None:
 
 
 def test_run_tokens_sort_by_snapshot_and_name_files() -> None:
-    from airflow_provider_cloudelements.utils.landing import landed_name, run_token, token_of
+    from airflow_provider_cloudelements.transfers.landing import landed_name, run_token, token_of
 
     early = run_token(datetime(2026, 3, 1, 10, 0, 0, 5000, tzinfo=timezone.utc), unique="job-1")
     late = run_token(datetime(2026, 3, 1, 10, 0, 0, 6000, tzinfo=timezone.utc))

@@ -6,15 +6,11 @@ import pendulum
 import pytest
 
 from airflow_provider_cloudelements.exceptions import CloudElementsBulkJobError, CloudElementsConfigError
+from airflow_provider_cloudelements.models.status import CloudElementsBulkJobStatus
+from airflow_provider_cloudelements.models.timestamps import parameter_time, parse_timestamp
+from airflow_provider_cloudelements.models.window import DEFAULT_LOOKBACK, resolve_window
 from airflow_provider_cloudelements.utils.elements import ELEMENTS
-from airflow_provider_cloudelements.utils.records import (
-    is_soft_deleted,
-    parse_instant,
-    record_version,
-    updated_at,
-)
-from airflow_provider_cloudelements.utils.status import CloudElementsBulkJobStatus
-from airflow_provider_cloudelements.utils.windows import DEFAULT_LOOKBACK, resolve_window, to_utc
+from airflow_provider_cloudelements.utils.records import is_soft_deleted, record_version, updated_at
 
 UTC = timezone.utc
 START = pendulum.datetime(2026, 3, 1, 10, tz="UTC")
@@ -44,7 +40,9 @@ def test_default_lookback_applies_to_data_intervals_not_to_explicit_starts() -> 
 
 @pytest.mark.parametrize("bad", [-1, "600", True, float("nan"), timedelta(seconds=-1), [600]])
 def test_lookback_is_validated_when_the_operator_is_built(bad: object) -> None:
-    from airflow_provider_cloudelements.operators.extract import CloudElementsPagedExtractOperator
+    from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import (
+        CloudElementsPagedExtractOperator,
+    )
 
     with pytest.raises(CloudElementsConfigError, match="lookback"):
         CloudElementsPagedExtractOperator(task_id="t", resource="invoices", instance_id=1, lookback=bad)
@@ -86,8 +84,8 @@ def test_bad_window_inputs_raise_typed_errors(kwargs: dict[str, object]) -> None
 
 
 def test_to_utc_normalises_offsets_and_naive() -> None:
-    assert to_utc("2026-03-01T12:00:00+02:00") == datetime(2026, 3, 1, 10, tzinfo=UTC)
-    assert to_utc(datetime(2026, 3, 1, 10)) == datetime(2026, 3, 1, 10, tzinfo=UTC)
+    assert parameter_time("2026-03-01T12:00:00+02:00", what="date") == datetime(2026, 3, 1, 10, tzinfo=UTC)
+    assert parameter_time(datetime(2026, 3, 1, 10), what="date") == datetime(2026, 3, 1, 10, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +102,7 @@ def test_to_utc_normalises_offsets_and_naive() -> None:
     ],
 )
 def test_parse_instant_accepts_every_element_format(value: object, expected: datetime | None) -> None:
-    assert parse_instant(value) == expected
+    assert parse_timestamp(value, strict=False) == expected
 
 
 def test_updated_at_and_soft_delete_per_element() -> None:

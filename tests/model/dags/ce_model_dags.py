@@ -16,11 +16,9 @@ from typing import Any
 
 from airflow.sdk import DAG
 
-from airflow_provider_cloudelements.operators.extract import (
-    CloudElementsBulkExtractOperator,
-    CloudElementsPagedExtractOperator,
-)
-from airflow_provider_cloudelements.operators.sql import CloudElementsSqlUpsertOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import CloudElementsPagedExtractOperator
+from airflow_provider_cloudelements.transfers.storage_to_sql.operator import CloudElementsSqlUpsertOperator
 from tests.model import support
 
 INTERVAL = timedelta(seconds=float(os.environ.get("CE_MODEL_INTERVAL_SECONDS", "1")))

@@ -1,10 +1,16 @@
-"""Bulk job statuses (reference §4.2) shared by the hook, operator, sensor and trigger."""
+"""Bulk job statuses (reference §4.2) and counts, shared by the hook, operators, sensor and trigger."""
 
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
-from airflow_provider_cloudelements.exceptions import CloudElementsBulkJobError
+from airflow_provider_cloudelements.exceptions import (
+    CloudElementsBulkJobError,
+    CloudElementsConfigError,
+    CloudElementsReconciliationError,
+)
+from airflow_provider_cloudelements.utils.validation import as_int
 
 
 class CloudElementsBulkJobStatus(str, Enum):
@@ -59,3 +65,21 @@ FAILURE_STATUSES = frozenset(
 )
 TERMINAL_STATUSES = SUCCESS_STATUSES | FAILURE_STATUSES
 NON_TERMINAL_STATUSES = frozenset(CloudElementsBulkJobStatus) - TERMINAL_STATUSES
+
+
+def status_count(status: dict[str, Any], key: str, job_id: str) -> int | None:
+    """An integer count from a bulk status (``recordsCount``, ``recordsFailedCount``); ``None`` if absent.
+
+    ``recordsFailedCount`` absent means 0.
+
+    :raises CloudElementsReconciliationError: ``recordsCount`` that is not a non-negative integer.
+    :raises CloudElementsBulkJobError: ``recordsFailedCount`` that is not a non-negative integer.
+    """
+    value = status.get(key)
+    if value is None or value == "":
+        return 0 if key == "recordsFailedCount" else None
+    try:
+        return as_int(value, f"Bulk job {job_id}: status field {key}", minimum=0)
+    except CloudElementsConfigError:
+        error = CloudElementsReconciliationError if key == "recordsCount" else CloudElementsBulkJobError
+        raise error(f"Bulk job {job_id}: status field {key} is not a record count: {str(value)[:40]!r}") from None

@@ -33,10 +33,11 @@ from typing import Any, BinaryIO, cast
 
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_cloudelements.models.manifest import MANIFEST_NAME
+
 log = logging.getLogger(__name__)
 
 FORMAT_SUFFIX = {"ndjson": "ndjson", "csv": "csv", "parquet": "parquet"}
-MANIFEST_NAME = "_manifest.json"
 #: Hidden ``.part`` temporaries older than this are a dead run's (a download is written continuously;
 #: a live one is never this old without being touched) and are removed by the next publish.
 STALE_TEMP_AGE = timedelta(hours=6)
@@ -146,7 +147,7 @@ def staged_file(final: ObjectStoragePath, mode: str = "wb") -> Iterator[tuple[Bi
         if not handle.closed:
             handle.close()
         if not published:
-            _remove_quietly(tmp)
+            remove_quietly(tmp)
 
 
 def _replace(src: ObjectStoragePath, dst: ObjectStoragePath) -> None:
@@ -161,7 +162,7 @@ def _replace(src: ObjectStoragePath, dst: ObjectStoragePath) -> None:
     src.rename(dst)
 
 
-def _remove_quietly(path: ObjectStoragePath) -> None:
+def remove_quietly(path: ObjectStoragePath) -> None:
     try:
         if path.exists():
             path.unlink()
@@ -335,7 +336,7 @@ def _clean(folder: ObjectStoragePath, current: dict[str, Any], replaced: dict[st
             if other is not None and (token is None or not _later(token, other)):
                 continue  # same or later snapshot: possibly a concurrent run still landing
         log.info("Removing stale file %s", child)
-        _remove_quietly(child)
+        remove_quietly(child)
 
 
 def _mtime(path: ObjectStoragePath, default: float) -> float:

@@ -19,14 +19,14 @@ server assumes) and the exact half-open window is applied client-side with :func
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any
-
-import pendulum
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
+from airflow_provider_cloudelements.models.timestamps import parameter_time
 from airflow_provider_cloudelements.utils.elements import ElementSpec
-from airflow_provider_cloudelements.utils.records import updated_at, zone
+from airflow_provider_cloudelements.utils.records import updated_at
+from airflow_provider_cloudelements.utils.validation import check_timezone, positive_number
 
 #: Overlap subtracted from the start of windows taken from the data interval when ``lookback`` is not
 #: given: covers a Cloud Elements / provider clock up to 10 minutes behind the Airflow worker's.
@@ -65,47 +65,10 @@ class ExtractWindow:
         if not isinstance(data, dict) or not isinstance(data.get("full_refresh"), bool):
             raise CloudElementsConfigError(f"Not a persisted extract window: {data!r}")
         return cls(
-            start=to_utc(data.get("start"), name="window start"),
-            end=to_utc(data.get("end"), name="window end"),
+            start=parameter_time(data.get("start"), what="window start"),
+            end=parameter_time(data.get("end"), what="window end"),
             full_refresh=data["full_refresh"],
         )
-
-
-def to_utc(value: Any, *, name: str = "date") -> datetime | None:
-    """Parse ``value`` (datetime, pendulum, ISO-8601 string, or ``None``) into an aware UTC datetime.
-
-    Naive datetimes are taken as UTC. :raises CloudElementsConfigError: when unparseable.
-    """
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, str):
-        try:
-            dt = pendulum.parse(value)  # type: ignore[assignment]
-        except Exception as err:  # pendulum raises several types
-            raise CloudElementsConfigError(f"Unparseable {name}: {value!r} (expected ISO-8601)") from err
-        if not isinstance(dt, datetime):
-            raise CloudElementsConfigError(f"Unparseable {name}: {value!r} (expected a date-time)")
-    else:
-        raise CloudElementsConfigError(f"Unparseable {name}: {value!r} (expected ISO-8601 or datetime)")
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return datetime.fromtimestamp(dt.timestamp(), tz=timezone.utc)
-
-
-def positive_number(value: Any, name: str, *, allow_zero: bool = False) -> float:
-    """``value`` as a finite float > 0 (>= 0 with ``allow_zero``); bools and text are rejected.
-
-    :raises CloudElementsConfigError: naming ``name`` and the bad value.
-    """
-    import math
-
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise CloudElementsConfigError(f"{name} must be a number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise CloudElementsConfigError(f"{name} must be {'>= 0' if allow_zero else 'positive'}, got {value!r}")
-    return float(value)
 
 
 def check_lookback(value: Any) -> timedelta | None:
@@ -147,13 +110,15 @@ def resolve_window(
     :raises CloudElementsConfigError: on unparseable dates, a negative lookback or start >= end.
     """
     ctx = context or {}
-    start = to_utc(window_start if window_start is not None else ctx.get("data_interval_start"), name="window start")
-    end = to_utc(window_end if window_end is not None else ctx.get("data_interval_end"), name="window end")
+    start = parameter_time(
+        window_start if window_start is not None else ctx.get("data_interval_start"), what="window start"
+    )
+    end = parameter_time(window_end if window_end is not None else ctx.get("data_interval_end"), what="window end")
     if window_start is None and start is not None and start == end:
         # Zero-width interval (Airflow 3's CronTriggerTimetable, manual and `dags test` runs): the
         # window runs from the previous successful run's interval end, so consecutive runs tile.
         previous = ctx.get("prev_data_interval_end_success")
-        prev_end = to_utc(previous, name="previous interval end") if previous else None
+        prev_end = parameter_time(previous, what="previous interval end") if previous else None
         start = prev_end if prev_end is not None and prev_end < end else None
     if full_refresh not in (True, False, "auto"):
         raise CloudElementsConfigError(f"full_refresh must be True, False or 'auto', got {full_refresh!r}")
@@ -188,23 +153,27 @@ def check_naive_timezone(value: Any) -> str | None:
     """
     if value is None:
         return None
-    if not isinstance(value, str) or not value.strip():
-        raise CloudElementsConfigError(f"naive_timezone must be an IANA time zone name, got {value!r}")
-    zone(value.strip())
-    return value.strip()
+    return check_timezone(value, "naive_timezone")
 
 
-def server_bounds(window: ExtractWindow, spec: ElementSpec) -> tuple[datetime | None, datetime | None]:
+class ServerBounds(NamedTuple):
+    """The updated-time bounds sent to the server (``None``: open)."""
+
+    start: datetime | None
+    end: datetime | None
+
+
+def server_bounds(window: ExtractWindow, spec: ElementSpec) -> ServerBounds:
     """``(start, end)`` to send to the server for ``window``: open for a full refresh, the window itself
     for elements with zoned times, widened by :data:`NAIVE_MARGIN` for naive ones (client-side
     :func:`in_window` then selects the exact window)."""
     if window.full_refresh:
-        return None, None
+        return ServerBounds(None, None)
     start, end = window.start, window.end
     if naive_times(spec):
         start = start - NAIVE_MARGIN if start is not None else None
         end = end + NAIVE_MARGIN if end is not None else None
-    return start, end
+    return ServerBounds(start, end)
 
 
 def in_window(record: Any, spec: ElementSpec, window: ExtractWindow, naive_tz: str) -> bool:

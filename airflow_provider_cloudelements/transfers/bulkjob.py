@@ -1,0 +1,30 @@
+"""Bulk-job plumbing shared by the operators that run a Cloud Elements bulk job (the bulk extract and
+the bulk upload): announcing the job (XCom ``bulk_job_id`` and the job's extra link) and cancelling it
+on a best-effort basis (``PUT /hubs/finance/bulk/{id}/cancel``, reference §4.1)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_cloudelements.operators.links import BULK_JOB_URL_KEY, bulk_job_url, push_link
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator, Context
+
+    from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
+
+
+def announce_job(operator: BaseOperator, context: Context, hook: CloudElementsHook, job_id: str) -> None:
+    """Push the job id to XCom (key ``bulk_job_id``) and the bulk job link of ``operator``."""
+    context["ti"].xcom_push(key="bulk_job_id", value=job_id)
+    push_link(operator, context, BULK_JOB_URL_KEY, bulk_job_url(hook.base_url, job_id))
+
+
+def cancel_quietly(hook: CloudElementsHook, job_id: str, log: logging.Logger | Any, what: str = "bulk job") -> None:
+    """Cancel ``job_id``; a failure to cancel is logged, never raised (the original failure matters more)."""
+    try:
+        hook.cancel_bulk_job(job_id)
+        log.info("Cancelled %s %s", what, job_id)
+    except Exception as err:  # best effort
+        log.warning("Could not cancel %s %s: %s", what, job_id, err)
