@@ -1,0 +1,149 @@
+"""Event listings of Cloud Elements (reference §5.6): the client-side event filter and the query hints
+both hooks use, and the sync hook's :meth:`EventsMixin.iter_events`.
+
+The functions :func:`event_window_params`, :func:`event_date` and :func:`event_matches` moved here
+verbatim from ``hooks/cloudelements.py`` (still importable from there).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
+from airflow_provider_cloudelements.hooks.sync_base import CloudElementsSyncBase
+from airflow_provider_cloudelements.utils import ceql
+
+
+def _event_values(event: Any, key: str) -> set[str]:
+    """All values of ``key`` (``objectType``/``eventType``) in an event record, wherever CE put them:
+    top level, ``events[]``, ``message.events[]``, ``raw``, ``event`` or a JSON ``providerData`` string."""
+    found: set[str] = set()
+
+    def visit(node: Any, depth: int) -> None:
+        if depth > 4:
+            return
+        if isinstance(node, str) and node[:1] in "{[":
+            try:
+                node = json.loads(node)
+            except ValueError:
+                return
+        if isinstance(node, Mapping):
+            value = node.get(key)
+            if isinstance(value, str) and value:
+                found.add(value.lower())
+            for child in ("events", "message", "raw", "event", "providerData", "notifiedData"):
+                if child in node:
+                    visit(node[child], depth + 1)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item, depth + 1)
+
+    visit(event, 0)
+    return found
+
+
+def event_window_params(since: datetime | None, until: datetime | None) -> dict[str, str]:
+    """``from``/``to`` query hints for event listings (UTC ISO-8601, milliseconds; ``from`` rounded
+    down, ``to`` rounded up so the server never returns less than the window). The devportal
+    documents no server-side event filter (§5.6), so results are always filtered client-side too."""
+    params = {}
+    if since is not None:
+        lo = ceql.to_datetime(since, what="since")
+        params["from"] = lo.strftime("%Y-%m-%dT%H:%M:%S.") + f"{lo.microsecond // 1000:03d}Z"
+    if until is not None:
+        hi = ceql.to_datetime(until, what="until")
+        if hi.microsecond % 1000:
+            hi = hi + timedelta(microseconds=1000 - hi.microsecond % 1000)
+        params["to"] = hi.strftime("%Y-%m-%dT%H:%M:%S.") + f"{hi.microsecond // 1000:03d}Z"
+    return params
+
+
+def event_date(event: Mapping[str, Any]) -> datetime | None:
+    """The event's date (``eventDate``, else ``date``/``createdDate``), aware UTC, or ``None``."""
+    for name in ("eventDate", "date", "createdDate"):
+        value = event.get(name)
+        if value in (None, ""):
+            continue
+        try:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return ceql.to_datetime(datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=None))
+            return ceql.to_datetime(value)
+        except (CloudElementsConfigError, OverflowError, OSError, ValueError):
+            continue
+    return None
+
+
+def event_matches(
+    event: Mapping[str, Any],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    object_types: list[str] | None = None,
+    event_types: list[str] | None = None,
+) -> bool:
+    """Client-side event filter (the API documents no server-side filters, §5.6).
+
+    :param since: inclusive lower bound on the event date (aware or naive = UTC).
+    :param until: exclusive upper bound.
+    :param object_types: keep events whose ``objectType`` is one of these (case-insensitive).
+    :param event_types: keep events whose ``eventType`` is one of these (``CREATED``/``UPDATED``/``DELETED``).
+    An event without a readable date passes the date filters (it is not silently dropped).
+    """
+    if since is not None or until is not None:
+        when = event_date(event)
+        if when is not None:
+            if since is not None and when < ceql.to_datetime(since):
+                return False
+            if until is not None and when >= ceql.to_datetime(until):
+                return False
+    if object_types and not (_event_values(event, "objectType") & {t.lower() for t in object_types}):
+        return False
+    return not (event_types and not (_event_values(event, "eventType") & {t.lower() for t in event_types}))
+
+
+def events_path(instance_id: int | None) -> str:
+    """``/instances/{id}/events`` for one instance, ``/instances/events`` for all (``None``)."""
+    return f"/instances/{instance_id}/events" if instance_id is not None else "/instances/events"
+
+
+def check_event_window(since: datetime | None, until: datetime | None) -> None:
+    """:raises CloudElementsConfigError: ``since``/``until`` that is not a datetime or ISO-8601 text."""
+    for value, what in ((since, "since"), (until, "until")):
+        if value is not None:
+            ceql.to_datetime(value, what=what)
+
+
+class EventsMixin(CloudElementsSyncBase):
+    """Event listings of the sync hook."""
+
+    def iter_events(
+        self,
+        *,
+        instance_id: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        object_types: list[str] | None = None,
+        event_types: list[str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Events received by Cloud Elements (§5.6): ``GET /instances/{id}/events`` (platform headers),
+        or ``GET /instances/events`` for all instances when neither ``instance_id`` nor the hook's
+        instance is set. Paged; filtered client-side (:func:`event_matches`: ``[since, until)`` on
+        ``eventDate``, ``objectType``/``eventType`` anywhere in the event). The listing pages by cursor
+        only (it ignores ``page``): a page without ``Elements-Next-Page-Token`` is the last one.
+
+        :raises CloudElementsConfigError: a bad ``instance_id``, ``since`` or ``until`` (before any call).
+        """
+        path = events_path(self._instance_arg_or(instance_id, self.instance_id))
+        check_event_window(since, until)
+        records = self._paginate(
+            path, event_window_params(since, until), hub=False, page_size=self.settings.page_size, cursor_only=True
+        )
+        return (
+            dict(e)
+            for e in records
+            if isinstance(e, Mapping)
+            and event_matches(e, since=since, until=until, object_types=object_types, event_types=event_types)
+        )
