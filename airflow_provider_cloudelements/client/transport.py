@@ -35,7 +35,7 @@ import httpcore
 import httpx
 
 from airflow_provider_cloudelements import __version__
-from airflow_provider_cloudelements.client.protocol import H_REQUEST_ID, MAX_ERROR_BODY_BYTES, header_int
+from airflow_provider_cloudelements.client.protocol import H_REQUEST_ID, MAX_ERROR_BODY_BYTES, Reply, header_int
 from airflow_provider_cloudelements.exceptions import CloudElementsResponseTooLargeError
 
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds: a TCP+TLS handshake to CE takes well under 1 s; 10 s = network trouble
@@ -254,15 +254,20 @@ class BodyBuffer:
         """A truncating buffer holds ``limit`` bytes: stop reading."""
         return self.truncate and len(self._body) >= self.limit
 
-    def add(self, chunk: bytes) -> None:
-        """Append ``chunk``.
+    def add(self, chunk: bytes) -> bool:
+        """Append ``chunk``; return :attr:`full` (a truncating buffer has enough: stop reading).
 
         :raises CloudElementsResponseTooLargeError: past the cap (unless ``truncate``).
         """
         self._body += chunk
         if len(self._body) > self.limit and not self.truncate:
             check_body_size(self.headers, received=len(self._body), limit=self.limit, what=self.what)
+        return self.full
 
     def content(self) -> bytes:
         """The bytes collected (at most ``limit`` for a truncating buffer)."""
         return bytes(self._body[: self.limit] if self.truncate else self._body)
+
+    def reply(self, status_code: int) -> Reply:
+        """The response as a :class:`~.protocol.Reply` with the bytes collected."""
+        return Reply(status_code, self.headers, self.content())

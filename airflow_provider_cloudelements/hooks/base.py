@@ -26,10 +26,11 @@ The HTTP client itself (httpx) is in :mod:`..client.transport`; nothing under ``
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -70,6 +71,7 @@ from airflow_provider_cloudelements.client.retry import (
     is_transport_error,
     note_host_answered,
     parse_http_date,
+    retries_server_errors,
 )
 from airflow_provider_cloudelements.client.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
 from airflow_provider_cloudelements.exceptions import (
@@ -281,6 +283,10 @@ class CloudElementsBaseHook(BaseHook):
         self._element_keys: dict[int, str] = {}
         self._token_lock = threading.Lock()
         self._server_date: tuple[datetime, float] | None = None  # (Date header, monotonic when received)
+        self._token_element_key: str | None = None  # element of the static token (GET /hubs/finance/ping)
+        self._token_key_looked_up = False
+        self._jobs_started: set[str] = set()  # bulk jobs this hook submitted (never "found" again)
+        self._client: Any = None  # the subclass's pooled httpx client, opened on first use
 
     def __repr__(self) -> str:
         name = type(self).__name__
@@ -433,15 +439,35 @@ class CloudElementsBaseHook(BaseHook):
         """
         return decode_json_reply(reply, self._secrets())
 
-    def _failure(
-        self, s: CloudElementsSettings, exc: BaseException, *, what: str, idempotent: bool, start: float
-    ) -> BaseException:
-        """What a logical call that failed with ``exc`` raises: a transport error (no usable response,
-        :func:`~..client.retry.is_transport_error`) becomes a redacted
+    def _retry_args(self, method: str, what: str, idempotent: bool) -> dict[str, Any]:
+        """Arguments of :meth:`RetryPolicy.retrying` / :meth:`RetryPolicy.async_retrying` for one call
+        (plain HTTP 500s are retried for ``GET`` only: :func:`~..client.retry.retries_server_errors`)."""
+        return {
+            "idempotent": idempotent,
+            "logger": self.log,
+            "what": what,
+            "retry_server_error": retries_server_errors(method),
+        }
+
+    @contextlib.contextmanager
+    def _converting_failures(
+        self, s: CloudElementsSettings, *, what: str, idempotent: bool, start: float
+    ) -> Iterator[None]:
+        """Around one logical call (sync or async): a transport error that leaves it (no usable
+        response, :func:`~..client.retry.is_transport_error`) becomes a redacted
         :class:`CloudElementsConnectionError` naming the host; anything else (the typed API errors
-        included) is ``exc`` itself."""
-        if isinstance(exc, CloudElementsError) or not is_transport_error(exc):
-            return exc
+        included) passes unchanged."""
+        try:
+            yield
+        except Exception as exc:
+            if isinstance(exc, CloudElementsError) or not is_transport_error(exc):
+                raise
+            raise self._connection_error(s, exc, what=what, idempotent=idempotent, start=start) from exc
+
+    def _connection_error(
+        self, s: CloudElementsSettings, exc: BaseException, *, what: str, idempotent: bool, start: float
+    ) -> CloudElementsConnectionError:
+        """The :class:`CloudElementsConnectionError` of a call that got no usable response."""
         hint = "" if idempotent else " (not retried after the request may have been sent: POST is not idempotent)"
         message = transport_failure_message(
             what, exc, base_url=s.base_url, elapsed=time.monotonic() - start, described=_describe_transport(exc)

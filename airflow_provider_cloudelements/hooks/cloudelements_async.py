@@ -26,7 +26,7 @@ from airflow.providers.common.compat.connection import get_async_connection, get
 
 from airflow_provider_cloudelements.client.paging import PageInfo, Pager
 from airflow_provider_cloudelements.client.protocol import HUB_PREFIX, MAX_RESPONSE_BYTES, Reply, json_object
-from airflow_provider_cloudelements.client.retry import AttemptDeadlineError, attempt_deadline, retries_server_errors
+from airflow_provider_cloudelements.client.retry import AttemptDeadlineError, attempt_deadline
 from airflow_provider_cloudelements.client.transport import BodyBuffer, async_client
 from airflow_provider_cloudelements.exceptions import CloudElementsApiError
 from airflow_provider_cloudelements.hooks.base import (
@@ -36,9 +36,9 @@ from airflow_provider_cloudelements.hooks.base import (
 )
 from airflow_provider_cloudelements.hooks.events import (
     check_event_window,
-    event_matches,
     event_window_params,
     events_path,
+    matching_events,
 )
 from airflow_provider_cloudelements.hooks.params import check_page_size, job_path
 
@@ -57,18 +57,7 @@ class CloudElementsAsyncHook(CloudElementsBaseHook):
 
     hook_name = "Cloud Elements (async)"
 
-    def __init__(
-        self,
-        cloudelements_conn_id: str = CloudElementsBaseHook.default_conn_name,
-        *,
-        instance_id: int | None = None,
-        element_token: str | None = None,
-        retry_budget: float | None = None,
-    ) -> None:
-        super().__init__(
-            cloudelements_conn_id, instance_id=instance_id, element_token=element_token, retry_budget=retry_budget
-        )
-        self._client: httpx.AsyncClient | None = None
+    _client: httpx.AsyncClient | None
 
     async def _http_client(self, s: CloudElementsSettings) -> httpx.AsyncClient:
         """One pooled client per hook (:func:`~..client.transport.async_client`)."""
@@ -154,35 +143,26 @@ class CloudElementsAsyncHook(CloudElementsBaseHook):
 
     @staticmethod
     async def _read_error(resp: httpx.Response) -> Reply:
-        """An error response with (at most) the first ``MAX_ERROR_BODY_BYTES`` of its body."""
+        """:meth:`CloudElementsHook._read_error` for the async client."""
         body = BodyBuffer.for_error(resp.headers)
-        try:  # only an excerpt ends up in the exception
+        try:
             async for chunk in resp.aiter_bytes():
-                body.add(chunk)
-                if body.full:
+                if body.add(chunk):
                     break
         except httpx.HTTPError:
             pass
-        return Reply(resp.status_code, resp.headers, body.content())
+        return body.reply(resp.status_code)
 
     async def _request(self, method: str, path: str, *, hub: bool, params: Mapping[str, Any] | None = None) -> Reply:
         s = await self.get_settings()
         what, idempotent, start = f"{method} {path}", method != "POST", time.monotonic()
         policy, call_end = self._call_plan(s, start)
-        try:
+        with self._converting_failures(s, what=what, idempotent=idempotent, start=start):
             client = await self._http_client(s)
-            retrying = policy.async_retrying(
-                idempotent=idempotent, logger=self.log, what=what, retry_server_error=retries_server_errors(method)
-            )
-            async for attempt in retrying:
+            async for attempt in policy.async_retrying(**self._retry_args(method, what, idempotent)):
                 with attempt:
                     reply = await self._send_once(client, method, path, hub=hub, params=params, call_end=call_end)
-            return reply
-        except Exception as exc:
-            failure = self._failure(s, exc, what=what, idempotent=idempotent, start=start)
-            if failure is exc:
-                raise
-            raise failure from exc
+        return reply
 
     async def _call(self, method: str, path: str, *, hub: bool, params: Mapping[str, Any] | None = None) -> Any:
         return self._json(await self._request(method, path, hub=hub, params=params))
@@ -243,11 +223,10 @@ class CloudElementsAsyncHook(CloudElementsBaseHook):
         out: list[dict[str, Any]] = []
         while (query := pager.next_params()) is not None:
             reply = await self._request("GET", path, hub=False, params=query)
-            for event in pager.feed(PageInfo.from_response(self._json(reply), reply.headers)):
-                if isinstance(event, Mapping) and event_matches(
-                    event, since=since, until=until, object_types=object_types, event_types=event_types
-                ):
-                    out.append(dict(event))
+            page = pager.feed(PageInfo.from_response(self._json(reply), reply.headers))
+            out.extend(
+                matching_events(page, since=since, until=until, object_types=object_types, event_types=event_types)
+            )
             await asyncio.sleep(0)
         pager.finish()
         return out

@@ -8,7 +8,7 @@ verbatim from ``hooks/cloudelements.py`` (still importable from there).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -116,6 +116,23 @@ def check_event_window(since: datetime | None, until: datetime | None) -> None:
             ceql.to_datetime(value, what=what)
 
 
+def matching_events(
+    records: Iterable[Any],
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    object_types: list[str] | None,
+    event_types: list[str] | None,
+) -> Iterator[dict[str, Any]]:
+    """The event objects of a listing that pass :func:`event_matches` (copies), lazily; the one filter
+    of both hooks."""
+    for event in records:
+        if isinstance(event, Mapping) and event_matches(
+            event, since=since, until=until, object_types=object_types, event_types=event_types
+        ):
+            yield dict(event)
+
+
 class EventsMixin(CloudElementsSyncBase):
     """Event listings of the sync hook."""
 
@@ -141,9 +158,4 @@ class EventsMixin(CloudElementsSyncBase):
         records = self._paginate(
             path, event_window_params(since, until), hub=False, page_size=self.settings.page_size, cursor_only=True
         )
-        return (
-            dict(e)
-            for e in records
-            if isinstance(e, Mapping)
-            and event_matches(e, since=since, until=until, object_types=object_types, event_types=event_types)
-        )
+        return matching_events(records, since=since, until=until, object_types=object_types, event_types=event_types)

@@ -10,6 +10,7 @@ non-download bodies are capped at 16 MiB (``CloudElementsResponseTooLargeError``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -25,7 +26,6 @@ from airflow_provider_cloudelements.client.retry import (
     AttemptDeadlineError,
     RetryPolicy,
     attempt_deadline,
-    retries_server_errors,
 )
 from airflow_provider_cloudelements.client.transport import AttemptDeadline, BodyBuffer, sync_client
 from airflow_provider_cloudelements.exceptions import (
@@ -50,21 +50,7 @@ _DEADLINE_TEXT = "the attempt deadline (the read timeout once the request was se
 class CloudElementsSyncBase(CloudElementsBaseHook):
     """:class:`~.base.CloudElementsBaseHook` with blocking calls over a pooled :class:`httpx.Client`."""
 
-    def __init__(
-        self,
-        cloudelements_conn_id: str = CloudElementsBaseHook.default_conn_name,
-        *,
-        instance_id: int | None = None,
-        element_token: str | None = None,
-        retry_budget: float | None = None,
-    ) -> None:
-        super().__init__(
-            cloudelements_conn_id, instance_id=instance_id, element_token=element_token, retry_budget=retry_budget
-        )
-        self._token_element_key: str | None = None  # element of the static token (GET /hubs/finance/ping)
-        self._token_key_looked_up = False
-        self._client: httpx.Client | None = None
-        self._jobs_started: set[str] = set()  # bulk jobs this hook submitted (never "found" again)
+    _client: httpx.Client | None
 
     # ------------------------------------------------------------------------------------ settings
     @property
@@ -259,16 +245,11 @@ class CloudElementsSyncBase(CloudElementsBaseHook):
 
     @staticmethod
     def _read_error(resp: httpx.Response) -> Reply:
-        """An error response with (at most) the first ``MAX_ERROR_BODY_BYTES`` of its body."""
+        """The error response, its body cut at ``MAX_ERROR_BODY_BYTES`` (:meth:`BodyBuffer.for_error`)."""
         body = BodyBuffer.for_error(resp.headers)
-        try:  # only an excerpt ends up in the exception
-            for chunk in resp.iter_bytes(chunk_size=8192):
-                body.add(chunk)
-                if body.full:
-                    break
-        except httpx.HTTPError:
-            pass
-        return Reply(resp.status_code, resp.headers, body.content())
+        with contextlib.suppress(httpx.HTTPError):  # only an excerpt ends up in the exception
+            any(body.add(chunk) for chunk in resp.iter_bytes(chunk_size=8192))
+        return body.reply(resp.status_code)
 
     def _with_retry(
         self,
@@ -290,18 +271,11 @@ class CloudElementsSyncBase(CloudElementsBaseHook):
         policy, call_end = self._call_plan(s, start, read_timeout)
         token = _CALL_DEADLINE.set(call_end)
         try:
-            retrying = policy.retrying(
-                idempotent=idem, logger=self.log, what=what, retry_server_error=retries_server_errors(method)
-            )
-            for attempt in retrying:
-                with attempt:
-                    result = fn()
+            with self._converting_failures(s, what=what, idempotent=idem, start=start):
+                for attempt in policy.retrying(**self._retry_args(method, what, idem)):
+                    with attempt:
+                        result = fn()
             return result
-        except Exception as exc:
-            failure = self._failure(s, exc, what=what, idempotent=idem, start=start)
-            if failure is exc:
-                raise
-            raise failure from exc
         finally:
             _CALL_DEADLINE.reset(token)
 

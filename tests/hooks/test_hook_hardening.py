@@ -14,6 +14,7 @@ from email.utils import format_datetime
 
 import pytest
 
+from airflow_provider_cloudelements.client.protocol import MAX_EXCERPT_CHARS, MAX_RESPONSE_BYTES
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsConfigError,
     CloudElementsConnectionError,
@@ -25,7 +26,6 @@ from airflow_provider_cloudelements.exceptions import (
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.hooks.cloudelements_async import CloudElementsAsyncHook
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
-from airflow_provider_cloudelements.client.protocol import MAX_EXCERPT_CHARS, MAX_RESPONSE_BYTES
 
 from .conftest import ELEMENT_TOKEN, Req, Resp
 

@@ -13,13 +13,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airflow_provider_cloudelements.exceptions import (
-    CloudElementsApiError,
-    CloudElementsAuthenticationError,
-    CloudElementsBadRequestError,
-    CloudElementsReconciliationError,
-    CloudElementsServerError,
-)
 from airflow_provider_cloudelements.client.paging import PageInfo, Pager, RecordCounter
 from airflow_provider_cloudelements.client.protocol import (
     exception_for_response,
@@ -32,6 +25,13 @@ from airflow_provider_cloudelements.client.protocol import (
     strip_instance,
 )
 from airflow_provider_cloudelements.client.retry import parse_retry_after
+from airflow_provider_cloudelements.exceptions import (
+    CloudElementsApiError,
+    CloudElementsAuthenticationError,
+    CloudElementsBadRequestError,
+    CloudElementsReconciliationError,
+    CloudElementsServerError,
+)
 
 U, ORG, T = "u+1/2=secretU", "o+3/4=secretO", "t+5/6=tokenT"
 

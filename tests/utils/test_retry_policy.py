@@ -8,6 +8,15 @@ import httpx
 import pytest
 import tenacity
 
+from airflow_provider_cloudelements.client.protocol import ErrorInfo, exception_for_response
+from airflow_provider_cloudelements.client.retry import (
+    AttemptDeadlineError,
+    RetryPolicy,
+    TruncatedDownloadError,
+    compute_wait,
+    is_retryable_exception,
+    is_retryable_status,
+)
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsAuthenticationError,
     CloudElementsBadRequestError,
@@ -17,15 +26,6 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsNotFoundError,
     CloudElementsServerError,
     CloudElementsThrottledError,
-)
-from airflow_provider_cloudelements.client.protocol import ErrorInfo, exception_for_response
-from airflow_provider_cloudelements.client.retry import (
-    AttemptDeadlineError,
-    RetryPolicy,
-    TruncatedDownloadError,
-    compute_wait,
-    is_retryable_exception,
-    is_retryable_status,
 )
 
 

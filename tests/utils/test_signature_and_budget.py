@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airflow_provider_cloudelements.exceptions import CloudElementsConfigError, CloudElementsThrottledError
 from airflow_provider_cloudelements.client.budget import RequestBudget, get_request_budget
+from airflow_provider_cloudelements.exceptions import CloudElementsConfigError, CloudElementsThrottledError
 from airflow_provider_cloudelements.utils.signature import compute_webhook_signature, verify_webhook_signature
 
 BODY = b'{"message": {"eventId": "e1", "events": [{"objectType": "invoices"}]}}'

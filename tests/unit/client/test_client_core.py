@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 SCRIPT = textwrap.dedent(
-    r'''
+    r"""
     import asyncio, importlib, importlib.abc, json, pkgutil, sys, threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -71,7 +71,7 @@ SCRIPT = textwrap.dedent(
         "in_window": budget.in_window(),
         "error": [type(error).__name__, error.status_code, error.request_id, error.retry_after, str(error)],
     }))
-    '''
+    """
 )
 
 

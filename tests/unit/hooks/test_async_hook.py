@@ -32,13 +32,17 @@ async def _with(hook: CloudElementsAsyncHook, coro: Callable[[CloudElementsAsync
 def test_bulk_status_is_the_emulators_job(emu: Any, conn: Callable[..., str]) -> None:
     inst = emu.state.create_instance("quickbooks", "async-status")
     job = CloudElementsHook(conn(), instance_id=inst["id"]).start_bulk_query("customers")
-    status = asyncio.run(_with(CloudElementsAsyncHook(conn(), instance_id=inst["id"]), lambda h: h.get_bulk_status(job)))
+    status = asyncio.run(
+        _with(CloudElementsAsyncHook(conn(), instance_id=inst["id"]), lambda h: h.get_bulk_status(job))
+    )
     truth = truth_job(emu, inst, job)
     assert status["id"] == truth["id"] == job
     assert status["status"] == truth["status"] and status["status"] in ("CREATED", "RUNNING")  # 60 s minimum
     assert status["job_query"] == truth["job_query"] == "select * from customers"
     with pytest.raises(CloudElementsNotFoundError):
-        asyncio.run(_with(CloudElementsAsyncHook(conn(), instance_id=inst["id"]), lambda h: h.get_bulk_status("999999")))
+        asyncio.run(
+            _with(CloudElementsAsyncHook(conn(), instance_id=inst["id"]), lambda h: h.get_bulk_status("999999"))
+        )
 
 
 def test_cancel_cancels_the_job_on_the_server(emu: Any, conn: Callable[..., str]) -> None:
