@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import os
 import threading
@@ -91,7 +92,8 @@ class RequestBudget:
             self._freed.notify()
             waiters, self._async_waiters = self._async_waiters, []
         for loop, future in waiters:
-            loop.call_soon_threadsafe(_wake, future)
+            with contextlib.suppress(RuntimeError):  # its event loop has closed meanwhile
+                loop.call_soon_threadsafe(_wake, future)
 
     def _reserve(self) -> float:
         """Reserve a start slot now, or return how long to wait (> 0) before trying again."""
@@ -139,12 +141,16 @@ class RequestBudget:
             with self._lock:
                 if self._take_slot():
                     break
-                future: asyncio.Future[None] = loop.create_future()
-                self._async_waiters.append((loop, future))
-            try:  # woken by _give_slot; the timeout only guards against a waiter on a loop that stopped
-                await asyncio.wait_for(asyncio.shield(future), _ASYNC_SLOT_RECHECK_SECONDS)
+                waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] = (loop, loop.create_future())
+                self._async_waiters.append(waiter)
+            try:  # woken by _give_slot; the timeout is a safety net, the slot is looked at again anyway
+                await asyncio.wait_for(waiter[1], _ASYNC_SLOT_RECHECK_SECONDS)
             except TimeoutError:
                 pass
+            finally:  # also when cancelled: never leave a waiter behind
+                with self._lock:
+                    if waiter in self._async_waiters:
+                        self._async_waiters.remove(waiter)
         try:
             while (wait := self._reserve()) > 0:
                 self.waited_seconds += wait
