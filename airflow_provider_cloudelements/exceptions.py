@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+try:  # inside Airflow every error is an Airflow task failure; the client core also imports without Airflow
+    from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+except ImportError:  # pragma: no cover - exercised by tests/unit/client (Airflow blocked)
+
+    class AirflowException(Exception):  # type: ignore[no-redef]
+        """Stand-in base when Airflow is not importable (the client core used on its own)."""
+
+    class AirflowFailException(AirflowException):  # type: ignore[no-redef]
+        """Stand-in for Airflow's non-retryable task failure."""
 
 
 class CloudElementsError(AirflowException):
@@ -100,7 +108,7 @@ class CloudElementsServerError(CloudElementsApiError):
 
 class CloudElementsResponseTooLargeError(CloudElementsApiError):
     """A non-download response (a status poll, a page, an instance) larger than the hook's cap
-    (``utils.http.MAX_RESPONSE_BYTES``, 16 MiB): refused before it is read into memory. Not retried."""
+    (``client.protocol.MAX_RESPONSE_BYTES``, 16 MiB): refused before it is read into memory. Not retried."""
 
 
 class CloudElementsBulkJobError(CloudElementsError):

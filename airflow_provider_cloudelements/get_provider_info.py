@@ -14,7 +14,7 @@ _P = "airflow_provider_cloudelements"
 
 #: The connection form (extras). Literal numbers on purpose: importing the hook here would import
 #: Airflow's SDK at provider discovery; tests/unit/test_provider_info.py checks they equal the
-#: hook's defaults (``DEFAULT_*`` in hooks/cloudelements.py, utils/retry.py, utils/budget.py).
+#: hook's defaults (``DEFAULT_*`` in hooks/, client/retry.py, client/budget.py, client/transport.py).
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "user_secret": {
         "label": "User secret",
@@ -100,7 +100,17 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "Cloud Elements",
-                "python-modules": [f"{_P}.hooks.cloudelements", f"{_P}.hooks.cloudelements_async"],
+                # the two hooks, their shared base and the sync hook's API areas (mixins)
+                "python-modules": [
+                    f"{_P}.hooks.cloudelements",
+                    f"{_P}.hooks.cloudelements_async",
+                    f"{_P}.hooks.base",
+                    f"{_P}.hooks.sync_base",
+                    f"{_P}.hooks.platform",
+                    f"{_P}.hooks.hub",
+                    f"{_P}.hooks.bulk",
+                    f"{_P}.hooks.events",
+                ],
             }
         ],
         "operators": [

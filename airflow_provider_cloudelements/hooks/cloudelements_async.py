@@ -1,129 +1,68 @@
-"""Asynchronous hook (httpx) for triggers: only idempotent polling calls plus best-effort cancel.
+"""Asynchronous hook (:class:`httpx.AsyncClient`) for triggers: only idempotent polling calls plus
+best-effort cancel.
 
-Same connection settings (and credential validation), headers, error mapping (redacted before it is
-truncated), retry policy (:mod:`..utils.retry`, via ``tenacity.AsyncRetrying``: plain 500s on GETs
-retried 3 times, ``Retry-After`` 0/negative/past falls back to the backoff), per-attempt total deadline
-(``asyncio.timeout``), 16 MiB body cap, pagination rules (:class:`..utils.http.Pager`, event listings
-cursor-only) and client-side budget (:class:`..utils.budget.AsyncRequestBudget`) as
-:class:`~.cloudelements.CloudElementsHook`. The
-connection is resolved with ``get_async_connection`` / ``get_async_extra_dejson`` (the sync lookup
-raises inside the triggerer's event loop, see airflow-provider-guide "Imports"). Never does a POST
-(a trigger may run twice after a triggerer restart, airflow#67945).
+Everything but the event loop is shared with :class:`~.cloudelements.CloudElementsHook` through
+:class:`~.base.CloudElementsBaseHook`: connection settings (and credential validation), the
+``element_token`` argument and token lookup, instance-id validation, headers, error mapping (redacted
+before it is truncated), the retry policy (:mod:`..client.retry`, via ``tenacity.AsyncRetrying``),
+the 16 MiB body cap, pagination rules (:class:`..client.paging.Pager`, event listings cursor-only) and
+the client-side budget: the SAME process-wide budget as the sync hook (:mod:`..client.budget`), so a
+triggerer's triggers share one 500 requests/min budget per instance instead of one each. Each attempt
+has a total deadline (``asyncio.timeout``). The connection is resolved with ``get_async_connection`` /
+``get_async_extra_dejson`` (the sync lookup raises inside the triggerer's event loop). Never does a
+POST (a trigger may run twice after a triggerer restart, airflow#67945).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import ssl
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
-from airflow.sdk import BaseHook
-from airflow.sdk.log import mask_secret
 
-from airflow_provider_cloudelements.exceptions import (
-    CloudElementsApiError,
-    CloudElementsConfigError,
-    CloudElementsConnectionError,
-    CloudElementsError,
-    as_instance_id,
-)
-from airflow_provider_cloudelements.hooks.cloudelements import (
-    CONN_TYPE,
-    USER_AGENT,
+from airflow_provider_cloudelements.client.paging import PageInfo, Pager
+from airflow_provider_cloudelements.client.protocol import HUB_PREFIX, MAX_RESPONSE_BYTES, Reply, json_object
+from airflow_provider_cloudelements.client.retry import AttemptDeadlineError, attempt_deadline
+from airflow_provider_cloudelements.client.transport import BodyBuffer, async_client
+from airflow_provider_cloudelements.exceptions import CloudElementsApiError
+from airflow_provider_cloudelements.hooks.base import (
+    CloudElementsBaseHook,
     CloudElementsSettings,
-    check_page_size,
-    event_matches,
-    event_window_params,
     settings_from_connection,
 )
-from airflow_provider_cloudelements.utils import ceql
-from airflow_provider_cloudelements.utils.budget import AsyncRequestBudget, budget_party, new_async_request_budget
-from airflow_provider_cloudelements.utils.http import (
-    HUB_PREFIX,
-    MAX_ERROR_BODY_BYTES,
-    MAX_RESPONSE_BYTES,
-    PageInfo,
-    Pager,
-    Reply,
-    check_body_size,
-    check_credential,
-    decode_json_reply,
-    error_from_reply,
-    hub_authorization,
-    json_object,
-    log_reply,
-    parse_http_date,
-    platform_authorization,
-    redact,
-    transport_failure_message,
+from airflow_provider_cloudelements.hooks.events import (
+    check_event_window,
+    event_window_params,
+    events_path,
+    matching_events,
 )
-from airflow_provider_cloudelements.utils.retry import (
-    AttemptDeadlineError,
-    RetryPolicy,
-    attempt_deadline,
-    call_deadline,
-    is_transport_error,
-    retries_server_errors,
-)
+from airflow_provider_cloudelements.hooks.params import check_page_size, job_path
 
 
-@functools.lru_cache(maxsize=1)
-def _ssl_context() -> ssl.SSLContext:
-    """One TLS context per process, with httpx's default CA bundle (certifi). Building one per
-    client costs ~0.9 MB and 10-17 ms CPU: 1,000 deferred triggers would hold ~0.9 GB
-    (benchmarks/RESULTS.md, triggers)."""
-    import certifi
-
-    return ssl.create_default_context(cafile=certifi.where())
-
-
-class CloudElementsAsyncHook(BaseHook):
+class CloudElementsAsyncHook(CloudElementsBaseHook):
     """Async twin of :class:`~.cloudelements.CloudElementsHook` for deferrable triggers.
 
     :param cloudelements_conn_id: Airflow connection of type ``cloudelements`` (same extras as the
         sync hook).
     :param instance_id: element instance for hub/bulk calls (overrides the connection extra).
+    :param element_token: element token for hub/bulk calls (overrides the connection extra); when
+        neither gives a token it is fetched once with ``GET /instances/{instance_id}``.
     :param retry_budget: override the connection's retry time budget (seconds).
+    :raises CloudElementsConfigError: bad ``instance_id``, ``element_token`` or ``retry_budget``.
     """
 
-    conn_name_attr = "cloudelements_conn_id"
-    default_conn_name = "cloudelements_default"
-    conn_type = CONN_TYPE
     hook_name = "Cloud Elements (async)"
 
-    def __init__(
-        self,
-        cloudelements_conn_id: str = default_conn_name,
-        *,
-        instance_id: int | None = None,
-        retry_budget: float | None = None,
-    ) -> None:
-        super().__init__()
-        self.cloudelements_conn_id = cloudelements_conn_id
-        self._instance_id_arg = as_instance_id(instance_id) if instance_id is not None else None
-        self._retry_budget_arg = retry_budget
-        self._settings: CloudElementsSettings | None = None
-        self._token: str | None = None
-        self._budgets: dict[bool, AsyncRequestBudget] = {}
-        self._client: httpx.AsyncClient | None = None
-        self._server_date: datetime | None = None  # Date header of the most recent response
+    _client: httpx.AsyncClient | None
 
     async def _http_client(self, s: CloudElementsSettings) -> httpx.AsyncClient:
-        """One pooled client per hook (a new client per request costs an SSL context and a
-        connection each time: ~10 ms CPU per trigger poll, benchmarks/RESULTS.md)."""
+        """One pooled client per hook (:func:`~..client.transport.async_client`)."""
         if self._client is None or self._client.is_closed:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(s.read_timeout, connect=s.connect_timeout),
-                headers={"User-Agent": USER_AGENT},
-                verify=_ssl_context(),
-            )
+            self._client = async_client(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout)
         return self._client
 
     async def aclose(self) -> None:
@@ -138,10 +77,6 @@ class CloudElementsAsyncHook(BaseHook):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def __repr__(self) -> str:
-        name = type(self).__name__
-        return f"<{name} conn_id={self.cloudelements_conn_id!r} instance_id={self._instance_id_arg}>"
-
     async def get_settings(self) -> CloudElementsSettings:
         """Resolve (once) and validate the connection.
 
@@ -155,56 +90,14 @@ class CloudElementsAsyncHook(BaseHook):
 
     async def get_instance_id(self) -> int | None:
         """Constructor ``instance_id``, else the connection extra."""
-        if self._instance_id_arg is not None:
-            return self._instance_id_arg
-        return (await self.get_settings()).instance_id
+        return self._instance_of(await self.get_settings())
 
-    def _secrets(self) -> list[str | None]:
-        s = self._settings
-        if s is None:
-            return [self._token]
-        return [s.user_secret, s.organization_secret, s.element_token, self._token]
-
-    async def _authorization(self, hub: bool) -> str:
-        s = await self.get_settings()
-        if not hub:
-            return platform_authorization(s.user_secret, s.organization_secret)
-        token = s.element_token or self._token
-        if not token:
-            iid = await self.get_instance_id()
-            if iid is None:
-                raise CloudElementsConfigError(
-                    "Hub calls need an element instance: pass instance_id or set the connection extra "
-                    "instance_id or element_token"
-                )
-            instance = await self._call("GET", f"/instances/{iid}", hub=False)
-            token = instance.get("token") if isinstance(instance, Mapping) else None
-            if not token:
-                raise CloudElementsApiError(f"GET /instances/{iid} returned no element token")
-            mask_secret(str(token))
-            check_credential(str(token), "token", f"The instance JSON of GET /instances/{iid}:")
-            self._token = str(token)
-            token = self._token
-        return hub_authorization(s.user_secret, s.organization_secret, token)
-
-    def _budget(self, hub: bool, s: CloudElementsSettings) -> AsyncRequestBudget:
-        budget = self._budgets.get(hub)
-        if budget is None:
-            instance_id = self._instance_id_arg if self._instance_id_arg is not None else s.instance_id
-            party = budget_party(
-                s.base_url,
-                hub=hub,
-                instance_id=instance_id,
-                token=s.element_token if hub else None,
-                user_secret=s.user_secret,
-            )
-            budget = self._budgets[hub] = new_async_request_budget(
-                party,
-                max_per_minute=s.max_requests_per_minute,
-                max_concurrent=s.max_concurrent_requests,
-                store=s.budget_store,
-            )
-        return budget
+    async def _hub_token(self, s: CloudElementsSettings) -> str:
+        token, iid = self._known_token(s)
+        if token is not None:
+            return token
+        assert iid is not None
+        return self._token_from_instance(await self._call("GET", f"/instances/{iid}", hub=False), iid)
 
     async def _send_once(
         self,
@@ -217,101 +110,62 @@ class CloudElementsAsyncHook(BaseHook):
         call_end: float,
     ) -> Reply:
         """One attempt, all of it (connect, headers, body) within its total deadline
-        (:func:`~..utils.retry.attempt_deadline`), the body capped at :data:`MAX_RESPONSE_BYTES`.
+        (:func:`~..client.retry.attempt_deadline`), the body capped at ``MAX_RESPONSE_BYTES``.
 
         :raises AttemptDeadlineError: the deadline passed (retried like a read timeout).
         """
         s = await self.get_settings()
-        authorization = await self._authorization(hub)
-        what = f"{method} {path}"
-        async with self._budget(hub, s).acquire():
+        auth = self._auth_of(s, await self._hub_token(s) if hub else None)
+        async with self._budget_of(s, hub).acquire_async():
             now = time.monotonic()
             deadline = attempt_deadline(
                 now, call_deadline=call_end, connect_timeout=s.connect_timeout, read_timeout=s.read_timeout
             )
             try:
                 async with asyncio.timeout(deadline - now):
-                    request = client.build_request(
-                        method, s.base_url + path, params=params, headers={"Authorization": authorization}
+                    resp = await client.send(
+                        client.build_request(method, s.base_url + path, params=params), auth=auth, stream=True
                     )
-                    resp = await client.send(request, stream=True)
                     try:
-                        when = parse_http_date(resp.headers.get("Date"))
-                        if when is not None:
-                            self._server_date = when
+                        self._note_reply(s, resp.headers)
                         if resp.status_code >= 400:
-                            raise await self._error_from(resp, method=method, path=path, hub=hub)
-                        check_body_size(resp.headers, received=0, limit=MAX_RESPONSE_BYTES, what=what)
-                        body = bytearray()
+                            raise self._error_of(s, await self._read_error(resp), method=method, path=path, hub=hub)
+                        body = BodyBuffer(resp.headers, limit=MAX_RESPONSE_BYTES, what=f"{method} {path}")
                         async for chunk in resp.aiter_bytes():
-                            body += chunk
-                            if len(body) > MAX_RESPONSE_BYTES:
-                                check_body_size(resp.headers, received=len(body), limit=MAX_RESPONSE_BYTES, what=what)
+                            body.add(chunk)
                     finally:
                         await resp.aclose()
             except TimeoutError as exc:  # asyncio.timeout; httpx's own timeouts are httpx.TimeoutException
                 raise AttemptDeadlineError(
                     f"response not complete within {deadline - now:.1f} s (attempt deadline)"
                 ) from exc
-        log_reply(self.log, method, path, resp.status_code, resp.headers)
-        return Reply(resp.status_code, resp.headers, bytes(body))
+        return self._ok(method, path, Reply(resp.status_code, resp.headers, body.content()))
 
-    async def _error_from(self, resp: httpx.Response, *, method: str, path: str, hub: bool) -> CloudElementsApiError:
-        body = bytearray()
-        try:  # only an excerpt ends up in the exception: read at most MAX_ERROR_BODY_BYTES
+    @staticmethod
+    async def _read_error(resp: httpx.Response) -> Reply:
+        """:meth:`CloudElementsHook._read_error` for the async client."""
+        body = BodyBuffer.for_error(resp.headers)
+        try:
             async for chunk in resp.aiter_bytes():
-                body += chunk
-                if len(body) >= MAX_ERROR_BODY_BYTES:
+                if body.add(chunk):
                     break
         except httpx.HTTPError:
             pass
-        return error_from_reply(
-            resp.status_code,
-            resp.headers,
-            bytes(body),
-            method=method,
-            path=path,
-            instance_id=await self.get_instance_id() if hub else None,
-            hub=hub,
-            secrets=self._secrets(),
-            base_url=(await self.get_settings()).base_url,
-        )
+        return body.reply(resp.status_code)
 
     async def _request(self, method: str, path: str, *, hub: bool, params: Mapping[str, Any] | None = None) -> Reply:
         s = await self.get_settings()
-        budget = self._retry_budget_arg if self._retry_budget_arg is not None else s.retry_budget
-        policy = RetryPolicy(budget=budget)
-        what = f"{method} {path}"
-        start = time.monotonic()
-        call_end = call_deadline(start, budget=policy.budget, read_timeout=s.read_timeout)
-        try:
+        what, idempotent, start = f"{method} {path}", method != "POST", time.monotonic()
+        policy, call_end = self._call_plan(s, start)
+        with self._converting_failures(s, what=what, idempotent=idempotent, start=start):
             client = await self._http_client(s)
-            retrying = policy.async_retrying(
-                idempotent=method != "POST",
-                logger=self.log,
-                what=what,
-                retry_server_error=retries_server_errors(method),
-            )
-            async for attempt in retrying:
+            async for attempt in policy.async_retrying(**self._retry_args(method, what, idempotent)):
                 with attempt:
-                    resp = await self._send_once(client, method, path, hub=hub, params=params, call_end=call_end)
-            return resp
-        except CloudElementsError:
-            raise
-        except Exception as exc:
-            if not is_transport_error(exc):
-                raise
-            detail = f"attempt deadline passed: {exc}" if isinstance(exc, AttemptDeadlineError) else type(exc).__name__
-            message = transport_failure_message(
-                what, exc, base_url=s.base_url, elapsed=time.monotonic() - start, described=detail
-            )
-            raise CloudElementsConnectionError(redact(message, self._secrets())) from exc
+                    reply = await self._send_once(client, method, path, hub=hub, params=params, call_end=call_end)
+        return reply
 
     async def _call(self, method: str, path: str, *, hub: bool, params: Mapping[str, Any] | None = None) -> Any:
-        return self._decode(await self._request(method, path, hub=hub, params=params))
-
-    def _decode(self, resp: Reply) -> Any:
-        return decode_json_reply(resp, self._secrets())
+        return self._json(await self._request(method, path, hub=hub, params=params))
 
     async def server_time(self) -> datetime | None:
         """The server clock like :meth:`CloudElementsHook.server_time`: the ``Date`` of the most recent
@@ -320,26 +174,24 @@ class CloudElementsAsyncHook(BaseHook):
         if self._server_date is None:
             s = await self.get_settings()
             try:
-                if s.element_token or await self.get_instance_id() is not None:
+                if self._static_token_of(s) or self._instance_of(s) is not None:
                     await self.ping()
                 else:
                     await self._call("GET", "/instances", hub=False, params={"pageSize": 1})
             except CloudElementsApiError:
                 if self._server_date is None:
                     raise
-        if self._server_date is None:
-            return None
-        return self._server_date.astimezone(timezone.utc).replace(microsecond=0)
+        return self._server_time_value()
 
     # ------------------------------------------------------------------------------------ API
     async def get_bulk_status(self, job_id: str) -> dict[str, Any]:
         """``GET /hubs/finance/bulk/{id}/status`` (§4.1): raw status JSON."""
-        path = f"{HUB_PREFIX}/bulk/{_job(job_id)}/status"
+        path = f"{HUB_PREFIX}/bulk/{job_path(job_id)}/status"
         return json_object(await self._call("GET", path, hub=True), f"GET {path}")
 
     async def cancel_bulk_job(self, job_id: str) -> None:
         """``PUT /hubs/finance/bulk/{id}/cancel`` (§4.1)."""
-        await self._call("PUT", f"{HUB_PREFIX}/bulk/{_job(job_id)}/cancel", hub=True)
+        await self._call("PUT", f"{HUB_PREFIX}/bulk/{job_path(job_id)}/cancel", hub=True)
         self.log.info("Cancelled bulk job %s", job_id)
 
     async def ping(self) -> dict[str, Any]:
@@ -361,29 +213,20 @@ class CloudElementsAsyncHook(BaseHook):
 
         :param page_size: records per page (default: connection ``page_size``).
         :return: matching event records (a list: triggers need the whole poll result).
+        :raises CloudElementsConfigError: a bad ``instance_id``, ``since``, ``until`` or ``page_size``.
         """
         s = await self.get_settings()
         size = check_page_size(page_size if page_size is not None else s.page_size)
-        for value, what in ((since, "since"), (until, "until")):
-            if value is not None:
-                ceql.to_datetime(value, what=what)
-        iid = instance_id if instance_id is not None else await self.get_instance_id()
-        path = f"/instances/{int(iid)}/events" if iid is not None else "/instances/events"
+        check_event_window(since, until)
+        path = events_path(self._instance_arg_or(instance_id, self._instance_of(s)))
         pager = Pager(path, event_window_params(since, until), page_size=size, logger=self.log, cursor_only=True)
         out: list[dict[str, Any]] = []
         while (query := pager.next_params()) is not None:
-            resp = await self._request("GET", path, hub=False, params=query)
-            for event in pager.feed(PageInfo.from_response(self._decode(resp), resp.headers)):
-                if isinstance(event, Mapping) and event_matches(
-                    event, since=since, until=until, object_types=object_types, event_types=event_types
-                ):
-                    out.append(dict(event))
+            reply = await self._request("GET", path, hub=False, params=query)
+            page = pager.feed(PageInfo.from_response(self._json(reply), reply.headers))
+            out.extend(
+                matching_events(page, since=since, until=until, object_types=object_types, event_types=event_types)
+            )
             await asyncio.sleep(0)
         pager.finish()
         return out
-
-
-def _job(job_id: str) -> str:
-    if job_id is None or not str(job_id).strip():
-        raise CloudElementsConfigError("job_id must not be empty")
-    return quote(str(job_id).strip(), safe="")

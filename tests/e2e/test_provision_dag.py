@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import requests
+import httpx
 
 DAG_ID = "cloudelements_provision_instances"
 
 
 def _instances(emulator: Any) -> list[dict[str, Any]]:
     auth = {"Authorization": f"User {emulator.user_secret}, Organization {emulator.organization_secret}"}
-    resp = requests.get(f"{emulator.base_url}/instances", headers=auth, timeout=10)
+    resp = httpx.get(f"{emulator.base_url}/instances", headers=auth, timeout=10)
     resp.raise_for_status()
     return resp.json()
 
@@ -29,6 +29,6 @@ def test_provisions_each_element_once_and_deletes_the_scratch_instance(
 
     qbo = next(i for i in provisioned if i["element"]["key"] == "quickbooks")
     auth = {"Authorization": f"User {emulator.user_secret}, Organization {emulator.organization_secret}"}
-    detail = requests.get(f"{emulator.base_url}/instances/{qbo['id']}", headers=auth, timeout=10).json()
+    detail = httpx.get(f"{emulator.base_url}/instances/{qbo['id']}", headers=auth, timeout=10).json()
     # the app secret merged from the configuration connection reached Cloud Elements, masked on the way back
     assert detail["configuration"].get("oauth.api.secret") == "********"

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import requests
+import httpx
 
 DAG_ID = "cloudelements_journal_writeback"
 LOGICAL = datetime(2026, 3, 10, tzinfo=timezone.utc)
@@ -19,7 +19,7 @@ LOGICAL = datetime(2026, 3, 10, tzinfo=timezone.utc)
 
 def _writeback_instance(emulator: Any) -> dict[str, Any]:
     auth = {"Authorization": f"User {emulator.user_secret}, Organization {emulator.organization_secret}"}
-    resp = requests.get(f"{emulator.base_url}/instances", headers=auth, timeout=10)
+    resp = httpx.get(f"{emulator.base_url}/instances", headers=auth, timeout=10)
     resp.raise_for_status()
     [inst] = [i for i in resp.json() if "journal-writeback" in (i.get("tags") or [])]
     return inst

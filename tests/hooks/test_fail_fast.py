@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cloudelements.exceptions import CloudElementsConnectionError, CloudElementsNotFoundError
-from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.hooks.cloudelements_async import CloudElementsAsyncHook
-from airflow_provider_cloudelements.utils.retry import (
+from airflow_provider_cloudelements.client.retry import (
     DEFAULT_UNREACHABLE_BUDGET,
     forget_answered_hosts,
     host_has_answered,
 )
+from airflow_provider_cloudelements.exceptions import CloudElementsConnectionError, CloudElementsNotFoundError
+from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
+from airflow_provider_cloudelements.hooks.cloudelements_async import CloudElementsAsyncHook
 
 from .conftest import ELEMENT_TOKEN, conn_json
 

@@ -14,6 +14,7 @@ from email.utils import format_datetime
 
 import pytest
 
+from airflow_provider_cloudelements.client.protocol import MAX_EXCERPT_CHARS, MAX_RESPONSE_BYTES
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsConfigError,
     CloudElementsConnectionError,
@@ -25,7 +26,6 @@ from airflow_provider_cloudelements.exceptions import (
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.hooks.cloudelements_async import CloudElementsAsyncHook
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
-from airflow_provider_cloudelements.utils.http import MAX_EXCERPT_CHARS, MAX_RESPONSE_BYTES
 
 from .conftest import ELEMENT_TOKEN, Req, Resp
 
@@ -125,9 +125,8 @@ def test_huge_status_body_refused_in_bounded_memory(server, loop_conn, announced
     assert hits(server, STATUS) == 1
 
     async def run():
-        async with CloudElementsAsyncHook(loop_conn(retry_budget=30)) as ahook:
+        async with CloudElementsAsyncHook(loop_conn(retry_budget=30), element_token=ELEMENT_TOKEN) as ahook:
             await ahook.get_settings()
-            ahook._token = ELEMENT_TOKEN
             await ahook.get_bulk_status("5")
 
     with pytest.raises(CloudElementsResponseTooLargeError):
@@ -150,9 +149,8 @@ def test_trickling_status_stops_at_the_attempt_deadline(server, loop_conn):
     assert ELEMENT_TOKEN not in str(info.value)
 
     async def run():
-        async with CloudElementsAsyncHook(conn_id) as ahook:
+        async with CloudElementsAsyncHook(conn_id, element_token=ELEMENT_TOKEN) as ahook:
             await ahook.get_settings()
-            ahook._token = ELEMENT_TOKEN
             await ahook.get_bulk_status("5")
 
     t0 = time.monotonic()
@@ -195,9 +193,8 @@ def test_plain_500_retried_three_times_on_get_never_on_post(server, loop_conn):
 
     async def run():
         calls["n"] = 0
-        async with CloudElementsAsyncHook(loop_conn(retry_budget=60)) as ahook:
+        async with CloudElementsAsyncHook(loop_conn(retry_budget=60), element_token=ELEMENT_TOKEN) as ahook:
             await ahook.get_settings()
-            ahook._token = ELEMENT_TOKEN
             return await ahook.get_bulk_status("5")
 
     assert asyncio.run(run())["status"] == "RUNNING" and calls["n"] == 3

@@ -19,8 +19,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-import requests
 from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_cloudelements.exceptions import (
@@ -234,8 +234,8 @@ def status_proxy(emu: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     def forward(req: Req) -> Resp:
         headers = {k: v for k, v in req.headers.items() if k.lower() in ("authorization", "accept", "content-type")}
-        resp = requests.request(
-            req.method, emu.base_url + req.path, params=req.query, headers=headers, data=req.body or None, timeout=10
+        resp = httpx.request(
+            req.method, emu.base_url + req.path, params=req.query, headers=headers, content=req.body or None, timeout=10
         )
         body: Any = resp.content
         if req.method == "GET" and "/bulk/" in req.path and req.path.endswith("/invoices") and "blank" in rewrite:

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
+from airflow_provider_cloudelements.client.budget_store import SharedBudgetStore, check_budget_store
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
-from airflow_provider_cloudelements.utils.budget import SharedBudgetStore, check_budget_store
 from tests.conftest import connection_json
 
 LIMIT = 12  # requests per minute per token, at the emulator and in the client budget
@@ -173,8 +173,8 @@ def test_budget_store_values() -> None:
 
 
 def test_shared_budget_acquire_times_out_when_the_deployment_is_busy(tmp_path: Path) -> None:
+    from airflow_provider_cloudelements.client.budget_store import SharedRequestBudget
     from airflow_provider_cloudelements.exceptions import CloudElementsThrottledError
-    from airflow_provider_cloudelements.utils.budget import SharedRequestBudget
 
     store = SharedBudgetStore(f"sqlite:///{tmp_path / 'b.db'}")
     other_process = SharedRequestBudget(store, "party", max_per_minute=100, max_concurrent=1)

@@ -16,19 +16,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_cloudelements.exceptions import CloudElementsApiError, CloudElementsError
-from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
-from airflow_provider_cloudelements.hooks.cloudelements_async import CloudElementsAsyncHook
-from airflow_provider_cloudelements.utils.http import (
+from airflow_provider_cloudelements.client.paging import PageInfo, Pager
+from airflow_provider_cloudelements.client.protocol import (
     ErrorInfo,
-    PageInfo,
-    Pager,
     exception_for_response,
     header_int,
     parse_error_body,
-    parse_retry_after,
     redact,
 )
+from airflow_provider_cloudelements.client.retry import parse_retry_after
+from airflow_provider_cloudelements.exceptions import CloudElementsApiError, CloudElementsError
+from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
+from airflow_provider_cloudelements.hooks.cloudelements_async import CloudElementsAsyncHook
 from airflow_provider_cloudelements.utils.signature import WebhookDeduplicator, verify_webhook_signature
 from tests.hooks.conftest import Resp, ScriptedServer
 from tests.hooks.conftest import conn_json as scripted_conn_json

@@ -1,4 +1,4 @@
-"""Pure tests of utils/http.py: headers, error parsing, redaction, Retry-After, Pager."""
+"""Pure tests of client/protocol.py and client/paging.py: headers, error parsing, redaction, Retry-After, Pager."""
 
 from __future__ import annotations
 
@@ -13,26 +13,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from airflow_provider_cloudelements.client.paging import PageInfo, Pager, RecordCounter
+from airflow_provider_cloudelements.client.protocol import (
+    exception_for_response,
+    hub_authorization,
+    is_throttle_message,
+    parse_error_body,
+    platform_authorization,
+    redact,
+    safe_excerpt,
+    strip_instance,
+)
+from airflow_provider_cloudelements.client.retry import parse_retry_after
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsApiError,
     CloudElementsAuthenticationError,
     CloudElementsBadRequestError,
     CloudElementsReconciliationError,
     CloudElementsServerError,
-)
-from airflow_provider_cloudelements.utils.http import (
-    PageInfo,
-    Pager,
-    RecordCounter,
-    exception_for_response,
-    hub_authorization,
-    is_throttle_message,
-    parse_error_body,
-    parse_retry_after,
-    platform_authorization,
-    redact,
-    safe_excerpt,
-    strip_instance,
 )
 
 U, ORG, T = "u+1/2=secretU", "o+3/4=secretO", "t+5/6=tokenT"
@@ -116,7 +114,7 @@ def test_exception_messages():
     assert type(exception_for_response(418, ErrorInfo("x"), method="GET", path="/x")) is CloudElementsApiError
 
 
-from airflow_provider_cloudelements.utils.http import ErrorInfo  # noqa: E402
+from airflow_provider_cloudelements.client.protocol import ErrorInfo  # noqa: E402
 
 
 def test_parse_retry_after():

@@ -1,4 +1,4 @@
-"""Pure tests of the retry predicate, wait computation and stop rule (utils/retry.py)."""
+"""Pure tests of the retry predicate, wait computation and stop rule (client/retry.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,17 @@ import logging
 
 import httpx
 import pytest
-import requests
 import tenacity
-import urllib3.exceptions
 
+from airflow_provider_cloudelements.client.protocol import ErrorInfo, exception_for_response
+from airflow_provider_cloudelements.client.retry import (
+    AttemptDeadlineError,
+    RetryPolicy,
+    TruncatedDownloadError,
+    compute_wait,
+    is_retryable_exception,
+    is_retryable_status,
+)
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsAuthenticationError,
     CloudElementsBadRequestError,
@@ -19,14 +26,6 @@ from airflow_provider_cloudelements.exceptions import (
     CloudElementsNotFoundError,
     CloudElementsServerError,
     CloudElementsThrottledError,
-)
-from airflow_provider_cloudelements.utils.http import ErrorInfo, exception_for_response
-from airflow_provider_cloudelements.utils.retry import (
-    RetryPolicy,
-    TruncatedDownloadError,
-    compute_wait,
-    is_retryable_exception,
-    is_retryable_status,
 )
 
 
@@ -83,35 +82,27 @@ def test_predicate_on_api_errors(status, provider, cls, retryable):
 
 
 def test_predicate_on_transport_errors():
-    refused = requests.exceptions.ConnectionError(
-        urllib3.exceptions.MaxRetryError(
-            None,
-            "/x",
-            reason=urllib3.exceptions.NewConnectionError(None, "refused"),  # type: ignore[arg-type]
-        )
-    )
-    reset = requests.exceptions.ConnectionError(
-        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())
-    )
+    refused = httpx.ConnectError("[Errno 111] Connection refused")
+    reset = httpx.ReadError("[Errno 104] Connection reset by peer")
     for exc in (
         refused,
         reset,
-        requests.exceptions.ReadTimeout(),
-        requests.exceptions.ConnectTimeout(),
-        requests.exceptions.ChunkedEncodingError(),
-        httpx.ConnectError("x"),
         httpx.ReadTimeout("x"),
-        httpx.RemoteProtocolError("x"),
+        httpx.ConnectTimeout("x"),
+        httpx.PoolTimeout("x"),
+        httpx.RemoteProtocolError("peer closed connection without sending complete message body"),
+        httpx.WriteError("x"),
         TruncatedDownloadError("x"),
+        AttemptDeadlineError("x"),
     ):
         assert is_retryable_exception(exc), exc
     # POST: only when the request surely did not reach the server
     assert is_retryable_exception(refused, idempotent=False)
-    assert is_retryable_exception(requests.exceptions.ConnectTimeout(), idempotent=False)
-    assert is_retryable_exception(httpx.ConnectError("x"), idempotent=False)
+    assert is_retryable_exception(httpx.ConnectTimeout("x"), idempotent=False)
+    assert is_retryable_exception(httpx.PoolTimeout("x"), idempotent=False)
     assert not is_retryable_exception(reset, idempotent=False)
-    assert not is_retryable_exception(requests.exceptions.ReadTimeout(), idempotent=False)
     assert not is_retryable_exception(httpx.ReadTimeout("x"), idempotent=False)
+    assert not is_retryable_exception(AttemptDeadlineError("x"), idempotent=False)
     # never
     assert not is_retryable_exception(ValueError("x"))
     assert not is_retryable_exception(KeyError("x"))
@@ -192,7 +183,7 @@ def test_zero_budget_means_single_attempt():
 
 # ---------------------------------------------------------------------------------------------- issue 11
 def test_attempt_and_call_deadlines():
-    from airflow_provider_cloudelements.utils.retry import attempt_deadline, call_deadline
+    from airflow_provider_cloudelements.client.retry import attempt_deadline, call_deadline
 
     end = call_deadline(100.0, budget=3, read_timeout=2)
     assert end == 103.0 and call_deadline(100.0, budget=0, read_timeout=2) == 102.0  # one read timeout
@@ -203,7 +194,7 @@ def test_attempt_and_call_deadlines():
 
 
 def test_plain_500_retried_three_times_for_gets_only():
-    from airflow_provider_cloudelements.utils.retry import retries_server_errors
+    from airflow_provider_cloudelements.client.retry import retries_server_errors
 
     assert retries_server_errors("GET")
     assert not any(retries_server_errors(m) for m in ("POST", "PUT", "PATCH", "DELETE"))

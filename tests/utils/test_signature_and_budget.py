@@ -1,4 +1,4 @@
-"""Webhook signatures (utils/signature.py) and the client-side request budget (utils/budget.py)."""
+"""Webhook signatures (utils/signature.py) and the client-side request budget (client/budget.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from airflow_provider_cloudelements.client.budget import RequestBudget, get_request_budget
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError, CloudElementsThrottledError
-from airflow_provider_cloudelements.utils.budget import AsyncRequestBudget, RequestBudget, get_request_budget
 from airflow_provider_cloudelements.utils.signature import compute_webhook_signature, verify_webhook_signature
 
 BODY = b'{"message": {"eventId": "e1", "events": [{"objectType": "invoices"}]}}'
@@ -110,11 +110,11 @@ def test_concurrency_cap_is_thread_safe():
 
 def test_async_budget_caps_concurrency():
     async def main():
-        budget = AsyncRequestBudget(1000, 3)
+        budget = RequestBudget(1000, 3)
         active, peak = [0], [0]
 
         async def work():
-            async with budget.acquire():
+            async with budget.acquire_async():
                 active[0] += 1
                 peak[0] = max(peak[0], active[0])
                 await asyncio.sleep(0.01)

@@ -1,4 +1,4 @@
-"""The one retry policy of the provider, shared by the sync (requests) and async (httpx) hooks.
+"""The one retry policy of the provider, shared by the sync and async hooks (both on httpx).
 
 Classify, then back off (user-needs §4 item 7; reference §6.3):
 
@@ -28,13 +28,15 @@ Classify, then back off (user-needs §4 item 7; reference §6.3):
   trickling one byte every half second cannot hold a call past its read timeout and budget (a
   per-read socket timeout never fires while bytes keep arriving).
 
-The predicate (:func:`is_retryable_exception`) and the wait (:func:`compute_wait`) are pure functions,
-tested on their own; :meth:`RetryPolicy.retrying` / :meth:`RetryPolicy.async_retrying` wrap them in
-tenacity.
+The predicate (:func:`is_retryable_exception`, and :func:`retry_predicate` for one logical call) and
+the wait (:func:`compute_wait`, with :func:`parse_retry_after` for the header) are pure functions, tested
+on their own; :meth:`RetryPolicy.retrying` / :meth:`RetryPolicy.async_retrying` wrap them in tenacity.
+Transport errors are httpx's (the only HTTP library of the provider). No Airflow import.
 """
 
 from __future__ import annotations
 
+import email.utils
 import errno
 import logging
 import random
@@ -42,12 +44,11 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
-import requests
 import tenacity
-import urllib3.exceptions
 
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsApiError,
@@ -113,7 +114,7 @@ def forget_answered_hosts() -> None:
 
 def unreachable_cause(exc: BaseException | None) -> str | None:
     """``"connection refused"``, ``"DNS lookup failed"`` or ``"host unreachable"`` when ``exc`` (a
-    requests/urllib3/httpx transport error, searched through its causes, contexts, ``args`` and
+    httpx transport error, searched through its causes, contexts, ``args`` and
     ``reason``) says the host could not be reached at all; ``None`` for anything else (timeouts,
     resets, HTTP errors)."""
     seen: set[int] = set()
@@ -158,40 +159,15 @@ def is_retryable_status(status_code: int | None, *, throttled: bool = False, ide
 
 
 def _is_connect_phase(exc: BaseException) -> bool:
-    """Whether a transport error happened before the request could reach the server."""
-    if isinstance(exc, (requests.exceptions.ConnectTimeout, httpx.ConnectError, httpx.ConnectTimeout)):
-        return True
-    if isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(exc, requests.exceptions.ReadTimeout):
-        seen: set[int] = set()
-        cur: BaseException | None = exc
-        while cur is not None and id(cur) not in seen:
-            seen.add(id(cur))
-            if isinstance(cur, urllib3.exceptions.NewConnectionError):
-                return True
-            reason = getattr(cur, "reason", None)
-            if isinstance(reason, urllib3.exceptions.NewConnectionError):
-                return True
-            args = getattr(cur, "args", ())
-            nxt = next((a for a in args if isinstance(a, BaseException)), None)
-            cur = nxt or cur.__cause__ or cur.__context__
-    return False
+    """Whether a transport error happened before the request could reach the server: no connection
+    (``ConnectError``/``ConnectTimeout``) or none free in the pool (``PoolTimeout``)."""
+    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
 
 
 def is_transport_error(exc: BaseException) -> bool:
     """A network-level failure (no usable HTTP response): connection refused/reset, timeouts, a body
-    cut off mid-stream."""
-    return isinstance(
-        exc,
-        (
-            requests.exceptions.ConnectionError,  # includes ConnectTimeout
-            requests.exceptions.Timeout,  # ReadTimeout is a Timeout, not a ConnectionError
-            requests.exceptions.ChunkedEncodingError,
-            urllib3.exceptions.ProtocolError,
-            httpx.TransportError,
-            TruncatedDownloadError,
-            AttemptDeadlineError,
-        ),
-    )
+    cut off mid-stream (any :class:`httpx.TransportError`), an attempt past its deadline."""
+    return isinstance(exc, (httpx.TransportError, TruncatedDownloadError, AttemptDeadlineError))
 
 
 def is_plain_server_error(exc: BaseException) -> bool:
@@ -206,7 +182,7 @@ def is_plain_server_error(exc: BaseException) -> bool:
 def is_retryable_exception(exc: BaseException, *, idempotent: bool = True, retry_server_error: bool = False) -> bool:
     """The retry predicate: ``True`` when ``exc`` is worth another attempt.
 
-    :param exc: what the attempt raised (a requests/httpx transport error or a
+    :param exc: what the attempt raised (an httpx transport error or a
         :class:`~airflow_provider_cloudelements.exceptions.CloudElementsApiError`).
     :param idempotent: ``False`` for POST calls (see the module docstring).
     :param retry_server_error: retry a plain HTTP 500 (``GET`` calls only; the caller bounds how often).
@@ -341,24 +317,14 @@ class RetryPolicy:
 
         return log_attempt
 
-    def _predicate(self, *, idempotent: bool, retry_server_error: bool) -> Callable[[BaseException], bool]:
-        """The retry predicate of ONE logical call: counts plain 500s and stops retrying them after
-        :attr:`max_server_error_retries` (a fresh counter per :meth:`retrying` call)."""
-        server_errors = 0
-
-        def predicate(exc: BaseException) -> bool:
-            nonlocal server_errors
-            if retry_server_error and is_plain_server_error(exc):
-                server_errors += 1
-                return server_errors <= self.max_server_error_retries
-            return is_retryable_exception(exc, idempotent=idempotent)
-
-        return predicate
-
     def _kwargs(
         self, *, idempotent: bool, logger: logging.Logger | Any, what: str, retry_server_error: bool = False
     ) -> dict[str, Any]:
-        predicate = self._predicate(idempotent=idempotent, retry_server_error=retry_server_error)
+        predicate = retry_predicate(
+            idempotent=idempotent,
+            retry_server_error=retry_server_error,
+            max_server_error_retries=self.max_server_error_retries,
+        )
         return {
             "retry": tenacity.retry_if_exception(predicate),
             "wait": self._wait,
@@ -389,6 +355,30 @@ class RetryPolicy:
         return tenacity.AsyncRetrying(**kwargs)
 
 
+def retry_predicate(
+    *, idempotent: bool, retry_server_error: bool, max_server_error_retries: int = DEFAULT_MAX_SERVER_ERROR_RETRIES
+) -> Callable[[BaseException], bool]:
+    """The retry predicate of ONE logical call (a fresh one per call): :func:`is_retryable_exception`,
+    plus plain HTTP 500s when ``retry_server_error``, counted and no longer retried after
+    ``max_server_error_retries``.
+
+    :param idempotent: ``False`` for POST calls.
+    :param retry_server_error: retry a plain HTTP 500 (:func:`retries_server_errors`: ``GET`` only).
+    :param max_server_error_retries: retries of a plain 500 at most (default 3).
+    :return: ``exception -> bool`` (``True``: worth another attempt).
+    """
+    server_errors = 0
+
+    def predicate(exc: BaseException) -> bool:
+        nonlocal server_errors
+        if retry_server_error and is_plain_server_error(exc):
+            server_errors += 1
+            return server_errors <= max_server_error_retries
+        return is_retryable_exception(exc, idempotent=idempotent)
+
+    return predicate
+
+
 def retries_server_errors(method: str) -> bool:
     """Whether a plain HTTP 500 of ``method`` may be retried: only reads (``GET``/``HEAD``), which change
     nothing on the server; never ``POST`` (may have been processed), nor ``PUT``/``PATCH``/``DELETE``."""
@@ -403,3 +393,46 @@ def describe_exception(exc: BaseException | None) -> str:
     if isinstance(exc, CloudElementsApiError):
         return f"{type(exc).__name__}: {exc.message}"
     return type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------- Retry-After
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (RFC 9110: delay-seconds or an HTTP-date).
+
+    :param value: the header value or ``None``.
+    :param now: current time (aware) for HTTP-dates; defaults to ``datetime.now(timezone.utc)``.
+    :return: seconds (> 0, float), or ``None`` when absent, unparseable, 0, negative or a date that has
+        passed: none of those says how long to wait, so the caller falls back to its jittered backoff
+        (obeying "0" hammered the server with ~110 requests in 5 s).
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        when = parse_http_date(text)
+        if when is None:
+            return None
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN / inf
+        return None
+    return seconds if seconds > 0 else None
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    """An HTTP-date (RFC 9110 ``Date``/``Retry-After``: ``Tue, 01 Dec 2026 10:00:00 GMT``) as an aware
+    UTC datetime, or ``None`` when absent or unparseable."""
+    if not value or not value.strip():
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc)
