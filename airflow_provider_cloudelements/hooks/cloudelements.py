@@ -1,6 +1,6 @@
 """Synchronous hook for the Cloud Elements REST API (platform + Finance hub + bulk + events).
 
-References in docstrings (``§n``) point at ``cloud-elements-api.md``. Design notes:
+References in docstrings (``§n``) point at the sections of docs/api-facts.md. Design notes:
 
 * **Headers** (§1.2): platform calls send ``User <u>, Organization <o>``; hub/bulk calls send
   ``User <u>, Organization <o>, Element <t>``. The header is attached by a ``requests`` auth object,

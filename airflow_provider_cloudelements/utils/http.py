@@ -1,7 +1,7 @@
 """Pure HTTP helpers shared by the sync and async hooks: headers, error parsing, redaction.
 
 Nothing here does I/O; every function is unit-tested on its own (``tests/utils/test_http.py``).
-References are to ``cloud-elements-api.md`` (§1.2 headers, §1.3 response headers, §6 errors).
+References are to docs/api-facts.md (§1.2 headers, §1.3 response headers, §6 errors).
 """
 
 from __future__ import annotations
