@@ -140,3 +140,48 @@ def test_relative_links_resolve(page: Path) -> None:
         elif fragment and dest.suffix == ".md" and fragment not in anchors(dest):
             broken.append(f"{where} (no heading with anchor #{fragment})")
     assert not broken, "\n".join(broken)
+
+
+#: Where code and docs cite "reference §N.M" (sections of docs/api-facts.md).
+CITING = [
+    ROOT / "airflow_provider_cloudelements",
+    ROOT / "emulator",
+    ROOT / "tests",
+    ROOT / "scripts",
+    ROOT / "dags_examples",
+    DOCS,
+]
+_SECTION = re.compile(r"(user-needs\s+)?§(\d+(?:\.\d+)*)")
+#: Background files that are not in the repository; citing them leaves a reader nowhere to look.
+_OUTSIDE = ("cloud-elements-api.md", "../shared/")
+
+
+def cited_files() -> list[Path]:
+    files: list[Path] = []
+    for top in CITING:
+        files += [p for p in top.rglob("*") if p.suffix in (".py", ".md") and ".egg-info" not in str(p)]
+    return sorted(files)
+
+
+def test_every_cited_section_exists_in_api_facts() -> None:
+    """``§N.M`` in code and docs names a numbered heading of docs/api-facts.md (renumbering breaks this)."""
+    numbers = {m.group(1) for h in headings(DOCS / "api-facts.md") if (m := re.match(r"§(\d+(?:\.\d+)*)\s", h))}
+    assert {"0", "1.2", "3.3", "4.1", "5.6", "10.5"} <= numbers
+    unknown: list[str] = []
+    for path in cited_files():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            for match in _SECTION.finditer(line):
+                if match.group(1) is None and match.group(2) not in numbers:
+                    unknown.append(f"{path.relative_to(ROOT)}:{number}: §{match.group(2)}")
+    assert not unknown, "not a section of docs/api-facts.md:\n" + "\n".join(unknown)
+
+
+def test_nothing_cites_files_outside_the_repository() -> None:
+    offending = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in cited_files()
+        if path != Path(__file__)
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if any(name in line for name in _OUTSIDE)
+    ]
+    assert not offending, offending

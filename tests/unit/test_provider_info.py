@@ -8,6 +8,7 @@ followed) and nothing else, and Airflow's ProvidersManager must read it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -41,6 +42,7 @@ def _role_of(cls: type) -> str | None:
     return None
 
 
+@functools.cache
 def public_classes() -> dict[str, dict[str, str]]:
     """Map each role to ``{"module.Class": module}`` for every public class the package defines.
 
