@@ -185,3 +185,11 @@ def test_nothing_cites_files_outside_the_repository() -> None:
         if any(name in line for name in _OUTSIDE)
     ]
     assert not offending, offending
+
+
+def test_connection_page_documents_every_field() -> None:
+    """docs/connection.md has a table row for the Host and every form field of the provider info."""
+    from airflow_provider_cloudelements.get_provider_info import CONN_FIELDS
+
+    rows = {m.group(1) for m in re.finditer(r"^\| `([a-z_]+)` \|", (DOCS / "connection.md").read_text(), re.M)}
+    assert {"host", *CONN_FIELDS} <= rows, sorted({"host", *CONN_FIELDS} - rows)
