@@ -4,8 +4,8 @@
   provider-info test, so moved modules are followed) has a page in its role's folder whose headings
   name it; every extra link is named somewhere in the docs.
 * ``docs/index.md`` links every page under ``docs/``.
-* Every relative link in ``README.md``, ``CHANGELOG.md`` and ``docs/**/*.md`` points at an existing
-  file and, with a ``#fragment``, at an existing heading (GitHub's anchor rules).
+* Every relative link in ``README.md``, ``CHANGELOG.md``, ``emulator/README.md`` and ``docs/**/*.md``
+  points at an existing file and, with a ``#fragment``, at an existing heading (GitHub's anchor rules).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ ROLE_PAGES = {
     "triggers": sorted((DOCS / "triggers").glob("*.md")),
     "hooks": [DOCS / "hooks.md"],
 }
-PAGES = sorted({ROOT / "README.md", ROOT / "CHANGELOG.md", *DOCS.rglob("*.md")})
+PAGES = sorted({ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "emulator" / "README.md", *DOCS.rglob("*.md")})
 
 _FENCE = re.compile(r"^(```|~~~)")
 _CODE_SPAN = re.compile(r"`[^`\n]*`")
