@@ -84,6 +84,14 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
 
 
 def get_provider_info() -> dict[str, Any]:
+    """Return the provider metadata Airflow's ``ProvidersManager`` validates and reads.
+
+    Shape: Airflow's ``provider_info.schema.json`` — ``package-name``, ``integrations``, ``hooks`` /
+    ``operators`` / ``sensors`` / ``triggers`` (``python-modules`` lists), ``extra-links`` (class paths)
+    and one ``connection-types`` entry with the form (:data:`CONN_FIELDS`). Modules that move data
+    between systems may instead be listed under ``transfers`` (``python-module``); the test accepts
+    either. Nothing here imports Airflow or the hooks, so provider discovery stays cheap.
+    """
     return {
         "package-name": "airflow-provider-cloudelements",
         "name": "Cloud Elements",

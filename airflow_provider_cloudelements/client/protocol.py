@@ -3,8 +3,8 @@ mapped to the typed exceptions of :mod:`airflow_provider_cloudelements.exception
 
 Shared by the sync and async hooks (paging is in :mod:`.paging`, the HTTP client in :mod:`.transport`).
 Part of the client core: no Airflow import. Every function is unit-tested on its own
-(``tests/utils/test_http_helpers.py``). References are to the Cloud Elements API (§1.2 headers, §1.3
-response headers, §6 errors).
+(``tests/utils/test_http_helpers.py``). References are to docs/api-facts.md (§1.2 headers, §1.3 response
+headers, §6 errors).
 """
 
 from __future__ import annotations

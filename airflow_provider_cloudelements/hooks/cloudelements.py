@@ -1,6 +1,6 @@
 """Synchronous hook for the Cloud Elements REST API (platform + Finance hub + bulk + events).
 
-References in docstrings (``§n``) point at the Cloud Elements API reference. The hook is composed of
+References in docstrings (``§n``) point at the sections of docs/api-facts.md. The hook is composed of
 one mixin per API area over the shared machinery:
 
 * :mod:`.base` (:class:`~.base.CloudElementsBaseHook`, shared with the async hook): connection

@@ -59,9 +59,11 @@ _SCALARS = (str, int, float, bool)
 
 
 def _compile(sample: dict[str, Any], with_arrays: bool) -> Callable[..., dict[str, Any] | None]:
-    """Generate the flattener of ``sample``'s exact shape: it returns what :func:`flatten` returns for any
-    record of that shape (same keys at every level, same value types, same empty/non-empty containers)
-    and ``None`` for any other record, checking as it goes (no recursion, no path strings built).
+    """Generate the flattener of ``sample``'s exact shape.
+
+    The generated function returns what :func:`flatten` returns for any record of that shape (same keys
+    at every level, same value types, same empty/non-empty containers) and ``None`` for any other
+    record, checking as it goes (no recursion, no path strings built).
     """
     lines: list[str] = []
     out: list[tuple[str, str]] = []

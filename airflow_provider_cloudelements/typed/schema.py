@@ -426,7 +426,7 @@ def upsert_sql(engine: Engine, schema: TableSchema, *, source: str | None = None
 
 
 def arrow_types(schema: TableSchema) -> list[Any]:
-    """pyarrow types of a table's columns in table order (system columns first), for Arrow batches."""
+    """Return the Arrow types of a table's columns in table order (system columns first), for Arrow batches."""
     import pyarrow as pa
 
     by_logical = {BOOLEAN: pa.bool_(), INTEGER: pa.int64(), NUMBER: pa.float64(), TEXT: pa.string()}

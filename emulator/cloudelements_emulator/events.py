@@ -107,9 +107,12 @@ class EventService:
     def receive_vendor(
         self, inst: dict[str, Any], resource: str, object_id: Any, event_type: str, raw: dict, date_ms: int
     ) -> dict[str, Any]:
-        """An event the vendor pushed to ``POST /events/{elementKey}`` (reference §5.1): recorded with the
-        vendor payload as ``providerData`` and, when events are enabled with a callback URL, delivered
-        at once whatever the polling/webhook mode (the vendor, not the poller, reported it)."""
+        """Record an event the vendor pushed to ``POST /events/{elementKey}`` (reference §5.1).
+
+        The vendor payload is kept as ``providerData``. When events are enabled with a callback URL the
+        event is delivered at once, whatever the polling/webhook mode (the vendor, not the poller,
+        reported it).
+        """
         settings = event_settings(inst)
         deliver = bool(settings["enabled"] and settings["callback_url"])
         event = self._insert(

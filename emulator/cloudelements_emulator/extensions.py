@@ -1,5 +1,7 @@
-"""Element resource extensions: ``POST /elements/{keyOrId}/resources`` adds a resource to every instance of
-an element (platform "define a new resource", churros ``quickbooks/customers-search.js``).
+"""Element resource extensions (platform "define a new resource").
+
+``POST /elements/{keyOrId}/resources`` adds a resource to every instance of an element (churros
+``quickbooks/customers-search.js``).
 
 Only what can be answered offline is served: a ``GET`` resource whose ``vendorPath`` is QuickBooks
 Online's query endpoint (``/v3/company/{realmID}/query``) with a ``value`` parameter ``select * from
@@ -23,7 +25,7 @@ _SELECT = re.compile(r"^\s*select\s+\*\s+from\s+(\w+)", re.IGNORECASE)
 
 
 def pascal(value: Any) -> Any:
-    """camelCase keys → Intuit's PascalCase (``displayName`` → ``DisplayName``, ``id`` → ``Id``)."""
+    """Turn camelCase keys into Intuit's PascalCase (``displayName`` → ``DisplayName``, ``id`` → ``Id``)."""
     if isinstance(value, dict):
         return {(k[:1].upper() + k[1:]): pascal(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -90,8 +90,10 @@ class FaultInjector:
             return None, delay
 
     def take_slow_response(self, path: str, method: str | None) -> float:
-        """Seconds to hold back the response of this (already processed) request, consuming one of
-        ``burst_slow_response``; 0 for none."""
+        """Seconds to hold back the response of this (already processed) request; 0 for none.
+
+        A positive answer consumes one of ``burst_slow_response``.
+        """
         if not self.applies(path, method):
             return 0.0
         with self._lock:

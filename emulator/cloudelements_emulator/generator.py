@@ -56,8 +56,11 @@ def pools(seed: int) -> Pools:
 
 # ---------------------------------------------------------------- ids and system fields
 def record_id(element: ElementDef, seq: int, created_ms: int) -> str | int:
-    """Id of the ``seq``-th record (1-based): QBO ``"42"``, QBE ``"8000002A-1700000000"``
-    (8 hex digits so string order == creation order), FreshBooks v2 int ``42``, Classic ``"42"``."""
+    """Id of the ``seq``-th record (1-based), in the element's id style.
+
+    QBO ``"42"``, QBE ``"8000002A-1700000000"`` (8 hex digits, so string order == creation order),
+    FreshBooks v2 the integer ``42``, FreshBooks Classic ``"42"``.
+    """
     if element.style == "qbe":
         return f"{_QBE_ID_BASE + seq:08X}-{created_ms // 1000}"
     if element.key == "freshbooksv2":
@@ -768,8 +771,11 @@ def _qbe_lookup(resource: str) -> Builder:
 
 
 def _qbe_money_txn(resource: str) -> Builder:
-    """QBE transactions without item lines: bill payments, checks, card charges/credits, deposits,
-    inventory adjustments, time tracking (QBXML ``*Ret`` field names)."""
+    """Build QBE transactions without item lines (QBXML ``*Ret`` field names).
+
+    Used for bill payments, checks, card charges/credits, deposits, inventory adjustments and time
+    tracking.
+    """
 
     def build(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
         amount = f"{_money(r):.2f}"

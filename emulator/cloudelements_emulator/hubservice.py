@@ -51,9 +51,11 @@ class Page:
 
 
 def encode_cursor(offset: int, last_seq: int | None = None) -> str:
-    """Opaque ``Elements-Next-Page-Token`` (reference §3.3): the row offset and, for pages in
-    ascending ``seq`` order, the last row's ``seq`` (keyset paging: the next page starts there
-    instead of re-reading every skipped row)."""
+    """Encode an opaque ``Elements-Next-Page-Token`` (reference §3.3).
+
+    The token holds the row offset and, for pages in ascending ``seq`` order, the last row's ``seq``
+    (keyset paging: the next page starts there instead of re-reading every skipped row).
+    """
     state: dict[str, int] = {"o": offset}
     if last_seq is not None:
         state["s"] = last_seq
@@ -121,8 +123,11 @@ class HubService:
         return self.instances.element_of(inst).resolve(resource)
 
     def template(self, element: ElementDef, resource: str) -> dict[str, Any]:
-        """A seeded-style record of ``resource``: every field name the element's records use, with its JSON
-        type (the union over a dozen generated records, so optional fields are included)."""
+        """A seeded-style record of ``resource`` with every field name the element's records use.
+
+        Each field has its JSON type; the template is the union over a dozen generated records, so
+        optional fields are included.
+        """
         key = (element.key, resource)
         found = self._templates.get(key)
         if found is None:
@@ -183,9 +188,11 @@ class HubService:
             raise CEError(400, str(err), provider_message=err.provider_message) from None
 
     def predicate(self, element: ElementDef, query: Query) -> Callable[[dict], bool]:
-        """The CEQL predicate with QuickBooks Online's id/reference rules (reference §3.4, §3.5): ``id``
-        compares on the part before ``|`` (``id = '22'`` finds ``22|3``) and a bare reference field
-        compares its ``value`` (``customerRef = '3'``)."""
+        """The CEQL predicate with QuickBooks Online's id/reference rules (reference §3.4, §3.5).
+
+        ``id`` compares on the part before ``|`` (``id = '22'`` finds ``22|3``) and a bare reference
+        field compares its ``value`` (``customerRef = '3'``).
+        """
         if element.style != "qbo":
             return query.predicate
         refs = [f for f in query.fields if f.endswith("Ref") and "." not in f]

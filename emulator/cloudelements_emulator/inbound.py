@@ -1,5 +1,6 @@
-"""Vendor webhook payloads delivered to ``POST /events/{elementKey}`` (reference §5.1, §5.3), normalised to
-``(resource, objectId, eventType)`` triples.
+"""Vendor webhook payloads delivered to ``POST /events/{elementKey}`` (reference §5.1, §5.3).
+
+Each payload is normalised to ``(resource, objectId, eventType)`` triples.
 
 * QuickBooks Online (Intuit webhooks): ``{"eventNotifications": [{"realmId": "...", "dataChangeEvent":
   {"entities": [{"name": "Invoice", "id": "130", "operation": "Create|Update|Delete|Merge|Void|Emailed",

@@ -41,9 +41,11 @@ _TAG = re.compile(r"<[^>]*>")
 
 
 def _sanitize(text: str) -> str:
-    """Name and tags are HTML-sanitized on create/update (reference §2.2.3): markup is stripped, not
-    escaped — ``<a href="#">churros-xss</a>`` → ``churros-xss`` and ``R&D`` stays ``R&D`` (churros
-    ``platform/elements/instances.js``)."""
+    """HTML-sanitize an instance name or tag on create/update (reference §2.2.3).
+
+    Markup is stripped, not escaped: ``<a href="#">churros-xss</a>`` → ``churros-xss`` and ``R&D``
+    stays ``R&D`` (churros ``platform/elements/instances.js``).
+    """
     return _TAG.sub("", _SCRIPT.sub("", str(text))).strip()
 
 

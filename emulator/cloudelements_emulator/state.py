@@ -156,8 +156,12 @@ class EmulatorState:
         return self._change_result(inst, resource, record_id)
 
     def delete_record(self, instance_id: int, resource: str, record_id: str, hard: bool = False) -> dict[str, Any]:
-        """Delete one record: by the element's soft/hard policy, or always hard with ``hard=True``
-        (a DELETED event either way). :raises CEError: 404 for an unknown or hard-deleted record."""
+        """Delete one record by the element's soft/hard policy, or always hard with ``hard=True``.
+
+        A DELETED event is recorded either way.
+
+        :raises CEError: 404 for an unknown or hard-deleted record.
+        """
         inst = self.instances.get(instance_id)
         self._seq(inst, resource, record_id)
         if not hard:
@@ -206,8 +210,11 @@ class EmulatorState:
         return seq
 
     def _change_result(self, inst: dict[str, Any], resource: str, record_id: Any) -> dict[str, Any]:
-        """``{"id", "record" (as served now), "changed_ms" (exact server time of the change), "deleted"
-        (hard-deleted)}`` of one record, read right after a change."""
+        """Read one record right after a change.
+
+        Returns ``{"id", "record" (as served now), "changed_ms" (exact server time of the change),
+        "deleted" (hard-deleted)}``.
+        """
         _, tbl = self.hub.table(inst, resource)
         row = self.record_repo.get(tbl, self._seq(inst, resource, record_id))
         if row is None:

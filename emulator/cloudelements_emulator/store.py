@@ -54,7 +54,7 @@ class Store:
         self.conn().executescript(_SCHEMA)
 
     def conn(self) -> sqlite3.Connection:
-        """This thread's connection (autocommit; use :meth:`tx` for transactions)."""
+        """Return the calling thread's connection (autocommit; use :meth:`tx` for transactions)."""
         c = getattr(self._local, "conn", None)
         if c is None:
             c = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=60)

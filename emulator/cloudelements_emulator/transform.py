@@ -1,7 +1,6 @@
-"""Instance-level object definitions and transformations, the small part the vendor's test lifecycle needs
-(reference §10.2, §10.3).
+"""Instance-level object definitions and transformations (reference §10.2, §10.3).
 
-Only what churros' element lifecycle exercises is emulated: ``POST/GET/DELETE
+Only the small part churros' element lifecycle exercises is emulated: ``POST/GET/DELETE
 /instances/{id}/objects/{name}/definitions`` and ``POST/GET/DELETE /instances/{id}/transformations[/{name}]``.
 A transformation on an element resource's own name *adds* its mapped fields to every record read or
 written through the hub and passes the vendor fields through (the behaviour churros' QBE suite

@@ -1,9 +1,14 @@
-"""The provider info (``get_provider_info``) lists every public hook, operator, sensor, trigger and
-extra link of the package and every connection field, and Airflow's ProvidersManager reads it."""
+"""The provider info lists exactly the package's public components and connection fields.
+
+``get_provider_info`` must name every public hook, operator, sensor, trigger and extra link of the
+package (found by walking it with :mod:`pkgutil` and :mod:`inspect`, so a module that moves is
+followed) and nothing else, and Airflow's ProvidersManager must read it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -37,13 +42,15 @@ def _role_of(cls: type) -> str | None:
     return None
 
 
+@functools.cache
 def public_classes() -> dict[str, dict[str, str]]:
-    """{role: {"module.Class": module}} for every public class defined in the package (emulator excluded:
-    it is a test server, not Airflow components)."""
+    """Map each role to ``{"module.Class": module}`` for every public class the package defines.
+
+    A class counts where it is defined (``cls.__module__``), not where it is re-exported, so a module
+    kept only as an import alias of a moved one lists nothing.
+    """
     found: dict[str, dict[str, str]] = {role: {} for role in ROLES}
     for info in pkgutil.walk_packages(pkg.__path__, f"{pkg.__name__}."):
-        if info.name.startswith(f"{pkg.__name__}.emulator"):
-            continue
         module = importlib.import_module(info.name)
         for name, cls in inspect.getmembers(module, inspect.isclass):
             if name.startswith("_") or cls.__module__ != module.__name__:
@@ -54,11 +61,20 @@ def public_classes() -> dict[str, dict[str, str]]:
     return found
 
 
+def listed_module_list(info: dict[str, Any], role: str) -> list[str]:
+    """Modules the provider info names for ``role``, in order (duplicates kept).
+
+    Operators may be listed under ``operators`` or, for modules moving data between systems
+    (Airflow's ``transfers/`` convention), as ``transfers[].python-module``.
+    """
+    modules = [m for entry in info.get(role, []) for m in entry["python-modules"]]
+    if role == "operators":
+        modules += [entry["python-module"] for entry in info.get("transfers", [])]
+    return modules
+
+
 def listed_modules(info: dict[str, Any], role: str) -> set[str]:
-    listed = {m for entry in info.get(role, []) for m in entry["python-modules"]}
-    if role == "operators":  # transfer operators are listed under "transfers" (Airflow's convention)
-        listed |= {entry["python-module"] for entry in info.get("transfers", [])}
-    return listed
+    return set(listed_module_list(info, role))
 
 
 def test_every_public_component_is_listed() -> None:
@@ -96,6 +112,32 @@ def test_no_stale_entries() -> None:
     for path in info["extra-links"]:
         module, _, name = path.rpartition(".")
         assert issubclass(getattr(importlib.import_module(module), name), _base("extra-links")), path
+
+
+def test_lists_exactly_the_package_components() -> None:
+    """Modules per role and extra links equal what the package walk finds (no more, no less, no duplicates)."""
+    info = get_provider_info()
+    classes = public_classes()
+    for role in ("hooks", "operators", "sensors", "triggers"):
+        listed = listed_module_list(info, role)
+        assert len(listed) == len(set(listed)), f'"{role}" lists a module twice: {sorted(listed)}'
+        assert set(listed) == set(classes[role].values()), role
+    links = info.get("extra-links", [])
+    assert len(links) == len(set(links))
+    assert set(links) == set(classes["extra-links"])
+    # every role is non-empty: a walk that finds nothing (e.g. a broken import path) must not pass
+    assert all(classes[role] for role in ROLES), {role: len(found) for role, found in classes.items()}
+
+
+def test_operator_extra_links_are_declared() -> None:
+    """Every link an operator shows in the UI is one the provider info declares."""
+    declared = set(get_provider_info()["extra-links"])
+    for path in public_classes()["operators"] | public_classes()["sensors"]:
+        module, _, name = path.rpartition(".")
+        operator = getattr(importlib.import_module(module), name)
+        for link in getattr(operator, "operator_extra_links", ()) or ():
+            cls = type(link)
+            assert f"{cls.__module__}.{cls.__qualname__}" in declared, f"{path} shows undeclared link {cls.__name__}"
 
 
 def test_connection_type_has_display_name_and_hook() -> None:

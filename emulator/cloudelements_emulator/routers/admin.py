@@ -80,9 +80,10 @@ def restore_record(instance_id: int, resource: str, record_id: str, request: Req
 
 @router.post("/activity")
 def activity(request: Request, body: JsonBody) -> dict[str, Any]:
-    """``{"instance_id", "resources"?, "creates"?, "updates"?, "deletes"?}``
+    """Simulate creates, updates and deletes on an instance's records.
 
-    → ``{resource: {"created": [ids], "updated": [ids], "deleted": [ids]}}``.
+    Body ``{"instance_id", "resources"?, "creates"?, "updates"?, "deletes"?}`` →
+    ``{resource: {"created": [ids], "updated": [ids], "deleted": [ids]}}``.
     """
     if not isinstance(body, dict) or "instance_id" not in body:
         raise CEError(400, "instance_id is required")

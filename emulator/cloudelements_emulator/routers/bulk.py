@@ -48,8 +48,11 @@ async def _metadata(request: Request) -> tuple[dict[str, Any], UploadFile | None
 
 @router.post("/query")
 async def bulk_query(hub: str, request: Request, inst: HubInstance) -> dict[str, Any]:
-    """Submit ``q=select * from <object> [where ...] [limit n]`` with optional ``from``/``to`` (ISO-8601;
-    from inclusive, to exclusive, on the element's updated field). → ``{"id", "status": "CREATED"}``."""
+    """Submit a bulk query ``q=select * from <object> [where ...] [limit n]``.
+
+    Optional ``from``/``to`` (ISO-8601; from inclusive, to exclusive) bound the element's updated
+    field. Answers ``{"id", "status": "CREATED"}``.
+    """
     meta, _ = await _metadata(request)
     q = request.query_params
     job = await run_in_threadpool(
@@ -66,7 +69,7 @@ async def bulk_query(hub: str, request: Request, inst: HubInstance) -> dict[str,
 
 @router.get("/jobs")
 def bulk_jobs(hub: str, request: Request, inst: HubInstance) -> Any:
-    """This instance's jobs, CEQL ``where`` on job fields, paged with ``pageSize``/``nextPage``."""
+    """List the instance's jobs, CEQL ``where`` on job fields, paged with ``pageSize``/``nextPage``."""
     q = request.query_params
     predicate = compile_where(q.get("where")).predicate if q.get("where") else (lambda r: True)
     jobs = [j for j in state_of(request).bulk.jobs(inst) if predicate(j)]
@@ -115,8 +118,11 @@ def bulk_download(hub: str, job_id: str, object_name: str, request: Request, ins
 
 @router.post("/{object_name}")
 async def bulk_upload(hub: str, object_name: str, request: Request, inst: HubInstance) -> dict[str, Any]:
-    """Upload ``multipart/form-data`` ``file`` (CSV or NDJSON/JSON array) + ``metaData`` JSON; records are
-    created one by one, failures go to ``/errors``. → ``{"id", "status": "CREATED"}``."""
+    """Upload a ``multipart/form-data`` ``file`` (CSV or NDJSON/JSON array) with ``metaData`` JSON.
+
+    Records are created one by one and failures go to ``/errors``. Answers ``{"id", "status":
+    "CREATED"}``.
+    """
     meta, upload = await _metadata(request)
     if upload is None:
         raise CEError(400, "Missing multipart 'file' part")

@@ -88,7 +88,7 @@ def _oauth_url(element: ElementDef, params: dict[str, Any]) -> dict[str, str]:
 
 @router.get("/elements/{key_or_id}/oauth/url")
 def oauth_url(key_or_id: str, request: Request) -> dict[str, str]:
-    """``GET /elements/{key}/oauth/url?apiKey&apiSecret&callbackUrl``
+    """Provider authorize URL: ``GET /elements/{key}/oauth/url?apiKey&apiSecret&callbackUrl``.
 
     Optional: ``state``, ``requestToken`` (OAuth1), ``siteAddress`` (FreshBooks Classic), ``scope``.
     """

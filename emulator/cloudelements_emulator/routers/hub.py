@@ -1,5 +1,8 @@
-"""Finance hub routes (reference §3). The ``{hub}`` path segment is ignored: the Element token in
-the ``Authorization`` header selects the instance (reference §1.2)."""
+"""Finance hub routes (reference §3).
+
+The ``{hub}`` path segment is ignored: the Element token in the ``Authorization`` header selects the
+instance (reference §1.2).
+"""
 
 from __future__ import annotations
 
@@ -108,8 +111,11 @@ def qbo_report_metadata(hub: str, request: Request, inst: HubInstance) -> list[d
 
 @router.get("/reports/{report_id}")
 def qbo_report(hub: str, report_id: str, request: Request, inst: HubInstance) -> dict[str, Any]:
-    """One QuickBooks Online report for a period: ``startDate``/``endDate`` or ``dateMacro`` /
-    ``createdDateRange`` as query parameters or CEQL ``where`` equalities (see :mod:`..reports`)."""
+    """One QuickBooks Online report for a period.
+
+    The period is ``startDate``/``endDate`` or ``dateMacro`` / ``createdDateRange``, as query
+    parameters or CEQL ``where`` equalities (see :mod:`..reports`).
+    """
     _require_style(request, inst, "qbo", "GET /reports/{reportId}")
     params = {**reports.where_equalities(request.query_params.get("where")), **dict(request.query_params)}
     return reports.qbo_report(report_id, params, _records_of(request, inst))
@@ -117,8 +123,11 @@ def qbo_report(hub: str, report_id: str, request: Request, inst: HubInstance) ->
 
 @router.get("/reports")
 def qbe_reports(hub: str, request: Request, inst: HubInstance) -> list[dict[str, Any]]:
-    """QuickBooks Enterprise reports: ``where=ReportName='…' [and ReportPeriodStart='…' and ReportPeriodEnd='…']``
-    → one row with ``ReportTitle`` (reference §10.5). QBO: use ``/reports/{reportId}``."""
+    """QuickBooks Enterprise reports (reference §10.5).
+
+    ``where=ReportName='…' [and ReportPeriodStart='…' and ReportPeriodEnd='…']`` answers one row with
+    ``ReportTitle``. QBO reports are read with ``/reports/{reportId}``.
+    """
     element = state_of(request).instances.element_of(inst)
     if element.style == "qbo":
         raise CEError(400, "QuickBooks Online reports are read by id: GET /reports/{reportId} (GET /reports/metadata)")
@@ -135,8 +144,11 @@ def qbe_report_types(hub: str, request: Request, inst: HubInstance) -> list[dict
 
 @router.get("/{resource}")
 def list_records(hub: str, resource: str, request: Request, inst: HubInstance) -> Response:
-    """Search/list (reference §3.3-3.4): ``where``, ``orderBy``, ``page`` (1-based), ``pageSize``,
-    ``nextPage``, ``returnCount``. Returns a bare JSON array plus paging headers."""
+    """Search/list records (reference §3.3-3.4).
+
+    Parameters ``where``, ``orderBy``, ``page`` (1-based), ``pageSize``, ``nextPage``, ``returnCount``.
+    Returns a bare JSON array plus paging headers.
+    """
     q = request.query_params
     hub_service = state_of(request).hub
     extension = hub_service.extensions.find(inst["element"]["key"], "GET", "/" + resource)
@@ -174,7 +186,8 @@ def get_record(hub: str, resource: str, record_id: str, request: Request, inst: 
     """One record (404 unknown/hard-deleted; QBO ``id|syncToken`` accepted, malformed ids → 400).
 
     QuickBooks Online also answers ``Accept: application/pdf`` with the transaction as a PDF
-    (reference §3.5, release notes 2.148)."""
+    (reference §3.5, release notes 2.148).
+    """
     hub_service = state_of(request).hub
     text = hub_service.get(inst, resource, record_id)
     accept = (request.headers.get("accept") or "").lower()

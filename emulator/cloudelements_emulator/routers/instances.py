@@ -66,8 +66,10 @@ def get_instance(instance_id: int, state: PlatformState) -> dict:
 
 @router.put("/instances/{instance_id:int}")
 def put_instance(instance_id: int, body: JsonBody, state: PlatformState) -> dict:
-    """Full update (``name`` required; tags replaced; ``providerData.code`` re-authorizes); the answer
-    carries no ``providerData``."""
+    """Full update of an instance; the answer carries no ``providerData``.
+
+    ``name`` is required, tags are replaced and ``providerData.code`` re-authorizes.
+    """
     return _put_answer(state, state.instances.update(instance_id, body, full=True))
 
 

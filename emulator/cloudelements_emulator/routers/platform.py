@@ -53,8 +53,10 @@ def _element_key(key_or_id: str) -> str:
 
 @router.post("/elements/{key_or_id}/resources", tags=["elements"])
 def add_resource(key_or_id: str, body: JsonBody, state: PlatformState) -> dict[str, Any]:
-    """Extend the element with a resource (``{"path", "method", "vendorPath", "parameters", "rootKey"}``);
-    see :mod:`..extensions` for which ones answer offline."""
+    """Extend the element with a resource (``{"path", "method", "vendorPath", "parameters", "rootKey"}``).
+
+    See :mod:`..extensions` for which ones answer offline.
+    """
     return state.hub.extensions.add(_element_key(key_or_id), body)
 
 
