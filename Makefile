@@ -30,8 +30,10 @@ soak: $(STAMP)
 		-s tests/model/test_soak.py > $(SOAK_LOG) 2>&1; rc=$$?; cat $(SOAK_LOG).report 2>/dev/null \
 		|| tail -n 30 $(SOAK_LOG); echo "full log: $(SOAK_LOG)"; exit $$rc
 
+LINT_PATHS := airflow_provider_cloudelements emulator tests dags_examples scripts benchmarks
 lint: $(STAMP)
-	$(VENV)/bin/ruff check airflow_provider_cloudelements emulator tests dags_examples scripts benchmarks
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy airflow_provider_cloudelements emulator/cloudelements_emulator
 
 # Benchmarks (benchmarks/RESULTS.md): adds the baselines' dependencies (dlt) to the same venv.

@@ -59,16 +59,21 @@ class CloudElementsError(AirflowException):
 
 
 class CloudElementsConfigError(CloudElementsError, AirflowFailException, ValueError):
-    """Bad input detected before any network call: a missing secret, an unknown element key or
-    resource, a non-positive page size, an unparseable date, a connection of the wrong type.
+    """Bad input detected before any network call.
+
+    For example a missing secret, an unknown element key or resource, a non-positive page size, an
+    unparseable date, a connection of the wrong type.
 
     Derives from ``AirflowFailException``: the task fails at once, without retries, since bad input
-    does not heal."""
+    does not heal.
+    """
 
 
 class CloudElementsCEQLError(CloudElementsConfigError):
-    """A CEQL ``where`` clause the target element cannot run (e.g. ``OR`` for QuickBooks Online,
-    reference §3.4), or a value the builder cannot quote."""
+    """A CEQL ``where`` clause the target element cannot run, or a value the builder cannot quote.
+
+    For example ``OR`` for QuickBooks Online (reference §3.4).
+    """
 
 
 class CloudElementsApiError(CloudElementsError):
@@ -80,8 +85,11 @@ class CloudElementsBadRequestError(CloudElementsApiError):
 
 
 class CloudElementsAuthenticationError(CloudElementsApiError):
-    """HTTP 401: unknown user/organization secret, unknown or deleted element token, or a failed
-    provider token refresh. Not retryable: re-authorize the element instance."""
+    """HTTP 401: unknown secret or element token, or a failed provider token refresh.
+
+    The user/organization secret or the element token is unknown (or the token was deleted), or the
+    provider's token refresh failed. Not retryable: re-authorize the element instance.
+    """
 
 
 class CloudElementsForbiddenError(CloudElementsApiError):
@@ -97,23 +105,32 @@ class CloudElementsConflictError(CloudElementsApiError):
 
 
 class CloudElementsThrottledError(CloudElementsApiError):
-    """HTTP 429 (or a 500 whose ``providerMessage`` says throttled) still failing when the retry
-    time budget was spent."""
+    """HTTP 429 (or a 500 whose ``providerMessage`` says throttled) still failing when the retry budget was spent.
+
+    The retry budget is a time budget (connection extra ``retry_budget``).
+    """
 
 
 class CloudElementsServerError(CloudElementsApiError):
-    """HTTP 5xx still failing when the retry time budget was spent, or a non-JSON error body
-    (e.g. an HTML 502 from a proxy)."""
+    """HTTP 5xx still failing when the retry time budget was spent, or a non-JSON error body.
+
+    A non-JSON body is, for example, an HTML 502 from a proxy.
+    """
 
 
 class CloudElementsResponseTooLargeError(CloudElementsApiError):
-    """A non-download response (a status poll, a page, an instance) larger than the hook's cap
-    (``client.protocol.MAX_RESPONSE_BYTES``, 16 MiB): refused before it is read into memory. Not retried."""
+    """A non-download response larger than the hook's cap, refused before it is read into memory.
+
+    A non-download response is a status poll, a page or an instance; the cap is
+    ``client.protocol.MAX_RESPONSE_BYTES`` (16 MiB). Not retried.
+    """
 
 
 class CloudElementsBulkJobError(CloudElementsError):
-    """A bulk job ended FAILED, ABORTED or CANCELLED, or reported a status this provider does not
-    know (reference §4.2)."""
+    """A bulk job ended FAILED, ABORTED or CANCELLED, or reported a status this provider does not know.
+
+    The statuses are listed in reference §4.2.
+    """
 
 
 class CloudElementsRecordFailuresError(CloudElementsBulkJobError):
@@ -121,8 +138,11 @@ class CloudElementsRecordFailuresError(CloudElementsBulkJobError):
 
 
 class CloudElementsReconciliationError(CloudElementsError):
-    """Landed record counts disagree with what Cloud Elements reported (``recordsCount`` or
-    ``Elements-Total-Count``): data would be lost or duplicated, so nothing is published."""
+    """Landed record counts disagree with what Cloud Elements reported: nothing is published.
+
+    The reported count is ``recordsCount`` or ``Elements-Total-Count``; publishing would lose or duplicate
+    data.
+    """
 
 
 class CloudElementsTimeoutError(CloudElementsError):
@@ -130,16 +150,21 @@ class CloudElementsTimeoutError(CloudElementsError):
 
 
 class CloudElementsDataError(CloudElementsConfigError):
-    """A landed file cannot be loaded: a line that is not a JSON object, a record without an id, an
-    unparseable updated/deleted timestamp. Raised while loading, inside the load transaction, so the
-    target table is left unchanged. A :class:`CloudElementsConfigError` (bad input, not retryable)."""
+    """A landed file cannot be loaded; the target table is left unchanged.
+
+    Causes: a line that is not a JSON object, a record without an id, an unparseable updated/deleted
+    timestamp. Raised while loading, inside the load transaction. A :class:`CloudElementsConfigError`
+    (bad input, not retryable).
+    """
 
 
 class CloudElementsConnectionError(CloudElementsServerError):
-    """No usable HTTP response: connection refused or reset, connect/read timeout, or a streamed body
-    (bulk download) cut off mid-stream, still failing when the retry time budget was spent, or not
-    retried because a retry was unsafe (a POST that may have been processed, a non-seekable file
-    already partly written). ``status_code`` is ``None``."""
+    """No usable HTTP response, after the retry time budget or when a retry was unsafe; ``status_code`` is ``None``.
+
+    Causes: connection refused or reset, connect/read timeout, or a streamed body (bulk download) cut off
+    mid-stream, still failing when the retry time budget was spent, or not retried because a retry was
+    unsafe (a POST that may have been processed, a non-seekable file already partly written).
+    """
 
 
 def error_for_event(err: BaseException) -> dict[str, object]:
@@ -158,8 +183,10 @@ def error_for_event(err: BaseException) -> dict[str, object]:
 
 
 def exception_from_event(error: object, fallback_message: str) -> CloudElementsError:
-    """Rebuild the typed error a trigger reported (:func:`error_for_event`); unknown types become
-    :class:`CloudElementsBulkJobError` so nothing outside this hierarchy is ever raised."""
+    """Rebuild the typed error a trigger reported (:func:`error_for_event`).
+
+    Unknown types become :class:`CloudElementsBulkJobError`, so nothing outside this hierarchy is ever raised.
+    """
     if not isinstance(error, dict):
         return CloudElementsBulkJobError(fallback_message)
     cls = globals().get(str(error.get("type")))
@@ -175,8 +202,10 @@ def exception_from_event(error: object, fallback_message: str) -> CloudElementsE
 
 
 def __getattr__(name: str) -> Any:
-    """``as_instance_id`` moved to :mod:`airflow_provider_cloudelements.utils.validation` (validators do not
-    live here); the old import path still resolves, lazily (no import cycle)."""
+    """Resolve ``as_instance_id`` from its old import path, lazily (no import cycle).
+
+    It moved to :mod:`airflow_provider_cloudelements.utils.validation` (validators do not live here).
+    """
     if name == "as_instance_id":
         from airflow_provider_cloudelements.utils.validation import as_instance_id
 

@@ -1,5 +1,4 @@
-"""Client-side request budget: at most N requests per rolling minute and M in flight, per element
-instance (user-needs §4 item 8).
+"""Client-side request budget per element instance: at most N requests per rolling minute and M in flight.
 
 Cloud Elements' QuickBooks/FreshBooks "bulk" and hub calls page the provider's API, so the provider's
 limits apply (reference §4.4, §6.3). Intuit allows 500 requests per minute and 10 concurrent requests
@@ -48,8 +47,10 @@ def _validate(max_per_minute: int, max_concurrent: int) -> None:
 
 
 class RequestBudget:
-    """Thread-safe rolling-window rate limit plus a concurrency cap, for blocking callers
-    (:meth:`acquire`) and coroutines on any event loop (:meth:`acquire_async`) at once.
+    """Thread-safe rolling-window rate limit plus a concurrency cap.
+
+    Serves blocking callers (:meth:`acquire`) and coroutines on any event loop (:meth:`acquire_async`) at
+    once, from the same slots.
 
     :param max_per_minute: requests allowed in any 60-second window (default 500).
     :param max_concurrent: requests allowed in flight at once (default 10).
@@ -134,8 +135,10 @@ class RequestBudget:
 
     @asynccontextmanager
     async def acquire_async(self) -> AsyncIterator[None]:
-        """:meth:`acquire` for a coroutine: waits with ``await`` (never blocks the event loop), from the
-        same slots and rate window as blocking callers in other threads."""
+        """:meth:`acquire` for a coroutine: waits with ``await``, never blocking the event loop.
+
+        It draws from the same slots and rate window as blocking callers in other threads.
+        """
         loop = asyncio.get_running_loop()
         while True:
             with self._lock:
@@ -215,10 +218,11 @@ def get_request_budget(
     max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
     store: str | None = None,
 ) -> RequestBudget:
-    """The process-wide :class:`RequestBudget` for ``key`` (e.g. ``(base_url, instance_id)``), created
-    on first use and used by the sync AND the async hook (the same scope: one budget per party and
-    process, whatever the thread or event loop). Hooks configured with different limits get different
-    budgets.
+    """Return the process-wide :class:`RequestBudget` for ``key`` (e.g. ``(base_url, instance_id)``).
+
+    The budget is created on first use and used by the sync AND the async hook (the same scope: one budget
+    per party and process, whatever the thread or event loop). Hooks configured with different limits get
+    different budgets.
 
     :param key: hashable identity of the rate-limited party; must not contain a secret.
     :param store: ``None`` (per process, the default) or a ``budget_store`` value

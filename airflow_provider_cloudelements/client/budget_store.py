@@ -1,6 +1,6 @@
-"""The deployment-wide request budget: rate and concurrency slots in a SQL database shared by every
-process (connection extra ``budget_store``, docs/multi-tenant.md).
+"""The deployment-wide request budget: rate and concurrency slots in a SQL database shared by every process.
 
+The store is selected by the connection extra ``budget_store`` (docs/multi-tenant.md).
 :func:`~.budget.get_request_budget` returns a :class:`SharedRequestBudget` when a hook's connection names
 a store; it has the interface of :class:`~.budget.RequestBudget` (blocking :meth:`~SharedRequestBudget.acquire`
 and ``await``-ing :meth:`~SharedRequestBudget.acquire_async`). Part of the client core: no Airflow import.
@@ -42,8 +42,10 @@ _metadata_url: Callable[[], str] | None = None
 
 
 def set_metadata_url_resolver(resolver: Callable[[], str]) -> None:
-    """Install how ``budget_store="metadata"`` finds its database URL (the hooks pass Airflow's
-    ``[database] sql_alchemy_conn``)."""
+    """Install how ``budget_store="metadata"`` finds its database URL.
+
+    The hooks pass Airflow's ``[database] sql_alchemy_conn``.
+    """
     global _metadata_url
     _metadata_url = resolver
 
@@ -51,9 +53,10 @@ def set_metadata_url_resolver(resolver: Callable[[], str]) -> None:
 def check_budget_store(
     value: Any, what: str = "Connection extra 'budget_store'", *, mask: Callable[[str], Any] | None = None
 ) -> str | None:
-    """Validate a ``budget_store`` setting: ``None``/``""``/``"process"`` → ``None`` (per process),
-    ``"metadata"``, or a SQLAlchemy URL (its password, if any, is passed to ``mask``, e.g. Airflow's
-    ``mask_secret``). Never echoes the value.
+    """Validate a ``budget_store`` setting without ever echoing its value.
+
+    Accepted: ``None``/``""``/``"process"`` → ``None`` (per process), ``"metadata"``, or a SQLAlchemy URL
+    (its password, if any, is passed to ``mask``, e.g. Airflow's ``mask_secret``).
 
     :raises CloudElementsConfigError: not a string, or not a parseable SQLAlchemy URL.
     """
@@ -230,8 +233,9 @@ def _next_poll(previous: float) -> float:
 
 
 class SharedRequestBudget(RequestBudget):
-    """:class:`RequestBudget` whose slots live in a :class:`SharedBudgetStore` (same interface, sync
-    and async; the async side runs the store calls in a worker thread).
+    """:class:`RequestBudget` whose slots live in a :class:`SharedBudgetStore`.
+
+    Same interface, sync and async; the async side runs the store calls in a worker thread.
 
     :param store: the shared store.
     :param key: the party's key (:func:`budget_party` joined), no secrets.
@@ -311,8 +315,10 @@ _STORES_LOCK = threading.Lock()
 
 
 def get_budget_store(url: str) -> SharedBudgetStore:
-    """The process's :class:`SharedBudgetStore` for ``url`` (one engine per URL and process id, so a
-    forked worker never reuses its parent's connections)."""
+    """Return the process's :class:`SharedBudgetStore` for ``url``.
+
+    There is one engine per URL and process id, so a forked worker never reuses its parent's connections.
+    """
     key = (url, os.getpid())
     with _STORES_LOCK:
         store = _STORES.get(key)
@@ -322,6 +328,8 @@ def get_budget_store(url: str) -> SharedBudgetStore:
 
 
 def shared_budget(store: str, key: str, max_per_minute: int, max_concurrent: int) -> SharedRequestBudget:
-    """A :class:`SharedRequestBudget` of ``key`` in the process's store for the ``budget_store`` value
-    ``store`` (:func:`get_budget_store`)."""
+    """Return a :class:`SharedRequestBudget` of ``key`` in the process's store for the ``budget_store`` value ``store``.
+
+    The store comes from :func:`get_budget_store`.
+    """
     return SharedRequestBudget(get_budget_store(store), key, max_per_minute, max_concurrent)

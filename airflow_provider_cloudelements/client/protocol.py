@@ -1,6 +1,6 @@
-"""The Cloud Elements wire protocol, without I/O: auth headers, redaction of secrets, error responses
-mapped to the typed exceptions of :mod:`airflow_provider_cloudelements.exceptions`, JSON decoding.
+"""The Cloud Elements wire protocol without I/O: auth headers, secret redaction, error mapping, JSON decoding.
 
+Error responses are mapped to the typed exceptions of :mod:`airflow_provider_cloudelements.exceptions`.
 Shared by the sync and async hooks (paging is in :mod:`.paging`, the HTTP client in :mod:`.transport`).
 Part of the client core: no Airflow import. Every function is unit-tested on its own
 (``tests/utils/test_http_helpers.py``). References are to docs/api-facts.md (§1.2 headers, §1.3 response
@@ -51,10 +51,10 @@ MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 64 * 1024
 
 # Markers of throttling that Cloud Elements forwards inside a 500 (QBO ``ThrottleExceeded``, Intuit
-# error code 003001; user-needs §4 item 7).
+# error code 003001).
 THROTTLE_MARKERS = ("throttleexceeded", "003001", "throttle exceeded", "too many requests")
 
-# Values of these configuration / providerData keys are credentials (reference §2.2.4, user-needs §4.13).
+# Values of these configuration / providerData keys are credentials (reference §2.2.4).
 _SENSITIVE_KEY_PARTS = (
     "secret",
     "password",
@@ -84,8 +84,9 @@ def platform_authorization(user_secret: str, organization_secret: str) -> str:
 
 
 def hub_authorization(user_secret: str, organization_secret: str | None, element_token: str) -> str:
-    """``Authorization`` value for hub / bulk / ping calls, reference §1.2 (3-part form, or 2-part
-    ``User <u>, Element <t>`` when no organization secret is given).
+    """Build the ``Authorization`` value for hub / bulk / ping calls (reference §1.2).
+
+    The 3-part form, or the 2-part ``User <u>, Element <t>`` when no organization secret is given.
 
     :param user_secret: Cloud Elements User secret.
     :param organization_secret: Organization secret or ``None``.
@@ -112,8 +113,11 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
 
 
 def safe_excerpt(text: str, secrets: Iterable[str | None] = (), limit: int = MAX_EXCERPT_CHARS) -> str:
-    """:func:`excerpt` of ``text`` with every secret removed FIRST: truncating before redacting could cut
-    a secret at the limit and leave a prefix the exact-match redaction no longer finds."""
+    """Return an :func:`excerpt` of ``text`` with every secret removed FIRST.
+
+    Truncating before redacting could cut a secret at the limit and leave a prefix the exact-match
+    redaction no longer finds.
+    """
     secrets = list(secrets)
     return redact(excerpt(redact(text, secrets), limit), secrets)
 
@@ -173,8 +177,10 @@ def strip_instance(instance: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def sensitive_values(body: Mapping[str, Any]) -> list[str]:
-    """Credential values found in an instance request body (``configuration``/``providerData``), so the
-    caller can ``mask_secret`` them before the body is sent."""
+    """Return the credential values found in an instance request body (``configuration``/``providerData``).
+
+    The caller can then ``mask_secret`` them before the body is sent.
+    """
     found: list[str] = []
     for section in ("configuration", "providerData"):
         value = body.get(section)
@@ -267,9 +273,11 @@ def error_from_reply(
     secrets: Iterable[str | None],
     base_url: str | None = None,
 ) -> CloudElementsApiError:
-    """The typed exception for an error response of either hook: :func:`parse_error_body` (redacted),
-    :func:`exception_for_response`, and the ``Retry-After`` seconds set as attribute
-    ``retry_after`` (read by :func:`~.retry.compute_wait`; ``None`` when absent or useless).
+    """Build the typed exception for an error response of either hook.
+
+    It combines :func:`parse_error_body` (redacted) and :func:`exception_for_response`, and sets the
+    ``Retry-After`` seconds as attribute ``retry_after`` (read by :func:`~.retry.compute_wait`; ``None``
+    when absent or useless).
 
     :param body: the (capped) error body.
     :param instance_id: for the 401 advice of hub calls.
@@ -289,9 +297,11 @@ def error_from_reply(
 
 
 def base_url_advice(base_url: str | None) -> str:
-    """``"; the connection's Base URL … lacks /elements/api-v2 …"`` when ``base_url``'s path does not end
-    in ``/elements/api-v2`` (every API path is under it, reference §1.1: a bare host answers 404 to
-    everything), else ``""``."""
+    """Return advice for a Base URL whose path does not end in ``/elements/api-v2``, else ``""``.
+
+    The advice reads ``"; the connection's Base URL … lacks /elements/api-v2 …"``: every API path is under
+    it (reference §1.1), and a bare host answers 404 to everything.
+    """
     if not base_url:
         return ""
     path = "/" + base_url.partition("://")[2].partition("/")[2] if "://" in base_url else base_url
@@ -304,8 +314,10 @@ def base_url_advice(base_url: str | None) -> str:
 
 
 def transport_failure_message(what: str, exc: BaseException, *, base_url: str, elapsed: float, described: str) -> str:
-    """The message of a call that got no usable response: names the host and, for a refused connection
-    or a failed DNS lookup (:func:`~.retry.unreachable_cause`), the cause and the setting to check.
+    """Build the message of a call that got no usable response, naming the host.
+
+    For a refused connection or a failed DNS lookup (:func:`~.retry.unreachable_cause`) it also names the
+    cause and the setting to check.
 
     :param what: ``"GET /instances"``.
     :param described: short description of ``exc`` (class name, deadline or truncation detail).
@@ -327,8 +339,10 @@ def log_reply(logger: Any, method: str, path: str, status_code: int, headers: Ma
 
 
 def is_throttle_message(*texts: str | None) -> bool:
-    """Whether a message / providerMessage says the provider throttled us (``ThrottleExceeded``,
-    ``003001``; user-needs §4 item 7)."""
+    """Whether a message / providerMessage says the provider throttled us (``ThrottleExceeded``, ``003001``).
+
+    Such a 500 is mapped to :class:`CloudElementsThrottledError`, like a 429 (rate limits: docs/api-facts.md §6.3).
+    """
     for text in texts:
         if text and any(marker in text.lower() for marker in THROTTLE_MARKERS):
             return True
@@ -438,8 +452,10 @@ def header_int(headers: Mapping[str, str], name: str) -> int | None:
 # --------------------------------------------------------------------------------------------- replies
 @dataclass(frozen=True)
 class Reply:
-    """A fully read, size-capped (:func:`check_body_size`) response of the sync or async hook: what the
-    JSON decoders and :class:`PageInfo` need (same attribute names as ``requests``/``httpx``).
+    """A fully read, size-capped (:func:`check_body_size`) response of the sync or async hook.
+
+    It holds what the JSON decoders and :class:`PageInfo` need (same attribute names as
+    ``requests``/``httpx``).
 
     :param status_code: HTTP status.
     :param headers: response headers (case-insensitive mapping of the HTTP library).

@@ -1,6 +1,6 @@
 """The one retry policy of the provider, shared by the sync and async hooks (both on httpx).
 
-Classify, then back off (user-needs §4 item 7; reference §6.3):
+Classify, then back off (reference §6.3):
 
 * **retried**: connection errors, connect/read timeouts, an attempt past its total deadline
   (:class:`AttemptDeadlineError`), a body cut off mid-stream, HTTP 429, 502, 503, 504, and a 500 whose
@@ -57,7 +57,7 @@ from airflow_provider_cloudelements.exceptions import (
 )
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
-#: Statuses that never heal by waiting (reference §6.2, user-needs §4 item 7).
+#: Statuses that never heal by waiting (reference §6.2).
 NON_RETRYABLE_STATUSES = frozenset({400, 401, 403, 404, 405, 406, 409, 415})
 
 DEFAULT_RETRY_BUDGET = 300.0  # seconds: long enough for a QBO 1-minute throttle window several times over
@@ -113,10 +113,12 @@ def forget_answered_hosts() -> None:
 
 
 def unreachable_cause(exc: BaseException | None) -> str | None:
-    """``"connection refused"``, ``"DNS lookup failed"`` or ``"host unreachable"`` when ``exc`` (a
-    httpx transport error, searched through its causes, contexts, ``args`` and
-    ``reason``) says the host could not be reached at all; ``None`` for anything else (timeouts,
-    resets, HTTP errors)."""
+    """Say why the host could not be reached at all, or ``None``.
+
+    Returns ``"connection refused"``, ``"DNS lookup failed"`` or ``"host unreachable"`` when ``exc`` (a
+    httpx transport error, searched through its causes, contexts, ``args`` and ``reason``) says so;
+    ``None`` for anything else (timeouts, resets, HTTP errors).
+    """
     seen: set[int] = set()
     todo: list[BaseException] = [exc] if exc is not None else []
     texts: list[str] = []
@@ -159,14 +161,19 @@ def is_retryable_status(status_code: int | None, *, throttled: bool = False, ide
 
 
 def _is_connect_phase(exc: BaseException) -> bool:
-    """Whether a transport error happened before the request could reach the server: no connection
-    (``ConnectError``/``ConnectTimeout``) or none free in the pool (``PoolTimeout``)."""
+    """Whether a transport error happened before the request could reach the server.
+
+    That is: no connection (``ConnectError``/``ConnectTimeout``) or none free in the pool (``PoolTimeout``).
+    """
     return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
 
 
 def is_transport_error(exc: BaseException) -> bool:
-    """A network-level failure (no usable HTTP response): connection refused/reset, timeouts, a body
-    cut off mid-stream (any :class:`httpx.TransportError`), an attempt past its deadline."""
+    """Whether ``exc`` is a network-level failure (no usable HTTP response).
+
+    That covers connection refused/reset, timeouts, a body cut off mid-stream (any
+    :class:`httpx.TransportError`) and an attempt past its deadline.
+    """
     return isinstance(exc, (httpx.TransportError, TruncatedDownloadError, AttemptDeadlineError))
 
 
@@ -200,10 +207,12 @@ def is_retryable_exception(exc: BaseException, *, idempotent: bool = True, retry
 
 
 class AttemptDeadlineError(Exception):
-    """One attempt passed its total deadline (:func:`attempt_deadline`) while the server was still
-    answering (e.g. trickling bytes). Raised inside an attempt so the retry loop treats it like a read
+    """One attempt passed its total deadline (:func:`attempt_deadline`) while the server was still answering.
+
+    For example a server trickling bytes. Raised inside an attempt so the retry loop treats it like a read
     timeout; never escapes the hooks (converted to
-    :class:`~airflow_provider_cloudelements.exceptions.CloudElementsConnectionError`)."""
+    :class:`~airflow_provider_cloudelements.exceptions.CloudElementsConnectionError`).
+    """
 
 
 def attempt_deadline(now: float, *, call_deadline: float | None, connect_timeout: float, read_timeout: float) -> float:
@@ -223,8 +232,10 @@ def attempt_deadline(now: float, *, call_deadline: float | None, connect_timeout
 
 
 def call_deadline(start: float, *, budget: float, read_timeout: float) -> float:
-    """Monotonic instant by which one logical call (every attempt and wait) must be done:
-    ``start + max(budget, read_timeout)`` (a zero budget still allows one read timeout)."""
+    """Return the monotonic instant by which one logical call (every attempt and wait) must be done.
+
+    It is ``start + max(budget, read_timeout)``: a zero budget still allows one read timeout.
+    """
     return start + max(budget, read_timeout)
 
 
@@ -358,9 +369,10 @@ class RetryPolicy:
 def retry_predicate(
     *, idempotent: bool, retry_server_error: bool, max_server_error_retries: int = DEFAULT_MAX_SERVER_ERROR_RETRIES
 ) -> Callable[[BaseException], bool]:
-    """The retry predicate of ONE logical call (a fresh one per call): :func:`is_retryable_exception`,
-    plus plain HTTP 500s when ``retry_server_error``, counted and no longer retried after
-    ``max_server_error_retries``.
+    """Build the retry predicate of ONE logical call (a fresh one per call).
+
+    It applies :func:`is_retryable_exception`, plus plain HTTP 500s when ``retry_server_error``, counted
+    and no longer retried after ``max_server_error_retries``.
 
     :param idempotent: ``False`` for POST calls.
     :param retry_server_error: retry a plain HTTP 500 (:func:`retries_server_errors`: ``GET`` only).
@@ -380,14 +392,19 @@ def retry_predicate(
 
 
 def retries_server_errors(method: str) -> bool:
-    """Whether a plain HTTP 500 of ``method`` may be retried: only reads (``GET``/``HEAD``), which change
-    nothing on the server; never ``POST`` (may have been processed), nor ``PUT``/``PATCH``/``DELETE``."""
+    """Whether a plain HTTP 500 of ``method`` may be retried.
+
+    Only reads (``GET``/``HEAD``), which change nothing on the server; never ``POST`` (may have been
+    processed), nor ``PUT``/``PATCH``/``DELETE``.
+    """
     return method.upper() in ("GET", "HEAD")
 
 
 def describe_exception(exc: BaseException | None) -> str:
-    """A short, secret-free description of an attempt's failure for logs (class name, plus the
-    message of our own exceptions, which are built without secrets)."""
+    """Describe an attempt's failure for logs, shortly and without secrets.
+
+    The class name, plus the message of our own exceptions, which are built without secrets.
+    """
     if exc is None:
         return "no exception"
     if isinstance(exc, CloudElementsApiError):
@@ -423,8 +440,10 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 
 def parse_http_date(value: str | None) -> datetime | None:
-    """An HTTP-date (RFC 9110 ``Date``/``Retry-After``: ``Tue, 01 Dec 2026 10:00:00 GMT``) as an aware
-    UTC datetime, or ``None`` when absent or unparseable."""
+    """Parse an HTTP-date (RFC 9110 ``Date``/``Retry-After``) as an aware UTC datetime.
+
+    Example: ``Tue, 01 Dec 2026 10:00:00 GMT``. Returns ``None`` when absent or unparseable.
+    """
     if not value or not value.strip():
         return None
     try:

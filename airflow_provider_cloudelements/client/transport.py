@@ -1,5 +1,6 @@
-"""The HTTP transport of the client core: httpx clients (sync and async), timeouts, one TLS context
-per process, connection pooling, the total deadline of one sync attempt, and capped body reads.
+"""The HTTP transport of the client core: httpx clients (sync and async), timeouts, TLS, pooling, body caps.
+
+It also holds the one TLS context per process and the total deadline of one sync attempt.
 
 * **One library**: both hooks use httpx (:func:`sync_client` → :class:`httpx.Client`,
   :func:`async_client` → :class:`httpx.AsyncClient`), one pooled client per hook (a new client per
@@ -48,17 +49,21 @@ _ACTIVE: ContextVar[AttemptDeadline | None] = ContextVar("cloudelements_attempt_
 
 @functools.lru_cache(maxsize=1)
 def ssl_context() -> ssl.SSLContext:
-    """One TLS context per process, with httpx's default CA bundle (certifi). Building one per
-    client costs ~0.9 MB and 10-17 ms CPU: 1,000 deferred triggers would hold ~0.9 GB
-    (benchmarks/RESULTS.md, triggers)."""
+    """Return the one TLS context of the process, with httpx's default CA bundle (certifi).
+
+    Building one per client costs ~0.9 MB and 10-17 ms CPU: 1,000 deferred triggers would hold ~0.9 GB
+    (benchmarks/RESULTS.md, triggers).
+    """
     import certifi
 
     return ssl.create_default_context(cafile=certifi.where())
 
 
 def client_timeout(*, connect_timeout: float, read_timeout: float) -> httpx.Timeout:
-    """httpx timeouts: ``connect_timeout`` seconds to connect, ``read_timeout`` seconds for every read,
-    write and pool wait."""
+    """Build the httpx timeouts of a client.
+
+    ``connect_timeout`` seconds to connect, ``read_timeout`` seconds for every read, write and pool wait.
+    """
     return httpx.Timeout(read_timeout, connect=connect_timeout)
 
 
@@ -98,8 +103,9 @@ def async_client(
 
 
 class AttemptDeadline:
-    """The total deadline of one sync attempt (``with AttemptDeadline(deadline_for) as clock:`` around
-    the request and the body read, in the calling thread).
+    """The total deadline of one sync attempt, around the request and the body read in the calling thread.
+
+    Use it as ``with AttemptDeadline(deadline_for) as clock:``.
 
     The clock starts when the request has been SENT (at the first read of the response): a large
     upload body is not cut off by its own transfer time, while the response (headers and body) must
@@ -207,8 +213,9 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
 # --------------------------------------------------------------------------------------------- bodies
 def check_body_size(headers: Mapping[str, str], *, received: int, limit: int, what: str) -> None:
-    """Refuse a response body beyond ``limit`` bytes, by its ``Content-Length`` before reading (when
-    announced) or by the bytes ``received`` so far.
+    """Refuse a response body beyond ``limit`` bytes.
+
+    Checked by its ``Content-Length`` before reading (when announced) or by the bytes ``received`` so far.
 
     :param headers: response headers.
     :param received: bytes read so far (0 before reading).
@@ -227,8 +234,9 @@ def check_body_size(headers: Mapping[str, str], *, received: int, limit: int, wh
 
 
 class BodyBuffer:
-    """Collects a response body chunk by chunk up to a cap (the sync and async hooks feed it from
-    ``iter_bytes()`` / ``aiter_bytes()``).
+    """Collects a response body chunk by chunk up to a cap.
+
+    The sync and async hooks feed it from ``iter_bytes()`` / ``aiter_bytes()``.
 
     :param headers: response headers (``Content-Length`` beyond ``limit`` is refused before reading).
     :param limit: the cap in bytes.

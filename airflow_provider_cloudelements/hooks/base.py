@@ -1,6 +1,7 @@
-"""The base of both Cloud Elements hooks: connection settings, auth, element tokens, instance ids,
-error mapping, retries and the client-side budget, in ONE place, so the sync hook
-(:class:`~.cloudelements.CloudElementsHook`) and the async hook
+"""The base of both Cloud Elements hooks: connection, auth, tokens, ids, errors, retries and budget in ONE place.
+
+Connection settings, auth, element tokens, instance ids, error mapping, retries and the client-side
+budget live here, so the sync hook (:class:`~.cloudelements.CloudElementsHook`) and the async hook
 (:class:`~.cloudelements_async.CloudElementsAsyncHook`) cannot drift.
 
 * **Connection** (``cloudelements``): ``host`` = base URL, extras ``user_secret`` and
@@ -325,8 +326,10 @@ class CloudElementsBaseHook(BaseHook):
     def _call_plan(
         self, s: CloudElementsSettings, start: float, read_timeout: float | None = None
     ) -> tuple[RetryPolicy, float]:
-        """The retry policy of a logical call started at ``start`` (monotonic seconds) and its end
-        (:func:`~..client.retry.call_deadline`: the retry budget, at least one read timeout)."""
+        """Return the retry policy of a logical call started at ``start`` (monotonic seconds) and its end.
+
+        The end is :func:`~..client.retry.call_deadline`: the retry budget, at least one read timeout.
+        """
         policy = self._retry_policy_of(s)
         return policy, call_deadline(start, budget=policy.budget, read_timeout=read_timeout or s.read_timeout)
 
@@ -348,8 +351,10 @@ class CloudElementsBaseHook(BaseHook):
                 self._element_keys[iid] = key
 
     def _known_token(self, s: CloudElementsSettings) -> tuple[str | None, int | None]:
-        """``(token, None)`` when the hub token is known without a call, else ``(None, instance_id)``:
-        the instance whose token :meth:`_token_from_instance` must read from ``GET /instances/{id}``.
+        """Return ``(token, None)`` when the hub token is known without a call, else ``(None, instance_id)``.
+
+        In the second case :meth:`_token_from_instance` must read the instance's token from
+        ``GET /instances/{id}``.
 
         :raises CloudElementsConfigError: neither a token nor an instance id is configured.
         """
@@ -440,8 +445,10 @@ class CloudElementsBaseHook(BaseHook):
         return decode_json_reply(reply, self._secrets())
 
     def _retry_args(self, method: str, what: str, idempotent: bool) -> dict[str, Any]:
-        """Arguments of :meth:`RetryPolicy.retrying` / :meth:`RetryPolicy.async_retrying` for one call
-        (plain HTTP 500s are retried for ``GET`` only: :func:`~..client.retry.retries_server_errors`)."""
+        """Arguments of :meth:`RetryPolicy.retrying` / :meth:`RetryPolicy.async_retrying` for one call.
+
+        Plain HTTP 500s are retried for ``GET`` only (:func:`~..client.retry.retries_server_errors`).
+        """
         return {
             "idempotent": idempotent,
             "logger": self.log,
@@ -453,10 +460,12 @@ class CloudElementsBaseHook(BaseHook):
     def _converting_failures(
         self, s: CloudElementsSettings, *, what: str, idempotent: bool, start: float
     ) -> Iterator[None]:
-        """Around one logical call (sync or async): a transport error that leaves it (no usable
-        response, :func:`~..client.retry.is_transport_error`) becomes a redacted
-        :class:`CloudElementsConnectionError` naming the host; anything else (the typed API errors
-        included) passes unchanged."""
+        """Wrap one logical call (sync or async) so a transport error leaving it becomes a connection error.
+
+        A transport error (no usable response, :func:`~..client.retry.is_transport_error`) becomes a redacted
+        :class:`CloudElementsConnectionError` naming the host; anything else (the typed API errors included)
+        passes unchanged.
+        """
         try:
             yield
         except Exception as exc:

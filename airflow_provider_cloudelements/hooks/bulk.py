@@ -1,5 +1,4 @@
-"""Bulk API methods of the sync hook: submit a bulk query, poll, download, errors, cancel, upload
-(reference §4).
+"""Bulk API methods of the sync hook: submit a bulk query, poll, download, errors, cancel, upload (reference §4).
 
 ``wait_for_bulk_job`` moved here verbatim from ``hooks/cloudelements.py``; the operators, sensor and
 trigger wait with their own loop (to be replaced by one shared bulk wait).
@@ -78,8 +77,9 @@ class BulkMixin(CloudElementsSyncBase):
         to: datetime | str | None = None,
         callback_url: str | None = None,
     ) -> str:
-        """Submit a bulk download: ``POST /hubs/finance/bulk/query?q=select * from <resource> [where ...]``
-        (§4.1). QuickBooks/FreshBooks bulk support ``select *`` only (§4.4).
+        """Submit a bulk download: ``POST /hubs/finance/bulk/query?q=select * from <resource> [where ...]`` (§4.1).
+
+        QuickBooks/FreshBooks bulk support ``select *`` only (§4.4).
 
         Not retried once the request may have reached the server (a retry could start a duplicate job);
         429 and connection failures are retried. After an AMBIGUOUS failure (a read timeout, the attempt
@@ -134,8 +134,9 @@ class BulkMixin(CloudElementsSyncBase):
         submitted: float,
         error: CloudElementsError,
     ) -> str | None:
-        """The job an ambiguously failed ``POST /bulk/query`` created, or ``None`` (best effort, never
-        raises): ``GET /hubs/finance/bulk/jobs?where=object_name = '<resource>' AND job_direction =
+        """Find the job an ambiguously failed ``POST /bulk/query`` created, or ``None`` (best effort, never raises).
+
+        The lookup is ``GET /hubs/finance/bulk/jobs?where=object_name = '<resource>' AND job_direction =
         'DOWNLOAD'`` (paged), keeping jobs with the same ``job_query`` (and ``from``/``to`` and
         ``notification_url`` where the listing shows them), not FAILED/ABORTED/CANCELLED, created no
         earlier than the submit on the SERVER clock: the listing's ``Date`` (floored to the second, so
@@ -199,8 +200,10 @@ class BulkMixin(CloudElementsSyncBase):
         return job_id
 
     def get_bulk_status(self, job_id: str) -> dict[str, Any]:
-        """``GET /hubs/finance/bulk/{id}/status`` (§4.1): raw JSON (``id``, ``status``, ``recordsCount``,
-        ``recordsFailedCount`` …)."""
+        """Return the raw JSON of ``GET /hubs/finance/bulk/{id}/status`` (§4.1).
+
+        Keys include ``id``, ``status``, ``recordsCount``, ``recordsFailedCount`` ….
+        """
         path = f"{HUB_PREFIX}/bulk/{job_path(job_id)}/status"
         return json_object(self._call("GET", path, hub=True), f"GET {path}")
 
@@ -362,8 +365,9 @@ class BulkMixin(CloudElementsSyncBase):
     def upload_bulk(
         self, resource: str, fileobj: IO[bytes], *, fmt: str = "json", identifier_field_name: str | None = None
     ) -> str:
-        """Bulk upload: ``POST /hubs/finance/bulk/{resource}`` multipart ``file`` + ``metaData``
-        ``{"format": fmt[, "identifierFieldName": …]}`` (§4.1). The file is read once into memory
+        """Bulk upload: ``POST /hubs/finance/bulk/{resource}`` with a multipart ``file`` and ``metaData`` (§4.1).
+
+        ``metaData`` is ``{"format": fmt[, "identifierFieldName": …]}``. The file is read once into memory
         (httpx builds multipart bodies from it) so that a retry after a 429 resends the same bytes.
 
         :param fileobj: binary file with NDJSON / a JSON array (``fmt="json"``) or CSV with a header row.
@@ -408,11 +412,13 @@ def _stream_to_file(
     seekable: bool,
     counter: RecordCounter,
 ) -> BulkDownloadResult:
-    """Copy a streamed response into ``fileobj`` while ``counter`` counts its records; raise
-    :class:`TruncatedDownloadError` (retryable) or :class:`CloudElementsConnectionError` (not retryable:
-    bytes written to a non-seekable file) on truncation, and let ``counter``'s
-    :class:`CloudElementsReconciliationError` (too many records) through. A chunk is written only after
-    the counter accepted it."""
+    """Copy a streamed response into ``fileobj`` while ``counter`` counts its records.
+
+    On truncation it raises :class:`TruncatedDownloadError` (retryable) or
+    :class:`CloudElementsConnectionError` (not retryable: bytes written to a non-seekable file), and lets
+    ``counter``'s :class:`CloudElementsReconciliationError` (too many records) through. A chunk is written
+    only after the counter accepted it.
+    """
     expected = None if resp.headers.get("Content-Encoding") else header_int(resp.headers, "Content-Length")
     written = 0
     tail = bytearray()  # bytes after the last newline (a partial NDJSON record)

@@ -68,8 +68,7 @@ __all__ = [
 
 
 class CloudElementsHook(PlatformMixin, HubMixin, BulkMixin, EventsMixin):
-    """Talks to the Cloud Elements REST API (api-v2) for one connection and (optionally) one element
-    instance.
+    """Talks to the Cloud Elements REST API (api-v2) for one connection and (optionally) one element instance.
 
     :param cloudelements_conn_id: Airflow connection of type ``cloudelements``; ``host`` is the base URL
         (default ``https://api.cloud-elements.com/elements/api-v2``), extras ``user_secret``,

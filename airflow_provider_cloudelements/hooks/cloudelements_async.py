@@ -1,5 +1,4 @@
-"""Asynchronous hook (:class:`httpx.AsyncClient`) for triggers: only idempotent polling calls plus
-best-effort cancel.
+"""Asynchronous hook (:class:`httpx.AsyncClient`) for triggers: only idempotent polling calls plus best-effort cancel.
 
 Everything but the event loop is shared with :class:`~.cloudelements.CloudElementsHook` through
 :class:`~.base.CloudElementsBaseHook`: connection settings (and credential validation), the
@@ -109,8 +108,9 @@ class CloudElementsAsyncHook(CloudElementsBaseHook):
         params: Mapping[str, Any] | None,
         call_end: float,
     ) -> Reply:
-        """One attempt, all of it (connect, headers, body) within its total deadline
-        (:func:`~..client.retry.attempt_deadline`), the body capped at ``MAX_RESPONSE_BYTES``.
+        """Make one attempt, all of it (connect, headers, body) within its total deadline.
+
+        The deadline is :func:`~..client.retry.attempt_deadline`; the body is capped at ``MAX_RESPONSE_BYTES``.
 
         :raises AttemptDeadlineError: the deadline passed (retried like a read timeout).
         """
@@ -168,9 +168,11 @@ class CloudElementsAsyncHook(CloudElementsBaseHook):
         return self._json(await self._request(method, path, hub=hub, params=params))
 
     async def server_time(self) -> datetime | None:
-        """The server clock like :meth:`CloudElementsHook.server_time`: the ``Date`` of the most recent
-        response, else of ``GET /hubs/finance/ping`` (instance or token configured) or
-        ``GET /instances?pageSize=1``; aware UTC floored to the second, ``None`` without a ``Date``."""
+        """Return the server clock like :meth:`CloudElementsHook.server_time`, as aware UTC floored to the second.
+
+        It is the ``Date`` of the most recent response, else of ``GET /hubs/finance/ping`` (instance or token
+        configured) or ``GET /instances?pageSize=1``; ``None`` without a ``Date``.
+        """
         if self._server_date is None:
             s = await self.get_settings()
             try:
@@ -208,8 +210,9 @@ class CloudElementsAsyncHook(CloudElementsBaseHook):
         event_types: list[str] | None = None,
         page_size: int | None = None,
     ) -> list[dict[str, Any]]:
-        """All events of ``GET /instances/{id}/events`` (or ``/instances/events`` without an instance),
-        paged (§3.3, §5.6) and filtered client-side like :meth:`CloudElementsHook.iter_events`.
+        """Return all events of ``GET /instances/{id}/events`` (or ``/instances/events`` without an instance).
+
+        Paged (§3.3, §5.6) and filtered client-side like :meth:`CloudElementsHook.iter_events`.
 
         :param page_size: records per page (default: connection ``page_size``).
         :return: matching event records (a list: triggers need the whole poll result).

@@ -1,5 +1,7 @@
-"""Event listings of Cloud Elements (reference §5.6): the client-side event filter and the query hints
-both hooks use, and the sync hook's :meth:`EventsMixin.iter_events`.
+"""Event listings of Cloud Elements (reference §5.6): the client-side filter, query hints and ``iter_events``.
+
+The client-side event filter and the query hints are used by both hooks;
+:meth:`EventsMixin.iter_events` is the sync hook's listing.
 
 The one event filter and date reader are :mod:`airflow_provider_cloudelements.models.events`
 (``event_matches``/``event_date``, re-exported here and from ``hooks/cloudelements.py``), shared with the
@@ -18,9 +20,11 @@ from airflow_provider_cloudelements.utils import ceql
 
 
 def event_window_params(since: datetime | None, until: datetime | None) -> dict[str, str]:
-    """``from``/``to`` query hints for event listings (UTC ISO-8601, milliseconds; ``from`` rounded
-    down, ``to`` rounded up so the server never returns less than the window). The devportal
-    documents no server-side event filter (§5.6), so results are always filtered client-side too."""
+    """Build the ``from``/``to`` query hints for event listings (UTC ISO-8601, milliseconds).
+
+    ``from`` is rounded down and ``to`` rounded up, so the server never returns less than the window. The
+    devportal documents no server-side event filter (§5.6), so results are always filtered client-side too.
+    """
     params = {}
     if since is not None:
         lo = ceql.to_datetime(since, what="since")
@@ -53,8 +57,10 @@ def matching_events(
     object_types: list[str] | None,
     event_types: list[str] | None,
 ) -> Iterator[dict[str, Any]]:
-    """The event objects of a listing that pass :func:`event_matches` (copies), lazily; the one filter
-    of both hooks."""
+    """Yield copies of the event objects of a listing that pass :func:`event_matches`, lazily.
+
+    This is the one filter of both hooks.
+    """
     for event in records:
         if isinstance(event, Mapping) and event_matches(
             event, since=since, until=until, object_types=object_types, event_types=event_types
@@ -74,11 +80,13 @@ class EventsMixin(CloudElementsSyncBase):
         object_types: list[str] | None = None,
         event_types: list[str] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Events received by Cloud Elements (§5.6): ``GET /instances/{id}/events`` (platform headers),
-        or ``GET /instances/events`` for all instances when neither ``instance_id`` nor the hook's
-        instance is set. Paged; filtered client-side (:func:`event_matches`: ``[since, until)`` on
-        ``eventDate``, ``objectType``/``eventType`` anywhere in the event). The listing pages by cursor
-        only (it ignores ``page``): a page without ``Elements-Next-Page-Token`` is the last one.
+        """Iterate the events received by Cloud Elements (§5.6), paged and filtered client-side.
+
+        The listing is ``GET /instances/{id}/events`` (platform headers), or ``GET /instances/events`` for all
+        instances when neither ``instance_id`` nor the hook's instance is set. Filtered client-side
+        (:func:`event_matches`: ``[since, until)`` on ``eventDate``, ``objectType``/``eventType`` anywhere in
+        the event). The listing pages by cursor only (it ignores ``page``): a page without
+        ``Elements-Next-Page-Token`` is the last one.
 
         :raises CloudElementsConfigError: a bad ``instance_id``, ``since`` or ``until`` (before any call).
         """

@@ -88,8 +88,9 @@ class HubMixin(CloudElementsSyncBase):
         )
 
     def get_record(self, resource: str, record_id: str) -> dict[str, Any]:
-        """``GET /hubs/finance/{resource}/{id}`` (§3.1). Ids are strings (QBO ``22|33``, QBE
-        ``16D1-1484948017``) and are URL-quoted.
+        """Read one record: ``GET /hubs/finance/{resource}/{id}`` (§3.1).
+
+        Ids are strings (QBO ``22|33``, QBE ``16D1-1484948017``) and are URL-quoted.
 
         :raises CloudElementsNotFoundError: unknown id.
         """
@@ -103,8 +104,11 @@ class HubMixin(CloudElementsSyncBase):
         return json_object(self._call("POST", path, hub=True, json_body=dict(body)), f"POST {path}")
 
     def update_record(self, resource: str, record_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """``PATCH /hubs/finance/{resource}/{id}`` (§3.1). QBO needs the current ``syncToken`` / the
-        ``id|syncToken`` id and QBE the current ``EditSequence`` (§3.5): read right before updating."""
+        """Update one record: ``PATCH /hubs/finance/{resource}/{id}`` (§3.1).
+
+        QBO needs the current ``syncToken`` / the ``id|syncToken`` id and QBE the current ``EditSequence``
+        (§3.5): read right before updating.
+        """
         path = self._record_path(resource, record_id)
         return json_object(self._call("PATCH", path, hub=True, json_body=dict(body)), f"PATCH {path}")
 
@@ -183,8 +187,10 @@ class HubMixin(CloudElementsSyncBase):
         return json_object(self._call("GET", path, hub=True, params=query), f"GET {path}")
 
     def list_report_metadata(self) -> list[dict[str, Any]]:
-        """QuickBooks Online report catalog: ``GET /hubs/finance/reports/metadata`` (§10.5) →
-        ``[{"id": "profit-and-loss", "name", "reportName", "dateFilters": [...]}, …]``."""
+        """Return the QuickBooks Online report catalog: ``GET /hubs/finance/reports/metadata`` (§10.5).
+
+        Shape: ``[{"id": "profit-and-loss", "name", "reportName", "dateFilters": [...]}, …]``.
+        """
         path = f"{HUB_PREFIX}/reports/metadata"
         return json_array(self._call("GET", path, hub=True), f"GET {path}")
 
@@ -197,8 +203,10 @@ class HubMixin(CloudElementsSyncBase):
         fiscal_year: int | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """QuickBooks Enterprise reports: ``GET /hubs/finance/reports?where=ReportName='…' and
-        ReportPeriodStart='yyyy-MM-dd' and ReportPeriodEnd='yyyy-MM-dd'`` (§10.5; or ``FiscalYear=n``).
+        """Run a QuickBooks Enterprise report: ``GET /hubs/finance/reports`` with a CEQL ``where`` (§10.5).
+
+        The ``where`` is ``ReportName='…' and ReportPeriodStart='yyyy-MM-dd' and ReportPeriodEnd='yyyy-MM-dd'``
+        (or ``FiscalYear=n``).
 
         Shape: a list holding one QBXML-style report ``{"ReportName", "ReportTitle", "ReportSubtitle",
         "ReportBasis", "NumRows", "NumColumns", "ColDesc": [{"colID", "ColTitle": {"value"}, "ColType"}],
@@ -227,7 +235,9 @@ class HubMixin(CloudElementsSyncBase):
         return json_array(self._call("GET", path, hub=True, params={"where": where}), f"GET {path}")
 
     def list_report_types(self) -> list[dict[str, Any]]:
-        """QuickBooks Enterprise report catalog: ``GET /hubs/finance/report-types`` (§10.5) →
-        ``[{"ReportName": "Balance Sheet Standard", "ReportTitle": "Balance Sheet"}, …]``."""
+        """Return the QuickBooks Enterprise report catalog: ``GET /hubs/finance/report-types`` (§10.5).
+
+        Shape: ``[{"ReportName": "Balance Sheet Standard", "ReportTitle": "Balance Sheet"}, …]``.
+        """
         path = f"{HUB_PREFIX}/report-types"
         return json_array(self._call("GET", path, hub=True), f"GET {path}")

@@ -1,8 +1,8 @@
-"""Validators of request parameters shared by the hooks (resource names, page sizes, dates, job and
-record ids), applied before any network call.
+"""Validators of the request parameters shared by the hooks, applied before any network call.
 
-Every function raises :class:`~airflow_provider_cloudelements.exceptions.CloudElementsConfigError`
-naming the parameter; none makes a call.
+The parameters are resource names, page sizes, dates, job and record ids. Every function raises
+:class:`~airflow_provider_cloudelements.exceptions.CloudElementsConfigError` naming the parameter; none
+makes a call.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The request machinery of the synchronous hook (:class:`httpx.Client`): one attempt, the retry loop,
-JSON calls and paged listings, element key and token resolution, the server clock and the connection
-test. The API methods are mixins by area (:mod:`.platform`, :mod:`.hub`, :mod:`.bulk`, :mod:`.events`)
-composed in :class:`~.cloudelements.CloudElementsHook`.
+"""The request machinery of the synchronous hook (:class:`httpx.Client`).
+
+It covers one attempt, the retry loop, JSON calls and paged listings, element key and token resolution,
+the server clock and the connection test. The API methods are mixins by area (:mod:`.platform`,
+:mod:`.hub`, :mod:`.bulk`, :mod:`.events`) composed in :class:`~.cloudelements.CloudElementsHook`.
 
 Every response has a TOTAL deadline (the read timeout once the request is sent, within the retry
 budget; :class:`~..client.transport.AttemptDeadline`), so a trickling server cannot hold a call;
@@ -116,18 +117,23 @@ class CloudElementsSyncBase(CloudElementsBaseHook):
 
     @property
     def element_key(self) -> str | None:
-        """Element key of the hook's instance (or of its element token) when already known (no network
-        call), else ``None``."""
+        """Return the element key of the hook's instance (or of its element token) when already known, else ``None``.
+
+        Makes no network call.
+        """
         iid = self.instance_id
         if iid is not None:
             return self._element_keys.get(iid)
         return self._token_element_key
 
     def resolve_element_key(self) -> str | None:
-        """Element key for element-specific behaviour (QBO ``OR`` check, cursor-only paging), fetched once:
-        ``GET /instances/{id}`` for a hook with an instance id (the call that fetches its token anyway),
-        else ``GET /hubs/finance/ping`` for a hook with only an ``element_token`` (its ``endpoint`` names
-        the element). ``None`` when neither is configured or the ping does not name the element."""
+        """Resolve the element key for element-specific behaviour (QBO ``OR`` check, cursor-only paging), once.
+
+        It is fetched with ``GET /instances/{id}`` for a hook with an instance id (the call that fetches its
+        token anyway), else ``GET /hubs/finance/ping`` for a hook with only an ``element_token`` (its
+        ``endpoint`` names the element). ``None`` when neither is configured or the ping does not name the
+        element.
+        """
         key = self.element_key
         if key:
             return key
@@ -187,8 +193,10 @@ class CloudElementsSyncBase(CloudElementsBaseHook):
         headers: Mapping[str, str] | None = None,
         read_timeout: float | None = None,
     ) -> T:
-        """One attempt: send, then either read the whole body (capped at ``MAX_RESPONSE_BYTES``)
-        and ``consume`` it, or hand the streamed response to ``stream_consume`` (bulk downloads).
+        """Make one attempt: send, then read and ``consume`` the whole body, or stream it to ``stream_consume``.
+
+        The whole body is capped at ``MAX_RESPONSE_BYTES``; ``stream_consume`` gets the streamed response
+        (bulk downloads).
 
         The response has a TOTAL deadline (:func:`~..client.retry.attempt_deadline`: the read timeout
         from the moment the request was sent, within the logical call's budget) enforced by an
@@ -301,9 +309,11 @@ class CloudElementsSyncBase(CloudElementsBaseHook):
         )
 
     def server_time(self) -> datetime | None:
-        """The Cloud Elements server clock: the ``Date`` header of the most recent response (any
-        status), else of a cheap call made now (``GET /hubs/finance/ping`` when the hook has an
-        instance or element token, else ``GET /instances?pageSize=1``).
+        """Return the Cloud Elements server clock.
+
+        It is the ``Date`` header of the most recent response (any status), else of a cheap call made now
+        (``GET /hubs/finance/ping`` when the hook has an instance or element token, else
+        ``GET /instances?pageSize=1``).
 
         :return: aware UTC datetime floored to the second (HTTP dates have second resolution), or
             ``None`` when the server sends no ``Date`` header.
@@ -356,9 +366,10 @@ class CloudElementsSyncBase(CloudElementsBaseHook):
 
     # ------------------------------------------------------------------------------------ test
     def test_connection(self) -> tuple[bool, str]:
-        """Used by ``airflow connections test``: ``GET /instances?pageSize=1`` with the platform header
-        and, when an instance id or element token is configured, ``GET /hubs/finance/ping``.
-        Never raises; retries for at most 10 s.
+        """Test the connection for ``airflow connections test``; never raises, retries for at most 10 s.
+
+        It calls ``GET /instances?pageSize=1`` with the platform header and, when an instance id or element
+        token is configured, ``GET /hubs/finance/ping``.
 
         :return: ``(ok, message)``.
         """

@@ -1,5 +1,4 @@
-"""Shared models of the provider (no Airflow imports): bulk job status, extract window, the extract
-manifest, the event filter and the one timestamp parser.
+"""Shared models of the provider (no Airflow imports): bulk status, window, manifest, event filter, timestamps.
 
 * :mod:`.status`: :class:`~.status.CloudElementsBulkJobStatus`;
 * :mod:`.window`: :class:`~.window.ExtractWindow` and the window arithmetic;

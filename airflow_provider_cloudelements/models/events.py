@@ -138,8 +138,11 @@ def summarize_events(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
 
 
 def floor_ms(moment: datetime) -> datetime:
-    """Round a watermark down to whole milliseconds: event dates have millisecond precision (reference
-    §5.6), so an event in the same millisecond as a microsecond watermark must still count (``>=``)."""
+    """Round a watermark down to whole milliseconds.
+
+    Event dates have millisecond precision (reference §5.6), so an event in the same millisecond as a
+    microsecond watermark must still count (``>=``).
+    """
     return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)
 
 

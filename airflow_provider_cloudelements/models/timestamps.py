@@ -91,8 +91,10 @@ def parameter_time(value: Any, *, what: str, required: Literal[True]) -> datetim
 @overload
 def parameter_time(value: Any, *, what: str, required: bool = False) -> datetime | None: ...
 def parameter_time(value: Any, *, what: str, required: bool = False) -> datetime | None:
-    """A time given as a parameter or taken from the task context (window bounds, ``since``, request
-    ``from``/``to`` values): :func:`parse_timestamp` with numbers rejected and lenient text, naive = UTC.
+    """Parse a time given as a parameter or taken from the task context; naive means UTC.
+
+    Such times are window bounds, ``since``, request ``from``/``to`` values: :func:`parse_timestamp` with
+    numbers rejected and lenient text.
 
     :param required: raise for ``None``/empty instead of returning ``None``.
     :raises CloudElementsConfigError: unparseable (or missing with ``required``), naming ``what``.

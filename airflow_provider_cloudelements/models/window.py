@@ -1,4 +1,4 @@
-"""Incremental extract windows from a DAG run's data interval (user-needs §4 item 10).
+"""Incremental extract windows from a DAG run's data interval.
 
 A window is half-open ``[start, end)`` on the element's updated-date field (QBO
 ``metaData.lastUpdatedTime``, QBE ``TimeModified``, FreshBooks ``updated``; reference §3.4/§3.5),
@@ -72,8 +72,9 @@ class ExtractWindow:
 
 
 def check_lookback(value: Any) -> timedelta | None:
-    """Validate a ``lookback`` parameter (before any call): ``None`` (the default), a timedelta >= 0 or a
-    number of seconds >= 0.
+    """Validate a ``lookback`` parameter (before any call).
+
+    Accepted: ``None`` (the default), a timedelta >= 0 or a number of seconds >= 0.
 
     :raises CloudElementsConfigError: anything else (text, booleans, negative or non-finite values).
     """
@@ -141,8 +142,10 @@ def resolve_window(
 
 
 def naive_times(spec: ElementSpec) -> bool:
-    """Whether the element writes its updated time without an offset (FreshBooks ``updated``,
-    day-precision CEQL): its windows are filtered client-side in the naive zone."""
+    """Whether the element writes its updated time without an offset (FreshBooks ``updated``, day-precision CEQL).
+
+    Such windows are filtered client-side in the naive zone.
+    """
     return spec.ceql_date_format == "date"
 
 
@@ -164,9 +167,11 @@ class ServerBounds(NamedTuple):
 
 
 def server_bounds(window: ExtractWindow, spec: ElementSpec) -> ServerBounds:
-    """``(start, end)`` to send to the server for ``window``: open for a full refresh, the window itself
-    for elements with zoned times, widened by :data:`NAIVE_MARGIN` for naive ones (client-side
-    :func:`in_window` then selects the exact window)."""
+    """Return the ``(start, end)`` to send to the server for ``window``.
+
+    Open for a full refresh, the window itself for elements with zoned times, widened by
+    :data:`NAIVE_MARGIN` for naive ones (client-side :func:`in_window` then selects the exact window).
+    """
     if window.full_refresh:
         return ServerBounds(None, None)
     start, end = window.start, window.end

@@ -1,5 +1,7 @@
-"""Old import path of the changed-records operator (kept for users' DAGs): it lives in
-:mod:`airflow_provider_cloudelements.transfers.cloudelements_to_storage.changes`."""
+"""Old import path of the changed-records operator, kept for users' DAGs.
+
+It lives in :mod:`airflow_provider_cloudelements.transfers.cloudelements_to_storage.changes`.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Old import path of the extract operators (kept for users' DAGs): they live in
-:mod:`airflow_provider_cloudelements.transfers.cloudelements_to_storage`."""
+"""Old import path of the extract operators, kept for users' DAGs.
+
+They live in :mod:`airflow_provider_cloudelements.transfers.cloudelements_to_storage`.
+"""
 
 from __future__ import annotations
 

@@ -142,8 +142,9 @@ class CloudElementsCreateInstanceOperator(BaseOperator):
 
 
 class CloudElementsDeleteInstanceOperator(BaseOperator):
-    """Delete an element instance (``DELETE /instances/{id}``, reference §2.2). Later hub calls with its
-    token get 401.
+    """Delete an element instance (``DELETE /instances/{id}``, reference §2.2).
+
+    Later hub calls with its token get 401.
 
     :param instance_id: the instance id. Templated.
     :param missing_ok: succeed when the instance does not exist (404). Default True.

@@ -1,4 +1,4 @@
-"""Operator extra links to the Cloud Elements console (user-needs §4 item 20).
+"""Operator extra links to the Cloud Elements console.
 
 Airflow 3 computes each link once, in the worker at the end of the task (``finalize``), with the
 operator instance that ran, and stores it under the link's ``xcom_key`` for the UI. The operators
@@ -25,8 +25,10 @@ LINKS_ATTR = "_ce_links"
 
 
 def console_base(api_base_url: str) -> str:
-    """Console root for an API base URL: ``https://api.cloud-elements.com/elements/api-v2`` →
-    ``https://api.cloud-elements.com/elements``."""
+    """Return the console root for an API base URL.
+
+    Example: ``https://api.cloud-elements.com/elements/api-v2`` → ``https://api.cloud-elements.com/elements``.
+    """
     base = api_base_url.rstrip("/")
     return base[: -len("/api-v2")] if base.endswith("/api-v2") else base
 

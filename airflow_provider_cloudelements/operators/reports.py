@@ -66,8 +66,9 @@ REPORT_ELEMENTS = ("quickbooks", "quickbooksonprem")
 
 
 def report_slug(report: str) -> str:
-    """File-name form of a report id/name: ``"Profit and Loss Budget vs. Actual"`` →
-    ``profit-and-loss-budget-vs-actual``.
+    """Return the file-name form of a report id/name.
+
+    Example: ``"Profit and Loss Budget vs. Actual"`` → ``profit-and-loss-budget-vs-actual``.
 
     :raises CloudElementsConfigError: a name without letters or digits.
     """
@@ -100,8 +101,11 @@ def _columns(titles: Sequence[str], cells: Any) -> dict[str, Any]:
 
 
 def qbo_report_rows(report: Mapping[str, Any]) -> Iterator[tuple[str, list[str], dict[str, Any]]]:
-    """``(row_type, section_path, columns)`` per line of an Intuit report (sections nest; a section's
-    header gives its name, its ``Data`` lines and its ``Summary`` line carry the section path)."""
+    """Yield ``(row_type, section_path, columns)`` per line of an Intuit report.
+
+    Sections nest; a section's header gives its name, its ``Data`` lines and its ``Summary`` line carry the
+    section path.
+    """
     columns = (report.get("columns") or {}).get("column") or []
     titles = [str(c.get("colTitle") or c.get("colType") or "") for c in columns if isinstance(c, Mapping)]
 
@@ -124,8 +128,10 @@ def qbo_report_rows(report: Mapping[str, Any]) -> Iterator[tuple[str, list[str],
 
 
 def qbe_report_rows(report: Mapping[str, Any]) -> Iterator[tuple[str, list[str], dict[str, Any]]]:
-    """``(row_type, section_path, columns)`` per ``DataRow``/``SubtotalRow``/``TotalRow`` of a QBXML
-    report (section path: the row's ``RowData.rowType``)."""
+    """Yield ``(row_type, section_path, columns)`` per ``DataRow``/``SubtotalRow``/``TotalRow`` of a QBXML report.
+
+    The section path is the row's ``RowData.rowType``.
+    """
     desc = report.get("ColDesc") or []
     titles = [
         str((d.get("ColTitle") or {}).get("value") or d.get("ColType") or "") for d in desc if isinstance(d, Mapping)

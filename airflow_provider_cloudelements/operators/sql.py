@@ -1,5 +1,7 @@
-"""Old import path of the SQL upsert operator (kept for users' DAGs): it lives in
-:mod:`airflow_provider_cloudelements.transfers.storage_to_sql`."""
+"""Old import path of the SQL upsert operator, kept for users' DAGs.
+
+It lives in :mod:`airflow_provider_cloudelements.transfers.storage_to_sql`.
+"""
 
 from __future__ import annotations
 

@@ -15,8 +15,11 @@ if TYPE_CHECKING:
 
 
 class CloudElementsSensorTimeoutError(CloudElementsTimeoutError, AirflowSensorTimeout):
-    """A Cloud Elements sensor timed out. Also an ``AirflowSensorTimeout``, so Airflow fails the task
-    without retrying it (a retry would restart the timeout clock) and ``soft_fail`` skips it."""
+    """A Cloud Elements sensor timed out.
+
+    Also an ``AirflowSensorTimeout``, so Airflow fails the task without retrying it (a retry would restart
+    the timeout clock) and ``soft_fail`` skips it.
+    """
 
 
 def run_sensor_loop(sensor: BaseSensorOperator, context: Context) -> Any:
@@ -32,9 +35,11 @@ def run_sensor_loop(sensor: BaseSensorOperator, context: Context) -> Any:
 def resume_skipping_only_timeouts(
     sensor: BaseSensorOperator, next_method: str, next_kwargs: Any, context: Context
 ) -> Any:
-    """``BaseSensorOperator.resume_execution`` but ``soft_fail`` skips only a real timeout: the base
-    class turns *every* ``AirflowException`` raised on resume into a skip, which would hide an API or
-    trigger error behind a skipped task (user-needs §4 item 17)."""
+    """``BaseSensorOperator.resume_execution``, but ``soft_fail`` skips only a real timeout.
+
+    The base class turns *every* ``AirflowException`` raised on resume into a skip, which would hide an API
+    or trigger error behind a skipped task.
+    """
     try:
         return BaseSensorOperator.resume_execution(sensor, next_method, next_kwargs, context)
     except AirflowSkipException as skip:

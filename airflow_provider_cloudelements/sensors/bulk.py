@@ -27,9 +27,10 @@ if TYPE_CHECKING:
 
 
 class CloudElementsBulkJobSensor(BaseSensorOperator):
-    """Wait for a bulk job (by id) to finish; succeed on COMPLETED/COMPLETE, fail on FAILED, ABORTED,
-    CANCELLED or an unknown status. Returns the final status JSON
-    (``{"id", "status", "recordsCount", "recordsFailedCount", …}``).
+    """Wait for a bulk job (by id) to finish and return its final status JSON.
+
+    Succeeds on COMPLETED/COMPLETE, fails on FAILED, ABORTED, CANCELLED or an unknown status. The status
+    JSON is ``{"id", "status", "recordsCount", "recordsFailedCount", …}``.
 
     :param job_id: bulk job id. Templated.
     :param instance_id: element instance the job belongs to. Templated.
@@ -63,10 +64,12 @@ class CloudElementsBulkJobSensor(BaseSensorOperator):
         return CloudElementsHook(cloudelements_conn_id=self.cloudelements_conn_id, instance_id=instance_id)
 
     def _get_next_poke_interval(self, started_at: Any, run_duration: Callable[[], float], poke_count: int) -> float:
-        """Poke mode without ``exponential_backoff``: 1, 2, 4 … s up to ``poke_interval``
-        (:func:`~airflow_provider_cloudelements.utils.polling.poll_delay`), so a job that ends in seconds
-        is noticed in seconds. Reschedule mode and ``exponential_backoff`` keep Airflow's own schedule
-        (a rescheduled try restarts its poke count)."""
+        """Poke interval of poke mode without ``exponential_backoff``: 1, 2, 4 … s up to ``poke_interval``.
+
+        The schedule is :func:`~airflow_provider_cloudelements.utils.polling.poll_delay`, so a job that ends in
+        seconds is noticed in seconds. Reschedule mode and ``exponential_backoff`` keep Airflow's own schedule
+        (a rescheduled try restarts its poke count).
+        """
         if self.exponential_backoff or self.reschedule:
             return super()._get_next_poke_interval(started_at, run_duration, poke_count)
         return poll_delay(float(self.poke_interval), poke_count - 1)

@@ -1,6 +1,8 @@
-"""Bulk-job plumbing shared by the operators that run a Cloud Elements bulk job (the bulk extract and
-the bulk upload): announcing the job (XCom ``bulk_job_id`` and the job's extra link) and cancelling it
-on a best-effort basis (``PUT /hubs/finance/bulk/{id}/cancel``, reference §4.1)."""
+"""Bulk-job plumbing shared by the operators that run a Cloud Elements bulk job (bulk extract and bulk upload).
+
+It announces the job (XCom ``bulk_job_id`` and the job's extra link) and cancels it on a best-effort
+basis (``PUT /hubs/finance/bulk/{id}/cancel``, reference §4.1).
+"""
 
 from __future__ import annotations
 

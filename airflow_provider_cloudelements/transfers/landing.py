@@ -88,8 +88,10 @@ def run_token(snapshot_at: datetime, unique: str | None = None) -> str:
 
 
 def landed_name(resource: str, token: str, kind: str) -> str:
-    """File name of one landed file: ``<resource>.<token>.<kind>`` (kind ``ndjson``, ``csv``, ``parquet``,
-    ``deleted.ndjson`` or ``errors.ndjson``)."""
+    """Return the file name of one landed file: ``<resource>.<token>.<kind>``.
+
+    ``kind`` is ``ndjson``, ``csv``, ``parquet``, ``deleted.ndjson`` or ``errors.ndjson``.
+    """
     return f"{resource}.{token}.{kind}"
 
 
@@ -247,8 +249,11 @@ def read_manifest(folder: ObjectStoragePath) -> dict[str, Any] | None:
 
 @contextmanager
 def _folder_lock(folder: ObjectStoragePath) -> Iterator[bool]:
-    """Exclusive lock on a local folder (``flock`` on the directory itself, no lock file), yields
-    ``True``; on object stores yields ``False`` (:func:`publish_manifest` re-reads after writing)."""
+    """Hold an exclusive lock on a local folder and yield ``True``; on object stores yield ``False``.
+
+    The lock is a ``flock`` on the directory itself (no lock file); without a lock
+    :func:`publish_manifest` re-reads after writing.
+    """
     if folder.protocol not in ("file", "local", ""):
         yield False
         return
@@ -316,10 +321,12 @@ def _later(token: str | None, than: str | None) -> bool:
 
 
 def _clean(folder: ObjectStoragePath, current: dict[str, Any], replaced: dict[str, Any] | None) -> None:
-    """Remove what ``current`` (the manifest in place) does not name: the files ``replaced`` named,
-    files of runs with an earlier snapshot time, legacy fixed names, and temporaries older than
-    :data:`STALE_TEMP_AGE`. Files of runs with the same or a later snapshot time are kept (a
-    concurrent run may still be landing them)."""
+    """Remove what ``current`` (the manifest in place) does not name.
+
+    That is the files ``replaced`` named, files of runs with an earlier snapshot time, legacy fixed names,
+    and temporaries older than :data:`STALE_TEMP_AGE`. Files of runs with the same or a later snapshot time
+    are kept (a concurrent run may still be landing them).
+    """
     keep = manifest_files(current) | {MANIFEST_NAME}
     drop = manifest_files(replaced) - keep
     token = manifest_token(current)
@@ -340,8 +347,10 @@ def _clean(folder: ObjectStoragePath, current: dict[str, Any], replaced: dict[st
 
 
 def _mtime(path: ObjectStoragePath, default: float) -> float:
-    """Last-modified time (epoch seconds) from the filesystem's ``info`` (local ``mtime``, S3
-    ``LastModified``, GCS ``updated``), ``default`` when unknown."""
+    """Return the last-modified time (epoch seconds) from the filesystem's ``info``, ``default`` when unknown.
+
+    The field is the local ``mtime``, S3 ``LastModified`` or GCS ``updated``.
+    """
     try:
         info = path.fs.info(path.path)
     except (OSError, ValueError):

@@ -1,5 +1,7 @@
-"""What an extract resolved before its first transfer (:class:`ExtractPlan`) and the helpers every transfer
-to object storage shares: the landing root, the asset URI, the server-clock snapshot time, tombstones.
+"""What an extract resolved before its first transfer (:class:`ExtractPlan`), and helpers shared by transfers.
+
+The helpers every transfer to object storage shares: the landing root, the asset URI, the server-clock
+snapshot time, tombstones.
 
 Shared by the extract operators (:mod:`~airflow_provider_cloudelements.transfers.cloudelements_to_storage`)
 and the report operator; none of them imports another's internals.
@@ -174,8 +176,10 @@ def server_time(hook: CloudElementsHook) -> datetime | None:
 
 
 def snapshot_time(hook: CloudElementsHook) -> datetime:
-    """:func:`server_time`, or when the server sent no ``Date`` the worker clock minus
-    :data:`~airflow_provider_cloudelements.models.window.DEFAULT_LOOKBACK` (a conservative lower bound)."""
+    """Return :func:`server_time`, or a conservative lower bound when the server sent no ``Date``.
+
+    The lower bound is the worker clock minus :data:`~airflow_provider_cloudelements.models.window.DEFAULT_LOOKBACK`.
+    """
     value = server_time(hook)
     if value is not None:
         return value

@@ -155,10 +155,13 @@ class CloudElementsEventTrigger(BaseEventTrigger):
             await hook.aclose()
 
     def _matches(self, event: dict[str, Any], watermark: datetime, seen: set[str]) -> bool:
-        """Whether a listed event is new: the hook already applied the one event filter
+        """Whether a listed event is new, by the watermark bookkeeping only.
+
+        The hook already applied the one event filter
         (:func:`~airflow_provider_cloudelements.models.events.event_matches`: types case-insensitive and
-        nested, ``[since, …)``), so only the watermark bookkeeping is left. An event without a readable
-        date cannot be placed after the watermark and is skipped (logged): it would fire on every poll."""
+        nested, ``[since, …)``). An event without a readable date cannot be placed after the watermark and is
+        skipped (logged): it would fire on every poll.
+        """
         when = event_date(event)
         if when is None:
             self.log.warning("Skipping event %s of instance %s: no readable date", event.get("id"), self.instance_id)

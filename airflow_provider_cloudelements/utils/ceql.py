@@ -30,8 +30,11 @@ OPERATORS = ("=", "!=", "<", ">", "<=", ">=", "LIKE", "IN", "IS NULL", "IS NOT N
 
 
 class CEQLDialect(MySQL):
-    """sqlglot dialect for CEQL: MySQL's backtick identifiers, but quotes are escaped only by doubling
-    them (reference §3.4) and a backslash is an ordinary character (``'C:\\dir'`` stays as is)."""
+    """sqlglot dialect for CEQL: MySQL's backtick identifiers, but its own quote escaping.
+
+    Quotes are escaped only by doubling them (reference §3.4) and a backslash is an ordinary character
+    (``'C:\\dir'`` stays as is).
+    """
 
     class Tokenizer(MySQL.Tokenizer):
         STRING_ESCAPES = ["'"]
@@ -187,7 +190,7 @@ def window_clause(
     *,
     field: str | None = None,
 ) -> str | None:
-    """Half-open ``[start, end)`` filter on the element's updated-date field (user-needs §4 item 10).
+    """Half-open ``[start, end)`` filter on the element's updated-date field.
 
     QuickBooks Online: ```metaData.lastUpdatedTime` >= '2024-01-01T00:00:00.000Z' AND
     `metaData.lastUpdatedTime` < '2024-01-02T00:00:00.000Z'``.
@@ -269,7 +272,9 @@ def validate_where(where: str, element_key: str | None = None) -> str:
 
 
 def select_query(resource: str, where: str | None = None) -> str:
-    """The bulk ``q`` parameter: ``select * from <resource> [where ...]`` (reference §3.4, §4.1;
-    QuickBooks/FreshBooks bulk support ``select *`` only)."""
+    """Build the bulk ``q`` parameter: ``select * from <resource> [where ...]`` (reference §3.4, §4.1).
+
+    QuickBooks/FreshBooks bulk support ``select *`` only.
+    """
     q = f"select * from {resource}"
     return f"{q} where {where.strip()}" if where and where.strip() else q

@@ -1,5 +1,6 @@
-"""The bulk-job wait (:class:`BulkWait`) and its poll schedule, shared by the bulk trigger, the bulk operator's
-sync loop and the bulk sensor.
+"""The bulk-job wait (:class:`BulkWait`) and its poll schedule, shared by the bulk trigger, operator and sensor.
+
+The operator uses it in its sync loop.
 
 A bulk job of a few hundred records finishes in seconds (the emulator's and Cloud Elements' typical
 job times), so waiting a fixed ``poll_interval`` (30 s in the example DAG) before the first status GET
@@ -61,8 +62,10 @@ def poll_delays(poll_interval: float, *, first: float = FIRST_POLL_DELAY, settle
 
 
 def poll_delay(poll_interval: float, poll_number: int, *, first: float = FIRST_POLL_DELAY) -> float:
-    """The ``poll_number``-th (0-based) delay of :func:`poll_delays`, for loops that only keep a count
-    (a sensor's ``poke_count``)."""
+    """Return the ``poll_number``-th (0-based) delay of :func:`poll_delays`.
+
+    For loops that only keep a count (a sensor's ``poke_count``).
+    """
     start = next(poll_delays(poll_interval, first=first))  # validates both arguments
     return min(start * 2 ** min(max(poll_number, 0), 64), poll_interval)
 
@@ -88,8 +91,10 @@ class BulkPollStep:
 
 
 class BulkWait:
-    """The one bulk-job wait: the operator's sync loop, the bulk trigger and the bulk sensor all classify
-    status payloads with :meth:`decide` and wait the :func:`poll_delays` schedule it hands out.
+    """The one bulk-job wait of the operator's sync loop, the bulk trigger and the bulk sensor.
+
+    All three classify status payloads with :meth:`decide` and wait the :func:`poll_delays` schedule it
+    hands out.
 
     A loop polls, calls :meth:`decide`, stops when the step is ``done`` and otherwise sleeps
     ``step.delay`` and checks :meth:`expired` (a timeout) before the next poll. No I/O, no sleeping:
@@ -151,8 +156,10 @@ def wait_until_done(
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any] | None:
-    """The synchronous bulk wait (operators in the worker): after a ``running`` ``step``, sleep its
-    delay, ``poll()`` again, :meth:`BulkWait.decide`, until the job is done or the deadline passed.
+    """The synchronous bulk wait (operators in the worker): poll until the job is done or the deadline passed.
+
+    After a ``running`` ``step`` it sleeps the step's delay, calls ``poll()`` again and
+    :meth:`BulkWait.decide`, until the job is done or the deadline passed.
 
     :param poll: one ``GET /hubs/finance/bulk/{id}/status`` (the caller wraps its own error handling).
     :returns: the final status payload, or ``None`` when the deadline passed first (the caller cancels).

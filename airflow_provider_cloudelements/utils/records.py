@@ -33,8 +33,11 @@ def _spec(element: str | ElementSpec) -> ElementSpec:
 def updated_at(
     record: Mapping[str, Any], element: str | ElementSpec, *, naive_tz: str | None = None
 ) -> datetime | None:
-    """The record's last-modified instant (UTC) from the element's updated field, or ``None`` (missing or
-    unparseable; numbers are epoch milliseconds, naive times are read in ``naive_tz``)."""
+    """Return the record's last-modified instant (UTC) from the element's updated field, or ``None``.
+
+    ``None`` when missing or unparseable; numbers are epoch milliseconds, naive times are read in
+    ``naive_tz``.
+    """
     spec = _spec(element)
     value = field_value(record, spec.updated_field)
     return parse_timestamp(value, naive_tz=naive_tz or spec.naive_timezone, strict=False)
@@ -99,8 +102,11 @@ def is_soft_deleted(record: Mapping[str, Any], element: str | ElementSpec) -> bo
 
 
 def stable_id(raw_id: Any, element: str | ElementSpec) -> str:
-    """A record id that survives updates: QuickBooks Online reads may return ``<id>|<syncToken>``
-    (reference §3.5) and the sync token changes on every update, so only the part before ``|`` counts."""
+    """Return a record id that survives updates: the part before ``|``.
+
+    QuickBooks Online reads may return ``<id>|<syncToken>`` (reference §3.5) and the sync token changes on
+    every update, so only the part before ``|`` counts.
+    """
     text = str(raw_id)
     if _spec(element).key == "quickbooks" and "|" in text:
         return text.split("|", 1)[0]

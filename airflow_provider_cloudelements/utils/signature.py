@@ -62,8 +62,10 @@ def verify_webhook_signature(raw_body: bytes, header: str | None, key: str) -> b
 
 
 def webhook_event_id(raw_body: bytes) -> str | None:
-    """``message.eventId`` of a delivery body (reference §5.4), as a string, or ``None`` when the body is
-    not a JSON object or has no event id. Never raises."""
+    """Return ``message.eventId`` of a delivery body (reference §5.4) as a string, or ``None``. Never raises.
+
+    ``None`` when the body is not a JSON object or has no event id.
+    """
     try:
         data = json.loads(bytes(raw_body))
     except (TypeError, ValueError, RecursionError):
@@ -76,8 +78,9 @@ def webhook_event_id(raw_body: bytes) -> str | None:
 
 
 class WebhookDeduplicator:
-    """Remembers the last ``max_size`` delivered ``message.eventId`` values so a replayed or retried
-    delivery (reference §5.7: retries can duplicate) is processed once.
+    """Remembers the last ``max_size`` delivered ``message.eventId`` values, so a redelivery is processed once.
+
+    A replayed or retried delivery (reference §5.7: retries can duplicate) is detected.
 
     Thread-safe; memory is bounded (oldest ids are forgotten first), so a replay older than
     ``max_size`` deliveries is not detected: pair it with idempotent processing downstream.

@@ -153,7 +153,7 @@ CITING = [
 ]
 _SECTION = re.compile(r"(user-needs\s+)?§(\d+(?:\.\d+)*)")
 #: Background files that are not in the repository; citing them leaves a reader nowhere to look.
-_OUTSIDE = ("cloud-elements-api.md", "../shared/")
+_OUTSIDE = ("cloud-elements-api.md", "../shared/", "user-needs", "airflow-provider-guide", "code-style-anchors")
 
 
 def cited_files() -> list[Path]:

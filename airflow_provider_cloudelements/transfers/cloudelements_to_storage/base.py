@@ -215,8 +215,11 @@ class _CloudElementsExtractBase(BaseOperator):
         push_link(self, context, INSTANCE_URL_KEY, instance_url(self.hook.base_url, instance_id))
 
     def _where_for(self, plan: ExtractPlan) -> str | None:
-        """CEQL for the window (``[start, end)`` on the element's updated field, widened for naive
-        elements, none for a full refresh) ANDed with ``where``."""
+        """Build the CEQL for the window, ANDed with ``where``.
+
+        The window is ``[start, end)`` on the element's updated field, widened for naive elements, none for a
+        full refresh.
+        """
         parts: list[str] = []
         start, end = server_bounds(plan.window, get_element(plan.element_key))
         clause = ceql.window_clause(plan.element_key, start, end)

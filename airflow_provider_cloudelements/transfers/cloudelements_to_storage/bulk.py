@@ -255,10 +255,12 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
         announce_job(self, context, self.hook, job_id)
 
     def _query_for(self, plan: ExtractPlan) -> BulkQuery:
-        """(where, from, to) of the bulk query. FreshBooks CEQL dates are day precision (reference
-        §3.4), so its window goes in the bulk ``from``/``to`` parameters (reference §4.1) instead,
-        widened for naive times (the exact window is applied to the downloaded records). A full
-        refresh has no bound at all."""
+        """Return ``(where, from, to)`` of the bulk query.
+
+        FreshBooks CEQL dates are day precision (reference §3.4), so its window goes in the bulk ``from``/``to``
+        parameters (reference §4.1) instead, widened for naive times (the exact window is applied to the
+        downloaded records). A full refresh has no bound at all.
+        """
         spec = get_element(plan.element_key)
         if spec.ceql_date_format == "date":
             start, end = server_bounds(plan.window, spec)
@@ -333,8 +335,10 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
             return self.hook.get_bulk_status(job_id)
 
     def _keep_or_cancel_after(self, context: Context, job_id: str, err: BaseException) -> None:
-        """After a failed status poll: keep the job for a retry to re-attach when the failure is
-        transient and a retry follows; cancel it otherwise."""
+        """After a failed status poll, keep the job for a retry to re-attach to, or cancel it.
+
+        The job is kept when the failure is transient and a retry follows; it is cancelled otherwise.
+        """
         transient = isinstance(err, (CloudElementsServerError, CloudElementsThrottledError))
         if transient and self._retries_left(context):
             self.log.warning("Polling bulk job %s failed (%s); a retry re-attaches to it", job_id, type(err).__name__)

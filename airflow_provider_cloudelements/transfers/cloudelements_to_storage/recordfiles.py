@@ -19,11 +19,11 @@ class Copied(NamedTuple):
 
 
 def copy_records(raw: BinaryIO, out: Any, *, fmt: str, keep: Callable[[Any], bool] | None) -> Copied:
-    """Copy the records of a downloaded bulk file (``fmt`` ``json``: NDJSON; ``csv``: header + records)
-    to ``out``, keeping those ``keep`` accepts (all when ``None``).
+    """Copy the records of a downloaded bulk file to ``out``, keeping those ``keep`` accepts (all when ``None``).
 
-    NDJSON lines are copied byte for byte (blank lines dropped); CSV records are parsed with the csv
-    module (a line break inside a quoted field stays inside its record) and rewritten.
+    ``fmt`` is ``json`` (NDJSON) or ``csv`` (header + records). NDJSON lines are copied byte for byte
+    (blank lines dropped); CSV records are parsed with the csv module (a line break inside a quoted field
+    stays inside its record) and rewritten.
 
     :returns: records read, records written, bytes written.
     """

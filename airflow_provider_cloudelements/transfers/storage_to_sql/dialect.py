@@ -1,5 +1,8 @@
-"""SQL dialects (SQLite, PostgreSQL) and identifiers of the storage → SQL load: the only place the two
-databases differ (placeholder, column types, locking, null-safe inequality)."""
+"""SQL dialects (SQLite, PostgreSQL) and identifiers of the storage → SQL load.
+
+This is the only place the two databases differ (placeholder, column types, locking, null-safe
+inequality).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""History mode of the storage → SQL load (``history=True``): every version kept, ``valid_from`` /
-``valid_to`` derived (docs/typed-tables.md "History mode"). Statements only; :mod:`.load` runs them."""
+"""History mode of the storage → SQL load (``history=True``): every version kept, ``valid_from``/``valid_to`` derived.
+
+See docs/typed-tables.md "History mode". Statements only; :mod:`.load` runs them.
+"""
 
 from __future__ import annotations
 
@@ -39,8 +41,10 @@ def versions_table(table: str) -> str:
 
 
 def history_table(table: str) -> str:
-    """``<table>__history``: one row per version of a record with ``valid_from`` / ``valid_to``
-    (:func:`derive_history`). Primary key ``(instance_id, record_id, seq)``."""
+    """Create ``<table>__history``: one row per version of a record with ``valid_from`` / ``valid_to``.
+
+    The rows come from :func:`derive_history`. Primary key ``(instance_id, record_id, seq)``.
+    """
     return sanitize_identifier(f"{table}__history")
 
 
@@ -61,9 +65,11 @@ HISTORY_COLUMNS = (
 
 
 def snapshot_ids_table(table: str) -> str:
-    """``<table>__snapshot_ids``: the record ids of every complete snapshot loaded in history mode
-    (``instance_id, snapshot_at, record_id``; one marker row with ``record_id`` = ``''`` per snapshot),
-    so that a version loaded after a snapshot that lacked its record is closed at that snapshot."""
+    """Create ``<table>__snapshot_ids``: the record ids of every complete snapshot loaded in history mode.
+
+    Columns ``instance_id, snapshot_at, record_id``, with one marker row with ``record_id`` = ``''`` per
+    snapshot, so that a version loaded after a snapshot that lacked its record is closed at that snapshot.
+    """
     return sanitize_identifier(f"{table}__snapshot_ids")
 
 
@@ -88,8 +94,11 @@ def create_versions_sql(dialect: SqlDialect, table: str) -> list[str]:
 
 
 def create_stage_versions_sql(dialect: SqlDialect) -> list[str]:
-    """Temp tables of a history-mode load: the versions this manifest stages, and the record ids whose
-    versions changed (their history is derived again)."""
+    """Create the temp tables of a history-mode load.
+
+    One holds the versions this manifest stages, the other the record ids whose versions changed (their
+    history is derived again).
+    """
     key = dialect.key_text_type
     return [
         *drop_stage_versions_sql(),
@@ -116,8 +125,10 @@ def version_key(data: str) -> str:
 
 
 def stage_version_sql(dialect: SqlDialect) -> str:
-    """Stage one file record as a version (params: :func:`version_params`); the same content seen twice
-    keeps its earliest observed time."""
+    """Stage one file record as a version (params: :func:`version_params`).
+
+    The same content seen twice keeps its earliest observed time.
+    """
     p = dialect.placeholder
     return (
         f"INSERT INTO {_STAGE_VERSIONS} (record_id, {', '.join(VERSION_COLUMNS)}) "
@@ -128,16 +139,21 @@ def stage_version_sql(dialect: SqlDialect) -> str:
 
 
 def version_params(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Parameters of :func:`stage_version_sql` from :meth:`StagedRow.as_params` order
-    ``(record_id, updated_at, version_num, observed_at, is_deleted, data)``."""
+    """Return the parameters of :func:`stage_version_sql` from :meth:`StagedRow.as_params`.
+
+    The input order is ``(record_id, updated_at, version_num, observed_at, is_deleted, data)``.
+    """
     rid, updated, version, observed, deleted, data = row
     return (rid, version_key(data), version, updated, observed, deleted, data)
 
 
 def stage_deletions_sql() -> list[str]:
-    """Stage every deletion of this load as a version: the staged tombstones and full-refresh absences,
-    and the deletions the resolution decided (a late version older than the latest complete snapshot).
-    Run after :func:`resolve_sql`, before :func:`drop_stage_sql`; no parameter."""
+    """Stage every deletion of this load as a version; no parameter.
+
+    The deletions are the staged tombstones and full-refresh absences, and the deletions the resolution
+    decided (a late version older than the latest complete snapshot). Run after :func:`resolve_sql`, before
+    :func:`drop_stage_sql`.
+    """
     head = f"INSERT INTO {_STAGE_VERSIONS} (record_id, version_key, is_deleted, deleted_at) "
     tail = " ON CONFLICT (record_id, version_key) DO NOTHING"
     return [
@@ -150,11 +166,13 @@ def stage_deletions_sql() -> list[str]:
 
 
 def stage_absence_versions_sql(dialect: SqlDialect, table: str) -> str:
-    """For a complete snapshot at s: stage a deletion at s for every record the versions table knows a
-    version of observed no later than s that the file lacks (params: s, s, instance id, s). Unlike
-    :func:`full_refresh_sql`, which looks at the stored row only, this closes an older version although
-    a newer one (observed after s, loaded earlier) is what the raw table holds, so the history does not
-    depend on the load order."""
+    """For a complete snapshot at s, stage a deletion at s of every known record the file lacks.
+
+    Every record the versions table knows a version of observed no later than s that the file lacks
+    (params: s, s, instance id, s). Unlike :func:`full_refresh_sql`, which looks at the stored row only,
+    this closes an older version although a newer one (observed after s, loaded earlier) is what the raw
+    table holds, so the history does not depend on the load order.
+    """
     p = dialect.placeholder
     return (
         f"INSERT INTO {_STAGE_VERSIONS} (record_id, version_key, is_deleted, deleted_at) "
@@ -178,9 +196,12 @@ def snapshot_ids_insert_sql(dialect: SqlDialect, table: str) -> str:
 
 
 def stage_late_absence_sql(dialect: SqlDialect, table: str) -> str:
-    """Stage a deletion at s for every staged version observed no later than a complete snapshot s
-    (recorded in :func:`snapshot_ids_table`) that lacked its record (params: instance id, instance id):
-    a late, older extract's version is closed by the snapshots that prove it gone."""
+    """Stage deletions of staged versions that later complete snapshots prove gone (params: instance id, instance id).
+
+    A deletion at s is staged for every staged version observed no later than a complete snapshot s
+    (recorded in :func:`snapshot_ids_table`) that lacked its record: a late, older extract's version is
+    closed by the snapshots that prove it gone.
+    """
     p = dialect.placeholder
     ids = quote_identifier(snapshot_ids_table(table))
     return (
@@ -194,8 +215,11 @@ def stage_late_absence_sql(dialect: SqlDialect, table: str) -> str:
 
 
 def touched_sql(dialect: SqlDialect, table: str) -> str:
-    """Collect into the touched-ids table the record ids with a staged version the versions table lacks
-    or holds with a later observed time (param: instance id). A rerun collects none."""
+    """Collect the record ids whose versions changed into the touched-ids table (param: instance id).
+
+    Those are ids with a staged version the versions table lacks or holds with a later observed time. A
+    rerun collects none.
+    """
     v = quote_identifier(versions_table(table))
     return (
         f"INSERT INTO {_TOUCHED} (record_id) SELECT DISTINCT s.record_id FROM {_STAGE_VERSIONS} s "
@@ -205,8 +229,10 @@ def touched_sql(dialect: SqlDialect, table: str) -> str:
 
 
 def versions_upsert_sql(dialect: SqlDialect, table: str) -> str:
-    """Insert the staged versions into :func:`versions_table` (params: instance id, synced_at); a known
-    version only takes an earlier observed time. Idempotent."""
+    """Insert the staged versions into :func:`versions_table` (params: instance id, synced_at). Idempotent.
+
+    A known version only takes an earlier observed time.
+    """
     p = dialect.placeholder
     v = quote_identifier(versions_table(table))
     cols = ", ".join(VERSION_COLUMNS)
@@ -220,9 +246,11 @@ def versions_upsert_sql(dialect: SqlDialect, table: str) -> str:
 
 
 def touched_page_sql(dialect: SqlDialect, table: str, which: str) -> str:
-    """Rows of the touched ids in ``(last, upto]`` (params: instance id, last, upto), ordered by record id:
+    """Select rows of the touched ids in ``(last, upto]`` (params: instance id, last, upto), ordered by record id.
+
     ``which`` = ``"versions"`` (``record_id`` + :data:`VERSION_COLUMNS`) or ``"history"`` (``record_id`` +
-    :data:`HISTORY_COLUMNS`)."""
+    :data:`HISTORY_COLUMNS`).
+    """
     p = dialect.placeholder
     name, cols = (
         (versions_table(table), VERSION_COLUMNS) if which == "versions" else (history_table(table), HISTORY_COLUMNS)

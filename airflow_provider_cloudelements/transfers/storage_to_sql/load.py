@@ -149,8 +149,10 @@ def _tombstone_rows(manifest: ExtractManifest, load_time: str, counter: _Counter
 
 
 def _migrate(cur: Any, dialect: SqlDialect, table: str, manifest: ExtractManifest, load_time: str) -> list[str]:
-    """Bring a table created by an older loader to the current columns, in place (inside the load's
-    transaction, under its lock); returns the columns added (``[]`` for an up-to-date table)."""
+    """Bring a table created by an older loader to the current columns, in place; return the columns added.
+
+    Runs inside the load's transaction, under its lock; returns ``[]`` for an up-to-date table.
+    """
     cur.execute(stmt.columns_probe_sql(table))
     present = {str(col[0]).lower() for col in cur.description}
     cur.fetchall()
@@ -207,9 +209,11 @@ def _latest_snapshot(cur: Any, dialect: SqlDialect, table: str, manifest: Extrac
 def _update_history(
     cur: Any, dialect: SqlDialect, table: str, manifest: ExtractManifest, stamp: str, page: int
 ) -> dict[str, int]:
-    """History mode, after the merge: store the staged versions and deletions in ``<table>__versions``
-    and derive ``<table>__history`` again for the records whose versions changed (none on a rerun).
-    Only records whose derived history differs from the stored one are rewritten.
+    """History mode, after the merge: store the staged versions and deletions and derive the history again.
+
+    The versions go to ``<table>__versions``; ``<table>__history`` is derived again for the records whose
+    versions changed (none on a rerun). Only records whose derived history differs from the stored one
+    are rewritten.
 
     :returns: ``{"history_records", "history_rows"}``: records rewritten, rows they now have.
     """

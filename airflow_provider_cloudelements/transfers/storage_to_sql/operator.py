@@ -1,7 +1,8 @@
-"""Object storage → SQL: :class:`CloudElementsSqlUpsertOperator` upserts landed Cloud Elements extracts
-(their :class:`~airflow_provider_cloudelements.models.manifest.ExtractManifest`) into SQL tables through a
-common-sql :class:`~airflow.providers.common.sql.hooks.sql.DbApiHook` (SQLite, PostgreSQL); the load
-itself is :func:`~.load.load_manifest`.
+"""Object storage → SQL: :class:`CloudElementsSqlUpsertOperator` upserts landed Cloud Elements extracts.
+
+The extracts (their :class:`~airflow_provider_cloudelements.models.manifest.ExtractManifest`) go into SQL
+tables through a common-sql :class:`~airflow.providers.common.sql.hooks.sql.DbApiHook` (SQLite,
+PostgreSQL); the load itself is :func:`~.load.load_manifest`.
 """
 
 from __future__ import annotations

@@ -85,8 +85,11 @@ def loadable_manifest(value: Any) -> ExtractManifest:
 
 
 def resolve_naive_timezone(explicit: str | None, manifest: ExtractManifest) -> str:
-    """The zone naive element times of ``manifest`` are read in: the operator's ``naive_timezone`` when
-    set, else the manifest's (the zone the extract filtered with), else the element's default."""
+    """Return the zone naive element times of ``manifest`` are read in.
+
+    The operator's ``naive_timezone`` when set, else the manifest's (the zone the extract filtered with),
+    else the element's default.
+    """
     return explicit or manifest.naive_timezone or manifest.spec.naive_timezone
 
 
@@ -246,6 +249,9 @@ def build_tombstone(obj: Mapping[str, Any], spec: ElementSpec, *, where: str) ->
 
 
 def default_deletion_time(manifest: ExtractManifest, load_time: str) -> str:
-    """d of a tombstone without ``deleted_at``: the manifest's ``snapshot_at``, else its window end,
-    else the load time (all are upper bounds of when the deletion was seen)."""
+    """Return the deletion time D of a tombstone without ``deleted_at``.
+
+    The manifest's ``snapshot_at``, else its window end, else the load time (all are upper bounds of when
+    the deletion was seen).
+    """
     return manifest.snapshot_at or manifest.window_end or load_time

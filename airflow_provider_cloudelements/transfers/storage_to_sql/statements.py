@@ -101,9 +101,11 @@ def columns_probe_sql(table: str) -> str:
 
 
 def migrate_table_sql(dialect: SqlDialect, table: str, present: set[str]) -> list[str]:
-    """``ALTER TABLE … ADD COLUMN`` for each column of :func:`create_table_sql` missing from ``present``
-    (lower-case names of a table created by an older loader), plus the backfill that makes old rows
-    follow the ordering rule: ``observed_at`` = ``updated_at`` (what the old loader compared).
+    """Return ``ALTER TABLE … ADD COLUMN`` for each column of :func:`create_table_sql` missing from ``present``.
+
+    ``present`` holds the lower-case names of a table created by an older loader. The statements include
+    the backfill that makes old rows follow the ordering rule: ``observed_at`` = ``updated_at`` (what the
+    old loader compared).
 
     Deletions of the old loader are converted by the caller (:func:`old_deletions_sql`): telling a
     tombstoned row from a soft-deleted one needs the element's soft-delete field, read in Python.
@@ -158,10 +160,12 @@ def drop_stage_sql() -> list[str]:
 
 
 def _beats(new: str, old: str) -> str:
-    """SQL predicate: version ``new`` wins over version ``old`` (both aliases have ``version_num``,
-    ``observed_at``, ``updated_at``): the higher version number when both have one and they differ,
-    else the later observed time, else the later updated time; missing times count as earliest and a
-    full tie is false (the stored version stays)."""
+    """Return the SQL predicate "version ``new`` wins over version ``old``".
+
+    Both aliases have ``version_num``, ``observed_at``, ``updated_at``: the higher version number wins when
+    both have one and they differ, else the later observed time, else the later updated time; missing
+    times count as earliest and a full tie is false (the stored version stays).
+    """
     return (
         f"(CASE WHEN {new}.version_num IS NOT NULL AND {old}.version_num IS NOT NULL "
         f"AND {new}.version_num <> {old}.version_num THEN {new}.version_num > {old}.version_num "
@@ -186,10 +190,11 @@ def stage_rows_per_statement(dialect: SqlDialect) -> int:
 
 
 def stage_insert_sql(dialect: SqlDialect, rows: int = 1) -> str:
-    """Insert ``rows`` file records into the staging table; an id already staged keeps the winning
-    version. The ids of one statement must be distinct (PostgreSQL cannot update a row twice in one
-    ``ON CONFLICT`` statement): a repeated id goes into the next statement, so the result is the one
-    of inserting the records one by one in file order.
+    """Insert ``rows`` file records into the staging table; an id already staged keeps the winning version.
+
+    The ids of one statement must be distinct (PostgreSQL cannot update a row twice in one ``ON CONFLICT``
+    statement): a repeated id goes into the next statement, so the result is the one of inserting the
+    records one by one in file order.
 
     Parameters: ``rows`` times ``(record_id, updated_at, version_num, observed_at, is_deleted, data)``
     (:meth:`StagedRow.as_params`), at most :func:`stage_rows_per_statement` rows.
@@ -256,8 +261,10 @@ def full_refresh_sql(
 
 
 def kept_absent_sql(dialect: SqlDialect, table: str) -> str:
-    """Count live rows of the instance a full-refresh file lacks (param: instance id): what an
-    incomplete full refresh did not delete."""
+    """Count the live rows of the instance a full-refresh file lacks (param: instance id).
+
+    That is what an incomplete full refresh did not delete.
+    """
     return (
         f"SELECT COUNT(*) FROM {quote_identifier(table)} p WHERE p.instance_id = {dialect.placeholder} "
         f"AND p.is_deleted = 0 AND NOT EXISTS (SELECT 1 FROM {STAGE_TABLE} s WHERE s.record_id = p.record_id "
@@ -287,9 +294,11 @@ def snapshot_select_sql(dialect: SqlDialect, table: str) -> str:
 
 
 def snapshot_upsert_sql(dialect: SqlDialect, table: str) -> str:
-    """Record a complete snapshot if later than the stored one (params: instance id, snapshot_at,
-    synced_at). Only manifests with ``snapshot_at`` (v2, open-ended) are recorded: a v1 full refresh
-    was bounded by its window end, so it does not prove that ids it lacks were gone."""
+    """Record a complete snapshot if later than the stored one (params: instance id, snapshot_at, synced_at).
+
+    Only manifests with ``snapshot_at`` (v2, open-ended) are recorded: a v1 full refresh was bounded by its
+    window end, so it does not prove that ids it lacks were gone.
+    """
     p = dialect.placeholder
     snaps = quote_identifier(snapshots_table(table))
     return (
@@ -300,9 +309,10 @@ def snapshot_upsert_sql(dialect: SqlDialect, table: str) -> str:
 
 
 def resolve_sql(dialect: SqlDialect, table: str) -> str:
-    """Resolve each staged id against its stored row into ``FINAL_TABLE``, keeping only rows that change
-    (params: ``snap``, the instance's latest complete snapshot time, ``None`` when there is none or when
-    this manifest is that snapshot; ``snap_all``, the same including this manifest's; instance id).
+    """Resolve each staged id against its stored row into ``FINAL_TABLE``, keeping only rows that change.
+
+    Params: ``snap``, the instance's latest complete snapshot time, ``None`` when there is none or when
+    this manifest is that snapshot; ``snap_all``, the same including this manifest's; instance id.
 
     Per id: the best version of (stored, staged) by :func:`_beats` (``took`` = 1 when it is the staged
     one; a tombstone row's empty version always loses; a staged version with the stored ``data`` is the
