@@ -1,7 +1,7 @@
 """Bulk API methods of the sync hook: submit a bulk query, poll, download, errors, cancel, upload (reference §4).
 
-``wait_for_bulk_job`` moved here verbatim from ``hooks/cloudelements.py``; the operators, sensor and
-trigger wait with their own loop (to be replaced by one shared bulk wait).
+``wait_for_bulk_job`` is a plain blocking poll for callers of the hook itself; the operators, the sensor and
+the trigger share the one bulk wait, :class:`~airflow_provider_cloudelements.utils.polling.BulkWait`.
 """
 
 from __future__ import annotations
