@@ -55,6 +55,7 @@ from airflow_provider_cloudelements.exceptions import (
     as_instance_id,
 )
 from airflow_provider_cloudelements.hooks._watchdog import DeadlineAdapter, Watchdog
+from airflow_provider_cloudelements.hooks.transformations import CommonResourcesHookMixin
 from airflow_provider_cloudelements.utils import ceql
 from airflow_provider_cloudelements.utils.budget import (
     DEFAULT_MAX_CONCURRENT_REQUESTS,
@@ -408,7 +409,7 @@ class _HeaderAuth(requests.auth.AuthBase):
         return "<CloudElementsAuthorization ***>"
 
 
-class CloudElementsHook(BaseHook):
+class CloudElementsHook(CommonResourcesHookMixin, BaseHook):
     """Talks to the Cloud Elements REST API (api-v2) for one connection and (optionally) one element
     instance.
 

@@ -24,11 +24,21 @@ any instant :func:`timefmt.parse_instant` understands is read. Common dates are 
 out (as a missing value is).
 
 The JavaScript step is not run; instead ``"script": {"steps": [...]}`` takes a small declarative
-subset applied after the field mapping on reads: ``{"op": "set", "path", "value"}``,
-``{"op": "default", "path", "value"}``, ``{"op": "remove", "path"}``,
-``{"op": "concat", "path", "from": [paths], "separator"}``, ``{"op": "sum", "path", "from": "a[*].b"}``
-and ``{"op": "map", "path", "values": {from: to}, "default"?}`` (``from``/source paths are paths of the
-transformed object). A JavaScript ``script.body`` is stored and ignored.
+subset applied in order after the field mapping on reads (``fromVendor``):
+
+* ``{"op": "set", "path", "value"}``, ``{"op": "default", "path", "value"}`` (only when missing),
+  ``{"op": "remove", "path"}``;
+* ``{"op": "copy", "path", "fromVendor": vendorPath, "type"?}`` (a vendor value, converted);
+* ``{"op": "concat", "path", "from": [paths], "separator"}``, ``{"op": "sum", "path", "from": "a[*].b"}``;
+* ``{"op": "extend", "path", "fromVendor": arrayPath, "fields": {sub: vendorSub}, "types"?: {sub: type},
+  "set"?: {sub: value}}``: appends one object per vendor array item to the common array at ``path``
+  (QBE journal entries: ``JournalDebitLine`` and ``JournalCreditLine`` into one ``lines`` array);
+* ``{"op": "map", "path", "values": {text: value}, "default"?, "fromVendor"?}``: looks the current
+  value (or the vendor value at ``fromVendor``) up as text (``true``, ``0``, ``paid``);
+* any step may carry ``"if": {"path", "equals"}``: it runs only when the transformed object's value at
+  ``path`` equals ``equals``.
+
+``from`` paths are paths of the transformed object. A JavaScript ``script.body`` is stored and ignored.
 
 Unmapped fields (the documents leave this open, §10.3): a transformation named like one of the
 element's own resources (churros' ``id ← ListID``) *adds* its fields and passes every vendor field
@@ -365,18 +375,19 @@ class Mapping:
         self.resource = resource
         self.overlay = overlay
         self.level = str(body.get("level", "instance"))
-        allowed = set(types) if types and not overlay else None
+        allowed = {_generic(p) for p in types} if types and not overlay else None
+        generic_types = {_generic(p): t for p, t in (types or {}).items()}
         self.fields = [
             FieldMap(
                 str(f["path"]),
                 str(f["vendorPath"]),
-                f.get("type") or (types or {}).get(str(f["path"])),
+                f.get("type") or generic_types.get(_generic(str(f["path"]))),
                 f.get("vendorType"),
                 parse_path(str(f["path"])),
                 parse_path(str(f["vendorPath"])),
             )
             for f in body["fields"]
-            if allowed is None or str(f["path"]) in allowed or str(f["path"]).split(".")[0] in allowed
+            if allowed is None or _generic(str(f["path"])) in allowed or str(f["path"]).split(".")[0] in allowed
         ]
         self.steps: list[dict[str, Any]] = list((body.get("script") or {}).get("steps") or [])
         self._by_path = {f.path: f for f in self.fields}
@@ -390,7 +401,7 @@ class Mapping:
                 continue
             set_path(out, f.steps, value)
         for step in self.steps:
-            _run_step(out, step)
+            _run_step(out, step, record)
         return out
 
     def to_vendor(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -420,13 +431,51 @@ class Mapping:
         return found
 
 
-_OPS = frozenset({"set", "default", "remove", "concat", "sum", "map"})
+def _generic(path: str) -> str:
+    """A path with every array index written ``[*]`` (``lines[0].amount`` → ``lines[*].amount``)."""
+    return re.sub(r"\[\d+\]", "[*]", path)
 
 
-def _run_step(out: dict[str, Any], step: dict[str, Any]) -> None:
+_OPS = frozenset({"set", "default", "remove", "copy", "concat", "sum", "map", "extend"})
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _run_step(out: dict[str, Any], step: dict[str, Any], vendor: dict[str, Any]) -> None:
+    cond = step.get("if")
+    if isinstance(cond, dict):
+        have = get_path(out, parse_path(str(cond.get("path"))))
+        if have is _MISSING or _text(have) != _text(cond.get("equals")):
+            return
     op, steps = step["op"], parse_path(str(step["path"]))
     current = get_path(out, steps)
-    if op == "set" or (op == "default" and current in (_MISSING, None)):
+    if step.get("fromVendor"):
+        current = get_path(vendor, parse_path(str(step["fromVendor"])))
+    if op == "extend":
+        items = current if isinstance(current, list) else []
+        target = get_path(out, steps)
+        if not isinstance(target, list):
+            target = []
+            set_path(out, steps, target)
+        types = step.get("types") or {}
+        for item in items:
+            new: dict[str, Any] = dict(step.get("set") or {})
+            for sub, vendor_sub in (step.get("fields") or {}).items():
+                value = to_type(get_path(item, parse_path(str(vendor_sub))), types.get(sub), None)
+                if value not in (_MISSING, None):
+                    set_path(new, parse_path(str(sub)), value)
+            target.append(new)
+    elif op == "copy":
+        value = to_type(current, step.get("type"), step.get("vendorType"))
+        if value not in (_MISSING, None):
+            set_path(out, steps, value)
+    elif op == "set" or (op == "default" and current in (_MISSING, None)):
         set_path(out, steps, step.get("value"))
     elif op == "remove":
         if len(steps) == 1 and steps[0].key is not None:
@@ -442,7 +491,7 @@ def _run_step(out: dict[str, Any], step: dict[str, Any]) -> None:
         set_path(out, steps, round(sum(n for n in nums if isinstance(n, (int, float))), 6))
     elif op == "map" and current is not _MISSING:
         table = step.get("values") or {}
-        mapped = table.get(str(current).lower() if isinstance(current, bool) else str(current), _MISSING)
+        mapped = table.get(_text(current), _MISSING)
         if mapped is _MISSING:
             mapped = step.get("default", current)
         set_path(out, steps, mapped)
