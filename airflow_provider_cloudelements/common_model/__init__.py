@@ -27,6 +27,7 @@ which field is its updated / id / active field" for the extract operators.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from typing import Any
 
 from airflow_provider_cloudelements.catalog import VENDOR_OBJECT_NAMES
 from airflow_provider_cloudelements.exceptions import CloudElementsModelError
-from airflow_provider_cloudelements.utils.elements import ELEMENTS
+from airflow_provider_cloudelements.utils.elements import ELEMENTS, ElementSpec, get_element
 
 COMMON_TYPES: tuple[str, ...] = ("string", "number", "boolean", "date")
 #: Common type → vendor JSON types the element can convert from (reference §10.3: CE converts, e.g. a
@@ -53,8 +54,8 @@ _PATH_RE = re.compile(r"^[A-Za-z_][\w\-]*(\[(\d+|\*)\])?(\.[A-Za-z_@$][\w\-]*(\[
 _VENDOR_SEGMENT = re.compile(r"\[(\d+|\?\([^)]*\))\]")
 SCRIPT_OPS = frozenset({"set", "default", "remove", "copy", "concat", "sum", "map", "extend"})
 BUILTIN_MODELS = {"finance": "finance.json"}
-#: Common resource names of every model loaded in this process (besides the built-in ones).
-_REGISTERED: set[str] = set()
+#: Common resources of every model loaded in this process (besides the built-in ones), by name.
+_REGISTERED: dict[str, CommonResource] = {}
 
 
 @dataclass(frozen=True)
@@ -333,6 +334,7 @@ def load_model(source: CommonModel | dict[str, Any] | str | Path) -> CommonModel
         for element, mraw in mappings.items():
             res.mappings[element] = _mapping(res, element, mraw)
         resources[name] = res
+    _REGISTERED.update(resources)
     return CommonModel(
         str(source.get("name") or "model"),
         str(source.get("version") or "0"),
@@ -357,3 +359,42 @@ def is_common_resource(name: str) -> bool:
     """Whether ``name`` is a common resource of the built-in model or of a model loaded in this process
     (:func:`load_model`); resource checks (``utils.elements.check_resource``) accept those names."""
     return name in _REGISTERED or name in finance_model().resources
+
+
+def _registered_resource(name: str) -> CommonResource | None:
+    return _REGISTERED.get(name)
+
+
+def spec_for(element_key: str, resource: str) -> ElementSpec:
+    """The record conventions for ``resource`` on ``element_key``: the element's
+    :class:`~airflow_provider_cloudelements.utils.elements.ElementSpec`, or, for a common resource, the
+    same spec with the common fields — updated field ``updated_at`` (ISO-8601 UTC), id ``id``, soft
+    delete ``active == false``, no version field. CEQL date literals keep the element's format (the
+    service translates the common field to the vendor one, reference §10.4).
+
+    :raises CloudElementsConfigError: unknown element key.
+    """
+    spec = get_element(element_key)
+    common = resolve_common(resource, None) if resource not in spec.all_resources else None
+    if common is None:
+        common = _registered_resource(resource)
+    if common is None or resource in spec.all_resources:
+        return spec
+    return dataclasses.replace(
+        spec,
+        updated_field=common.updated_field,
+        id_fields=(common.id_field,),
+        soft_delete_field=common.active_field,
+        version_field=None,
+        naive_timezone="UTC",
+        all_resources=(*spec.all_resources, resource),
+    )
+
+
+def vendor_resource_for(element_key: str, resource: str) -> str:
+    """The element resource behind ``resource`` (itself unless it is a common resource the element maps):
+    events (``objectType``) and tombstones are recorded under the vendor resource (reference §10.4)."""
+    common = _registered_resource(resource) or resolve_common(resource, None)
+    if common is None or element_key not in common.mappings:
+        return resource
+    return common.mappings[element_key].resource

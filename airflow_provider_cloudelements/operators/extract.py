@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import AssetAlias, BaseOperator, ObjectStoragePath
 
+from airflow_provider_cloudelements.common_model import spec_for, vendor_resource_for
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsBulkJobError,
     CloudElementsConfigError,
@@ -343,8 +344,9 @@ class _CloudElementsExtractBase(BaseOperator):
         """CEQL for the window (``[start, end)`` on the element's updated field, widened for naive
         elements, none for a full refresh) ANDed with ``where``."""
         parts: list[str] = []
-        start, end = server_bounds(plan.window, get_element(plan.element_key))
-        clause = ceql.window_clause(plan.element_key, start, end)
+        spec = spec_for(plan.element_key, plan.resource)  # a common resource: its updated_at (issue 15)
+        start, end = server_bounds(plan.window, spec)
+        clause = ceql.window_clause(plan.element_key, start, end, field=spec.updated_field)
         if clause:
             parts.append(clause)
         if plan.where:
@@ -353,7 +355,7 @@ class _CloudElementsExtractBase(BaseOperator):
 
     def _record_filter(self, plan: ExtractPlan) -> Callable[[Any], bool] | None:
         """Client-side exact window for naive-time elements (``None``: the server filter is exact)."""
-        spec = get_element(plan.element_key)
+        spec = spec_for(plan.element_key, plan.resource)
         if plan.window.full_refresh or not naive_times(spec):
             return None
         return lambda record: in_window(record, spec, plan.window, plan.naive_timezone)
@@ -369,7 +371,7 @@ class _CloudElementsExtractBase(BaseOperator):
             instance_id=plan.instance_id,
             since=plan.window.start,
             until=plan.window.end,
-            object_types=[plan.resource],
+            object_types=[vendor_resource_for(plan.element_key, plan.resource)],  # events name the vendor resource
             event_types=["DELETED"],
         )
         with staged_file(path, "wb") as (handle, publish):

@@ -253,8 +253,10 @@ class LoadManifest:
 
     @property
     def spec(self) -> ElementSpec:
-        """The element's :class:`ElementSpec`."""
-        return get_element(self.element_key)
+        """The element's :class:`ElementSpec` (a common resource's fields for a common resource, issue 15)."""
+        from airflow_provider_cloudelements.common_model import spec_for  # lazy: common_model imports utils
+
+        return spec_for(self.element_key, self.resource)
 
     @property
     def deletes_by_absence(self) -> bool:
