@@ -261,3 +261,14 @@ def test_load_model_round_trip() -> None:
     assert {"path": "applied_to[*].invoice_id", "vendorPath": "AppliedToTxnRet[*].TxnID", "type": "string"} in body[
         "fields"
     ]
+
+
+def test_docs_list_every_field_of_the_finance_model() -> None:
+    """docs/common-model.md documents every field (path, type) of every common resource."""
+    from tests.conftest import ROOT
+
+    text = (ROOT / "docs" / "common-model.md").read_text()
+    for name, resource in finance_model().resources.items():
+        assert f"### `{name}`" in text
+        for f in resource.fields:
+            assert f"| `{f.path}` | {f.type} |" in text, (name, f.path)
