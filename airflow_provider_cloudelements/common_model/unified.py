@@ -156,25 +156,57 @@ def open_receivables(engine: sa.Engine) -> list[tuple[str, int, str, float, int]
         ]
 
 
+def invoice_truth(element: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The finance model's main ``common-invoices`` fields computed straight from a raw vendor invoice by
+    the rules of docs/common-model.md (independent of the transformation engine: the ground truth the
+    tests and ``make demo`` compare with): ``id``, ``customer_id``, ``total_amount``, ``balance``,
+    ``status`` (``OPEN``/``PAID``/``DRAFT``), ``active``, ``lines`` (line amounts)."""
+    if element == "quickbooks":
+        balance = float(raw["balance"])
+        return {
+            "id": str(raw["id"]).split("|", 1)[0],
+            "customer_id": raw["customerRef"]["value"],
+            "total_amount": raw["totalAmt"],
+            "balance": raw["balance"],
+            "status": "PAID" if balance == 0 else "OPEN",
+            "active": True,
+            "lines": [ln["amount"] for ln in raw["line"]],
+        }
+    if element == "quickbooksonprem":
+        total = float(raw["TotalAmount"])
+        status = "PAID" if raw["IsPaid"] else "OPEN"
+        return {
+            "id": raw["TxnID"],
+            "customer_id": raw["CustomerRef"]["ListID"],
+            "total_amount": total,
+            "balance": 0 if status == "PAID" else total,
+            "status": status,
+            "active": True,
+            "lines": [float(ln["Amount"]) for ln in raw["InvoiceLineRet"]],
+        }
+    status = {"paid": "PAID", "draft": "DRAFT"}.get(str(raw.get("status")), "OPEN")
+    return {
+        "id": str(raw["id"]),
+        "customer_id": str(raw["client_id"]),
+        "total_amount": raw["amount"],
+        "balance": 0 if status == "PAID" else raw["amount"],
+        "status": status,
+        "active": raw.get("vis_state", 0) != 1,
+        "lines": [ln["amount"] for ln in raw["lines"]],
+    }
+
+
 def open_receivables_truth(
     element: str, instance_id: int, raw_invoices: Iterable[Mapping[str, Any]]
 ) -> list[tuple[str, int, str, float, int]]:
-    """The same answer from an element's raw invoices (the emulator's ground truth), by the documented
-    rule of docs/common-model.md: QuickBooks Online ``balance`` > 0; QuickBooks Enterprise ``IsPaid``
-    false (the whole ``TotalAmount``); FreshBooks ``status`` not ``paid`` / ``draft`` (the whole
-    ``amount``)."""
+    """The :func:`open_receivables` answer from an element's raw invoices (the emulator's ground truth),
+    by :func:`invoice_truth`: live invoices with status ``OPEN``, summed ``balance`` per customer."""
     sums: dict[str, list[float]] = {}
-    for inv in raw_invoices:
-        if element == "quickbooks":
-            cid, amount, is_open = inv["customerRef"]["value"], float(inv["balance"]), float(inv["balance"]) != 0
-        elif element == "quickbooksonprem":
-            cid, amount, is_open = inv["CustomerRef"]["ListID"], float(inv["TotalAmount"]), not inv["IsPaid"]
-        else:
-            cid, amount = str(inv["client_id"]), float(inv["amount"])
-            is_open = inv.get("status") not in ("paid", "draft") and inv.get("vis_state", 0) != 1
-        if is_open:
-            acc = sums.setdefault(str(cid), [0.0, 0])
-            acc[0] += amount
+    for raw in raw_invoices:
+        inv = invoice_truth(element, raw)
+        if inv["status"] == "OPEN" and inv["active"]:
+            acc = sums.setdefault(str(inv["customer_id"]), [0.0, 0])
+            acc[0] += float(inv["balance"])
             acc[1] += 1
     return [(element, instance_id, cid, round(total, 2), int(n)) for cid, (total, n) in sorted(sums.items())]
 

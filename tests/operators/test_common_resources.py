@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_cloudelements.common_model import finance_model, load_model, vendor_fields
+from airflow_provider_cloudelements.common_model.unified import invoice_truth
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsConflictError,
     CloudElementsModelError,
@@ -51,38 +52,17 @@ def _model_dict() -> dict[str, Any]:
     )
 
 
-def _iso(ms: int) -> str:
-    from cloudelements_emulator.transform import iso
-
-    return iso(ms)
-
-
-def _instant(value: Any, mask: str | None = None) -> int:
-    from cloudelements_emulator.transform import parse_date
-
-    ms = parse_date(value, mask)
-    assert ms is not None
-    return ms
-
-
 def expected_invoice(element: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """The common invoice fields the finance model promises, computed from the raw vendor record."""
-    if element == "quickbooks":
-        status = "PAID" if raw["balance"] == 0 else "OPEN"
-        return {"id": raw["id"], "customer_id": raw["customerRef"]["value"], "total_amount": raw["totalAmt"],
-                "balance": raw["balance"], "status": status, "updated_at": _iso(raw["metaData"]["lastUpdatedTime"]),
-                "lines": [ln["amount"] for ln in raw["line"]]}  # fmt: skip
-    if element == "quickbooksonprem":
-        status = "PAID" if raw["IsPaid"] else "OPEN"
-        total = float(raw["TotalAmount"])
-        return {"id": raw["TxnID"], "customer_id": raw["CustomerRef"]["ListID"], "total_amount": total,
-                "balance": 0 if status == "PAID" else total, "status": status,
-                "updated_at": _iso(_instant(raw["TimeModified"])),
-                "lines": [float(ln["Amount"]) for ln in raw["InvoiceLineRet"]]}  # fmt: skip
-    status = {"paid": "PAID", "draft": "DRAFT"}.get(raw["status"], "OPEN")
-    return {"id": str(raw["id"]), "customer_id": str(raw["client_id"]), "total_amount": raw["amount"],
-            "balance": 0 if status == "PAID" else raw["amount"], "status": status,
-            "updated_at": _iso(_instant(raw["updated"])), "lines": [ln["amount"] for ln in raw["lines"]]}  # fmt: skip
+    """The common invoice the finance model promises, from the raw record (docs/common-model.md rules)
+    plus ``updated_at`` from the element's own updated field."""
+    from cloudelements_emulator.transform import iso, parse_date
+
+    want = invoice_truth(element, raw)
+    stamp = {"quickbooks": "metaData.lastUpdatedTime", "quickbooksonprem": "TimeModified"}.get(element, "updated")
+    value = raw["metaData"]["lastUpdatedTime"] if element == "quickbooks" else raw[stamp]
+    ms = parse_date(value, None)
+    assert ms is not None
+    return {**{k: v for k, v in want.items() if k != "active"}, "updated_at": iso(ms)}
 
 
 def _project(row: dict[str, Any]) -> dict[str, Any]:
