@@ -363,7 +363,7 @@ class BulkService:
             ok = failed = 0
             errors = []
             try:
-                self.hub.table(inst, object_name)
+                self.hub.table(inst, self.hub.target(inst, object_name)[0])  # a common name: its vendor resource
                 unknown = None
             except CEError as err:
                 unknown = err.message

@@ -413,7 +413,8 @@ class Mapping:
             return body
         out: dict[str, Any] = {}
         for f in self.fields:
-            value = get_path(body, f.steps)
+            # a flat dotted key (a CSV upload header ``address.city``) or the nested path
+            value = body[f.path] if f.path in body else get_path(body, f.steps)
             if value is _MISSING:
                 continue
             set_path(out, f.vendor_steps, from_type(value, f.type, f.vendor_type))

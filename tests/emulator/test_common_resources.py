@@ -363,3 +363,17 @@ def test_churros_overlay_still_passes_vendor_fields(api: Api, clean: None) -> No
     api.wait_bulk(token, job["id"])
     lines = api.get(f"/hubs/finance/bulk/{job['id']}/customers", token, headers={"Accept": "application/json"}).text
     assert [json.loads(x) for x in lines.splitlines() if x] == rows
+
+
+def test_bulk_upload_through_common_resource(api: Api, clean: None) -> None:
+    """A bulk upload whose headers are the common field names (reference §10.4) creates vendor records."""
+    inst = api.instance("quickbooksonprem")
+    token = inst["token"]
+    api.post("/organizations/elements/quickbooksonprem/transformations/crCustomers", json=QBE_CUSTOMERS)
+    content = b"name,address.city\nUpload One,Turin\nUpload Two,Pisa\n"
+    r = api.post("/hubs/finance/bulk/crCustomers", token, files={"file": ("c.csv", content)}, data={"metaData": "{}"})
+    assert r.status_code == 200, r.text
+    status = api.wait_bulk(token, r.json()["id"])
+    assert status["status"] == "COMPLETED" and status["recordsCount"] == 2, status
+    raw = {r["Name"]: r for r in _truth(api, inst["id"], "customers")}
+    assert raw["Upload One"]["BillAddress"]["City"] == "Turin" and raw["Upload Two"]["BillAddress"]["City"] == "Pisa"
