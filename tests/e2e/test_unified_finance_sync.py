@@ -14,8 +14,10 @@ import sqlalchemy as sa
 
 from airflow_provider_cloudelements.common_model import finance_model
 from airflow_provider_cloudelements.common_model.unified import open_receivables, open_receivables_truth
+from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.utils.records import is_soft_deleted
 from tests.operators.test_common_resources import expected_invoice
+from tests.operators.test_dags import value, xcoms
 
 DAG_ID = "cloudelements_unified_finance_sync"
 ELEMENTS = ("quickbooks", "quickbooksonprem", "freshbooksv2")
@@ -70,8 +72,20 @@ def test_unified_sync_full_then_incremental(sync_env: dict[str, Any], load_dag: 
     db = sync_env["warehouse"]
     dag = load_dag(DAG_ID, "unified_finance_sync")
     first = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
-    assert dag.test(logical_date=first).state == "success"
+    run = dag.test(logical_date=first)
+    assert run.state == "success"
+    applied = value(xcoms(DAG_ID, run.run_id)[("apply_model", "return_value")])
+    n_entries = len(finance_model().resources) + sum(
+        len([e for e in r.mappings if e in ELEMENTS]) for r in finance_model().resources.values()
+    )
+    assert (applied["created"], applied["updated"], applied["unchanged"]) == (n_entries, 0, 0)
     instances = _check_tables(db, emulator)
+    # drift: a mapping edited outside the DAG is repaired by the next run (and reported)
+    hook = CloudElementsHook()
+    tampered = hook.get_transformation("common-invoices", "quickbooks")
+    assert tampered is not None
+    tampered["fields"] = [f for f in tampered["fields"] if f["path"] != "balance"]
+    hook.create_transformation("common-invoices", tampered, "quickbooks", replace=True)
     # activity in every system: updates, soft deletes (lists, FreshBooks) and hard deletes (QB transactions)
     changes = {
         element: emulator.state.simulate_activity(
@@ -81,7 +95,11 @@ def test_unified_sync_full_then_incremental(sync_env: dict[str, Any], load_dag: 
     }
     # the next interval ends after the activity (the run's window is its data interval, plus the lookback)
     second = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
-    assert dag.test(logical_date=second).state == "success"
+    run = dag.test(logical_date=second)
+    assert run.state == "success"
+    applied = value(xcoms(DAG_ID, run.run_id)[("apply_model", "return_value")])
+    assert (applied["created"], applied["updated"], applied["unchanged"]) == (0, 1, n_entries - 1)
+    assert [c["details"] for c in applied["changes"] if c["action"] == "update"] == [["+ balance"]]
     _check_tables(db, emulator)
     invoices = {(r["source_element"], r["id"]): r for r in _rows(db, "common_invoices")}
     customers = {(r["source_element"], r["id"]): r for r in _rows(db, "common_customers")}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -252,3 +253,34 @@ def test_docs_list_every_field_of_the_finance_model() -> None:
         assert f"### `{name}`" in text
         for f in resource.fields:
             assert f"| `{f.path}` | {f.type} |" in text, (name, f.path)
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_bulk_extract_of_a_common_resource(
+    emu: Any, clean: CloudElementsHook, conn: str, out: Any, deferrable: bool
+) -> None:
+    """``select * from common-invoices`` through the bulk extract operator (sync and deferred): the
+    landed NDJSON holds the mapped invoices of every record of the instance."""
+    from datetime import datetime, timezone
+
+    from airflow_provider_cloudelements.operators.extract import CloudElementsBulkExtractOperator
+    from tests.operators.conftest import run_operator
+
+    CloudElementsCommonResourceOperator(task_id="apply", common_resources=["common-invoices"]).execute(Ctx().context)
+    inst = emu.state.create_instance("quickbooksonprem", "bulk common")
+    op = CloudElementsBulkExtractOperator(
+        task_id="extract",
+        instance_id=inst["id"],
+        resource="common-invoices",
+        full_refresh=True,
+        deferrable=deferrable,
+        poll_interval=0.2,
+    )
+    manifest = run_operator(op, Ctx(data_interval_end=datetime.now(timezone.utc)))
+    text = Path(manifest["path"].removeprefix("file://")).read_text()
+    landed = [json.loads(line) for line in text.splitlines() if line]
+    raw = emu.state.records(inst["id"], "invoices")
+    assert manifest["resource"] == "common-invoices" and manifest["records"] == len(raw)
+    assert sorted(map(_project, landed), key=lambda r: r["id"]) == sorted(
+        (expected_invoice("quickbooksonprem", r) for r in raw), key=lambda r: r["id"]
+    )
