@@ -28,6 +28,8 @@ LEVELS: tuple[str, ...] = ("organization", "account", "instance")
 
 
 class _Caller(Protocol):
+    """What the mixin needs of the hook: its JSON call helper ``_call(method, path, *, hub, ...)``."""
+
     def _call(
         self,
         method: str,

@@ -54,6 +54,23 @@ def _ok() -> Response:
     return Response(status_code=200)
 
 
+_TAGS: list[str | Enum] = ["common resources"]
+
+
+def _crud_routes(level: str, kind: str, item: str, collection: str, handlers: tuple[Any, ...]) -> None:
+    """POST/PUT/GET/DELETE on ``item`` and GET/DELETE on ``collection``, handlers in that order."""
+    create, replace, read, drop, list_all, drop_all = handlers
+    for fn, method, path in (
+        (create, "POST", item),
+        (replace, "PUT", item),
+        (read, "GET", item),
+        (drop, "DELETE", item),
+        (list_all, "GET", collection),
+        (drop_all, "DELETE", collection),
+    ):
+        router.add_api_route(path, fn, methods=[method], tags=_TAGS, name=f"{level}_{fn.__name__}_{kind}{path}")
+
+
 def _definition_routes(level: str, prefix: str) -> None:
     item, collection = prefix + "/objects/{name}/definitions", prefix + "/objects/definitions"
 
@@ -83,19 +100,10 @@ def _definition_routes(level: str, prefix: str) -> None:
     def create_many(request: Request, body: JsonBody, state: PlatformState) -> dict[str, Any]:
         return _store(state).define_many(level, _scope(request, state, level), body)
 
-    tag: list[str | Enum] = ["common resources"]
-    for fn, method, path in (
-        (create, "POST", item),
-        (replace, "PUT", item),
-        (read, "GET", item),
-        (drop, "DELETE", item),
-        (list_all, "GET", collection),
-        (drop_all, "DELETE", collection),
-    ):
-        router.add_api_route(path, fn, methods=[method], tags=tag, name=f"{level}_{fn.__name__}_definition{path}")
+    _crud_routes(level, "definition", item, collection, (create, replace, read, drop, list_all, drop_all))
     if level != "instance":
         router.add_api_route(
-            collection, create_many, methods=["POST"], tags=tag, name=f"{level}_define_many{collection}"
+            collection, create_many, methods=["POST"], tags=_TAGS, name=f"{level}_define_many{collection}"
         )
 
 
@@ -127,17 +135,7 @@ def _transformation_routes(level: str, prefix: str) -> None:
         _store(state).drop_transformations(level, *where(request, state))
         return _ok()
 
-    for fn, method, path in (
-        (create, "POST", item),
-        (replace, "PUT", item),
-        (read, "GET", item),
-        (drop, "DELETE", item),
-        (list_all, "GET", collection),
-        (drop_all, "DELETE", collection),
-    ):
-        router.add_api_route(
-            path, fn, methods=[method], tags=["common resources"], name=f"{level}_{fn.__name__}_transformation{path}"
-        )
+    _crud_routes(level, "transformation", item, collection, (create, replace, read, drop, list_all, drop_all))
 
 
 for _level, _prefixes in _SCOPES.items():
