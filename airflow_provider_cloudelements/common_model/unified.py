@@ -22,7 +22,7 @@ from airflow.sdk import ObjectStoragePath
 from airflow_provider_cloudelements.common_model import CommonModel, CommonResource, finance_model
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
 from airflow_provider_cloudelements.utils import sqlsync
-from airflow_provider_cloudelements.utils.records import field_value, is_soft_deleted
+from airflow_provider_cloudelements.utils.records import field_value
 
 _SQL_TYPES: dict[str, Any] = {"string": sa.Text, "date": sa.Text, "number": sa.Float, "boolean": sa.Boolean}
 
@@ -51,7 +51,11 @@ def _table(metadata: sa.MetaData, resource: CommonResource) -> sa.Table:
         sa.Column("id", sa.Text, primary_key=True),
     ]
     cols += [sa.Column(name, kind) for name, (_, kind) in columns_of(resource).items()]
-    cols += [sa.Column("is_deleted", sa.Boolean, nullable=False), sa.Column("deleted_at", sa.Text)]
+    cols += [
+        sa.Column("is_deleted", sa.Boolean, nullable=False),
+        sa.Column("deleted_at", sa.Text),
+        sa.Column("observed_at", sa.Text),  # K = max(updated_at, snapshot_at), normalised ISO-8601 UTC
+    ]
     return sa.Table(table_name(resource.name), metadata, *cols)
 
 
@@ -86,13 +90,28 @@ def _lines(uri: str) -> Iterable[Any]:
                 yield obj
 
 
+def _stored(
+    conn: sa.Connection, table: sa.Table, key: Any
+) -> dict[str, tuple[str | None, str | None, bool, str | None]]:
+    """``{id: (observed_at, updated_at, is_deleted, deleted_at)}`` of one instance's stored rows."""
+    cols = (table.c.id, table.c.observed_at, table.c.updated_at, table.c.is_deleted, table.c.deleted_at)
+    return {str(r[0]): (r[1], r[2], bool(r[3]), r[4]) for r in conn.execute(sa.select(*cols).where(key))}
+
+
 def load_manifests(engine: sa.Engine, manifests: Any, model: CommonModel | None = None) -> list[dict[str, Any]]:
-    """Apply extract manifests of common resources to the unified tables.
+    """Apply extract manifests of common resources to the unified tables, one transaction per manifest,
+    by the loader's ordering rule (docs/reliability.md): a live version replaces the stored one when its
+    observed time K = max(updated_at, snapshot_at) is later (then the later ``updated_at``; a full tie
+    writes nothing), beats a stored deletion when K is later than the deletion; a tombstone (``deleted_at``
+    d) wins when d >= K of the stored row and is kept as a row also for ids never loaded; a *complete*
+    full refresh marks the instance's live rows it lacks deleted at its ``snapshot_at`` (when that is not
+    older than the row). Reruns write nothing.
 
     :param engine: a SQLAlchemy engine (SQLite, PostgreSQL …).
     :param manifests: what extract operators return (a dict, or a list of them: mapped extracts).
     :param model: the model whose resources were extracted (default: the built-in finance model).
-    :return: ``[{"table", "source_element", "instance_id", "upserted", "deleted"}]`` per manifest.
+    :return: ``[{"table", "source_element", "instance_id", "upserted", "deleted"}]`` per manifest
+        (rows written live / rows marked deleted by this manifest).
     :raises CloudElementsConfigError: a manifest of a resource that is not a common resource of ``model``.
     """
     model = model or finance_model()
@@ -108,33 +127,80 @@ def load_manifests(engine: sa.Engine, manifests: Any, model: CommonModel | None 
         table = _table(sa.MetaData(), resource)
         _ensure(engine, table)
         spec = manifest.spec
-        rows = []
-        for record in _lines(manifest.path):
-            row = _row(record, resource, manifest.element_key, manifest.instance_id)
-            row["is_deleted"] = is_soft_deleted(record, spec)
-            rows.append(row)
-        tombstones = [sqlsync.build_tombstone(obj, spec, where=str(manifest.deleted_path)) for obj in (
-            _lines(manifest.deleted_path) if manifest.deleted_path else []
-        )]  # fmt: skip
+        snapshot = manifest.snapshot_at
         key = (table.c.source_element == manifest.element_key) & (table.c.instance_id == manifest.instance_id)
+        upserted = deleted = 0
         with engine.begin() as conn:
-            if rows:
-                conn.execute(table.delete().where(key & table.c.id.in_([r["id"] for r in rows])))
-                conn.execute(table.insert(), rows)
-            for rid, deleted_at in tombstones:
-                conn.execute(
-                    table.update().where(key & (table.c.id == rid)).values(is_deleted=True, deleted_at=deleted_at)
+            stored = _stored(conn, table, key)
+            seen: set[str] = set()
+            writes: dict[str, dict[str, Any]] = {}
+            for lineno, record in enumerate(_lines(manifest.path), start=1):
+                staged = sqlsync.build_row(
+                    record, spec, naive_tz="UTC", where=f"{manifest.path}:{lineno}", snapshot_at=snapshot
                 )
+                row = _row(record, resource, manifest.element_key, manifest.instance_id)
+                row["is_deleted"] = bool(staged.is_deleted)
+                row["observed_at"] = staged.observed_at
+                seen.add(row["id"])
+                have = stored.get(row["id"])
+                if have is not None:
+                    k_old, u_old, was_deleted, d_old = have
+                    if was_deleted and d_old is not None and not (staged.observed_at or "") > d_old:
+                        continue  # a later deletion stays
+                    if not was_deleted and ((staged.observed_at or ""), (staged.updated_at or "")) <= (
+                        (k_old or ""),
+                        (u_old or ""),
+                    ):
+                        continue  # the stored version is as new or newer
+                writes[row["id"]] = row
+                stored[row["id"]] = (staged.observed_at, staged.updated_at, row["is_deleted"], None)
+            default_d = sqlsync.default_deletion_time(manifest, sqlsync.normalize_timestamp(_now()) or "")
+            d: str
+            marks: dict[str, str] = {}
+            for obj in _lines(manifest.deleted_path) if manifest.deleted_path else []:
+                rid, raw_d = sqlsync.build_tombstone(obj, spec, where=str(manifest.deleted_path))
+                d = (sqlsync.normalize_timestamp(raw_d) if raw_d else None) or default_d
+                have = stored.get(rid)
+                if have is None or (have[2] and (have[3] or "") < d) or (not have[2] and d >= (have[0] or "")):
+                    marks[rid] = d
+                    stored[rid] = (have[0] if have else None, have[1] if have else None, True, d)
+            if manifest.complete and snapshot:
+                for rid, (k_old, _u, was_deleted, _d) in list(stored.items()):
+                    if rid not in seen and not was_deleted and snapshot >= (k_old or ""):
+                        marks[rid] = snapshot
+            if writes:
+                ids = list(writes)
+                for i in range(0, len(ids), 500):
+                    conn.execute(table.delete().where(key & table.c.id.in_(ids[i : i + 500])))
+                conn.execute(table.insert(), list(writes.values()))
+            for rid, d in marks.items():
+                done = conn.execute(
+                    table.update().where(key & (table.c.id == rid)).values(is_deleted=True, deleted_at=d)
+                )
+                if not done.rowcount:  # a tombstone row for an id never loaded
+                    conn.execute(
+                        table.insert(),
+                        [{"source_element": manifest.element_key, "instance_id": manifest.instance_id, "id": rid,
+                          "is_deleted": True, "deleted_at": d}],
+                    )  # fmt: skip
+            upserted = sum(1 for r in writes.values() if not r["is_deleted"])
+            deleted = len(marks) + sum(1 for r in writes.values() if r["is_deleted"])
         out.append(
             {
                 "table": table.name,
                 "source_element": manifest.element_key,
                 "instance_id": manifest.instance_id,
-                "upserted": len(rows),
-                "deleted": len(tombstones) + sum(1 for r in rows if r["is_deleted"]),
+                "upserted": upserted,
+                "deleted": deleted,
             }
         )
     return out
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat()
 
 
 OPEN_RECEIVABLES_SQL = """
