@@ -355,10 +355,12 @@ def resolve_common(resource: str, model: CommonModel | None = None) -> CommonRes
     return (model or finance_model()).resources.get(resource)
 
 
-def is_common_resource(name: str) -> bool:
+def is_common_resource(name: str, element_key: str | None = None) -> bool:
     """Whether ``name`` is a common resource of the built-in model or of a model loaded in this process
-    (:func:`load_model`); resource checks (``utils.elements.check_resource``) accept those names."""
-    return name in _REGISTERED or name in finance_model().resources
+    (:func:`load_model`) — that maps ``element_key`` when given; resource checks
+    (``utils.elements.check_resource``) accept those names."""
+    found = _REGISTERED.get(name) or finance_model().resources.get(name)
+    return found is not None and (element_key is None or element_key in found.mappings)
 
 
 def _registered_resource(name: str) -> CommonResource | None:

@@ -284,3 +284,15 @@ def test_bulk_extract_of_a_common_resource(
     assert sorted(map(_project, landed), key=lambda r: r["id"]) == sorted(
         (expected_invoice("quickbooksonprem", r) for r in raw), key=lambda r: r["id"]
     )
+
+
+def test_resource_checks_accept_common_names_the_element_maps() -> None:
+    from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
+    from airflow_provider_cloudelements.utils.elements import check_resource
+
+    check_resource("quickbooks", "common-bills")
+    check_resource("freshbooks", "common-invoices")
+    with pytest.raises(CloudElementsConfigError, match="common-bills"):
+        check_resource("freshbooksv2", "common-bills")  # FreshBooks has no bills: fails before any call
+    with pytest.raises(CloudElementsConfigError, match="common-nope"):
+        check_resource("quickbooks", "common-nope")
