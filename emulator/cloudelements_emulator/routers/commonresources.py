@@ -26,8 +26,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from cloudelements_emulator.commonresources import CommonResources
+from cloudelements_emulator.commonresources import ACCOUNT_ID, CommonResources
 from cloudelements_emulator.deps import API, JsonBody, PlatformState
+from cloudelements_emulator.elements import ELEMENTS
 
 router = APIRouter(prefix=API, tags=["common resources"])
 
@@ -57,6 +58,27 @@ def _ok() -> Response:
 _TAGS: list[str | Enum] = ["common resources"]
 
 
+def _openapi(path: str) -> dict[str, Any]:
+    """Path parameters the shared handlers read from ``request.path_params``, described for
+    ``/openapi.json`` (element keys and the one account id as enums); ``/accounts`` without an id is an
+    alias of ``/accounts/{accountId}`` and stays out of the schema."""
+    params: list[dict[str, Any]] = []
+    if "{scope_id:int}" in path:
+        schema = {"type": "integer", "enum": [ACCOUNT_ID]} if path.startswith("/accounts") else {"type": "integer"}
+        params.append({"name": "scope_id", "in": "path", "required": True, "schema": schema})
+    if "{element}" in path:
+        keys = sorted(ELEMENTS)
+        params.append({"name": "element", "in": "path", "required": True, "schema": {"type": "string", "enum": keys}})
+    return {"parameters": params}  # ``name`` is declared by the handlers themselves
+
+
+def _add(path: str, fn: Any, method: str, name: str) -> None:
+    hidden = path.startswith("/accounts/") and "{scope_id" not in path
+    router.add_api_route(
+        path, fn, methods=[method], tags=_TAGS, name=name, include_in_schema=not hidden, openapi_extra=_openapi(path)
+    )
+
+
 def _crud_routes(level: str, kind: str, item: str, collection: str, handlers: tuple[Any, ...]) -> None:
     """POST/PUT/GET/DELETE on ``item`` and GET/DELETE on ``collection``, handlers in that order."""
     create, replace, read, drop, list_all, drop_all = handlers
@@ -68,7 +90,7 @@ def _crud_routes(level: str, kind: str, item: str, collection: str, handlers: tu
         (list_all, "GET", collection),
         (drop_all, "DELETE", collection),
     ):
-        router.add_api_route(path, fn, methods=[method], tags=_TAGS, name=f"{level}_{fn.__name__}_{kind}{path}")
+        _add(path, fn, method, f"{level}_{fn.__name__}_{kind}{path}")
 
 
 def _definition_routes(level: str, prefix: str) -> None:
@@ -102,9 +124,7 @@ def _definition_routes(level: str, prefix: str) -> None:
 
     _crud_routes(level, "definition", item, collection, (create, replace, read, drop, list_all, drop_all))
     if level != "instance":
-        router.add_api_route(
-            collection, create_many, methods=["POST"], tags=_TAGS, name=f"{level}_define_many{collection}"
-        )
+        _add(collection, create_many, "POST", f"{level}_define_many{collection}")
 
 
 def _transformation_routes(level: str, prefix: str) -> None:
