@@ -296,3 +296,32 @@ def test_resource_checks_accept_common_names_the_element_maps() -> None:
         check_resource("freshbooksv2", "common-bills")  # FreshBooks has no bills: fails before any call
     with pytest.raises(CloudElementsConfigError, match="common-nope"):
         check_resource("quickbooks", "common-nope")
+
+
+def test_apply_at_instance_level_wins_over_organization(emu: Any, clean: CloudElementsHook, conn: str) -> None:
+    """``level="instance"``: definitions and transformations on the named instance only; the most
+    specific level wins over an organization-level mapping; a rerun changes nothing."""
+    inst = emu.state.create_instance("quickbooksonprem", "instance level")
+    other = emu.state.create_instance("quickbooksonprem", "organization level")
+    hook = CloudElementsHook(conn)
+    CloudElementsCommonResourceOperator(task_id="org", common_resources=["common-customers"]).execute(Ctx().context)
+    model = _model_dict()
+    model["resources"]["common-customers"]["mappings"]["quickbooksonprem"]["fields"]["name"] = "LastName"
+    op = CloudElementsCommonResourceOperator(
+        task_id="inst",
+        model=model,
+        level="instance",
+        instance_ids={"quickbooksonprem": inst["id"]},
+        common_resources=["common-customers"],
+    )
+    first = op.execute(Ctx().context)
+    assert (first["created"], first["updated"]) == (2, 0)  # one definition + one transformation
+    assert {c["scope"] for c in first["changes"]} == {inst["id"]}
+    assert op.execute(Ctx().context)["unchanged"] == 2
+    stored = hook.get_transformation("common-customers", None, "instance", inst["id"])
+    assert stored is not None and stored["level"] == "instance"
+    mine = list(CloudElementsHook(conn, instance_id=inst["id"]).iter_records("common-customers"))
+    theirs = list(CloudElementsHook(conn, instance_id=other["id"]).iter_records("common-customers"))
+    assert [r["name"] for r in mine] == [r["LastName"] for r in emu.state.records(inst["id"], "customers")]
+    assert [r["name"] for r in theirs] == [r["FullName"] for r in emu.state.records(other["id"], "customers")]
+    hook.delete_transformation("common-customers", None, "instance", inst["id"])
