@@ -211,3 +211,22 @@ def __getattr__(name: str) -> Any:
 
         return as_instance_id
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class CloudElementsModelError(CloudElementsConfigError):
+    """A common-resource model (definitions + per-element transformations) that cannot be applied:
+    unknown element or vendor resource, unknown vendor field, a type the element cannot convert, a
+    duplicate or unmapped field. Raised before any call.
+
+    :ivar resource: the common resource concerned (``None`` for model-level problems).
+    :ivar field: the common or vendor field path concerned, when there is one.
+    :ivar element: the element key concerned, when there is one.
+    """
+
+    def __init__(
+        self, message: str, *, resource: str | None = None, field: str | None = None, element: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.resource = resource
+        self.field = field
+        self.element = element

@@ -129,6 +129,7 @@ def get_provider_info() -> dict[str, Any]:
                     f"{_P}.operators.reports",
                     f"{_P}.operators.upload",
                     f"{_P}.operators.discovery",
+                    f"{_P}.operators.common_resources",
                 ],
             }
         ],

@@ -41,6 +41,7 @@ from airflow_provider_cloudelements.hooks.params import (
 )
 from airflow_provider_cloudelements.hooks.platform import PlatformMixin
 from airflow_provider_cloudelements.hooks.sync_base import TEST_CONNECTION_RETRY_BUDGET
+from airflow_provider_cloudelements.hooks.transformations import CommonResourcesHookMixin
 from airflow_provider_cloudelements.models.events import event_date, event_matches
 
 __all__ = [
@@ -67,7 +68,7 @@ __all__ = [
 ]
 
 
-class CloudElementsHook(PlatformMixin, HubMixin, BulkMixin, EventsMixin):
+class CloudElementsHook(PlatformMixin, HubMixin, BulkMixin, EventsMixin, CommonResourcesHookMixin):
     """Talks to the Cloud Elements REST API (api-v2) for one connection and (optionally) one element instance.
 
     :param cloudelements_conn_id: Airflow connection of type ``cloudelements``; ``host`` is the base URL

@@ -106,8 +106,14 @@ class ExtractManifest:
 
     @property
     def spec(self) -> ElementSpec:
-        """The element's :class:`~airflow_provider_cloudelements.utils.elements.ElementSpec`."""
-        return get_element(self.element_key)
+        """The element's :class:`~airflow_provider_cloudelements.utils.elements.ElementSpec`.
+
+        For a common resource (``common-invoices`` …) the spec carries the common resource's id and
+        ``updated_at`` fields (:func:`airflow_provider_cloudelements.common_model.spec_for`).
+        """
+        from airflow_provider_cloudelements.common_model import spec_for  # lazy: common_model imports utils
+
+        return spec_for(self.element_key, self.resource)
 
     @property
     def window_end(self) -> str | None:

@@ -155,8 +155,15 @@ def check_resource(element_key: str, resource: str) -> None:
         message lists the supported ones).
     """
     spec = get_element(element_key)
-    if resource not in spec.all_resources:
+    if resource not in spec.all_resources and not _is_common_resource(resource, spec.key):
         raise CloudElementsConfigError(
             f"Resource {resource!r} is not supported for element {element_key!r}; "
             f"supported: {', '.join(spec.all_resources)}"
         )
+
+
+def _is_common_resource(resource: str, element_key: str) -> bool:
+    """A common resource the element maps (issue 15: served through a transformation, ``common_model``)."""
+    from airflow_provider_cloudelements.common_model import is_common_resource  # lazy: it imports this module
+
+    return is_common_resource(resource, element_key)

@@ -11,6 +11,7 @@ from cloudelements_emulator.routers import (
     admin,
     bulk,
     catalog,
+    commonresources,
     events,
     hub,
     instances,
@@ -33,6 +34,10 @@ TAGS = [
         "name": "hub",
         "description": "Finance hub resources (§3). `User`, `Element` auth; hub segment ignored.",
     },
+    {
+        "name": "common resources",
+        "description": "Common-resource definitions and transformations at every level (§10). Platform auth.",
+    },
     {"name": "admin", "description": "Emulator administration under `/_emulator`. No auth, never faulted."},
 ]
 
@@ -49,7 +54,7 @@ def create_app(state: EmulatorState) -> FastAPI:
     )
     app.state.emulator = state
     install_handlers(app)
-    for module in (admin, catalog, platform, instances, events, bulk, hub):
+    for module in (admin, catalog, platform, commonresources, instances, events, bulk, hub):
         app.include_router(module.router)
     app.add_middleware(AcceptCheck)
     app.add_middleware(EmulatorMiddleware, injector=state.faults, stats=state.stats_counters)

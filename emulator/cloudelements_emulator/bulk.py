@@ -23,13 +23,15 @@ from typing import Any, BinaryIO
 
 from cloudelements_emulator import bulkfiles, timefmt
 from cloudelements_emulator.ceql import date_window
+from cloudelements_emulator.commonresources import translate_where
 from cloudelements_emulator.errors import CEError
 from cloudelements_emulator.faults import FaultInjector
 from cloudelements_emulator.hubservice import HubService, bare_id
 from cloudelements_emulator.instances import InstanceService, event_settings
-from cloudelements_emulator.records import Window
+from cloudelements_emulator.records import Window, dumps
 from cloudelements_emulator.stats import Stats
 from cloudelements_emulator.store import Store
+from cloudelements_emulator.transform import Mapping
 from cloudelements_emulator.webhooks import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -165,8 +167,10 @@ class BulkService:
                 "(reference: bulk field selection No)",
             )
         obj = match["obj"]
-        element, _ = self.hub.table(inst, obj)
-        query = self.hub.compile(element, match["where"])
+        vendor_obj, mapping = self.hub.target(inst, obj)  # a common resource name (reference §10.4)
+        element, _ = self.hub.table(inst, vendor_obj)
+        where = translate_where(mapping, element, match["where"]) if mapping is not None else match["where"]
+        query = self.hub.compile(element, where)
         try:
             lo = timefmt.require_instant(from_, "from") if from_ else None
             hi = timefmt.require_instant(to, "to") if to else None
@@ -175,7 +179,7 @@ class BulkService:
         job = self._new_job(inst, obj, "DOWNLOAD", q, callback_url, metadata or {})
         job["from"], job["to"] = from_, to
         limit = int(match["limit"]) if match["limit"] else None
-        self._start(self._run_query, job, inst, element, obj, query, lo, hi, limit)
+        self._start(self._run_query, job, inst, element, vendor_obj, query, lo, hi, limit, mapping)
         return job
 
     def _start(self, target: Any, *args: Any) -> None:
@@ -203,6 +207,7 @@ class BulkService:
         lo: int | None,
         hi: int | None,
         limit: int | None,
+        mapping: Mapping | None = None,
     ) -> None:
         started = time.monotonic()
         try:
@@ -210,7 +215,7 @@ class BulkService:
                 return
             self._set_status(job, "RUNNING")
             path = os.path.join(self.dir, f"{job['id']}.ndjson")
-            count, failed = self._snapshot(job, inst, element, obj, query, lo, hi, limit, path)
+            count, failed = self._snapshot(job, inst, element, obj, query, lo, hi, limit, path, mapping)
             if count is None:
                 return
             job["file"] = path
@@ -239,6 +244,7 @@ class BulkService:
         hi: int | None,
         limit: int | None,
         path: str,
+        mapping: Mapping | None = None,
     ) -> tuple[int | None, int]:
         _, tbl = self.hub.table(inst, obj)
         predicate = self.hub.predicate(element, query)
@@ -280,7 +286,7 @@ class BulkService:
                         )
                     )
                     continue
-                out.write(row.data)
+                out.write(row.data if mapping is None else dumps(mapping.to_common(row.obj())))
                 out.write("\n")
                 count += 1
         os.replace(tmp, path)
@@ -357,7 +363,7 @@ class BulkService:
             ok = failed = 0
             errors = []
             try:
-                self.hub.table(inst, object_name)
+                self.hub.table(inst, self.hub.target(inst, object_name)[0])  # a common name: its vendor resource
                 unknown = None
             except CEError as err:
                 unknown = err.message

@@ -18,12 +18,13 @@ from sqlglot import exp
 
 from cloudelements_emulator import generator, timefmt
 from cloudelements_emulator.ceql import CeqlError, Query, compile_where, date_window, lookup
+from cloudelements_emulator.commonresources import CommonResources, translate_order, translate_where
 from cloudelements_emulator.elements import ElementDef
 from cloudelements_emulator.errors import CEError
 from cloudelements_emulator.extensions import ResourceExtensions
 from cloudelements_emulator.instances import InstanceService
 from cloudelements_emulator.records import RecordRepo, Row, Window, dumps
-from cloudelements_emulator.transform import TransformStore
+from cloudelements_emulator.transform import Mapping
 from cloudelements_emulator.typing_rules import coerce_like, qbo_check_queryable
 
 ChangeHook = Callable[[dict[str, Any], str, Any, str, dict, int], None]
@@ -113,7 +114,7 @@ class HubService:
         self.seed = seed
         self._activity_counter = 0
         self._activity_lock = threading.Lock()
-        self.transforms = TransformStore()
+        self.transforms = CommonResources(instances)
         self.extensions = ResourceExtensions()
         self._templates: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -140,19 +141,29 @@ class HubService:
             found = self._templates[key] = generator.stamp(element, resource, found, 1, 0, 0, 0)
         return found
 
+    def target(self, inst: dict[str, Any], resource: str) -> tuple[str, Mapping | None]:
+        """``(element resource, transformation or None)`` of a path segment: a common resource name
+        (reference §10.4) is served from its transformation's ``vendorName`` resource.
+        """
+        mapping = self.transforms.effective(inst, self.resolve(inst, resource))
+        if mapping is not None and not mapping.overlay:
+            return mapping.resource, mapping
+        return resource, mapping
+
     def render(self, inst: dict[str, Any], resource: str, record: dict[str, Any]) -> dict[str, Any]:
-        """A record as the hub answers it (instance transformations applied, reference §10.3)."""
-        return self.transforms.apply(inst["id"], self.resolve(inst, resource), record)
+        """A record as the hub answers it (the effective transformation applied, reference §10.3)."""
+        mapping = self.transforms.effective(inst, self.resolve(inst, resource))
+        return record if mapping is None else mapping.to_common(record)
 
     def render_text(self, inst: dict[str, Any], resource: str, text: str) -> str:
         """JSON text of one record or an array of records, with transformations applied (fast path: none)."""
-        name = self.resolve(inst, resource)
-        if not self.transforms.has(inst["id"], name):
+        mapping = self.transforms.effective(inst, self.resolve(inst, resource))
+        if mapping is None:
             return text
         data = json.loads(text)
         if isinstance(data, list):
-            return dumps([self.transforms.apply(inst["id"], name, r) for r in data])
-        return dumps(self.transforms.apply(inst["id"], name, data))
+            return dumps([mapping.to_common(r) for r in data])
+        return dumps(mapping.to_common(data))
 
     def _writable(self, element: ElementDef, resource: str, verb: str) -> None:
         if resource in element.singletons:
@@ -242,6 +253,10 @@ class HubService:
             ``Elements-Error`` (pageSize above the element cap).
         :raises CEError: 400 for bad CEQL / paging parameters, 404 for an unknown resource.
         """
+        resource, mapping = self.target(inst, resource)
+        if mapping is not None:  # common field names → vendor fields (reference §10.4)
+            where = translate_where(mapping, self.instances.element_of(inst), where)
+            order_by = translate_order(mapping, order_by)
         element, tbl = self.table(inst, resource)
         resource = element.resolve(resource)
         headers: dict[str, str] = {}
@@ -350,6 +365,7 @@ class HubService:
 
     # ------------------------------------------------------------ single records
     def get(self, inst: dict[str, Any], resource: str, raw_id: str) -> str:
+        resource = self.target(inst, resource)[0]
         element, tbl = self.table(inst, resource)
         return self._row(element, tbl, element.resolve(resource), raw_id).data
 
@@ -358,6 +374,7 @@ class HubService:
 
         :raises CEError: 400 when the body is not an object or lacks the resource's required fields.
         """
+        resource, body = self._to_vendor(inst, resource, body)
         element, tbl = self.table(inst, resource)
         resource = element.resolve(resource)
         self._writable(element, resource, "POST")
@@ -393,6 +410,7 @@ class HubService:
         :raises CEError: 400 on a stale QBO ``syncToken`` / QBE ``EditSequence`` (reference §3.5),
             404 for unknown ids.
         """
+        resource, body = self._to_vendor(inst, resource, body)
         element, tbl = self.table(inst, resource)
         resource = element.resolve(resource)
         if not isinstance(body, dict):
@@ -408,6 +426,7 @@ class HubService:
 
     def delete(self, inst: dict[str, Any], resource: str, raw_id: str) -> None:
         """Soft or hard delete per element/resource policy (see :mod:`.elements`)."""
+        resource = self.target(inst, resource)[0]
         element, tbl = self.table(inst, resource)
         resource = element.resolve(resource)
         self._writable(element, resource, "DELETE")
@@ -430,6 +449,13 @@ class HubService:
         now = timefmt.now_ms()
         self.records.replace(tbl, row.seq, timefmt.truncate(now, element.date_kind), row.data, now, deleted=True)
         self.on_change(inst, resource, current[element.id_field(resource)], "DELETED", current, now)
+
+    def _to_vendor(self, inst: dict[str, Any], resource: str, body: Any) -> tuple[str, Any]:
+        """A write through a common resource: the vendor resource and the body mapped back (§10.3)."""
+        resource, mapping = self.target(inst, resource)
+        if mapping is not None and isinstance(body, dict):
+            body = mapping.to_vendor(body)
+        return resource, body
 
     @staticmethod
     def _check_version(element: ElementDef, current: dict, body: dict, raw_id: str) -> None:

@@ -36,6 +36,11 @@ def truthy(value: Any) -> bool:
     return value is True or str(value).strip().lower() == "true"
 
 
+def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
+    """A boolean instance flag of a create/update body (``true``/``"true"``; absent → ``default``)."""
+    return default if body.get(key) is None else truthy(body[key])
+
+
 _SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]*>")
 
@@ -176,6 +181,10 @@ class InstanceService:
                 "eventsEnabled": False,
                 "traceLoggingEnabled": False,
                 "cachingEnabled": False,
+                # common resources (reference §10.4): apply transformations / inherit the
+                # organization- and account-level ones (see commonresources.py)
+                "transformationsEnabled": _flag(body, "transformationsEnabled", True),
+                "defaultTransformations": _flag(body, "defaultTransformations", True),
                 "externalAuthentication": body.get("externalAuthentication") or "none",
                 "providerData": dict(provider),
                 "user": dict(DEV_USER),
@@ -230,6 +239,9 @@ class InstanceService:
                 self._set_config(inst, body["configuration"])
             if isinstance(body.get("providerData"), dict):
                 inst.setdefault("providerData", {}).update(body["providerData"])
+            for flag in ("transformationsEnabled", "defaultTransformations"):
+                if flag in body:
+                    inst[flag] = _flag(body, flag, True)
             inst["updatedDate"] = timefmt.iso_utc(timefmt.now_ms())
             self._save(inst)
             return inst

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow.sdk import AssetAlias, BaseOperator, ObjectStoragePath
 
+from airflow_provider_cloudelements.common_model import spec_for, vendor_resource_for
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.models.manifest import ExtractManifest
@@ -221,8 +222,9 @@ class _CloudElementsExtractBase(BaseOperator):
         full refresh.
         """
         parts: list[str] = []
-        start, end = server_bounds(plan.window, get_element(plan.element_key))
-        clause = ceql.window_clause(plan.element_key, start, end)
+        spec = spec_for(plan.element_key, plan.resource)  # a common resource windows on its updated_at
+        start, end = server_bounds(plan.window, spec)
+        clause = ceql.window_clause(plan.element_key, start, end, field=spec.updated_field)
         if clause:
             parts.append(clause)
         if plan.where:
@@ -231,7 +233,7 @@ class _CloudElementsExtractBase(BaseOperator):
 
     def _record_filter(self, plan: ExtractPlan) -> Callable[[Any], bool] | None:
         """Client-side exact window for naive-time elements (``None``: the server filter is exact)."""
-        spec = get_element(plan.element_key)
+        spec = spec_for(plan.element_key, plan.resource)
         if plan.window.full_refresh or not naive_times(spec):
             return None
         return lambda record: in_window(record, spec, plan.window, plan.naive_timezone)
@@ -247,7 +249,7 @@ class _CloudElementsExtractBase(BaseOperator):
             instance_id=plan.instance_id,
             since=plan.window.start,
             until=plan.window.end,
-            object_types=[plan.resource],
+            object_types=[vendor_resource_for(plan.element_key, plan.resource)],  # events name the vendor resource
             event_types=["DELETED"],
         )
         with staged_file(path, "wb") as (handle, publish):

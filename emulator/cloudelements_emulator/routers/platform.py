@@ -4,9 +4,7 @@
   bulk flags and the element's objects.
 * ``GET`` / ``PATCH /instances/configuration/{configurationId}`` (Element token): one configuration
   entry of the token's instance.
-* ``/instances/{id}/objects[/{name}]/definitions`` and ``/instances/{id}/transformations[/{name}]``
-  (platform auth): the instance-level part of common resources that churros' lifecycle uses
-  (see :mod:`..transform`).
+* Common-resource definitions and transformations (all levels) are in :mod:`.commonresources`.
 * ``POST /events/{elementKey}[/{base64 instance id}]`` (no Cloud Elements auth, the vendor calls it):
   inbound vendor webhooks into the event pipeline (see :mod:`..inbound`).
 """
@@ -81,54 +79,6 @@ def get_config_by_token(config_id: int, request: Request, inst: HubInstance) -> 
 def patch_config_by_token(config_id: int, request: Request, body: JsonBody, inst: HubInstance) -> dict[str, Any]:
     """Set ``propertyValue`` of one entry of the token's instance (reference §2.2, §2.2.5)."""
     return state_of(request).instances.patch_config_entry(inst["id"], config_id, body)
-
-
-# ---------------------------------------------------------------- definitions and transformations (§10.2)
-def _instance(state: EmulatorState, instance_id: int) -> int:
-    return int(state.instances.get(instance_id)["id"])
-
-
-@router.post("/instances/{instance_id:int}/objects/{name}/definitions", tags=["instances"])
-def create_definition(instance_id: int, name: str, body: JsonBody, state: PlatformState) -> dict[str, Any]:
-    """``{"fields": [{"path", "type"}]}`` → the definition (409 when it exists)."""
-    return state.hub.transforms.define(_instance(state, instance_id), name, body)
-
-
-@router.post("/instances/{instance_id:int}/transformations/{name}", tags=["instances"])
-@router.put("/instances/{instance_id:int}/transformations/{name}", tags=["instances"])
-def put_transformation(instance_id: int, name: str, body: JsonBody, state: PlatformState) -> dict[str, Any]:
-    """``{"vendorName", "fields": [{"path", "vendorPath"}]}`` → stored with ``"level": "instance"``."""
-    return state.hub.transforms.put(_instance(state, instance_id), name, body)
-
-
-def _read_routes(path: str, kind: str) -> None:
-    """``GET {path}`` (all), ``GET|DELETE {path}/{name}`` and ``DELETE {path}`` (all) for one store."""
-
-    def store(state: EmulatorState) -> Any:
-        return getattr(state.hub.transforms, kind)
-
-    def list_all(instance_id: int, state: PlatformState) -> dict[str, Any]:
-        return store(state).all(_instance(state, instance_id))
-
-    def get_one(instance_id: int, name: str, state: PlatformState) -> dict[str, Any]:
-        return store(state).get(_instance(state, instance_id), name)
-
-    def drop(instance_id: int, state: PlatformState, name: str | None = None) -> Response:
-        store(state).drop(_instance(state, instance_id), name)
-        return Response(status_code=200)
-
-    collection, item = path.replace("{name}/", "").replace("/{name}", ""), path
-    router.add_api_route(collection, list_all, methods=["GET"], tags=["instances"], name=f"list_{kind}")
-    router.add_api_route(item, get_one, methods=["GET"], tags=["instances"], name=f"get_{kind}")
-    router.add_api_route(item, drop, methods=["DELETE"], tags=["instances"], name=f"delete_{kind}")
-    if kind == "transformations":
-        router.add_api_route(
-            collection, drop, methods=["DELETE"], tags=["instances"], name="delete_all_transformations"
-        )
-
-
-_read_routes("/instances/{instance_id:int}/objects/{name}/definitions", "definitions")
-_read_routes("/instances/{instance_id:int}/transformations/{name}", "transformations")
 
 
 # ---------------------------------------------------------------- inbound vendor webhooks (§5.1)
