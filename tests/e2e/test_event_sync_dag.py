@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cloudelements.utils.records import is_soft_deleted, record_id
+from airflow_provider_cloudelements.utils.records import is_soft_deleted, record_id, stable_id
 
 DAG_ID = "cloudelements_event_sensor_sync"
 
@@ -39,7 +39,12 @@ def test_sensor_variant_lands_exactly_the_changed_records(
     with sqlite3.connect(sync_env["warehouse"]) as conn:
         for resource in resources:
             existing = {record_id(r, "quickbooks"): r for r in emulator.state.records(instance_id, resource)}
-            changed = {str(i) for kind in ("created", "updated", "deleted") for i in changes[resource][kind]}
+            # served ids are "<id>|<syncToken>" (the token grows on update): the warehouse keys by the stable id
+            changed = {
+                stable_id(i, "quickbooks")
+                for kind in ("created", "updated", "deleted")
+                for i in changes[resource][kind]
+            }
             table = f"ce_quickbooks_{resource}".replace("-", "_")
             rows = {
                 rid: (deleted, json.loads(data))
