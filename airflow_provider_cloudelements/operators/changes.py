@@ -22,7 +22,7 @@ from airflow_provider_cloudelements.operators.extract import (
     snapshot_time,
     tombstone,
 )
-from airflow_provider_cloudelements.utils.elements import get_element
+from airflow_provider_cloudelements.utils.elements import ElementSpec, get_element
 from airflow_provider_cloudelements.utils.landing import (
     landed_name,
     partition_path,
@@ -31,19 +31,23 @@ from airflow_provider_cloudelements.utils.landing import (
     staged_file,
     write_ndjson,
 )
-from airflow_provider_cloudelements.utils.records import parse_instant
+from airflow_provider_cloudelements.utils.records import parse_instant, stable_id
 from airflow_provider_cloudelements.utils.windows import ExtractWindow
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-def latest_changes(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+def latest_changes(
+    events: Sequence[dict[str, Any]], element: str | ElementSpec | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
     """Collapse events to the newest one per (objectType, objectId): ``{resource: {id: event}}``.
 
     Events are ``{"objectType", "objectId", "eventType", "eventDate", …}`` as returned by
     ``GET /instances/{id}/events`` or a :class:`CloudElementsEventTrigger` payload. Events without an
-    object type or id are ignored.
+    object type or id are ignored. With ``element``, ids are the stable ids
+    (:func:`~airflow_provider_cloudelements.utils.records.stable_id`): QuickBooks Online events name
+    ``<id>|<syncToken>`` and two updates of one record carry two different ``objectId`` values.
     """
     out: dict[str, dict[str, dict[str, Any]]] = {}
 
@@ -53,7 +57,8 @@ def latest_changes(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict
     for event in sorted(events, key=order):
         resource, object_id = event.get("objectType"), event.get("objectId")
         if resource and object_id not in (None, ""):
-            out.setdefault(str(resource), {})[str(object_id)] = event
+            key = stable_id(object_id, element) if element is not None else str(object_id)
+            out.setdefault(str(resource), {})[key] = event
     return out
 
 
@@ -127,6 +132,7 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
             return []
         element_key = str((self.hook.get_instance(instance_id).get("element") or {}).get("key"))
         spec = get_element(element_key)
+        changes = latest_changes(events, spec)  # per stable id: one GET per record, not per version
         dates = [d for d in (parse_instant(e.get("eventDate")) for e in events) if d]
         manifests = []
         for resource, by_id in sorted(changes.items()):
