@@ -20,10 +20,8 @@ import json
 import shutil
 import sqlite3
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 
@@ -99,25 +97,13 @@ def finished(emu: Any, tmp_path_factory: pytest.TempPathFactory, request: pytest
         stack.run_cli("db", "migrate")
         stack.start()
         stack.wait_healthy(timeout=STARTUP_TIMEOUT)
-        stack.wait_for(
-            f"the dag-processor to serialize {DAG_ID}",
-            lambda: stack.api("GET", f"/api/v2/dags/{DAG_ID}").status_code == 200,
-            timeout=STARTUP_TIMEOUT,
-        )
-        stack.api_json("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
-        logical = datetime.now(timezone.utc).replace(microsecond=0)
-        run_id = stack.api_json(
-            "POST",
-            f"/api/v2/dags/{DAG_ID}/dagRuns",
-            json={"dag_run_id": f"caps__{logical:%Y%m%dT%H%M%S}", "logical_date": logical.isoformat()},
-        )["dag_run_id"]
-        run_path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
+        run_path = stack.trigger_run(DAG_ID, "caps", timeout=STARTUP_TIMEOUT)
 
         def done() -> str | None:
             state = str(stack.api_json("GET", run_path)["state"])
             return state if state in ("success", "failed") else None
 
-        state = stack.wait_for(f"DAG run {run_id} to finish", done, timeout=RUN_TIMEOUT, interval=1.0)
+        state = stack.wait_for(f"DAG run {run_path} to finish", done, timeout=RUN_TIMEOUT, interval=1.0)
         tis = stack.api_json("GET", f"{run_path}/taskInstances", params={"limit": 200})["task_instances"]
     finally:
         stack.stop()
