@@ -550,6 +550,8 @@ def _bare_qbo_id_literals(where: str) -> str:
         return where
     for literal in list(node.find_all(exp.Literal)):
         parent = literal.parent.parent if isinstance(literal.parent, exp.Tuple) else literal.parent
+        if parent is None:
+            continue
         columns = [c for c in (parent.args.get("this"), parent.args.get("expression")) if isinstance(c, exp.Column)]
         if literal.is_string and "|" in literal.this and any(c.name == "id" and not c.table for c in columns):
             literal.replace(exp.Literal.string(bare_id(literal.this)))
