@@ -35,7 +35,7 @@ Environment knobs: ``CLOUDELEMENTS_TENANT_TAG`` (default ``finance-sync``), ``CL
 (comma list, default the three elements), ``CLOUDELEMENTS_TENANT_RESOURCES`` (comma list applied to every
 element, default per element below), ``CLOUDELEMENTS_OUTPUT_BASE``, ``CLOUDELEMENTS_POLL_INTERVAL``
 (seconds), ``CLOUDELEMENTS_POOL``, ``CLOUDELEMENTS_MAX_ACTIVE_EXTRACTS``,
-``CLOUDELEMENTS_MAX_EXTRACTS_PER_INSTANCE``, ``CLOUDELEMENTS_RETRIES``.
+``CLOUDELEMENTS_MAX_EXTRACTS_PER_INSTANCE``, ``CLOUDELEMENTS_RETRIES``, ``CLOUDELEMENTS_RETRY_DELAY`` (seconds).
 """
 
 from __future__ import annotations
@@ -104,7 +104,10 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": int(os.environ.get("CLOUDELEMENTS_RETRIES", "2")), "retry_delay": timedelta(minutes=2)},
+    default_args={
+        "retries": int(os.environ.get("CLOUDELEMENTS_RETRIES", "2")),
+        "retry_delay": timedelta(seconds=float(os.environ.get("CLOUDELEMENTS_RETRY_DELAY", "120"))),
+    },
     tags=["cloudelements", "finance", "multi-tenant"],
     user_defined_macros={"slot_resource": slot_resource},
 ) as dag:
