@@ -27,7 +27,7 @@ import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,19 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stack.run_cli("db", "migrate")
             stack.start()
             stack.wait_healthy(timeout=180)
-            stack.wait_for(
-                f"{DAG_ID} to be serialized",
-                lambda: stack.api("GET", f"/api/v2/dags/{DAG_ID}").status_code == 200,
-                timeout=180,
-            )
-            stack.api_json("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
-            logical = datetime.now(timezone.utc).replace(microsecond=0)
-            created = stack.api_json(
-                "POST",
-                f"/api/v2/dags/{DAG_ID}/dagRuns",
-                json={"dag_run_id": f"latency__{logical:%Y%m%dT%H%M%S}", "logical_date": logical.isoformat()},
-            )
-            run_path = f"/api/v2/dags/{DAG_ID}/dagRuns/{created['dag_run_id']}"
+            run_path = stack.trigger_run(DAG_ID, "latency", timeout=180)
             started = time.monotonic()
             state = stack.wait_for(
                 "the DAG run to finish",

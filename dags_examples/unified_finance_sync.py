@@ -26,8 +26,8 @@ from airflow.sdk import DAG, task
 
 from airflow_provider_cloudelements.common_model import finance_model
 from airflow_provider_cloudelements.operators.common_resources import CloudElementsCommonResourceOperator
-from airflow_provider_cloudelements.operators.extract import CloudElementsPagedExtractOperator
 from airflow_provider_cloudelements.operators.instances import CloudElementsCreateInstanceOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import CloudElementsPagedExtractOperator
 
 TAG = "unified-finance-sync"
 WAREHOUSE_CONN_ID = "cloudelements_warehouse"

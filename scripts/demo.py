@@ -307,7 +307,7 @@ def _pair(typed: Any, truth: Any) -> str:
 def main() -> int:
     from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
-    from airflow_provider_cloudelements.utils.records import is_soft_deleted, record_id
+    from airflow_provider_cloudelements.utils.records import is_soft_deleted, record_id, stable_id
 
     shutil.rmtree(WORK, ignore_errors=True)
     (WORK / "logs").mkdir(parents=True)
@@ -374,8 +374,9 @@ def main() -> int:
             updated = {rid for rid, v in rows.items() if rid in old and old[rid][0] != v[0] and not v[1]}
             deleted = {rid for rid, v in rows.items() if v[1] and not (old.get(rid) or (None, 0))[1]}
             expected = changes.get((instance_id, resource), {})
-            created_ids = set(map(str, expected.get("created", [])))
-            removed_ids = set(map(str, expected.get("deleted", [])))
+            # QBO ids are served as "<id>|<syncToken>": the warehouse keys by the stable id
+            created_ids = {stable_id(i, key) for i in expected.get("created", [])}
+            removed_ids = {stable_id(i, key) for i in expected.get("deleted", [])}
             # a record created and deleted within one interval never reaches the database
             match = live == truth and inserted == created_ids - removed_ids and deleted == removed_ids - created_ids
             # the typed tables against the emulator's ground truth read over its admin API

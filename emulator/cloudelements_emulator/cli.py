@@ -131,8 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--activity-deletes", type=int, default=1, help="deletes per resource per activity tick")
     parser.add_argument(
         "--qbo-sync-token-ids",
-        action="store_true",
-        help="serve QuickBooks Online ids as '<id>|<syncToken>' (\"22|3\") as the QBO tips page documents",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve QuickBooks Online ids as '<id>|<syncToken>' (\"22|3\") as the real element does "
+        "(QBO tips page; default on); --no-qbo-sync-token-ids serves the bare id",
     )
     parser.add_argument("--log-level", default="WARNING", help="Python logging level")
     faults = parser.add_argument_group("faults (all off by default; Cloud Elements API routes only)")

@@ -100,10 +100,10 @@ class EmulatorConfig:
     :ivar webhook_backoff_factor: multiplies the reference §5.7 retry delays (4^x seconds).
     :ivar webhook_max_attempts: delivery attempts before a delivery is queued (reference §5.7: 9).
     :ivar webhook_timeout_seconds: HTTP timeout of one delivery attempt.
-    :ivar qbo_sync_token_ids: ``True`` serves QuickBooks Online record ids as ``<id>|<syncToken>``
-        (``"22|3"``) as the QBO tips page documents (reference §3.5); paths and CEQL ``id`` accept
-        both forms either way. Default ``False`` (bare ``"22"``): with it on, three provider tests
-        that key ground truth by the served id fail (the id of an updated record changes).
+    :ivar qbo_sync_token_ids: ``True`` (default) serves QuickBooks Online record ids as
+        ``<id>|<syncToken>`` (``"22|3"``) as the real element does (QBO tips page, reference §3.5): the
+        id of a record changes on every update, so clients must key by the part before ``|``.
+        ``False`` serves the bare ``"22"``. Paths and CEQL ``id`` accept both forms either way.
     """
 
     seed: int = 7
@@ -120,7 +120,7 @@ class EmulatorConfig:
     webhook_backoff_factor: float = 1.0
     webhook_max_attempts: int = 9
     webhook_timeout_seconds: float = 5.0
-    qbo_sync_token_ids: bool = False
+    qbo_sync_token_ids: bool = True
 
     def __post_init__(self) -> None:
         if self.bulk_done_status not in ("COMPLETED", "COMPLETE"):

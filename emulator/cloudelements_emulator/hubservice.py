@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlglot
 from sqlglot import exp
+from sqlglot.errors import SqlglotError
 
 from cloudelements_emulator import generator, timefmt
 from cloudelements_emulator.ceql import CeqlError, Query, compile_where, date_window, lookup
@@ -187,6 +189,8 @@ class HubService:
             "Error parsing query: OR is not supported by QuickBooks Online queries",
             provider_message=_QBO_OR_PROVIDER,
         )
+        if element.style == "qbo" and where and "|" in where:
+            where = _bare_qbo_id_literals(where)
         try:
             return compile_where(
                 where,
@@ -564,6 +568,28 @@ class HubService:
 def bare_id(raw_id: Any) -> str:
     """A record id without a QBO ``|syncToken`` suffix (reference §3.5)."""
     return str(raw_id).split("|", 1)[0]
+
+
+def _bare_qbo_id_literals(where: str) -> str:
+    """``id = '22|3'`` / ``id IN ('22|3', '5')`` → the same with bare ids: a QBO id read as
+    ``<id>|<syncToken>`` can be fed back into a CEQL ``where`` (the predicate compares ``id`` on the part
+    before ``|``, :meth:`HubService.predicate`). Unparseable text is returned as is (compiling reports it).
+    """
+    try:
+        tree = sqlglot.parse_one(f"SELECT * FROM t WHERE {where}", read="mysql")
+    except SqlglotError:
+        return where
+    node = tree.args.get("where") if isinstance(tree, exp.Select) else None
+    if node is None:
+        return where
+    for literal in list(node.find_all(exp.Literal)):
+        parent = literal.parent.parent if isinstance(literal.parent, exp.Tuple) else literal.parent
+        if parent is None:
+            continue
+        columns = [c for c in (parent.args.get("this"), parent.args.get("expression")) if isinstance(c, exp.Column)]
+        if literal.is_string and "|" in literal.this and any(c.name == "id" and not c.table for c in columns):
+            literal.replace(exp.Literal.string(bare_id(literal.this)))
+    return node.this.sql(dialect="mysql")
 
 
 def _active(element: ElementDef, obj: dict) -> bool:

@@ -14,7 +14,7 @@ from cloudelements_emulator.config import EmulatorConfig
 from cloudelements_emulator.errors import CEError
 from cloudelements_emulator.events import EventService
 from cloudelements_emulator.faults import FaultInjector
-from cloudelements_emulator.hubservice import HubService
+from cloudelements_emulator.hubservice import HubService, bare_id
 from cloudelements_emulator.instances import InstanceService
 from cloudelements_emulator.records import RecordRepo
 from cloudelements_emulator.stats import Stats
@@ -185,7 +185,7 @@ class EmulatorState:
         seq = self._seq(inst, resource, record_id)
         with self.record_repo.store.write_lock:
             row = self.record_repo.get(tbl, seq)
-            if row is None or str(row.obj().get(element.id_field(resource))) != str(record_id):
+            if row is None or bare_id(row.obj().get(element.id_field(resource))) != bare_id(record_id):
                 raise CEError(404, f"No {resource} found with id {record_id}")
             current = row.obj()
             marks = {"qbo": ("active", False, True), "qbe": ("IsActive", False, True), "fb": ("vis_state", 1, 0)}
@@ -212,14 +212,15 @@ class EmulatorState:
     def _change_result(self, inst: dict[str, Any], resource: str, record_id: Any) -> dict[str, Any]:
         """Read one record right after a change.
 
-        Returns ``{"id", "record" (as served now), "changed_ms" (exact server time of the change),
-        "deleted" (hard-deleted)}``.
+        Returns ``{"id" (stable: a QBO id without its ``|syncToken``, which changes on every update),
+        "record" (as served now), "changed_ms" (exact server time of the change), "deleted" (hard-deleted)}``.
         """
-        _, tbl = self.hub.table(inst, resource)
+        element, tbl = self.hub.table(inst, resource)
         row = self.record_repo.get(tbl, self._seq(inst, resource, record_id))
         if row is None:
             raise CEError(404, f"No {resource} found with id {record_id}")
-        return {"id": record_id, "record": row.obj(), "changed_ms": row.changed, "deleted": row.deleted}
+        stable = bare_id(record_id) if element.style == "qbo" else record_id
+        return {"id": stable, "record": row.obj(), "changed_ms": row.changed, "deleted": row.deleted}
 
     def set_faults(self, **fields: Any) -> dict[str, Any]:
         """Change fault fields (partial). :raises ValueError: for unknown fields."""

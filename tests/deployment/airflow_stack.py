@@ -238,6 +238,25 @@ class AirflowDeployment:
 
         return self.wait_for("every component to report healthy on /api/v2/monitor/health", probe, timeout=timeout)
 
+    def trigger_run(self, dag_id: str, run_prefix: str, *, timeout: float = 150.0) -> str:
+        """Wait until ``dag_id`` is serialized, unpause it, trigger a run for now; return the run's API path."""
+        from datetime import datetime, timezone
+        from urllib.parse import quote
+
+        self.wait_for(
+            f"the dag-processor to serialize {dag_id}",
+            lambda: self.api("GET", f"/api/v2/dags/{dag_id}").status_code == 200,
+            timeout=timeout,
+        )
+        self.api_json("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+        logical = datetime.now(timezone.utc).replace(microsecond=0)
+        run_id = self.api_json(
+            "POST",
+            f"/api/v2/dags/{dag_id}/dagRuns",
+            json={"dag_run_id": f"{run_prefix}__{logical:%Y%m%dT%H%M%S}", "logical_date": logical.isoformat()},
+        )["dag_run_id"]
+        return f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
+
     # -- diagnosis ----------------------------------------------------------------------------------
 
     def redact(self, text: str) -> str:

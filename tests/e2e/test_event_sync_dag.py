@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cloudelements.utils.records import is_soft_deleted, record_id
+from airflow_provider_cloudelements.utils.records import is_soft_deleted, record_id, stable_id
 
 DAG_ID = "cloudelements_event_sensor_sync"
 
@@ -39,7 +39,12 @@ def test_sensor_variant_lands_exactly_the_changed_records(
     with sqlite3.connect(sync_env["warehouse"]) as conn:
         for resource in resources:
             existing = {record_id(r, "quickbooks"): r for r in emulator.state.records(instance_id, resource)}
-            changed = {str(i) for kind in ("created", "updated", "deleted") for i in changes[resource][kind]}
+            # served ids are "<id>|<syncToken>" (the token grows on update): the warehouse keys by the stable id
+            changed = {
+                stable_id(i, "quickbooks")
+                for kind in ("created", "updated", "deleted")
+                for i in changes[resource][kind]
+            }
             table = f"ce_quickbooks_{resource}".replace("-", "_")
             rows = {
                 rid: (deleted, json.loads(data))
@@ -57,3 +62,36 @@ def test_sensor_variant_lands_exactly_the_changed_records(
                     assert bool(deleted) == is_soft_deleted(existing[rid], "quickbooks")
                 else:  # hard-deleted at the source: never live in the warehouse
                     assert rid not in rows or rows[rid][0] == 1, f"{resource}/{rid}: deleted record is live"
+
+
+def test_a_qbo_record_changed_twice_lands_once(
+    sync_env: dict[str, Any], load_dag: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two updates of one QBO record give two events whose ``objectId`` differ (``<id>|<syncToken>``, the
+    token moves): the changed-records task fetches the record once and lands it once, with its newest
+    content, keyed by the stable id (issue 13)."""
+    instance = emulator.state.create_instance("quickbooks", "event sync twice")
+    instance_id = int(instance["id"])
+    emulator.state.records(instance_id, "customers")
+    monkeypatch.setenv("CLOUDELEMENTS_EVENTS_INSTANCE_ID", str(instance_id))
+    monkeypatch.setenv("CLOUDELEMENTS_EVENTS_POLL_INTERVAL", "0.2")
+    watermark = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=1)
+    first = emulator.state.edit_record(instance_id, "customers", "7", {"companyName": "First Rename"})
+    second = emulator.state.edit_record(instance_id, "customers", "7", {"companyName": "Second Rename"})
+    assert first["record"]["id"] != second["record"]["id"] and first["id"] == second["id"] == "7"
+    gets = "GET /elements/api-v2/hubs/{hub}/{resource}/{record_id}"
+    before = emulator.state.stats()["requests"].get(gets, 0)
+
+    run = load_dag(DAG_ID, file="cloudelements_event_driven_sync").test(logical_date=watermark)
+    assert run.state == "success"
+    assert emulator.state.stats()["requests"].get(gets, 0) - before == 1, "one GET per changed record"
+    [landed_file] = [p for p in sync_env["landing"].rglob("customers.*.ndjson") if ".deleted." not in p.name]
+    lines = [json.loads(line) for line in landed_file.read_text().splitlines() if line.strip()]
+    assert lines == [second["record"]]
+    with sqlite3.connect(sync_env["warehouse"]) as conn:
+        rows = list(
+            conn.execute(
+                "select record_id, is_deleted, data from ce_quickbooks_customers where instance_id = ?", (instance_id,)
+            )
+        )
+    assert [(rid, deleted, json.loads(data)) for rid, deleted, data in rows] == [("7", 0, second["record"])]

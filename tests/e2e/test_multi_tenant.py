@@ -28,8 +28,9 @@ RESOURCES = ["customers", "invoices"]
 ELEMENTS = ["quickbooks", "quickbooksonprem", "freshbooksv2"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def tenant_emulator() -> Iterator[EmulatorServer]:
+    """A fresh emulator per test: each test's tagged instances are the only ones."""
     with EmulatorServer(EmulatorConfig(seed=17, records_per_resource=3, bulk_min_seconds=0.05)) as server:
         yield server
 
@@ -65,7 +66,9 @@ def tenants(tenant_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) ->
     }
 
 
+@pytest.mark.parametrize("per_instance", ["2", "1"])  # 1: the resource slots of a tenant run one after the other
 def test_multi_tenant_dag_lands_healthy_tenants_and_reports_failed(
+    per_instance: str,
     tenant_emulator: EmulatorServer,
     tenants: dict[str, Any],
     airflow_db: str,
@@ -86,8 +89,16 @@ def test_multi_tenant_dag_lands_healthy_tenants_and_reports_failed(
     monkeypatch.setenv("CLOUDELEMENTS_TENANT_TAG", TAG)
     monkeypatch.setenv("CLOUDELEMENTS_TENANT_RESOURCES", ",".join(RESOURCES))
     monkeypatch.setenv("CLOUDELEMENTS_RETRIES", "0")
+    # with one lane a failed slot must not stop the tenant's next slot (trigger_rule all_done): every
+    # resource of a failed tenant is attempted and fails on its own
+    monkeypatch.setenv("CLOUDELEMENTS_MAX_EXTRACTS_PER_INSTANCE", per_instance)
 
     dag = load_dag(DAG_ID)
+    lane_upstreams = {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks if t.task_id.startswith("tenant.ex")}
+    if per_instance == "1":
+        assert lane_upstreams["tenant.extract_1"] == ["discover", "tenant.extract_0"]
+    else:
+        assert lane_upstreams["tenant.extract_1"] == ["discover"]
     run = dag.test(logical_date=datetime.now(timezone.utc).replace(microsecond=0))
     assert run.state == "failed"  # the report fails the run because two tenants failed
 
@@ -113,12 +124,13 @@ def test_multi_tenant_dag_lands_healthy_tenants_and_reports_failed(
         assert sorted(t["resources"]) == sorted(RESOURCES)
 
     # task states: exactly the failed tenants' extracts failed, their loads upstream_failed
-    extracts = [ti for (task_id, _), ti in tis.items() if task_id == "tenant.extract"]
+    # one extract_<slot>/load_<slot> task per resource slot, mapped per instance
+    extracts = [ti for (task_id, _), ti in tis.items() if task_id.startswith("tenant.extract_")]
     assert len(extracts) == 19 * len(RESOURCES)  # 21 tagged - disabled - invalid
     failed_labels = {ti.rendered_map_index for ti in extracts if ti.state == "failed"}
     assert failed_labels == {f"{iid}/{r}" for iid in tenants["failed"] for r in RESOURCES}
     assert {ti.state for ti in extracts if ti.rendered_map_index not in failed_labels} == {"success"}
-    loads = [ti for (task_id, _), ti in tis.items() if task_id == "tenant.load"]
+    loads = [ti for (task_id, _), ti in tis.items() if task_id.startswith("tenant.load_")]
     assert sum(ti.state == "success" for ti in loads) == len(healthy) * len(RESOURCES)
     assert sum(ti.state == "upstream_failed" for ti in loads) == len(tenants["failed"]) * len(RESOURCES)
 

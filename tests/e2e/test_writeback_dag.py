@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_cloudelements.utils.records import stable_id
+
 DAG_ID = "cloudelements_journal_writeback"
 LOGICAL = datetime(2026, 3, 10, tzinfo=timezone.utc)
 
@@ -61,7 +63,8 @@ def test_writeback_creates_the_interval_entries_and_a_rerun_is_idempotent(
     stamp = day.strftime("%Y%m%d")
     entries = _entries(emulator, inst["id"])
     assert sorted(entries) == [f"WB-{stamp}-1", f"WB-{stamp}-2"]
-    accounts = {str(a["id"]): a for a in emulator.state.records(inst["id"], "ledger-accounts")}
+    # QBO read ids are "<id>|<syncToken>"; references (accountRef.value) and identity use the stable id
+    accounts = {stable_id(a["id"], "quickbooks"): a for a in emulator.state.records(inst["id"], "ledger-accounts")}
     for doc, amount in ((f"WB-{stamp}-1", 12500.00), (f"WB-{stamp}-2", 830.25)):
         [entry] = entries[doc]
         assert entry["txnDate"] == day.isoformat()
@@ -70,7 +73,7 @@ def test_writeback_creates_the_interval_entries_and_a_rerun_is_idempotent(
         assert [ln["amount"] for ln in lines] == [amount, amount]
         for ln in lines:
             assert ln["journalEntryLineDetail"]["accountRef"]["value"] in accounts
-    first_ids = {doc: e[0]["id"] for doc, e in entries.items()}
+    first_ids = {doc: stable_id(e[0]["id"], "quickbooks") for doc, e in entries.items()}
 
     result = _xcom(run, "upload_journal_entries")
     assert (result["records"], result["failed_records"], result["errors_path"]) == (2, 0, None)
@@ -84,6 +87,6 @@ def test_writeback_creates_the_interval_entries_and_a_rerun_is_idempotent(
     assert again.state == "success"
     assert _writeback_instance(emulator)["id"] == inst["id"]
     assert len(emulator.state.records(inst["id"], "journal-entries")) == before
-    assert {doc: [r["id"] for r in e] for doc, e in _entries(emulator, inst["id"]).items()} == {
-        doc: [i] for doc, i in first_ids.items()
-    }
+    assert {
+        doc: [stable_id(r["id"], "quickbooks") for r in e] for doc, e in _entries(emulator, inst["id"]).items()
+    } == {doc: [i] for doc, i in first_ids.items()}

@@ -16,6 +16,7 @@ import pytest
 from cloudelements_emulator import EmulatorConfig, EmulatorServer
 from cloudelements_emulator.bulkfiles import flatten
 from cloudelements_emulator.elements import ELEMENTS
+from cloudelements_emulator.hubservice import bare_id
 
 from airflow_provider_cloudelements.catalog import (
     FRESHBOOKS_CLASSIC_ALL_RESOURCES,
@@ -91,7 +92,7 @@ def test_objects_and_hubless_paths_match_hub_paths(api: Api) -> None:
     other_hub = api.get("/hubs/crm/customers", inst["token"], params={"pageSize": 5})
     assert hub.json() == plain.json() == other_hub.json() and len(hub.json()) == 5
     assert api.get("/ping", inst["token"]).json()["instanceId"] == inst["id"]
-    assert api.get("/customers/1", inst["token"]).json()["id"] == "1"
+    assert api.get("/customers/1", inst["token"]).json()["id"] == "1|0"
     job = api.post("/bulk/query", inst["token"], params={"q": "select * from customers"}).json()
     assert api.wait_bulk(inst["token"], job["id"])["recordsCount"] == 40
     # singular paths the vendor's tests use (reference §9)
@@ -400,7 +401,8 @@ def test_bulk_upload_formats_and_identifier_upserts(api: Api) -> None:
     assert (status["recordsCount"], status["recordsFailedCount"]) == (2, 0)
     after = api.emu.state.records(inst["id"], "customers")
     assert len(after) == len(before) + 1
-    assert next(r for r in after if r["id"] == target["id"])["companyName"] == "Upserted Co"
+    # an upsert is an update: the syncToken (and with it the QBO read id "<id>|<syncToken>") moves on
+    assert next(r for r in after if bare_id(r["id"]) == bare_id(target["id"]))["companyName"] == "Upserted Co"
     ndjson = b'{"displayName": "Line One"}\n{"displayName": "Line Two"}\n'
     assert _upload(api, token, "customers", ndjson, "c.ndjson", {"format": "json"})["recordsCount"] == 2
     csv_text = b"displayName,companyName\nBrand New,CSV Co\nCsv Only,X\n"
@@ -458,7 +460,7 @@ def test_documented_behaviours(api: Api) -> None:
     assert api.get("/hubs/finance/customers", token, headers={"Accept": "text/html, */*;q=0.1"}).status_code == 200
     pdf = api.get("/hubs/finance/invoices/3", token, headers={"Accept": "application/pdf"})
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
-    assert pdf.content.startswith(b"%PDF-") and b'"id":"3"' in pdf.content
+    assert pdf.content.startswith(b"%PDF-") and b'"id":"3|0"' in pdf.content
     # bulk CSV is text/csv exactly
     job = api.post("/hubs/finance/bulk/query", token, params={"q": "select * from classes"}).json()
     api.wait_bulk(token, job["id"])
@@ -534,4 +536,5 @@ def test_cli_flag_for_sync_token_ids() -> None:
     from cloudelements_emulator.cli import build_parser, config_from_args
 
     assert config_from_args(build_parser().parse_args(["--qbo-sync-token-ids"])).qbo_sync_token_ids is True
-    assert config_from_args(build_parser().parse_args([])).qbo_sync_token_ids is False
+    assert config_from_args(build_parser().parse_args([])).qbo_sync_token_ids is True  # the real element's form
+    assert config_from_args(build_parser().parse_args(["--no-qbo-sync-token-ids"])).qbo_sync_token_ids is False

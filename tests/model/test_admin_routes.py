@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_cloudelements.utils.records import is_soft_deleted
+from airflow_provider_cloudelements.utils.records import is_soft_deleted, stable_id
 
 
 @pytest.fixture
@@ -19,7 +19,8 @@ def admin(model_emulator: Any) -> Any:
 
 def served(admin: httpx.Client, iid: int, resource: str, include_deleted: bool = False) -> dict[str, Any]:
     rows = admin.get(f"/instances/{iid}/records/{resource}", params={"include_deleted": include_deleted}).json()
-    return {str(r.get("id") or r.get("ListID") or r.get("TxnID")): r for r in rows}
+    # keyed by the stable id: QBO reads "<id>|<syncToken>" and the token moves on every change
+    return {stable_id(r.get("id") or r.get("ListID") or r.get("TxnID"), "quickbooks"): r for r in rows}
 
 
 def test_edit_soft_delete_restore_and_hard_delete_round_trip(admin: httpx.Client) -> None:

@@ -263,7 +263,7 @@ def test_bulk_extract_of_a_common_resource(
     landed NDJSON holds the mapped invoices of every record of the instance."""
     from datetime import datetime, timezone
 
-    from airflow_provider_cloudelements.operators.extract import CloudElementsBulkExtractOperator
+    from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
     from tests.operators.conftest import run_operator
 
     CloudElementsCommonResourceOperator(task_id="apply", common_resources=["common-invoices"]).execute(Ctx().context)

@@ -37,7 +37,7 @@ from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk impo
 )
 from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import CloudElementsPagedExtractOperator
 from airflow_provider_cloudelements.transfers.storage_to_sql.operator import CloudElementsSqlUpsertOperator
-from airflow_provider_cloudelements.utils.records import record_id, updated_at
+from airflow_provider_cloudelements.utils.records import record_id, stable_id, updated_at
 from tests.hooks.conftest import Req, Resp, ScriptedServer
 from tests.operators.conftest import (
     Ctx,
@@ -319,7 +319,7 @@ def test_changed_records_inside_one_second_land_in_two_folders(emu: Any, conn: s
         mark = datetime.now(timezone.utc)
         wait_for(lambda m=mark: datetime.now(timezone.utc) >= m + timedelta(milliseconds=20), what="20 ms")
         emu.state.simulate_activity(iid, resources=["invoices"], creates=2, updates=0, deletes=0)
-        wanted = {str(i) for i in first["invoices"]["created"]}
+        wanted = {stable_id(i, "quickbooks") for i in first["invoices"]["created"]}  # ids read "<id>|<syncToken>"
         events = wait_for(
             lambda t=since: (found := list(hook.iter_events(since=t, object_types=["invoices"])))[3:] and found,
             what="four events",
@@ -328,14 +328,14 @@ def test_changed_records_inside_one_second_land_in_two_folders(emu: Any, conn: s
         if len({e["eventDate"][:19] for e in events}) == 1:
             break
     assert len({e["eventDate"][:19] for e in events}) == 1 and len({e["eventDate"] for e in events}) > 1
-    split = len([e for e in events if str(e["objectId"]) in wanted])
+    split = len([e for e in events if stable_id(e["objectId"], "quickbooks") in wanted])
     manifests = [
         CloudElementsChangedRecordsOperator(task_id="c", instance_id=iid, events=batch).execute(Ctx().context)[0]
         for batch in (events[:split], events[split:])
     ]
     assert folder_of(manifests[0]) != folder_of(manifests[1]), "two event spans share a partition folder"
     for m, batch in zip(manifests, (events[:split], events[split:]), strict=True):
-        assert ids(m, "quickbooks") == {str(e["objectId"]) for e in batch}
+        assert ids(m, "quickbooks") == {stable_id(e["objectId"], "quickbooks") for e in batch}
         assert m["manifest_version"] == 2 and m["complete"] is False and m["snapshot_at"]
         assert manifest_names_existing_files(folder_of(m) / "_manifest.json")
 
@@ -406,7 +406,7 @@ def test_default_lookback_catches_a_record_from_a_server_clock_120s_behind(
     t0, t2 = t1 - timedelta(hours=1), t1 + timedelta(hours=1)
     run1 = run_operator(op(mode, iid), Ctx(t0, t1, prev_start_success=t0 - timedelta(hours=1), prev_end_success=t0))
     new = [
-        str(i)
+        stable_id(i, element)
         for i in emu.state.simulate_activity(iid, ["invoices"], creates=1, updates=0, deletes=0)["invoices"]["created"]
     ]
     assert new and not set(new) & ids(run1, element)

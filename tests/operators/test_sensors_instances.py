@@ -28,6 +28,7 @@ from airflow_provider_cloudelements.transfers.cloudelements_to_storage.changes i
     CloudElementsChangedRecordsOperator,
 )
 from airflow_provider_cloudelements.triggers.events import CloudElementsEventTrigger
+from airflow_provider_cloudelements.utils.records import record_id, stable_id
 from tests.operators.conftest import Ctx, FakeAssetStateStore, roundtrip, run_operator, wait_for
 
 SUMMARY_KEYS = {"id", "objectType", "objectId", "eventType", "eventDate"}
@@ -238,7 +239,9 @@ def test_changed_records_operator_lands_changes_and_tombstones(emu: Any, conn: s
     assert len(manifests) == 1 and manifests[0]["mode"] == "events"
     landed = [json.loads(x) for x in Path(manifests[0]["path"].removeprefix("file://")).read_text().splitlines()]
     tombs = [json.loads(x) for x in Path(manifests[0]["deleted_path"].removeprefix("file://")).read_text().splitlines()]
-    live = {str(i) for i in changed["created"] + changed["updated"]} - {str(i) for i in changed["deleted"]}
-    assert {r["id"] for r in landed} == live
-    assert {t["id"] for t in tombs} == {str(i) for i in changed["deleted"]}
+    # QBO ids read "<id>|<syncToken>": records and tombstones are compared by their stable ids
+    deleted = {stable_id(i, "quickbooks") for i in changed["deleted"]}
+    live = {stable_id(i, "quickbooks") for i in changed["created"] + changed["updated"]} - deleted
+    assert {record_id(r, "quickbooks") for r in landed} == live
+    assert {t["id"] for t in tombs} == deleted  # a tombstone names the stable id
     assert manifests[0]["records"] == len(live) and manifests[0]["deleted"] == len(changed["deleted"])

@@ -16,6 +16,7 @@ from airflow_provider_cloudelements.exceptions import (
 )
 from airflow_provider_cloudelements.operators.upload import UPLOAD_STATE_KEY, CloudElementsBulkUploadOperator
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
+from airflow_provider_cloudelements.utils.records import stable_id
 from tests.operators.conftest import Ctx, first_event, roundtrip, run_operator
 
 UPLOAD_ROUTE = "POST /elements/api-v2/hubs/{hub}/bulk/{object_name}"
@@ -81,7 +82,8 @@ def test_upsert_creates_then_updates_without_duplicates(emu: Any, conn: str, tmp
         [created] = docs[record["docNumber"]]
         assert created["privateNote"] == "accrual" and created["txnDate"] == "2026-01-15"
         assert [ln["amount"] for ln in created["line"]] == [ln["amount"] for ln in record["line"]]
-    ids = {doc: docs[doc][0]["id"] for doc in ("WB-1", "WB-2")}
+    # QBO ids read "<id>|<syncToken>": an update moves the token, the record (stable id) stays
+    ids = {doc: stable_id(docs[doc][0]["id"], "quickbooks") for doc in ("WB-1", "WB-2")}
 
     # rerun with changed content: the identifier upsert updates the same records, creates none
     write_ndjson(tmp_path / "in" / "je.ndjson", [journal("WB-1", 100.0, note="revised"), journal("WB-2", 250.5)])
@@ -89,7 +91,9 @@ def test_upsert_creates_then_updates_without_duplicates(emu: Any, conn: str, tmp
     assert again["records"] == 2 and again["job_id"] != result["job_id"]
     docs = by_doc(emu, inst["id"])
     assert len(emu.state.records(inst["id"], "journal-entries")) == seeded + 2
-    assert {doc: [r["id"] for r in docs[doc]] for doc in ids} == {doc: [i] for doc, i in ids.items()}
+    assert {doc: [stable_id(r["id"], "quickbooks") for r in docs[doc]] for doc in ids} == {
+        doc: [i] for doc, i in ids.items()
+    }
     assert docs["WB-1"][0]["privateNote"] == "revised"
 
 

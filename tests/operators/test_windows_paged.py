@@ -13,7 +13,7 @@ import pytest
 from airflow_provider_cloudelements.models.window import DEFAULT_LOOKBACK
 from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
 from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import CloudElementsPagedExtractOperator
-from airflow_provider_cloudelements.utils.records import record_id, updated_at
+from airflow_provider_cloudelements.utils.records import record_id, stable_id, updated_at
 from tests.operators.conftest import Ctx, files_under, run_operator
 from tests.operators.test_bulk_extract import MANIFEST_KEYS
 
@@ -110,7 +110,8 @@ def test_records_changed_now_land_in_exactly_one_window(emu: Any, conn: str, out
     emu.state.records(iid, "invoices")
     changed = emu.state.simulate_activity(iid, resources=["invoices"], creates=2, updates=2, deletes=0)["invoices"]
     by_id = {record_id(r, element): r for r in emu.state.records(iid, "invoices")}
-    touched = [str(i) for i in changed["created"] + changed["updated"]]
+    # QBO serves ids as "<id>|<syncToken>" and an update bumps the token: compare stable ids
+    touched = [stable_id(i, element) for i in changed["created"] + changed["updated"]]
     boundary = min(updated_at(by_id[t], element) for t in touched)
     before, after = boundary - 400 * DAY, boundary + DAY
     for mode in ("bulk", "paged"):
@@ -180,4 +181,4 @@ def test_paged_extract_interface_reconcile_and_parquet(emu: Any, conn: str, out:
     table = pq.read_table(pq_manifest["path"].removeprefix("file://"))
     assert n(pq_manifest["path"]).startswith("invoices.") and pq_manifest["path"].endswith(".parquet")
     assert table.num_rows == pq_manifest["records"] == len(truth)
-    assert {str(i) for i in table.column("id").to_pylist()} == truth
+    assert {stable_id(i, "quickbooks") for i in table.column("id").to_pylist()} == truth

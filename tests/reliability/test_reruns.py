@@ -22,6 +22,7 @@ from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk impo
 )
 from airflow_provider_cloudelements.transfers.storage_to_sql.operator import CloudElementsSqlUpsertOperator
 from airflow_provider_cloudelements.triggers.bulk import CloudElementsBulkJobTrigger
+from airflow_provider_cloudelements.utils.records import record_id
 from tests.reliability.conftest import (
     FakeStateStore,
     compare,
@@ -430,7 +431,7 @@ def test_loading_a_superseded_manifest_is_refused_naming_the_current_one(
     summary = CloudElementsSqlUpsertOperator(task_id="load", manifest=current, conn_id="rel_warehouse").execute(
         make_context()
     )
-    truth = {str(r["id"]): r for r in remu.state.records(iid, "invoices")}
+    truth = {record_id(r, "quickbooks"): r for r in remu.state.records(iid, "invoices")}  # stable ids
     with sqlite3.connect(db) as conn:
         live = {
             rid: json.loads(data)

@@ -16,7 +16,7 @@ from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk impo
 from airflow_provider_cloudelements.transfers.storage_to_sql.load import load_manifest
 from airflow_provider_cloudelements.transfers.storage_to_sql.rows import loadable_manifest
 from airflow_provider_cloudelements.typed import child_table_name
-from airflow_provider_cloudelements.utils.records import is_soft_deleted, record_id
+from airflow_provider_cloudelements.utils.records import is_soft_deleted, record_id, stable_id
 from tests.operators.conftest import Ctx, run_operator
 from tests.typed.conftest import Target
 from tests.typed.test_typed_tables import ARRAY_OF, assert_typed_matches
@@ -119,8 +119,9 @@ def test_sql_operator_typed_true_keeps_typed_tables_equal_to_the_emulator(
     assert summary["typed"]["projected"] >= len(changed["created"]) + len(changed["updated"])
     assert_matches_truth()
     parents, lines = typed_rows()
-    for rid in changed["deleted"]:  # hard or soft deletes alike: flagged, lines gone
-        assert parents.get(str(rid)) == 1 and str(rid) not in lines
+    for raw in changed["deleted"]:  # hard or soft deletes alike: flagged, lines gone (keyed by the stable id)
+        rid = stable_id(raw, element_key)
+        assert parents.get(rid) == 1 and rid not in lines
 
     again = CloudElementsSqlUpsertOperator(task_id="load", manifest=manifest, conn_id="ce_typed_db", typed=True)
     assert again.execute({})["typed"]["projected"] == 0  # a late, older manifest changes nothing

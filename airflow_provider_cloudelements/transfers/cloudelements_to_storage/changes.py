@@ -22,21 +22,26 @@ from airflow_provider_cloudelements.transfers.landing import (
     write_ndjson,
 )
 from airflow_provider_cloudelements.transfers.plan import ExtractPlan, default_output_base, snapshot_time, tombstone
-from airflow_provider_cloudelements.utils.elements import get_element
+from airflow_provider_cloudelements.utils.elements import ElementSpec, get_element
+from airflow_provider_cloudelements.utils.records import stable_id
 from airflow_provider_cloudelements.utils.validation import as_instance_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-def latest_changes(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+def latest_changes(
+    events: Sequence[dict[str, Any]], element: str | ElementSpec | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
     """Collapse events to the newest one per (objectType, objectId): ``{resource: {id: event}}``.
 
     Events are ``{"objectType", "objectId", "eventType", "eventDate", …}`` as returned by
     ``GET /instances/{id}/events`` or a :class:`CloudElementsEventTrigger` payload (type and id read
     where the shared event filter finds them, :mod:`~airflow_provider_cloudelements.models.events`;
     dates by :func:`~airflow_provider_cloudelements.models.events.event_date`). Events without an object
-    type or id are ignored.
+    type or id are ignored. With ``element``, ids are the stable ids
+    (:func:`~airflow_provider_cloudelements.utils.records.stable_id`): QuickBooks Online events name
+    ``<id>|<syncToken>`` and two updates of one record carry two different ``objectId`` values.
     """
     out: dict[str, dict[str, dict[str, Any]]] = {}
 
@@ -46,7 +51,8 @@ def latest_changes(events: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict
     for event in sorted(events, key=order):
         resource, object_id = event_field(event, "objectType"), event.get("objectId") or event_field(event, "objectId")
         if resource and object_id not in (None, ""):
-            out.setdefault(str(resource), {})[str(object_id)] = event
+            key = stable_id(object_id, element) if element is not None else str(object_id)
+            out.setdefault(str(resource), {})[key] = event
     return out
 
 
@@ -120,6 +126,7 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
             return []
         element_key = str((self.hook.get_instance(instance_id).get("element") or {}).get("key"))
         spec = get_element(element_key)
+        changes = latest_changes(events, spec)  # per stable id: one GET per record, not per version
         dates = [d for d in (event_date(e) for e in events) if d]
         manifests = []
         for resource, by_id in sorted(changes.items()):
