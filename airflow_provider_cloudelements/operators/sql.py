@@ -256,7 +256,7 @@ def _update_history(
     if manifest.deletes_by_absence and manifest.snapshot_at:
         s = manifest.snapshot_at
         cur.execute(sqlsync.snapshot_ids_insert_sql(dialect, table), (instance_id, s, instance_id, s))
-        cur.execute(sqlsync.stage_absence_versions_sql(dialect, table), (s, s, instance_id, s))
+        cur.execute(sqlsync.stage_absence_versions_sql(dialect, table), (s, s, instance_id, s, s))
     cur.execute(sqlsync.stage_late_absence_sql(dialect, table), (instance_id,))
     cur.execute(sqlsync.touched_sql(dialect, table), (instance_id,))
     cur.execute(sqlsync.versions_upsert_sql(dialect, table), (instance_id, stamp))

@@ -662,6 +662,36 @@ def _beats(new: str, old: str) -> str:
     )
 
 
+def _whole_second(value: str) -> str:
+    """SQL: a fixed-width normalised time (``YYYY-MM-DDTHH:MM:SS.mmmZ``, may be NULL) without a
+    sub-second part: it may stand for any instant of that second."""
+    return f"substr(COALESCE({value}, ''), 21, 3) = '000'"
+
+
+def written_by(updated: str) -> str:
+    """SQL: the latest instant at which a version with updated time ``updated`` (normalised, may be
+    NULL: then ``''``) can have been written: the time itself, or the last millisecond of its second
+    when it has no sub-second part (QBE ``TimeModified``, FreshBooks ``updated``: second resolution)."""
+    return (
+        f"(CASE WHEN {updated} IS NULL THEN '' WHEN {_whole_second(updated)} "
+        f"THEN substr({updated}, 1, 20) || '999Z' ELSE {updated} END)"
+    )
+
+
+def absence_proves(observed: str, updated: str, bound: str) -> str:
+    """SQL predicate: a complete snapshot at ``bound`` that lacks the record proves this version
+    (``observed_at`` K, ``updated_at`` u) gone: d = s >= K (CONTRACT), and K orders the version before
+    the snapshot. K from whole seconds (a paged ``snapshot_at`` floored from ``Date``, or a
+    second-resolution u) does not order it within its second: a record created or restored after a page
+    was read, in the same second, has K = s and is live although the snapshot lacks it. Such a version
+    is proven gone only when it was written before s (:func:`written_by` < s); otherwise the next
+    complete snapshot decides. K with milliseconds (a bulk ``createdDate``, a QBO epoch-ms u) orders it.
+    """
+    return (
+        f"(COALESCE({observed}, '') <= {bound} AND (NOT {_whole_second(observed)} OR {written_by(updated)} < {bound}))"
+    )
+
+
 def _later_deletion(table: str) -> str:
     """ON CONFLICT condition keeping the later deletion time in the staging table."""
     return f"{table}.deleted_at IS NULL OR excluded.deleted_at > {table}.deleted_at"
@@ -722,8 +752,10 @@ def full_refresh_sql(
 
     Only call it for a manifest whose :attr:`LoadManifest.deletes_by_absence` is true. The deletion
     time d is ``snapshot_at`` (s); rows whose version was observed after s (``observed_at > s``:
-    edited or created after the snapshot, loaded earlier from a later extract) keep their version, and
-    rows already deleted before s get the later time. A v1 manifest (no ``snapshot_at``) uses its window
+    edited or created after the snapshot, loaded earlier from a later extract), or whose K cannot
+    order them before s (:func:`absence_proves`: whole-second times in the snapshot's own second) keep
+    their version, and rows already deleted
+    before s get the later time. A v1 manifest (no ``snapshot_at``) uses its window
     end as d for rows observed strictly before it, as the old loader did; without a window end, d is
     each row's own ``observed_at`` (``load_time`` when it has none), so any newer version restores it.
     """
@@ -738,12 +770,17 @@ def full_refresh_sql(
     if bound is None:
         sql = head + f"COALESCE(p.observed_at, CAST({p} AS TEXT))" + tail.format(cond="p.deleted_at IS NULL")
         return sql, (load_time, INSTANCE)
-    version_cmp = "<=" if snapshot_at else "<"
+    if snapshot_at is None:
+        cond = (
+            f"(p.deleted_at IS NOT NULL AND p.deleted_at < {p}) "
+            f"OR (p.deleted_at IS NULL AND COALESCE(p.observed_at, '') < {p})"
+        )
+        return head + f"CAST({p} AS TEXT)" + tail.format(cond=cond), (bound, INSTANCE, bound, bound)
     cond = (
         f"(p.deleted_at IS NOT NULL AND p.deleted_at < {p}) "
-        f"OR (p.deleted_at IS NULL AND COALESCE(p.observed_at, '') {version_cmp} {p})"
+        f"OR (p.deleted_at IS NULL AND {absence_proves('p.observed_at', 'p.updated_at', p)})"
     )
-    return head + f"CAST({p} AS TEXT)" + tail.format(cond=cond), (bound, INSTANCE, bound, bound)
+    return head + f"CAST({p} AS TEXT)" + tail.format(cond=cond), (bound, INSTANCE, bound, bound, bound)
 
 
 def kept_absent_sql(dialect: SqlDialect, table: str) -> str:
@@ -800,7 +837,8 @@ def resolve_sql(dialect: SqlDialect, table: str) -> str:
     stored version seen again: never rewritten, it only lowers ``observed_at`` to the earlier of the
     two), and the later deletion of the two. A staged
     version that would create or restore the row although it was observed no later than the instance's
-    latest complete snapshot (:func:`snapshot_select_sql`) is deleted at that snapshot: the snapshot
+    latest complete snapshot (:func:`snapshot_select_sql`) and ordered before it (:func:`absence_proves`)
+    is deleted at that snapshot: the snapshot
     held every live record and did not hold it (the same ``d >= observed_at`` rule as the absence
     deletions :func:`full_refresh_sql` stages when that snapshot was loaded). The row is a deletion
     (``is_deleted`` = 1, ``deleted_at`` = d, data of the best version, or ``null``) iff there is a
@@ -841,7 +879,8 @@ def resolve_sql(dialect: SqlDialect, table: str) -> str:
     )
     snapped = (
         "SELECT m.*, CASE WHEN m.snap IS NOT NULL AND m.took = 1 AND (m.existed = 0 OR m.p_d IS NOT NULL) "
-        "AND COALESCE(m.b_k, '') <= m.snap AND (m.del0 IS NULL OR m.snap > m.del0) THEN m.snap ELSE m.del0 END "
+        f"AND {absence_proves('m.b_k', 'm.b_u', 'm.snap')} "
+        "AND (m.del0 IS NULL OR m.snap > m.del0) THEN m.snap ELSE m.del0 END "
         f"AS del FROM ({merged}) m"
     )
     gone = (
@@ -1055,7 +1094,8 @@ def stage_deletions_sql() -> list[str]:
 
 def stage_absence_versions_sql(dialect: SqlDialect, table: str) -> str:
     """For a complete snapshot at s: stage a deletion at s for every record the versions table knows a
-    version of observed no later than s that the file lacks (params: s, s, instance id, s). Unlike
+    version of, proven gone by s (:func:`absence_proves`) that the file lacks
+    (params: s, s, instance id, s, s). Unlike
     :func:`full_refresh_sql`, which looks at the stored row only, this closes an older version although
     a newer one (observed after s, loaded earlier) is what the raw table holds, so the history does not
     depend on the load order."""
@@ -1064,7 +1104,7 @@ def stage_absence_versions_sql(dialect: SqlDialect, table: str) -> str:
         f"INSERT INTO {_STAGE_VERSIONS} (record_id, version_key, is_deleted, deleted_at) "
         f"SELECT DISTINCT v.record_id, 'd:' || CAST({p} AS TEXT), 1, CAST({p} AS TEXT) "
         f"FROM {quote_identifier(versions_table(table))} v WHERE v.instance_id = {p} AND v.data IS NOT NULL "
-        f"AND COALESCE(v.observed_at, '') <= {p} "
+        f"AND {absence_proves('v.observed_at', 'v.updated_at', p)} "
         f"AND NOT EXISTS (SELECT 1 FROM {_STAGE} s WHERE s.record_id = v.record_id AND s.from_file = 1) "
         f"ON CONFLICT (record_id, version_key) DO NOTHING"
     )
@@ -1082,15 +1122,17 @@ def snapshot_ids_insert_sql(dialect: SqlDialect, table: str) -> str:
 
 
 def stage_late_absence_sql(dialect: SqlDialect, table: str) -> str:
-    """Stage a deletion at s for every staged version observed no later than a complete snapshot s
-    (recorded in :func:`snapshot_ids_table`) that lacked its record (params: instance id, instance id):
+    """Stage a deletion at s for every staged version proven gone (:func:`absence_proves`) by a
+    complete snapshot s (recorded in :func:`snapshot_ids_table`) that lacked its record (params:
+    instance id):
     a late, older extract's version is closed by the snapshots that prove it gone."""
     p = dialect.placeholder
     ids = quote_identifier(snapshot_ids_table(table))
     return (
         f"INSERT INTO {_STAGE_VERSIONS} (record_id, version_key, is_deleted, deleted_at) "
         f"SELECT DISTINCT v.record_id, 'd:' || f.snapshot_at, 1, f.snapshot_at FROM {_STAGE_VERSIONS} v "
-        f"JOIN {ids} f ON f.instance_id = {p} AND f.record_id = '' AND f.snapshot_at >= COALESCE(v.observed_at, '') "
+        f"JOIN {ids} f ON f.instance_id = {p} AND f.record_id = '' "
+        f"AND {absence_proves('v.observed_at', 'v.updated_at', 'f.snapshot_at')} "
         f"WHERE v.data IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {ids} i WHERE i.instance_id = f.instance_id "
         f"AND i.snapshot_at = f.snapshot_at AND i.record_id = v.record_id) "
         f"ON CONFLICT (record_id, version_key) DO NOTHING"
