@@ -680,12 +680,13 @@ def written_by(updated: str) -> str:
 
 def absence_proves(observed: str, updated: str, bound: str) -> str:
     """SQL predicate: a complete snapshot at ``bound`` that lacks the record proves this version
-    (``observed_at`` K, ``updated_at`` u) gone: d = s >= K (CONTRACT), and K orders the version before
-    the snapshot. K from whole seconds (a paged ``snapshot_at`` floored from ``Date``, or a
-    second-resolution u) does not order it within its second: a record created or restored after a page
-    was read, in the same second, has K = s and is live although the snapshot lacks it. Such a version
-    is proven gone only when it was written before s (:func:`written_by` < s); otherwise the next
-    complete snapshot decides. K with milliseconds (a bulk ``createdDate``, a QBO epoch-ms u) orders it.
+    (``observed_at`` K, ``updated_at`` u) gone: d = s >= K (docs/reliability.md "Semantics"), and K
+    orders it before the snapshot. K from whole seconds (a paged ``snapshot_at`` floored from ``Date``,
+    or a second-resolution u) does not order it within its second: a record created or restored after a
+    page was read, in the same second, has K = s and is live although the snapshot lacks it. Such a
+    version is proven gone only when it was written before s (:func:`written_by` < s); otherwise the
+    next complete snapshot decides. K with milliseconds (a bulk ``createdDate``, a QBO epoch-ms u)
+    orders it.
     """
     return (
         f"(COALESCE({observed}, '') <= {bound} AND (NOT {_whole_second(observed)} OR {written_by(updated)} < {bound}))"

@@ -457,13 +457,14 @@ class Harness:
     def _snapshot_bound(self, ex: Extract) -> int:
         """The instant (server ms) as of which a complete snapshot proves the state of every record.
 
-        CONTRACT: ``snapshot_at`` is a lower bound of when the snapshot was observed (a paged extract's is
-        the floored ``Date`` of its first page), so the proof holds as of min(t_pre, snapshot_at), not as
-        of t_pre. And K = max(u, s) orders a version against a snapshot only to the resolution of its
-        times: with whole-second updated times (QBE ``TimeModified``, FreshBooks ``updated``) and a version
-        observed by a paged extract (floored ``snapshot_at``), a change in the snapshot's own second
-        cannot be ordered before or after it (the loader keeps such a version until the next complete
-        snapshot, ``sqlsync.absence_proves``), so for those elements the proof starts at that second.
+        docs/reliability.md "Semantics": ``snapshot_at`` is a lower bound of when the snapshot was
+        observed (a paged extract's is the floored ``Date`` of its first page), so the proof holds as of
+        min(t_pre, snapshot_at), not as of t_pre. And K = max(u, s) orders a version against a snapshot
+        only to the resolution of its times: with whole-second updated times (QBE ``TimeModified``,
+        FreshBooks ``updated``) and a version observed by a paged extract (floored ``snapshot_at``), a
+        change in the snapshot's own second cannot be ordered before or after it (the loader keeps such
+        a version until the next complete snapshot, ``sqlsync.absence_proves``), so for those elements
+        the proof starts at that second.
         """
         bound = min(ex.t_pre_ms, _ms(ex.manifest.get("snapshot_at")) or ex.t_pre_ms)
         if ex.stream.element_key in WHOLE_SECOND:
