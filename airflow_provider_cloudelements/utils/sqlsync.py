@@ -19,7 +19,8 @@ Target table (one per ``(element_key, resource)``, e.g. ``ce_quickbooks_invoices
     PRIMARY KEY (instance_id, record_id)
 
 Ordering (docs/reliability.md "Semantics"): of two versions the higher ``version_num`` wins when both
-have one and they differ, else the higher ``observed_at``, else the higher ``updated_at``; a full tie
+have one and they differ, else the higher ``observed_at`` (to the second when either has no
+milliseconds), else the higher ``updated_at``; a full tie
 keeps the stored row, and a version with the stored ``data`` is the stored version seen again (never
 rewritten; it keeps the earlier ``observed_at``). A deletion at ``d`` beats a version iff
 ``d >= observed_at``; of two deletions the later ``d`` is kept. Per record the table keeps the best
@@ -652,14 +653,26 @@ def _beats(new: str, old: str) -> str:
     """SQL predicate: version ``new`` wins over version ``old`` (both aliases have ``version_num``,
     ``observed_at``, ``updated_at``): the higher version number when both have one and they differ,
     else the later observed time, else the later updated time; missing times count as earliest and a
-    full tie is false (the stored version stays)."""
+    full tie is false (the stored version stays). Observed times are compared to the second when
+    either has no milliseconds (:func:`_observed_key`)."""
+    kn, ko = _observed_key(new, old), _observed_key(old, new)
     return (
         f"(CASE WHEN {new}.version_num IS NOT NULL AND {old}.version_num IS NOT NULL "
         f"AND {new}.version_num <> {old}.version_num THEN {new}.version_num > {old}.version_num "
-        f"WHEN COALESCE({new}.observed_at, '') <> COALESCE({old}.observed_at, '') "
-        f"THEN COALESCE({new}.observed_at, '') > COALESCE({old}.observed_at, '') "
+        f"WHEN {kn} <> {ko} THEN {kn} > {ko} "
         f"ELSE COALESCE({new}.updated_at, '') > COALESCE({old}.updated_at, '') END)"
     )
+
+
+def _observed_key(alias: str, other: str) -> str:
+    """SQL: ``alias.observed_at`` as compared with ``other.observed_at`` by :func:`_beats`. A K without
+    milliseconds (a paged ``snapshot_at``: the server ``Date`` floored to the second; or a whole-second
+    u) stands for some instant of its second, so against it only the seconds count, and u decides a
+    tie: a newer edit a paged extract saw (K = the second's start) does not lose to an older edit a
+    bulk job saw earlier in that second (K = its ``createdDate``, with milliseconds)."""
+    coarse = f"({_whole_second(f'{alias}.observed_at')} OR {_whole_second(f'{other}.observed_at')})"
+    value = f"COALESCE({alias}.observed_at, '')"
+    return f"(CASE WHEN {coarse} THEN substr({value}, 1, 19) ELSE {value} END)"
 
 
 def _whole_second(value: str) -> str:
