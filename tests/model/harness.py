@@ -439,7 +439,7 @@ class Harness:
             bound = self._snapshot_bound(ex)
             in_file = {_rid(stream, line) for line in lines}
             for rid, history in stream.history.items():
-                at_pre = [v for v in history if v.t_ms < ex.t_pre_ms]
+                at_pre = [v for v in history if v.t_ms <= ex.t_pre_ms]  # t_pre is read after the last change
                 if rid not in in_file and at_pre and at_pre[-1].state != HARD:
                     # nothing changes between t_pre and the snapshot (paged: no activity while paging;
                     # bulk: ``during`` runs after the job finished), so the record was served then

@@ -29,6 +29,13 @@ def assert_clean(h: Harness) -> None:
     assert not h.violations, "\n".join(map(str, h.violations))
 
 
+def load_in_order(h: Harness, *extracts: Any) -> None:
+    """Load ``extracts`` one after the other (each load must succeed), then demand no violation."""
+    for ex in extracts:
+        assert h.load(ex), h.violations
+    assert_clean(h)
+
+
 def sync(h: Harness, name: str, k: int | None = None, **kwargs: Any) -> Any:
     """Extract interval ``k`` (default: the latest) of stream ``name`` and load it; returns the extract."""
     s = h.streams[name]
@@ -163,9 +170,7 @@ def _same_second_versions(h: Harness, name: str) -> tuple[Any, Any, Any]:
 @pytest.mark.parametrize("name", ["quickbooksonprem/customers", "freshbooksv2/customers"])
 def test_same_second_older_version_loaded_last_does_not_win(h: Harness, name: str) -> None:
     _, older, newer = _same_second_versions(h, name)
-    assert h.load(newer)
-    assert h.load(older)
-    assert_clean(h)
+    load_in_order(h, newer, older)
 
 
 # issue 11 defect 5: partition labels had one-second resolution
@@ -217,10 +222,7 @@ def _created_in_the_snapshot_second(h: Harness, name: str, complete: bool) -> tu
 @pytest.mark.parametrize("complete", [True, False], ids=["then-full-refresh", "then-incremental"])
 def test_record_created_in_a_paged_snapshots_second_is_not_deleted_by_it(h: Harness, complete: bool) -> None:
     created, without, holding = _created_in_the_snapshot_second(h, "freshbooksv2/customers", complete)
-    assert h.load(without)
-    assert h.load(holding)
-    assert h.load(without)  # a rerun of the older snapshot's load: changes nothing
-    assert_clean(h)
+    load_in_order(h, without, holding, without)  # the last: a rerun of the older snapshot's load
     row = h.table_rows(h.streams["freshbooksv2/customers"])[created]
     assert row[1] == 0, f"live record {created} marked deleted"
 
@@ -228,9 +230,7 @@ def test_record_created_in_a_paged_snapshots_second_is_not_deleted_by_it(h: Harn
 # same sequence, loaded in the other order (the absence deletion staged against the stored new row)
 def test_record_created_in_a_paged_snapshots_second_survives_the_late_load_of_that_snapshot(h: Harness) -> None:
     created, without, holding = _created_in_the_snapshot_second(h, "freshbooksv2/customers", True)
-    assert h.load(holding)
-    assert h.load(without)
-    assert_clean(h)
+    load_in_order(h, holding, without)
     assert h.table_rows(h.streams["freshbooksv2/customers"])[created][1] == 0
 
 
@@ -265,9 +265,7 @@ def test_newer_edit_seen_by_a_paged_extract_beats_an_older_one_from_a_bulk_job_o
     h: Harness,
 ) -> None:
     bulk, paged = _newer_edit_seen_only_by_a_paged_extract(h)
-    assert h.load(bulk)
-    assert h.load(paged)
-    assert_clean(h)
+    load_in_order(h, bulk, paged)
 
 
 # found while writing the test above: a paged rerun of an interval a bulk run had landed earlier in the
@@ -293,6 +291,5 @@ def test_paged_rerun_in_the_second_of_a_bulk_run_lands_its_own_records(h: Harnes
         pytest.skip("this machine was too loaded to run both extracts within one second in 10 tries")
     assert rerun.manifest["mode"] == "paged", "the rerun returned the earlier bulk run's manifest"
     assert s.history[rid][-1].data in rerun.lines
-    assert h.load(rerun)
-    assert_clean(h)
+    load_in_order(h, rerun)
     assert h.table_rows(s)[rid][2] == s.history[rid][-1].data
