@@ -316,8 +316,17 @@ def _snapshot_part(token: str | None) -> str:
 
 
 def _later(token: str | None, than: str | None) -> bool:
-    """Whether run ``token`` has a strictly later snapshot time than ``than``."""
-    return _snapshot_part(token) > _snapshot_part(than)
+    """Whether run ``token`` has a strictly later snapshot time than ``than``.
+
+    A time without milliseconds (a paged extract's ``snapshot_at``, the server ``Date`` floored to the second) is only
+    known to the second, so against it only the seconds are compared: a paged rerun taken after a bulk run of the same
+    second is not "older" than the bulk job's ``createdDate`` (it replaces it, the later publisher winning a tie)
+    instead of having its fresher files dropped.
+    """
+    mine, other = _snapshot_part(token), _snapshot_part(than)
+    if mine[15:18] == "000" or other[15:18] == "000":  # YYYYMMDDTHHMMSS mmm Z
+        return mine[:15] > other[:15]
+    return mine > other
 
 
 def _clean(folder: ObjectStoragePath, current: dict[str, Any], replaced: dict[str, Any] | None) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from email.utils import formatdate
+from typing import Any
+
 from fastapi import FastAPI
 
 from cloudelements_emulator.errors import install_handlers
@@ -42,6 +45,30 @@ TAGS = [
 ]
 
 
+class ServerDate:
+    """ASGI middleware: the ``Date`` header of every response is the time it is sent (RFC 9110 §6.6.1,
+    second resolution, as Cloud Elements sends it). uvicorn's own header is refreshed once a second and
+    lags up to a second behind, which made clients' server-clock readings (a paged extract's
+    ``snapshot_at``) up to a second too early; the server runs with ``date_header=False``.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_dated(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message = {**message, "headers": [*headers, (b"date", formatdate(usegmt=True).encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_dated)
+
+
 def create_app(state: EmulatorState) -> FastAPI:
     """Build the app around ``state``. Router order matters: specific paths before generic ones."""
     app = FastAPI(
@@ -59,4 +86,5 @@ def create_app(state: EmulatorState) -> FastAPI:
     app.add_middleware(AcceptCheck)
     app.add_middleware(EmulatorMiddleware, injector=state.faults, stats=state.stats_counters)
     app.add_middleware(HublessPaths)
+    app.add_middleware(ServerDate)
     return app

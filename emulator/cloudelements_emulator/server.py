@@ -79,6 +79,7 @@ class EmulatorServer:
             access_log=False,
             lifespan="off",
             timeout_keep_alive=30,
+            date_header=False,  # app.ServerDate sets the exact Date of each response
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

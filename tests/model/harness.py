@@ -86,6 +86,7 @@ class Violation:
     step: int = 0
     seconds: float = 0.0
     defect: str = "?"  # the issue-11 defect it most likely shows (a heuristic, see Harness._suspect)
+    trace: tuple[str, ...] = ()  # the world's last actions before it (Harness.trace), to replay it
 
     def __str__(self) -> str:
         return f"[{self.kind} {self.defect}] {self.stream} id={self.record}: {self.detail}"
@@ -157,6 +158,7 @@ class Harness:
         self.step = 0  # the driver keeps it current (global step number)
         self.started = time.monotonic()  # the driver may move it back (soak start)
         self.last_load: Extract | None = None
+        self.trace: list[str] = []  # one line per emulator change, extract and load (server ms times)
         self._died_t_pre: dict[tuple[str, int], int] = {}
         self.streams: dict[str, Stream] = {}
         for key in ELEMENTS:
@@ -193,6 +195,7 @@ class Harness:
             version = Version(int(result["changed_ms"]), state, canonical_json(rec))
         stream.history.setdefault(rid, []).append(version)
         stream.last_activity_ms = max(stream.last_activity_ms, version.t_ms)
+        self.log(f"{version.t_ms} {stream.name} id={rid} -> {version.state} (version {len(stream.history[rid]) - 1})")
         return rid
 
     def _path(self, stream: Stream, rid: str = "") -> str:
@@ -312,6 +315,11 @@ class Harness:
             label=label or f"{mode} k={k} full={full_refresh}",
         )
         self.extracts.append(ex)
+        self.log(
+            f"{t_pre} extract #{ex.n} {stream.name} {ex.label}: {len(lines)} lines, {len(tombstones)} tombstones, "
+            f"snapshot_at={manifest.get('snapshot_at')} complete={ex.complete} "
+            f"ids={sorted(_rid(stream, x) for x in lines)}"
+        )
         for line in lines:
             if self._version_of_line(stream, line) is None:
                 self.violate("extract-phantom", stream, _rid(stream, line), f"{ex.label}: content never served")
@@ -339,6 +347,7 @@ class Harness:
             if run is None or run.state != DagRunState.SUCCESS:
                 return False
             run.state = DagRunState.FAILED
+        self.log(f"{now_ms()} {stream.name} run k={k} marked failed")
         return True
 
     def _read_files(self, manifest: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -394,6 +403,7 @@ class Harness:
             self.violate("reload-changed", stream, ",".join(changed[:5]), f"reloading {ex.label} changed rows")
         ex.loaded += 1
         self.last_load = ex
+        self.log(f"{now_ms()} load #{ex.n} ({ex.label}), load {ex.loaded}")
         if lines != ex.lines or tombstones != ex.tombstones:
             self.violate(
                 "wrong-file",
@@ -427,15 +437,40 @@ class Harness:
             if hits:
                 offer(rid, hits[-1], "tombstone")
         if ex.complete and intact:
-            # A complete snapshot proves the state as of its manifest's snapshot_at (the contract's lower
-            # bound of observation, second-resolution for paged extracts), not as of t_pre: a change in
-            # the same second as that bound is proven by the next complete snapshot, not by this one.
-            bound = min(ex.t_pre_ms, _ms(ex.manifest.get("snapshot_at")) or ex.t_pre_ms)
+            bound = self._snapshot_bound(ex)
+            in_file = {_rid(stream, line) for line in lines}
             for rid, history in stream.history.items():
+                at_pre = [v for v in history if v.t_ms <= ex.t_pre_ms]  # t_pre is read after the last change
+                if rid not in in_file and at_pre and at_pre[-1].state != HARD:
+                    # nothing changes between t_pre and the snapshot (paged: no activity while paging;
+                    # bulk: ``during`` runs after the job finished), so the record was served then
+                    self.violate("snapshot-missing", stream, rid, f"{ex.label}: complete, lacks a served record")
                 covered = [i for i, v in enumerate(history) if v.t_ms < bound]
-                if covered:
-                    offer(rid, covered[-1], f"complete snapshot (bound={_iso(bound)})")
+                if not covered:
+                    continue
+                if rid not in in_file and history[covered[-1]].state != HARD:
+                    # live at the bound, hard-deleted between the bound and t_pre: the snapshot delivered
+                    # that deletion, not the older live version (which would demand a row)
+                    continue
+                offer(rid, covered[-1], f"complete snapshot (bound={_iso(bound)})")
             stream.catchup_ms = max(stream.catchup_ms, bound)
+
+    def _snapshot_bound(self, ex: Extract) -> int:
+        """The instant (server ms) as of which a complete snapshot proves the state of every record.
+
+        docs/reliability.md "Semantics": ``snapshot_at`` is a lower bound of when the snapshot was
+        observed (a paged extract's is the floored ``Date`` of its first page), so the proof holds as of
+        min(t_pre, snapshot_at), not as of t_pre. And K = max(u, s) orders a version against a snapshot
+        only to the resolution of its times: with whole-second updated times (QBE ``TimeModified``,
+        FreshBooks ``updated``) and a version observed by a paged extract (floored ``snapshot_at``), a
+        change in the snapshot's own second cannot be ordered before or after it (the loader keeps such
+        a version until the next complete snapshot, ``transfers.storage_to_sql.ordering.absence_proves``), so for those elements
+        the proof starts at that second.
+        """
+        bound = min(ex.t_pre_ms, _ms(ex.manifest.get("snapshot_at")) or ex.t_pre_ms)
+        if ex.stream.element_key in WHOLE_SECOND:
+            bound -= bound % 1000
+        return bound
 
     # ------------------------------------------------------------------ invariants
     def table_rows(self, stream: Stream) -> dict[str, tuple[Any, ...]]:
@@ -549,7 +584,16 @@ class Harness:
         if self.last_load is not None:
             detail += f" [after loading {self.last_load.label}]"
         self.violations.append(
-            Violation(kind, stream.name, rid, detail, self.step, round(time.monotonic() - self.started, 2), defect)
+            Violation(
+                kind,
+                stream.name,
+                rid,
+                detail,
+                self.step,
+                round(time.monotonic() - self.started, 2),
+                defect,
+                tuple(self.trace[-40:]),
+            )
         )
 
     def _suspect(self, kind: str, stream: Stream, rid: str) -> str:
@@ -580,6 +624,9 @@ class Harness:
             return "#6"
         return "#15" if kind == "regressed" else "?"
 
+    def log(self, line: str) -> None:
+        self.trace.append(line)
+
     def note(self, what: str) -> None:
         self.notes[what] = self.notes.get(what, 0) + 1
 
@@ -591,6 +638,9 @@ def _complete(manifest: dict[str, Any]) -> bool:
     return bool(manifest.get("full_refresh")) and not int(manifest.get("failed_records") or 0)
 
 
+#: Elements whose updated times have whole-second resolution (the emulator's QBE ``TimeModified`` and
+#: FreshBooks ``updated``, like the real APIs); QBO ``metaData.lastUpdatedTime`` is epoch milliseconds.
+WHOLE_SECOND = frozenset({"quickbooksonprem", "freshbooksv2", "freshbooks"})
 #: ``data`` of a deletion stored for an id whose content the loader never had (a "tombstone row").
 CONTENTLESS = frozenset({"null", "{}", ""})
 #: Elements without a version field: two versions in one updated second may tie (CONTRACT: a full tie

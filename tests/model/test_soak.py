@@ -34,6 +34,9 @@ def test_soak(model_emulator: Any, model_dags: dict[str, Any]) -> None:
     for defect, found in sorted(by_defect.items(), key=lambda item: item[1][0].step):
         first = found[0]
         lines.append(f"  defect {defect}: {len(found)} (first at step {first.step}, {first.seconds:.1f} s)")
+    for kind, found in sorted(by_kind.items(), key=lambda item: item[1][0].step):
+        lines.append(f"  trace before the first {kind} ({found[0]}):")
+        lines.extend(f"    {line}" for line in found[0].trace)
     print("\n".join(lines))
     if os.environ.get("CE_SOAK_REPORT"):
         with open(os.environ["CE_SOAK_REPORT"], "w") as handle:

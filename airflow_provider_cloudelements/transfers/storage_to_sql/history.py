@@ -16,6 +16,7 @@ from airflow_provider_cloudelements.transfers.storage_to_sql.dialect import (
     quote_identifier,
     sanitize_identifier,
 )
+from airflow_provider_cloudelements.transfers.storage_to_sql.ordering import absence_proves
 from airflow_provider_cloudelements.transfers.storage_to_sql.statements import FINAL_TABLE, STAGE_TABLE
 
 # --------------------------------------------------------------------------------------------------
@@ -168,17 +169,17 @@ def stage_deletions_sql() -> list[str]:
 def stage_absence_versions_sql(dialect: SqlDialect, table: str) -> str:
     """For a complete snapshot at s, stage a deletion at s of every known record the file lacks.
 
-    Every record the versions table knows a version of observed no later than s that the file lacks
-    (params: s, s, instance id, s). Unlike :func:`full_refresh_sql`, which looks at the stored row only,
-    this closes an older version although a newer one (observed after s, loaded earlier) is what the raw
-    table holds, so the history does not depend on the load order.
+    Every record the versions table knows a version of, proven gone by s (:func:`~.ordering.absence_proves`), that the
+    file lacks (params: s, s, instance id, s, s). Unlike :func:`full_refresh_sql`, which looks at the stored row only,
+    this closes an older version although a newer one (observed after s, loaded earlier) is what the raw table holds, so
+    the history does not depend on the load order.
     """
     p = dialect.placeholder
     return (
         f"INSERT INTO {_STAGE_VERSIONS} (record_id, version_key, is_deleted, deleted_at) "
         f"SELECT DISTINCT v.record_id, 'd:' || CAST({p} AS TEXT), 1, CAST({p} AS TEXT) "
         f"FROM {quote_identifier(versions_table(table))} v WHERE v.instance_id = {p} AND v.data IS NOT NULL "
-        f"AND COALESCE(v.observed_at, '') <= {p} "
+        f"AND {absence_proves('v.observed_at', 'v.updated_at', p)} "
         f"AND NOT EXISTS (SELECT 1 FROM {STAGE_TABLE} s WHERE s.record_id = v.record_id AND s.from_file = 1) "
         f"ON CONFLICT (record_id, version_key) DO NOTHING"
     )
@@ -196,10 +197,10 @@ def snapshot_ids_insert_sql(dialect: SqlDialect, table: str) -> str:
 
 
 def stage_late_absence_sql(dialect: SqlDialect, table: str) -> str:
-    """Stage deletions of staged versions that later complete snapshots prove gone (params: instance id, instance id).
+    """Stage deletions of staged versions that later complete snapshots prove gone (params: instance id).
 
-    A deletion at s is staged for every staged version observed no later than a complete snapshot s
-    (recorded in :func:`snapshot_ids_table`) that lacked its record: a late, older extract's version is
+    A deletion at s is staged for every staged version proven gone (:func:`~.ordering.absence_proves`) by a complete
+    snapshot s (recorded in :func:`snapshot_ids_table`) that lacked its record: a late, older extract's version is
     closed by the snapshots that prove it gone.
     """
     p = dialect.placeholder
@@ -207,7 +208,8 @@ def stage_late_absence_sql(dialect: SqlDialect, table: str) -> str:
     return (
         f"INSERT INTO {_STAGE_VERSIONS} (record_id, version_key, is_deleted, deleted_at) "
         f"SELECT DISTINCT v.record_id, 'd:' || f.snapshot_at, 1, f.snapshot_at FROM {_STAGE_VERSIONS} v "
-        f"JOIN {ids} f ON f.instance_id = {p} AND f.record_id = '' AND f.snapshot_at >= COALESCE(v.observed_at, '') "
+        f"JOIN {ids} f ON f.instance_id = {p} AND f.record_id = '' "
+        f"AND {absence_proves('v.observed_at', 'v.updated_at', 'f.snapshot_at')} "
         f"WHERE v.data IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {ids} i WHERE i.instance_id = f.instance_id "
         f"AND i.snapshot_at = f.snapshot_at AND i.record_id = v.record_id) "
         f"ON CONFLICT (record_id, version_key) DO NOTHING"

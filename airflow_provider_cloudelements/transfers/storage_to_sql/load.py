@@ -223,7 +223,7 @@ def _update_history(
     if manifest.deletes_by_absence and manifest.snapshot_at:
         s = manifest.snapshot_at
         cur.execute(hist.snapshot_ids_insert_sql(dialect, table), (instance_id, s, instance_id, s))
-        cur.execute(hist.stage_absence_versions_sql(dialect, table), (s, s, instance_id, s))
+        cur.execute(hist.stage_absence_versions_sql(dialect, table), (s, s, instance_id, s, s))
     cur.execute(hist.stage_late_absence_sql(dialect, table), (instance_id,))
     cur.execute(hist.touched_sql(dialect, table), (instance_id,))
     cur.execute(hist.versions_upsert_sql(dialect, table), (instance_id, stamp))

@@ -17,8 +17,9 @@ Target table (one per ``(element_key, resource)``, e.g. ``ce_quickbooks_invoices
     deleted_at  TEXT     NULL       -- d: set iff the row is a deletion (tombstone or full-refresh absence)
     PRIMARY KEY (instance_id, record_id)
 
-Ordering (docs/reliability.md "Semantics"): of two versions the higher ``version_num`` wins when both
-have one and they differ, else the higher ``observed_at``, else the higher ``updated_at``; a full tie
+Ordering (docs/reliability.md "Semantics"; SQL predicates in :mod:`.ordering`): of two versions the higher
+``version_num`` wins when both have one and they differ, else the higher ``observed_at`` (to the second when
+either has no milliseconds), else the higher ``updated_at``; a full tie
 keeps the stored row, and a version with the stored ``data`` is the stored version seen again (never
 rewritten; it keeps the earlier ``observed_at``). A deletion at ``d`` beats a version iff
 ``d >= observed_at``; of two deletions the later ``d`` is kept. Per record the table keeps the best
@@ -58,6 +59,7 @@ from airflow_provider_cloudelements.transfers.storage_to_sql.dialect import (
     quote_identifier,
     sanitize_identifier,
 )
+from airflow_provider_cloudelements.transfers.storage_to_sql.ordering import absence_proves, beats
 from airflow_provider_cloudelements.transfers.storage_to_sql.rows import TOMBSTONE_DATA
 
 #: Temp tables used during one load; dropped before the transaction commits.
@@ -159,22 +161,6 @@ def drop_stage_sql() -> list[str]:
     return [f"DROP TABLE IF EXISTS {STAGE_TABLE}", f"DROP TABLE IF EXISTS {FINAL_TABLE}"]
 
 
-def _beats(new: str, old: str) -> str:
-    """Return the SQL predicate "version ``new`` wins over version ``old``".
-
-    Both aliases have ``version_num``, ``observed_at``, ``updated_at``: the higher version number wins when
-    both have one and they differ, else the later observed time, else the later updated time; missing
-    times count as earliest and a full tie is false (the stored version stays).
-    """
-    return (
-        f"(CASE WHEN {new}.version_num IS NOT NULL AND {old}.version_num IS NOT NULL "
-        f"AND {new}.version_num <> {old}.version_num THEN {new}.version_num > {old}.version_num "
-        f"WHEN COALESCE({new}.observed_at, '') <> COALESCE({old}.observed_at, '') "
-        f"THEN COALESCE({new}.observed_at, '') > COALESCE({old}.observed_at, '') "
-        f"ELSE COALESCE({new}.updated_at, '') > COALESCE({old}.updated_at, '') END)"
-    )
-
-
 def _later_deletion(table: str) -> str:
     """ON CONFLICT condition keeping the later deletion time in the staging table."""
     return f"{table}.deleted_at IS NULL OR excluded.deleted_at > {table}.deleted_at"
@@ -207,7 +193,7 @@ def stage_insert_sql(dialect: SqlDialect, rows: int = 1) -> str:
         f"ON CONFLICT (record_id) DO UPDATE SET updated_at = excluded.updated_at, "
         f"version_num = excluded.version_num, observed_at = excluded.observed_at, "
         f"is_deleted = excluded.is_deleted, data = excluded.data "
-        f"WHERE {_beats('excluded', STAGE_TABLE)}"
+        f"WHERE {beats('excluded', STAGE_TABLE)}"
     )
 
 
@@ -234,12 +220,13 @@ def full_refresh_sql(
 ) -> tuple[str, tuple[Any, ...]]:
     """Stage a deletion for every row of the instance that a complete full-refresh file lacks.
 
-    Only call it for a manifest whose :attr:`LoadManifest.deletes_by_absence` is true. The deletion
-    time d is ``snapshot_at`` (s); rows whose version was observed after s (``observed_at > s``:
-    edited or created after the snapshot, loaded earlier from a later extract) keep their version, and
-    rows already deleted before s get the later time. A v1 manifest (no ``snapshot_at``) uses its window
-    end as d for rows observed strictly before it, as the old loader did; without a window end, d is
-    each row's own ``observed_at`` (``load_time`` when it has none), so any newer version restores it.
+    Only call it for a manifest whose :attr:`LoadManifest.deletes_by_absence` is true. The deletion time d is
+    ``snapshot_at`` (s); rows whose version was observed after s (``observed_at > s``: edited or created after the
+    snapshot, loaded earlier from a later extract), or whose K cannot order them before s
+    (:func:`~.ordering.absence_proves`: whole-second times in the snapshot's own second), keep their version, and rows
+    already deleted before s get the later time. A v1 manifest (no ``snapshot_at``) uses its window end as d for rows
+    observed strictly before it, as the old loader did; without a window end, d is each row's own ``observed_at``
+    (``load_time`` when it has none), so any newer version restores it.
     """
     p = dialect.placeholder
     head = f"INSERT INTO {STAGE_TABLE} (record_id, from_file, deleted_at) SELECT p.record_id, 0, "
@@ -252,12 +239,17 @@ def full_refresh_sql(
     if bound is None:
         sql = head + f"COALESCE(p.observed_at, CAST({p} AS TEXT))" + tail.format(cond="p.deleted_at IS NULL")
         return sql, (load_time, INSTANCE)
-    version_cmp = "<=" if snapshot_at else "<"
+    if snapshot_at is None:
+        cond = (
+            f"(p.deleted_at IS NOT NULL AND p.deleted_at < {p}) "
+            f"OR (p.deleted_at IS NULL AND COALESCE(p.observed_at, '') < {p})"
+        )
+        return head + f"CAST({p} AS TEXT)" + tail.format(cond=cond), (bound, INSTANCE, bound, bound)
     cond = (
         f"(p.deleted_at IS NOT NULL AND p.deleted_at < {p}) "
-        f"OR (p.deleted_at IS NULL AND COALESCE(p.observed_at, '') {version_cmp} {p})"
+        f"OR (p.deleted_at IS NULL AND {absence_proves('p.observed_at', 'p.updated_at', p)})"
     )
-    return head + f"CAST({p} AS TEXT)" + tail.format(cond=cond), (bound, INSTANCE, bound, bound)
+    return head + f"CAST({p} AS TEXT)" + tail.format(cond=cond), (bound, INSTANCE, bound, bound, bound)
 
 
 def kept_absent_sql(dialect: SqlDialect, table: str) -> str:
@@ -314,12 +306,13 @@ def resolve_sql(dialect: SqlDialect, table: str) -> str:
     Params: ``snap``, the instance's latest complete snapshot time, ``None`` when there is none or when
     this manifest is that snapshot; ``snap_all``, the same including this manifest's; instance id.
 
-    Per id: the best version of (stored, staged) by :func:`_beats` (``took`` = 1 when it is the staged
+    Per id: the best version of (stored, staged) by :func:`~.ordering.beats` (``took`` = 1 when it is the staged
     one; a tombstone row's empty version always loses; a staged version with the stored ``data`` is the
     stored version seen again: never rewritten, it only lowers ``observed_at`` to the earlier of the
     two), and the later deletion of the two. A staged
     version that would create or restore the row although it was observed no later than the instance's
-    latest complete snapshot (:func:`snapshot_select_sql`) is deleted at that snapshot: the snapshot
+    latest complete snapshot (:func:`snapshot_select_sql`) and ordered before it
+    (:func:`~.ordering.absence_proves`) is deleted at that snapshot: the snapshot
     held every live record and did not hold it (the same ``d >= observed_at`` rule as the absence
     deletions :func:`full_refresh_sql` stages when that snapshot was loaded). The row is a deletion
     (``is_deleted`` = 1, ``deleted_at`` = d, data of the best version, or ``null``) iff there is a
@@ -331,7 +324,7 @@ def resolve_sql(dialect: SqlDialect, table: str) -> str:
     ne = dialect.distinct_op
     pick = (
         "CASE WHEN s.data IS NOT NULL AND (p.record_id IS NULL OR p.data = "
-        f"'{TOMBSTONE_DATA}' OR (p.data <> s.data AND {_beats('s', 'p')})) THEN 1 ELSE 0 END"
+        f"'{TOMBSTONE_DATA}' OR (p.data <> s.data AND {beats('s', 'p')})) THEN 1 ELSE 0 END"
     )
     joined = (
         f"SELECT CAST({p} AS TEXT) AS snap, CAST({p} AS TEXT) AS snap_all, "
@@ -360,7 +353,8 @@ def resolve_sql(dialect: SqlDialect, table: str) -> str:
     )
     snapped = (
         "SELECT m.*, CASE WHEN m.snap IS NOT NULL AND m.took = 1 AND (m.existed = 0 OR m.p_d IS NOT NULL) "
-        "AND COALESCE(m.b_k, '') <= m.snap AND (m.del0 IS NULL OR m.snap > m.del0) THEN m.snap ELSE m.del0 END "
+        f"AND {absence_proves('m.b_k', 'm.b_u', 'm.snap')} "
+        "AND (m.del0 IS NULL OR m.snap > m.del0) THEN m.snap ELSE m.del0 END "
         f"AS del FROM ({merged}) m"
     )
     gone = (
