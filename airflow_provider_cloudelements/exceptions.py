@@ -214,9 +214,11 @@ def __getattr__(name: str) -> Any:
 
 
 class CloudElementsModelError(CloudElementsConfigError):
-    """A common-resource model (definitions + per-element transformations) that cannot be applied:
-    unknown element or vendor resource, unknown vendor field, a type the element cannot convert, a
-    duplicate or unmapped field. Raised before any call.
+    """A common-resource model that cannot be applied (raised before any call).
+
+    A common-resource model (definitions + per-element transformations) that cannot be applied: unknown element or
+    vendor resource, unknown vendor field, a type the element cannot convert, a duplicate or unmapped field. Raised
+    before any call.
 
     :ivar resource: the common resource concerned (``None`` for model-level problems).
     :ivar field: the common or vendor field path concerned, when there is one.

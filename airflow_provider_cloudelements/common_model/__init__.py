@@ -1,5 +1,7 @@
-"""Common-resource models: declared common resources with typed fields and, per element, the vendor
-resource and field mapping (reference §10; devportal ``docs/guides/common-resources/*``).
+"""Common-resource models: common resources with typed fields and their per-element mappings.
+
+Common-resource models: declared common resources with typed fields and, per element, the vendor resource and field
+mapping (reference §10; devportal ``docs/guides/common-resources/*``).
 
 A model is data (JSON, see ``finance.json`` for the built-in finance model, documented in
 ``docs/common-model.md``)::
@@ -281,8 +283,9 @@ def _mapping(res: CommonResource, element: str, raw: Any) -> ElementMapping:
 
 
 def load_model(source: CommonModel | dict[str, Any] | str | Path) -> CommonModel:
-    """A validated :class:`CommonModel` from a model object, a dict, a built-in name (``"finance"``) or
-    a JSON file path.
+    """Load and validate a common-resource model.
+
+    A validated :class:`CommonModel` from a model object, a dict, a built-in name (``"finance"``) or a JSON file path.
 
     :raises CloudElementsModelError: unknown element or vendor resource, unknown vendor field, a type
         the element cannot convert, a duplicate / unmapped / badly typed field, a bad name — before any call.
@@ -350,16 +353,20 @@ def finance_model() -> CommonModel:
 
 
 def resolve_common(resource: str, model: CommonModel | None = None) -> CommonResource | None:
-    """The common resource named ``resource`` in ``model`` (default: the built-in finance model), or
-    ``None`` when ``resource`` is not a common resource (then it is an element resource).
+    """Return the common resource named ``resource``, or ``None`` for an element resource.
+
+    The common resource named ``resource`` in ``model`` (default: the built-in finance model), or ``None`` when
+    ``resource`` is not a common resource (then it is an element resource).
     """
     return (model or finance_model()).resources.get(resource)
 
 
 def is_common_resource(name: str, element_key: str | None = None) -> bool:
-    """Whether ``name`` is a common resource of the built-in model or of a model loaded in this process
-    (:func:`load_model`) — that maps ``element_key`` when given; resource checks
-    (``utils.elements.check_resource``) accept those names.
+    """Whether ``name`` is a known common resource (mapped by ``element_key`` when given).
+
+    Whether ``name`` is a common resource of the built-in model or of a model loaded in this process
+    (:func:`load_model`) — that maps ``element_key`` when given; resource checks (``utils.elements.check_resource``)
+    accept those names.
     """
     found = _REGISTERED.get(name) or finance_model().resources.get(name)
     return found is not None and (element_key is None or element_key in found.mappings)
@@ -370,11 +377,13 @@ def _registered_resource(name: str) -> CommonResource | None:
 
 
 def spec_for(element_key: str, resource: str) -> ElementSpec:
-    """The record conventions for ``resource`` on ``element_key``: the element's
-    :class:`~airflow_provider_cloudelements.utils.elements.ElementSpec`, or, for a common resource, the
-    same spec with the common fields — updated field ``updated_at`` (ISO-8601 UTC), id ``id``, soft
-    delete ``active == false``, no version field. CEQL date literals keep the element's format (the
-    service translates the common field to the vendor one, reference §10.4).
+    """Return the record conventions (an ``ElementSpec``) for ``resource`` on ``element_key``.
+
+    The record conventions for ``resource`` on ``element_key``: the element's
+    :class:`~airflow_provider_cloudelements.utils.elements.ElementSpec`, or, for a common resource, the same spec with
+    the common fields — updated field ``updated_at`` (ISO-8601 UTC), id ``id``, soft delete ``active == false``, no
+    version field. CEQL date literals keep the element's format (the service translates the common field to the vendor
+    one, reference §10.4).
 
     :raises CloudElementsConfigError: unknown element key.
     """
@@ -396,8 +405,10 @@ def spec_for(element_key: str, resource: str) -> ElementSpec:
 
 
 def vendor_resource_for(element_key: str, resource: str) -> str:
-    """The element resource behind ``resource`` (itself unless it is a common resource the element maps):
-    events (``objectType``) and tombstones are recorded under the vendor resource (reference §10.4).
+    """Return the element resource behind ``resource``.
+
+    The element resource behind ``resource`` (itself unless it is a common resource the element maps): events
+    (``objectType``) and tombstones are recorded under the vendor resource (reference §10.4).
     """
     common = _registered_resource(resource) or resolve_common(resource, None)
     if common is None or element_key not in common.mappings:

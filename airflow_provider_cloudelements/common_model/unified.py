@@ -1,6 +1,7 @@
-"""Load extracts of common resources into one table per common resource, across elements and instances,
-and answer a cross-system question from those tables (the ``cloudelements_unified_finance_sync``
-example DAG, ``make demo``).
+"""Unified tables: one table per common resource across elements and instances.
+
+Load extracts of common resources into one table per common resource, across elements and instances, and answer a
+cross-system question from those tables (the ``cloudelements_unified_finance_sync`` example DAG, ``make demo``).
 
 Table ``common_<resource>`` (``-`` → ``_``): primary key ``(source_element, instance_id, id)``; one column
 per scalar common field (dots → ``_``: ``address.city`` → ``address_city``; ``string``/``date`` →
@@ -99,13 +100,14 @@ def _stored(
 
 
 def load_manifests(engine: sa.Engine, manifests: Any, model: CommonModel | None = None) -> list[dict[str, Any]]:
-    """Apply extract manifests of common resources to the unified tables, one transaction per manifest,
-    by the loader's ordering rule (docs/reliability.md): a live version replaces the stored one when its
-    observed time K = max(updated_at, snapshot_at) is later (then the later ``updated_at``; a full tie
-    writes nothing), beats a stored deletion when K is later than the deletion; a tombstone (``deleted_at``
-    d) wins when d >= K of the stored row and is kept as a row also for ids never loaded; a *complete*
-    full refresh marks the instance's live rows it lacks deleted at its ``snapshot_at`` (when that is not
-    older than the row). Reruns write nothing.
+    """Apply extract manifests of common resources to the unified tables.
+
+    Apply extract manifests of common resources to the unified tables, one transaction per manifest, by the loader's
+    ordering rule (docs/reliability.md): a live version replaces the stored one when its observed time K =
+    max(updated_at, snapshot_at) is later (then the later ``updated_at``; a full tie writes nothing), beats a stored
+    deletion when K is later than the deletion; a tombstone (``deleted_at`` d) wins when d >= K of the stored row and is
+    kept as a row also for ids never loaded; a *complete* full refresh marks the instance's live rows it lacks deleted
+    at its ``snapshot_at`` (when that is not older than the row). Reruns write nothing.
 
     :param engine: a SQLAlchemy engine (SQLite, PostgreSQL …).
     :param manifests: what extract operators return (a dict, or a list of them: mapped extracts).
@@ -213,8 +215,10 @@ order by source_element, instance_id, customer_id
 
 
 def open_receivables(engine: sa.Engine) -> list[tuple[str, int, str, float, int]]:
-    """Open receivables per customer across every system: ``(source_element, instance_id, customer_id,
-    open balance, open invoices)`` from ``common_invoices`` (status ``OPEN``, not deleted).
+    """Return open receivables per customer across every system.
+
+    Open receivables per customer across every system: ``(source_element, instance_id, customer_id, open balance, open
+    invoices)`` from ``common_invoices`` (status ``OPEN``, not deleted).
     """
     with engine.connect() as conn:
         return [
@@ -224,10 +228,12 @@ def open_receivables(engine: sa.Engine) -> list[tuple[str, int, str, float, int]
 
 
 def invoice_truth(element: str, raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The finance model's main ``common-invoices`` fields computed straight from a raw vendor invoice by
-    the rules of docs/common-model.md (independent of the transformation engine: the ground truth the
-    tests and ``make demo`` compare with): ``id``, ``customer_id``, ``total_amount``, ``balance``,
-    ``status`` (``OPEN``/``PAID``/``DRAFT``), ``active``, ``lines`` (line amounts).
+    """Compute the finance model's main invoice fields straight from a raw vendor invoice.
+
+    The finance model's main ``common-invoices`` fields computed straight from a raw vendor invoice by the rules of
+    docs/common-model.md (independent of the transformation engine: the ground truth the tests and ``make demo`` compare
+    with): ``id``, ``customer_id``, ``total_amount``, ``balance``, ``status`` (``OPEN``/``PAID``/``DRAFT``), ``active``,
+    ``lines`` (line amounts).
     """
     if element == "quickbooks":
         balance = float(raw["balance"])
@@ -267,8 +273,10 @@ def invoice_truth(element: str, raw: Mapping[str, Any]) -> dict[str, Any]:
 def open_receivables_truth(
     element: str, instance_id: int, raw_invoices: Iterable[Mapping[str, Any]]
 ) -> list[tuple[str, int, str, float, int]]:
-    """The :func:`open_receivables` answer from an element's raw invoices (the emulator's ground truth),
-    by :func:`invoice_truth`: live invoices with status ``OPEN``, summed ``balance`` per customer.
+    """Compute the open-receivables answer from an element's raw invoices (the ground truth).
+
+    The :func:`open_receivables` answer from an element's raw invoices (the emulator's ground truth), by
+    :func:`invoice_truth`: live invoices with status ``OPEN``, summed ``balance`` per customer.
     """
     sums: dict[str, list[float]] = {}
     for raw in raw_invoices:

@@ -1,5 +1,7 @@
-"""Hook methods for common-resource definitions and transformations at every level (reference §10.2;
-devportal ``docs/guides/common-resources/createapi.md``, ``mappingapi.md``, ``_includes/transformations.md``).
+"""Hook methods for common-resource definitions and transformations at every level.
+
+Hook methods for common-resource definitions and transformations at every level (reference §10.2; devportal
+``docs/guides/common-resources/createapi.md``, ``mappingapi.md``, ``_includes/transformations.md``).
 
 Mixed into :class:`~airflow_provider_cloudelements.hooks.cloudelements.CloudElementsHook`; every call
 goes through the hook's ``_call(method, path, hub=False, ...)`` (platform auth ``User …, Organization
@@ -81,10 +83,11 @@ def transformations_path(level: str, scope_id: int | None, element_key: str | No
 
 
 class CommonResourcesHookMixin:
-    """Definitions and transformations (reference §10.2). Answers are the JSON bodies Cloud Elements
-    returns: a definition ``{"fields": [{"path", "type"}], "level"}``, a transformation
-    ``{"vendorName", "fields": [{"path", "vendorPath", "type"?, "vendorType"?}], "script"?, "level"}``,
-    listings map object name → body.
+    """Definitions and transformations at organization, account and instance level (reference §10.2).
+
+    Definitions and transformations (reference §10.2). Answers are the JSON bodies Cloud Elements returns: a definition
+    ``{"fields": [{"path", "type"}], "level"}``, a transformation ``{"vendorName", "fields": [{"path", "vendorPath",
+    "type"?, "vendorType"?}], "script"?, "level"}``, listings map object name → body.
 
     :raises CloudElementsNotFoundError: reads/deletes of unknown entries (404).
     :raises CloudElementsConflictError: ``create_*`` of an existing entry (409).

@@ -1,6 +1,7 @@
-"""Transformations as code: make Cloud Elements' common resources match a declared model (reference §10;
-devportal ``docs/guides/common-resources/createapi.md``, ``mappingapi.md``). See
-``docs/operators/common-resources.md``.
+"""Transformations as code: make Cloud Elements' common resources match a declared model.
+
+Transformations as code: make Cloud Elements' common resources match a declared model (reference §10; devportal
+``docs/guides/common-resources/createapi.md``, ``mappingapi.md``). See ``docs/operators/common-resources.md``.
 """
 
 from __future__ import annotations

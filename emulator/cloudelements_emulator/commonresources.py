@@ -1,6 +1,8 @@
-"""Common-resource definitions and transformations at organization, account and instance level
-(reference §10.1-§10.4; devportal ``docs/guides/common-resources/index.md``, ``createapi.md``,
-``mappingapi.md``, ``_includes/transformations.md``).
+"""Common-resource definitions and transformations at organization, account and instance level.
+
+Common-resource definitions and transformations at organization, account and instance level (reference §10.1-§10.4;
+devportal ``docs/guides/common-resources/index.md``, ``createapi.md``, ``mappingapi.md``,
+``_includes/transformations.md``).
 
 * **Definitions** ``{"fields": [{"path", "type"}]}`` per ``(level, scope, objectName)``; POST of an
   existing one → 409, GET/DELETE of an unknown one → 404, PUT replaces (or creates).

@@ -144,8 +144,10 @@ class HubService:
         return found
 
     def target(self, inst: dict[str, Any], resource: str) -> tuple[str, Mapping | None]:
-        """``(element resource, transformation or None)`` of a path segment: a common resource name
-        (reference §10.4) is served from its transformation's ``vendorName`` resource.
+        """Return ``(element resource, transformation or None)`` of a path segment.
+
+        ``(element resource, transformation or None)`` of a path segment: a common resource name (reference §10.4) is
+        served from its transformation's ``vendorName`` resource.
         """
         mapping = self.transforms.effective(inst, self.resolve(inst, resource))
         if mapping is not None and not mapping.overlay:
@@ -571,9 +573,11 @@ def bare_id(raw_id: Any) -> str:
 
 
 def _bare_qbo_id_literals(where: str) -> str:
-    """``id = '22|3'`` / ``id IN ('22|3', '5')`` → the same with bare ids: a QBO id read as
-    ``<id>|<syncToken>`` can be fed back into a CEQL ``where`` (the predicate compares ``id`` on the part
-    before ``|``, :meth:`HubService.predicate`). Unparseable text is returned as is (compiling reports it).
+    """Rewrite QBO ``<id>|<syncToken>`` literals in a CEQL ``where`` to bare ids.
+
+    ``id = '22|3'`` / ``id IN ('22|3', '5')`` → the same with bare ids: a QBO id read as ``<id>|<syncToken>`` can be fed
+    back into a CEQL ``where`` (the predicate compares ``id`` on the part before ``|``, :meth:`HubService.predicate`).
+    Unparseable text is returned as is (compiling reports it).
     """
     try:
         tree = sqlglot.parse_one(f"SELECT * FROM t WHERE {where}", read="mysql")

@@ -157,8 +157,10 @@ def get_path(record: Any, steps: tuple[Step, ...]) -> Any:
 
 
 def set_path(target: dict[str, Any], steps: tuple[Step, ...], value: Any) -> None:
-    """Write ``value`` at ``steps``, creating objects / arrays / filtered items; across a ``[*]``
-    ``value`` must be a list and is written element-wise.
+    """Write ``value`` at ``steps``, creating objects, arrays and filtered items.
+
+    Write ``value`` at ``steps``, creating objects / arrays / filtered items; across a ``[*]`` ``value`` must be a list
+    and is written element-wise.
     """
     cur: Any = target
     for i, step in enumerate(steps):

@@ -1,6 +1,8 @@
-"""Common-resource definitions and transformations (reference §10.2; devportal
-``docs/guides/common-resources/createapi.md``, ``mappingapi.md``, ``_includes/transformations.md``).
-Platform auth (``User …, Organization …``). Semantics in :mod:`..commonresources`.
+"""HTTP routes of common-resource definitions and transformations (reference §10.2).
+
+Common-resource definitions and transformations (reference §10.2; devportal
+``docs/guides/common-resources/createapi.md``, ``mappingapi.md``, ``_includes/transformations.md``). Platform auth
+(``User …, Organization …``). Semantics in :mod:`..commonresources`.
 
 Definitions, per level (``{L}`` = ``/organizations``, ``/accounts``, ``/accounts/{accountId}``,
 ``/instances/{instanceId}``):
@@ -59,9 +61,11 @@ _TAGS: list[str | Enum] = ["common resources"]
 
 
 def _openapi(path: str) -> dict[str, Any]:
-    """Path parameters the shared handlers read from ``request.path_params``, described for
-    ``/openapi.json`` (element keys and the one account id as enums); ``/accounts`` without an id is an
-    alias of ``/accounts/{accountId}`` and stays out of the schema.
+    """Describe a route's path parameters for ``/openapi.json``.
+
+    Path parameters the shared handlers read from ``request.path_params``, described for ``/openapi.json`` (element keys
+    and the one account id as enums); ``/accounts`` without an id is an alias of ``/accounts/{accountId}`` and stays out
+    of the schema.
     """
     params: list[dict[str, Any]] = []
     if "{scope_id:int}" in path:
