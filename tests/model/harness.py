@@ -464,8 +464,8 @@ class Harness:
         only to the resolution of its times: with whole-second updated times (QBE ``TimeModified``,
         FreshBooks ``updated``) and a version observed by a paged extract (floored ``snapshot_at``), a
         change in the snapshot's own second cannot be ordered before or after it (the loader keeps such
-        a version until the next complete snapshot, ``transfers.storage_to_sql.ordering.absence_proves``), so for those elements
-        the proof starts at that second.
+        a version until the next complete snapshot: ``transfers.storage_to_sql.ordering.absence_proves``),
+        so for those elements the proof starts at that second.
         """
         bound = min(ex.t_pre_ms, _ms(ex.manifest.get("snapshot_at")) or ex.t_pre_ms)
         if ex.stream.element_key in WHOLE_SECOND:
