@@ -398,6 +398,10 @@ def main() -> int:
             print(f"  TYPED MISMATCH {problem}")
         ok &= _ask(warehouse, truths)
         warehouse.close()
+        # the unified finance sync: one table per common resource across the three systems (issue 15)
+        from unified_demo import run_unified  # scripts/unified_demo.py (this script's folder is on sys.path)
+
+        ok &= run_unified(emu, env, airflow, WORK)
 
         leaked = _scan_for_secrets(_secrets(emu))
         if leaked:

@@ -23,7 +23,7 @@ from airflow.sdk import ObjectStoragePath
 from airflow_provider_cloudelements.common_model import CommonModel, CommonResource, finance_model
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
 from airflow_provider_cloudelements.transfers.storage_to_sql import rows as sqlsync
-from airflow_provider_cloudelements.utils.records import field_value
+from airflow_provider_cloudelements.utils.records import field_value, stable_id
 
 _SQL_TYPES: dict[str, Any] = {"string": sa.Text, "date": sa.Text, "number": sa.Float, "boolean": sa.Boolean}
 
@@ -62,7 +62,7 @@ def _table(metadata: sa.MetaData, resource: CommonResource) -> sa.Table:
 
 def _row(record: Mapping[str, Any], resource: CommonResource, element: str, instance_id: int) -> dict[str, Any]:
     row: dict[str, Any] = {"source_element": element, "instance_id": instance_id}
-    row["id"] = str(record[resource.id_field])
+    row["id"] = stable_id(record[resource.id_field], element)  # QBO serves <id>|<syncToken>: one row per record
     for name, (path, kind) in columns_of(resource).items():
         value = field_value(record, path)
         if kind is sa.Text and isinstance(value, (list, dict)):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cloudelements_emulator.hubservice import bare_id
 
 from airflow_provider_cloudelements.common_model import finance_model, load_model, vendor_fields
 from airflow_provider_cloudelements.common_model.unified import invoice_truth
@@ -67,8 +68,13 @@ def expected_invoice(element: str, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _project(row: dict[str, Any]) -> dict[str, Any]:
-    keys = ("id", "customer_id", "total_amount", "balance", "status", "updated_at")
-    return {**{k: row.get(k) for k in keys}, "lines": [ln.get("amount") for ln in row.get("lines", [])]}
+    keys = ("customer_id", "total_amount", "balance", "status", "updated_at")
+    # QBO serves ids as <id>|<syncToken> (mapped through unchanged); the truth names the stable id
+    return {
+        "id": bare_id(row.get("id")),
+        **{k: row.get(k) for k in keys},
+        "lines": [ln.get("amount") for ln in row.get("lines", [])],
+    }
 
 
 def test_apply_model_create_noop_drift_and_dry_run(emu: Any, clean: CloudElementsHook) -> None:
@@ -130,13 +136,13 @@ def test_write_through_common_resource(emu: Any, clean: CloudElementsHook, conn:
     hook = CloudElementsHook(conn, instance_id=inst["id"])
     body = {"name": "Common Co", "email": "ap@common.test", "address": {"city": "Lyon", "postal_code": "69001"}}
     created = hook.create_record("common-customers", body)
-    raw = next(r for r in emu.state.records(inst["id"], "customers") if r["id"] == created["id"])
+    raw = next(r for r in emu.state.records(inst["id"], "customers") if bare_id(r["id"]) == bare_id(created["id"]))
     assert raw["displayName"] == "Common Co" and raw["primaryEmailAddr"] == {"address": "ap@common.test"}
     assert raw["billAddr"]["city"] == "Lyon" and raw["billAddr"]["postalCode"] == "69001"
     assert created["address"] == {"city": "Lyon", "postal_code": "69001"} and "displayName" not in created
     updated = hook.update_record("common-customers", created["id"], {"phone": "555-0100"})
     assert updated["phone"] == "555-0100" and updated["name"] == "Common Co"
-    raw = next(r for r in emu.state.records(inst["id"], "customers") if r["id"] == created["id"])
+    raw = next(r for r in emu.state.records(inst["id"], "customers") if bare_id(r["id"]) == bare_id(created["id"]))
     assert raw["primaryPhone"] == {"freeFormNumber": "555-0100"}
 
 
