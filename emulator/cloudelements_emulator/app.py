@@ -48,8 +48,8 @@ TAGS = [
 class ServerDate:
     """ASGI middleware stamping every response with its exact ``Date``.
 
-    ASGI middleware: the ``Date`` header of every response is the time it is sent (RFC 9110 section 6.6.1, second resolution,
-    as Cloud Elements sends it). uvicorn's own header is refreshed once a second and lags up to a second behind, which
+    The ``Date`` header of every response is the time it is sent (RFC 9110 section 6.6.1, second
+    resolution, as Cloud Elements sends it). uvicorn's own header is refreshed once a second and lags up to a second behind, which
     made clients' server-clock readings (a paged extract's ``snapshot_at``) up to a second too early; the server runs
     with ``date_header=False``.
     """
