@@ -1,205 +1,31 @@
-"""Deterministic, fast record generation per element convention (reference §3.5).
-
-Faker is used once per seed to build small pools (names, companies, addresses, words); records
-are then combined from the pools with a ``random.Random`` seeded from
-``(seed, element key, instance id, resource)`` — so 1M invoices take seconds, not minutes, and the
-same config always yields the same data.
-
-A builder returns the *business* fields of one record; :func:`stamp` adds the system fields
-(id, version, timestamps, active flags) so hub creates/updates share the exact same conventions.
-"""
+"""QuickBooks Enterprise (``quickbooksonprem``) record builders: PascalCase QBXML ``*Ret`` shapes."""
 
 from __future__ import annotations
 
-import functools
 import random
-from collections.abc import Callable, Iterator
-from typing import Any
-
-from faker import Faker
+from collections.abc import Iterator
 
 from cloudelements_emulator import timefmt
 from cloudelements_emulator.elements import ElementDef
-
-Record = dict[str, Any]
-Builder = Callable[[random.Random, "Pools", int, int, int], Record]
-
-_QBE_ID_BASE = 0x80000000
-_YEAR_MS = 365 * 24 * 3600 * 1000
-_MONTH_MS = 30 * 24 * 3600 * 1000
-
-
-class Pools:
-    """Value pools built once per seed with Faker."""
-
-    def __init__(self, seed: int) -> None:
-        fake = Faker("en_US")
-        fake.seed_instance(seed)
-        self.first = [fake.first_name() for _ in range(300)]
-        self.last = [fake.last_name() for _ in range(300)]
-        self.company = [fake.company() for _ in range(400)]
-        self.street = [fake.street_address() for _ in range(400)]
-        self.city = [fake.city() for _ in range(200)]
-        self.state = [fake.state_abbr() for _ in range(50)]
-        self.postcode = [fake.postcode() for _ in range(300)]
-        self.phone = [fake.numerify("(###) ###-####") for _ in range(300)]
-        self.domain = [fake.free_email_domain() for _ in range(20)]
-        self.words = [fake.word() for _ in range(400)]
-        self.sentences = [fake.sentence(nb_words=6) for _ in range(200)]
-        self.products = [f"{fake.word().title()} {fake.word().title()}" for _ in range(300)]
+from cloudelements_emulator.generator.common import (
+    _CURRENCIES,
+    _MONTH_MS,
+    _QBE_ID_BASE,
+    _YEAR_MS,
+    Builder,
+    Pools,
+    Record,
+    _email,
+    _int,
+    _money,
+    _pick,
+    _ref,
+    pools,
+)
+from cloudelements_emulator.generator.fixtures import FIXTURES, _with_fixtures
+from cloudelements_emulator.generator.system import stamp
 
 
-@functools.lru_cache(maxsize=4)
-def pools(seed: int) -> Pools:
-    return Pools(seed)
-
-
-# ---------------------------------------------------------------- ids and system fields
-def record_id(element: ElementDef, seq: int, created_ms: int) -> str | int:
-    """Id of the ``seq``-th record (1-based), in the element's id style.
-
-    QBO ``"42"``, QBE ``"8000002A-1700000000"`` (8 hex digits, so string order == creation order),
-    FreshBooks v2 the integer ``42``, FreshBooks Classic ``"42"``.
-    """
-    if element.style == "qbe":
-        return f"{_QBE_ID_BASE + seq:08X}-{created_ms // 1000}"
-    if element.key == "freshbooksv2":
-        return seq
-    return str(seq)
-
-
-def seq_of(element: ElementDef, raw_id: str) -> int | None:
-    """Inverse of :func:`record_id`; QBO also accepts ``<id>|<syncToken>``. ``None`` if malformed."""
-    text = str(raw_id).split("|", 1)[0]
-    if element.style == "qbe":
-        head = text.split("-", 1)[0]
-        try:
-            value = int(head, 16) - _QBE_ID_BASE
-        except ValueError:
-            return None
-        return value if value > 0 else None
-    return int(text) if text.isdigit() and int(text) > 0 else None
-
-
-def version_of(element: ElementDef, record: Record) -> str | None:
-    """Optimistic-concurrency token: QBO ``syncToken``, QBE ``EditSequence``; FreshBooks none."""
-    if element.style == "qbo":
-        return record.get("syncToken")
-    if element.style == "qbe":
-        return record.get("EditSequence")
-    return None
-
-
-def stamp(
-    element: ElementDef,
-    resource: str,
-    body: Record,
-    seq: int,
-    created_ms: int,
-    updated_ms: int,
-    version: int,
-    composite: bool = False,
-) -> Record:
-    """Return ``body`` with the element's system fields (id first) for a record at ``version``.
-
-    ``composite``: QuickBooks Online ids carry the sync token, ``"<id>|<syncToken>"`` (reference §3.5).
-    """
-    kind = element.date_kind
-    created = timefmt.render(timefmt.truncate(created_ms, kind), kind)
-    updated = timefmt.render(timefmt.truncate(updated_ms, kind), kind)
-    rid = record_id(element, seq, created_ms)
-    if element.style == "qbo":
-        out: Record = {"id": f"{rid}|{version}" if composite else rid, "syncToken": str(version)}
-        out.update(body)
-        out["domain"] = "QBO"
-        out["sparse"] = False
-        out["metaData"] = {"createTime": created, "lastUpdatedTime": updated}
-        if resource == "preferences":
-            out["Id"], out["SyncToken"] = out["id"], out["syncToken"]
-        if resource in element.list_resources:
-            out.setdefault("active", True)
-        return out
-    if element.style == "qbe":
-        out = {
-            element.id_field(resource): rid,
-            "TimeCreated": created,
-            "TimeModified": updated,
-            "EditSequence": str(updated_ms // 1000 + version),
-        }
-        out.update(body)
-        if resource in element.list_resources:
-            out.setdefault("IsActive", True)
-        return out
-    out = {"id": rid}
-    out.update(body)
-    if element.key == "freshbooks" and resource in _FB_CLASSIC_OWN_ID:
-        out[_FB_CLASSIC_OWN_ID[resource]] = rid
-    out["created_at"] = created
-    out["updated"] = updated
-    if resource in element.soft_delete:
-        out.setdefault("vis_state", 0)
-    return out
-
-
-#: FreshBooks Classic records also carry their own id under the API's name (``client_id`` of a client, …).
-_FB_CLASSIC_OWN_ID = {
-    "customers": "client_id",
-    "invoices": "invoice_id",
-    "payments": "payment_id",
-    "items": "item_id",
-    "taxes": "tax_id",
-    "vendors": "contractor_id",
-    "hooks": "callback_id",
-}
-
-
-def strip_system(element: ElementDef, resource: str, record: Record) -> Record:
-    """Remove the fields :func:`stamp` owns (used before re-stamping on update)."""
-    owned = {
-        "id",
-        "syncToken",
-        "domain",
-        "sparse",
-        "metaData",
-        "ListID",
-        "TxnID",
-        "TimeCreated",
-        "TimeModified",
-        "EditSequence",
-        "created_at",
-        "updated",
-        "Id",
-        "SyncToken",
-    }
-    if element.key == "freshbooks" and resource in _FB_CLASSIC_OWN_ID:
-        owned.add(_FB_CLASSIC_OWN_ID[resource])
-    return {k: v for k, v in record.items() if k not in owned}
-
-
-# ---------------------------------------------------------------- helpers (hot path: avoid choice/randint)
-def _pick(r: random.Random, seq: list[Any]) -> Any:
-    return seq[int(r.random() * len(seq))]
-
-
-def _int(r: random.Random, low: int, high: int) -> int:
-    """Uniform integer in ``[low, high]`` (faster than ``randint``)."""
-    return low + int(r.random() * (high - low + 1))
-
-
-def _money(r: random.Random, low: float = 20.0, high: float = 5000.0) -> float:
-    return round(low + r.random() * (high - low), 2)
-
-
-def _ref(r: random.Random, p: Pools, n: int) -> dict[str, str]:
-    i = _int(r, 1, max(n, 1))
-    return {"value": str(i), "name": f"{p.last[i % 300]}, {p.first[i % 300]}"}
-
-
-def _email(r: random.Random, p: Pools, first: str, last: str) -> str:
-    return f"{first.lower()}.{last.lower()}{_int(r, 1, 999)}@{_pick(r, p.domain)}"
-
-
-# ---------------------------------------------------------------- QuickBooks Online (camelCase)
 def _qbo_party(resource: str) -> Builder:
     def build(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
         first, last = _pick(r, p.first), _pick(r, p.last)
@@ -363,18 +189,6 @@ _ACCOUNT_TYPES = [
     ("Expense", "ADVERTISING_PROMOTIONAL", "EXPENSE"),
     ("Accounts Receivable", "ACCOUNTS_RECEIVABLE", "ASSET"),
 ]
-_CURRENCIES = [
-    ("USD", "United States Dollar"),
-    ("EUR", "Euro"),
-    ("GBP", "British Pound Sterling"),
-    ("CAD", "Canadian Dollar"),
-    ("AUD", "Australian Dollar"),
-    ("JPY", "Japanese Yen"),
-    ("CHF", "Swiss Franc"),
-    ("MXN", "Mexican Peso"),
-    ("INR", "Indian Rupee"),
-    ("SEK", "Swedish Krona"),
-]
 
 
 def _qbo_list(resource: str) -> Builder:
@@ -455,7 +269,6 @@ def _qbo_time(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Rec
     }
 
 
-# ---------------------------------------------------------------- QuickBooks Enterprise (PascalCase QBXML)
 def _qbe_ref(r: random.Random, p: Pools, n: int) -> dict[str, str]:
     i = _int(r, 1, max(n, 1))
     return {
@@ -597,7 +410,6 @@ def _qbe_journal(r: random.Random, p: Pools, seq: int, created: int, n: int) -> 
     }
 
 
-# ---------------------------------------------------------------- FreshBooks (snake_case)
 def _fb(resource: str) -> Builder:
     def build(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
         if resource == "customers":
@@ -881,57 +693,6 @@ def _fb_extra(resource: str, classic: bool) -> Builder:
         }
 
     return build
-
-
-#: Lookup data the vendor's tests (churros) expect in a sandbox company, seeded as the first records.
-FIXTURES: dict[tuple[str, str], list[Record]] = {
-    ("qbe", "classes"): [{"Name": "Automatic Pool Systems", "FullName": "Automatic Pool Systems"}],
-    ("qbe", "credit-terms"): [
-        {"Name": "1% 10 Net 30", "FullName": "1% 10 Net 30", "StdDueDays": "30", "StdDiscountDays": "10"},
-        {
-            "Name": "Net 30",
-            "FullName": "Net 30",
-            "StdDueDays": "30",
-            "StdDiscountDays": "0",
-            "DiscountPct": "0.00",
-        },
-    ],
-    ("qbe", "ledger-accounts"): [
-        {"Name": "Checking", "FullName": "Checking", "AccountType": "Bank"},
-        {
-            "Name": "Accounts Receivable",
-            "FullName": "Accounts Receivable",
-            "AccountType": "AccountsReceivable",
-        },
-        {"Name": "Accounts Payable", "FullName": "Accounts Payable", "AccountType": "AccountsPayable"},
-    ],
-    ("qbe", "payment-methods"): [
-        {"Name": "Check", "FullName": "Check", "PaymentMethodType": "Check"},
-        {"Name": "Cash", "FullName": "Cash", "PaymentMethodType": "Cash"},
-    ],
-    ("qbe", "tax-codes"): [
-        {"Name": "Non", "FullName": "Non", "IsTaxable": False, "Desc": "Non-Taxable Sales"},
-        {"Name": "Tax", "FullName": "Tax", "IsTaxable": True, "Desc": "Taxable Sales"},
-    ],
-    ("qbe", "inventory-sites"): [{"Name": "Sample Site", "FullName": "Sample Site"}],
-    ("qbe", "vendors"): [{"Name": "TEST", "FullName": "TEST", "CompanyName": "TEST"}],
-    ("qbe", "customers"): [{"Name": "Blue, Dale", "FullName": "Blue, Dale", "FirstName": "Dale", "LastName": "Blue"}],
-    ("qbo", "departments"): [{"name": "Sales", "fullyQualifiedName": "Sales"}],
-    ("qbo", "payment-methods"): [
-        {"name": "Cash", "type": "NON_CREDIT_CARD"},
-        {"name": "Check", "type": "NON_CREDIT_CARD"},
-    ],
-}
-
-
-def _with_fixtures(build: Builder, fixtures: list[Record]) -> Builder:
-    def wrapped(r: random.Random, p: Pools, seq: int, created: int, n: int) -> Record:
-        rec = build(r, p, seq, created, n)
-        if seq <= len(fixtures):
-            rec.update(fixtures[seq - 1])
-        return rec
-
-    return wrapped
 
 
 def builder_for(element: ElementDef, resource: str) -> Builder:
