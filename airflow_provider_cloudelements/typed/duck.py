@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
-from airflow_provider_cloudelements.typed.schema import DUCKDB_DIALECT
+from airflow_provider_cloudelements.typed.statements import DUCKDB_DIALECT
 
 __all__ = ["DUCKDB_DIALECT", "DuckDBConnection"]
 

@@ -10,7 +10,8 @@ where present, ``version_num``/``deleted_at``), with every ordering, idempotency
     instance_id BIGINT, record_id TEXT, version_num BIGINT (QBO syncToken / QBE EditSequence, NULL for
     FreshBooks), updated_at TEXT (ISO-8601 UTC, from the raw row), is_deleted INTEGER (0/1),
     deleted_at TEXT, synced_at TEXT (the raw row's: the projection's watermark), then one column per
-    scalar field (``customer_ref__value``, ``total_amt``, ...; see :mod:`.schema` for names and types)
+    scalar field (``customer_ref__value``, ``total_amt``, ...; see :mod:`.schema` for names, :mod:`.inference`
+    for types)
 
 ``ce_typed_<element>_<resource>__<array>`` (child, primary key ``(instance_id, parent_id, position)``)
     one row per item of a top-level array of objects (QBO ``line``, QBE ``InvoiceLineRet``,
@@ -36,70 +37,39 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
 from airflow_provider_cloudelements.models.timestamps import format_utc
 from airflow_provider_cloudelements.transfers.storage_to_sql.dialect import SqlDialect, table_name
-from airflow_provider_cloudelements.typed import schema as sch
+from airflow_provider_cloudelements.typed import history, statements
 from airflow_provider_cloudelements.typed.flatten import Flattener, flatten
-from airflow_provider_cloudelements.typed.schema import BOOLEAN, INTEGER, NUMBER, TEXT, Engine, TableSchema
+from airflow_provider_cloudelements.typed.inference import (
+    NATIVE,
+    Batch,
+    FieldHints,
+    converter,
+    hints_from_metadata,
+    needed_type,
+    scan,
+)
+from airflow_provider_cloudelements.typed.schema import TableSchema, child_table_name, typed_table_name
+from airflow_provider_cloudelements.typed.statements import TODO_TABLE, Engine, page_sql, resolve_engine, todo_sql
 from airflow_provider_cloudelements.utils import jsonfast
 from airflow_provider_cloudelements.utils.elements import get_element
 from airflow_provider_cloudelements.utils.records import record_version
 
+__all__ = ["COMPILED_FLATTENERS", "project", "resolve_engine", "typed_table_name"]
+
 log = logging.getLogger(__name__)
 
-#: Python types a column of each logical type takes without conversion.
-_NATIVE: dict[str, frozenset[type]] = {
-    BOOLEAN: frozenset({bool}),
-    INTEGER: frozenset({int}),
-    NUMBER: frozenset({int, float}),
-    TEXT: frozenset({str}),
-}
-_PY_TYPE = {bool: BOOLEAN, float: NUMBER, str: TEXT}
 #: Flatten records with a compiled function per record shape (:class:`~.flatten.Flattener`); ``False``
 #: uses the generic :func:`~.flatten.flatten` (the benchmark measures both in one run).
 COMPILED_FLATTENERS = True
 #: Name a DuckDB Arrow batch is registered under for one statement.
 _ARROW_BATCH = "ce_typed_arrow_batch"
-
-
-def typed_table_name(table_prefix: str, element_key: str, resource: str) -> str:
-    """Parent typed table: ``ce_`` + ``quickbooks`` + ``invoices`` -> ``ce_typed_quickbooks_invoices``."""
-    return table_name(f"{table_prefix}typed_", element_key, resource)
-
-
-def resolve_engine(dialect: Engine | SqlDialect | str) -> Engine:
-    """The :class:`~.schema.Engine` for an :class:`Engine`, a loader :class:`SqlDialect` or a name."""
-    if isinstance(dialect, Engine):
-        return dialect
-    engine = sch.get_engine(dialect.name if isinstance(dialect, SqlDialect) else str(dialect))
-    placeholder = getattr(dialect, "placeholder", None)
-    if isinstance(dialect, SqlDialect) and placeholder != engine.placeholder:
-        raise CloudElementsConfigError(
-            f"Typed tables need the {engine.placeholder!r} parameter marker on {engine.name}"
-        )
-    return engine
-
-
-@dataclass
-class _Batch:
-    """Scan state of one table for one page.
-
-    :ivar seen: python types seen per path.
-    :ivar forced_text: paths that got a value only ``text`` can hold.
-    :ivar checks: per record *shape* (keys and value types), the ``(path, target type)`` pairs whose
-        string values must be checked against a non-text column or hint; records of one resource have
-        few shapes, so most records cost one tuple build and one dict lookup.
-    """
-
-    seen: dict[str, set[type]] = field(default_factory=dict)
-    forced_text: set[str] = field(default_factory=set)
-    checks: dict[tuple[Any, ...], list[tuple[str, str]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -117,72 +87,6 @@ class _Table:
         return [by_column[column] for column in self.schema.columns]
 
 
-def _scan(batch: _Batch, table: _Table, flat: Mapping[str, Any], shape: tuple[Any, ...] | None = None) -> None:
-    if shape is None:
-        shape = (*flat, *map(type, flat.values()))
-    checks = batch.checks.get(shape)
-    if checks is None:
-        checks = batch.checks[shape] = _new_shape(batch, table, flat)
-    for path, target in checks:
-        if not sch.string_fits(flat[path], target):
-            batch.forced_text.add(path)
-
-
-def _new_shape(batch: _Batch, table: _Table, flat: Mapping[str, Any]) -> list[tuple[str, str]]:
-    seen = batch.seen
-    paths = table.schema.paths
-    columns = table.schema.columns
-    checks: list[tuple[str, str]] = []
-    for path, value in flat.items():
-        kind = type(value)
-        kinds = seen.get(path)
-        if kinds is None:
-            seen[path] = {kind}
-        else:
-            kinds.add(kind)
-        if kind is str:
-            column = paths.get(path)
-            target = columns[column] if column is not None else table.hints.get(path)
-            if target is not None and target != TEXT:
-                checks.append((path, target))
-        elif kind is int and sch.value_type(value) == TEXT:
-            batch.forced_text.add(path)  # beyond 64 bits (checked once per shape)
-    return checks
-
-
-def _needed_type(current: str | None, kinds: set[type], forced_text: bool) -> str:
-    if forced_text:
-        return TEXT
-    result = current
-    for kind in kinds:
-        if kind is str:
-            logical = current if current is not None else TEXT  # strings that fit were checked by _scan
-        else:
-            logical = _PY_TYPE.get(kind, INTEGER)
-        result = logical if result is None else sch.widen(result, logical)
-    return result or TEXT
-
-
-def _to_text(value: Any) -> Any:
-    if value is None or type(value) is str:
-        return value
-    if type(value) is bool:
-        return "true" if value else "false"
-    return str(value)
-
-
-def _converter(logical: str, decimal_numbers: bool) -> Callable[[Any], Any]:
-    if logical == TEXT:
-        return _to_text
-    if logical == BOOLEAN:
-        return lambda v: v == "true" if type(v) is str else v
-    if logical == INTEGER:
-        return lambda v: int(v) if type(v) in (bool, str) else v
-    if decimal_numbers:
-        return lambda v: Decimal(v) if type(v) is str else (int(v) if type(v) is bool else v)
-    return lambda v: float(v) if type(v) is str else (int(v) if type(v) is bool else v)
-
-
 class _Projection:
     """One call of :func:`project` (holds the cursor, schemas and counters)."""
 
@@ -195,7 +99,7 @@ class _Projection:
         parent_name: str,
         instance_id: int,
         element_key: str,
-        hints: sch.FieldHints,
+        hints: FieldHints,
         stamp: str,
     ) -> None:
         self.cur = cur
@@ -220,8 +124,8 @@ class _Projection:
         return {path: logical for (arr, path), logical in self.hints.types.items() if arr == array_path}
 
     def load_schemas(self) -> None:
-        self.cur.execute(sch.history_select_sql(self.engine), (self.parent_name, self.parent_name))
-        schemas = sch.schemas_from_history(self.parent_name, self.cur.fetchall())
+        self.cur.execute(history.history_select_sql(self.engine), (self.parent_name, self.parent_name))
+        schemas = history.schemas_from_history(self.parent_name, self.cur.fetchall())
         schemas.setdefault("", TableSchema(name=self.parent_name))
         for array_path, schema in schemas.items():
             self.tables[array_path] = _Table(schema, self._hints_for(array_path))
@@ -244,8 +148,8 @@ class _Projection:
             new,
             self.stamp,
         )
-        self.cur.execute(sch.history_insert_sql(self.engine), row)
-        self.changes.append(dict(zip(sch.HISTORY_COLUMNS, row, strict=True)))
+        self.cur.execute(history.history_insert_sql(self.engine), row)
+        self.changes.append(dict(zip(history.HISTORY_COLUMNS, row, strict=True)))
         log.info(
             "Typed schema change on %s: %s %s%s",
             schema.name,
@@ -255,7 +159,7 @@ class _Projection:
         )
 
     def _create(self, table: _Table) -> None:
-        self.cur.execute(sch.create_table_sql(self.engine, table.schema))
+        self.cur.execute(statements.create_table_sql(self.engine, table.schema))
         table.schema.exists = True
         self._record(table, "create_table", None, None, None, None)
         for path, column in table.schema.paths.items():
@@ -264,19 +168,19 @@ class _Projection:
     def child(self, array_path: str) -> _Table:
         table = self.tables.get(array_path)
         if table is None:
-            name = sch.child_table_name(self.parent_name, array_path)
+            name = child_table_name(self.parent_name, array_path)
             table = _Table(TableSchema(name=name, array_path=array_path), self._hints_for(array_path))
             self.tables[array_path] = table
         return table
 
-    def evolve(self, table: _Table, batch: _Batch) -> dict[int, Callable[[Any], Any]]:
+    def evolve(self, table: _Table, batch: Batch) -> dict[int, Callable[[Any], Any]]:
         """Add/widen columns for what ``batch`` saw; returns ``{field index: converter}`` for its rows."""
         schema = table.schema
         new_columns: list[tuple[str, str, str]] = []
         for path, kinds in batch.seen.items():
             column = schema.paths.get(path)
             current = schema.columns[column] if column is not None else table.hints.get(path)
-            needed = _needed_type(current, kinds, path in batch.forced_text)
+            needed = needed_type(current, kinds, path in batch.forced_text)
             if column is None:
                 column = schema.allocate(path)
                 schema.paths[path] = column
@@ -284,7 +188,7 @@ class _Projection:
                 new_columns.append((column, path, needed))
             elif needed != current:
                 assert current is not None
-                for statement in sch.widen_column_sql(self.engine, schema.name, column, current, needed):
+                for statement in statements.widen_column_sql(self.engine, schema.name, column, current, needed):
                     self.cur.execute(statement)
                 schema.columns[column] = needed
                 self._record(table, "widen", column, path, current, needed)
@@ -292,11 +196,11 @@ class _Projection:
             self._create(table)
         else:
             for column, path, logical in new_columns:
-                self.cur.execute(sch.add_column_sql(self.engine, schema.name, column, logical))
+                self.cur.execute(statements.add_column_sql(self.engine, schema.name, column, logical))
                 self._record(table, "add_column", column, path, None, logical)
         key = tuple(schema.columns.items())
         if key != table.key:
-            table.sql, table.order = sch.upsert_sql(self.engine, schema)
+            table.sql, table.order = statements.upsert_sql(self.engine, schema)
             expected = (*schema.system_columns, *schema.columns)
             if table.order != expected:  # pragma: no cover - SQLAlchemy renders VALUES in table order
                 raise AssertionError(f"unexpected parameter order {table.order}")
@@ -305,16 +209,16 @@ class _Projection:
         for index, path in enumerate(table.paths_in_order()):
             batch_kinds = batch.seen.get(path)
             logical = schema.columns[schema.paths[path]]
-            if batch_kinds and not batch_kinds <= _NATIVE[logical]:
-                converters[index] = _converter(logical, self.engine.decimal_numbers)
+            if batch_kinds and not batch_kinds <= NATIVE[logical]:
+                converters[index] = converter(logical, self.engine.decimal_numbers)
         return converters
 
     # ---- rows -----------------------------------------------------------------------------------
 
     def page(self, rows: Sequence[Sequence[Any]]) -> None:
         parent = self.tables[""]
-        parent_batch = _Batch()
-        child_batches: dict[str, _Batch] = {}
+        parent_batch = Batch()
+        child_batches: dict[str, Batch] = {}
         parents: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
         children: dict[str, list[tuple[tuple[Any, ...], dict[str, Any]]]] = {}
         replace: list[tuple[int, str]] = []
@@ -330,7 +234,7 @@ class _Projection:
             if version is None and isinstance(record, Mapping):  # raw tables of the old loader: no version_num
                 version = record_version(record, self.spec)
             parents.append(((iid, rid, version, updated_at, deleted, deleted_at, synced_at), flat))
-            _scan(parent_batch, parent, flat, shape)
+            scan(parent_batch, parent, flat, shape)
             if existing:
                 replace.append((iid, rid))
             if deleted:
@@ -338,7 +242,7 @@ class _Projection:
                 continue
             for array_path, items in arrays.items():
                 table = self.child(array_path)
-                batch = child_batches.setdefault(array_path, _Batch())
+                batch = child_batches.setdefault(array_path, Batch())
                 out = children.setdefault(array_path, [])
                 flatten_item = self.flatten_item.get(array_path)
                 if flatten_item is None:
@@ -348,7 +252,7 @@ class _Projection:
                         item_flat, item_shape = flatten_item(item)
                     else:
                         item_flat, item_shape = flatten(item), None
-                    _scan(batch, table, item_flat, item_shape)
+                    scan(batch, table, item_flat, item_shape)
                     out.append(((iid, rid, position), item_flat))
         self.projected += len(parents)
 
@@ -363,7 +267,7 @@ class _Projection:
         tables = [t.schema.name for t in self.tables.values() if t.schema.array_path and t.schema.exists]
         if self.engine.name != "duckdb":
             for name in tables:
-                self.cur.executemany(sch.delete_children_sql(self.engine, name), keys)
+                self.cur.executemany(statements.delete_children_sql(self.engine, name), keys)
             return
         import pyarrow as pa
 
@@ -379,7 +283,7 @@ class _Projection:
         finally:
             self.cur.unregister(_ARROW_BATCH)
 
-    def _write(self, table: _Table, batch: _Batch, rows: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+    def _write(self, table: _Table, batch: Batch, rows: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
         converters = self.evolve(table, batch)
         paths = table.paths_in_order()
         params: list[tuple[Any, ...]] = []
@@ -400,12 +304,12 @@ class _Projection:
         # DuckDB runs executemany row by row (a few hundred rows/s); an Arrow batch is one vectorised insert
         import pyarrow as pa
 
-        types = sch.arrow_types(table.schema)
+        types = statements.arrow_types(table.schema)
         batch = pa.table(
             [pa.array(column, type=kind) for column, kind in zip(zip(*params, strict=True), types, strict=True)],
             names=list(table.order),
         )
-        sql, _ = sch.upsert_sql(self.engine, table.schema, source=_ARROW_BATCH)
+        sql, _ = statements.upsert_sql(self.engine, table.schema, source=_ARROW_BATCH)
         self.cur.register(_ARROW_BATCH, batch)
         try:
             self.cur.execute(sql)
@@ -445,40 +349,6 @@ def _table_exists(cur: Any, engine: Engine, name: str) -> bool:
             (name,),
         )
     return bool(cur.fetchall())
-
-
-#: Temp table of the record ids to project in this call (``record_id``, ``existing`` 0/1).
-_TODO = "ce_typed_todo"
-
-
-def _todo_sql(engine: Engine, raw: str, typed: str) -> list[str]:
-    """Statements collecting the stale record ids in one pass (param of the last: the instance id).
-
-    One anti-join of the raw and typed keys, so every page below is an index lookup whatever the
-    planner knows about the (freshly created, unanalysed) typed table.
-    """
-    p = engine.placeholder
-    return [
-        f"DROP TABLE IF EXISTS {_TODO}",
-        f"CREATE TEMP TABLE {_TODO} (record_id {engine.sql.key_text_type} PRIMARY KEY, existing INTEGER NOT NULL)",
-        f"INSERT INTO {_TODO} (record_id, existing) "
-        f"SELECT r.record_id, CASE WHEN t.record_id IS NULL THEN 0 ELSE 1 END "
-        f"FROM {engine.quote(raw)} r LEFT JOIN {engine.quote(typed)} t "
-        f"ON t.instance_id = r.instance_id AND t.record_id = r.record_id "
-        f"WHERE r.instance_id = {p} AND (t.record_id IS NULL OR t.synced_at <> r.synced_at)",
-    ]
-
-
-def _page_sql(engine: Engine, raw: str, raw_columns: set[str]) -> str:
-    """One page of stale raw rows in id order (params: instance id, last id of the previous page, limit)."""
-    p = engine.placeholder
-    version = "r.version_num" if "version_num" in raw_columns else "NULL"
-    deleted_at = "r.deleted_at" if "deleted_at" in raw_columns else "NULL"
-    return (
-        f"SELECT r.record_id, r.is_deleted, r.updated_at, r.synced_at, r.data, {version}, {deleted_at}, k.existing "
-        f"FROM {_TODO} k JOIN {engine.quote(raw)} r ON r.instance_id = {p} AND r.record_id = k.record_id "
-        f"WHERE k.record_id > {p} ORDER BY k.record_id LIMIT {p}"
-    )
 
 
 def project(
@@ -522,7 +392,7 @@ def project(
     get_element(element_key)  # CloudElementsConfigError for an unknown key, before the database is touched
     raw = table_name(table_prefix, element_key, resource)
     typed = typed_table_name(table_prefix, element_key, resource)
-    hints = sch.hints_from_metadata(metadata)
+    hints = hints_from_metadata(metadata)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise CloudElementsConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     if manage_transaction and engine.name == "sqlite" and getattr(conn, "isolation_level", None) is not None:
@@ -542,10 +412,10 @@ def project(
             cur.execute(engine.lock_sql, (typed,))
         if not _table_exists(cur, engine, raw):
             raise CloudElementsConfigError(f"Raw table {raw} does not exist: load the resource before projecting it")
-        if not _table_exists(cur, engine, sch.HISTORY_TABLE):
+        if not _table_exists(cur, engine, history.HISTORY_TABLE):
             if engine.lock_sql:  # concurrent first projections of different tables: one creates it
-                cur.execute(engine.lock_sql, (sch.HISTORY_TABLE,))
-            cur.execute(sch.history_ddl(engine))
+                cur.execute(engine.lock_sql, (history.HISTORY_TABLE,))
+            cur.execute(history.history_ddl(engine))
         job = _Projection(
             cur,
             engine,
@@ -557,13 +427,13 @@ def project(
             stamp=format_utc(datetime.now(timezone.utc)),
         )
         job.load_schemas()
-        select = _page_sql(engine, raw, _raw_columns(cur, engine, raw))
-        todo = _todo_sql(engine, raw, typed)
+        select = page_sql(engine, raw, _raw_columns(cur, engine, raw))
+        todo = todo_sql(engine, raw, typed)
         for statement in todo[:-1]:
             cur.execute(statement)
         cur.execute(todo[-1], (int(instance_id),))
         if engine.name == "postgres":
-            cur.execute(f"ANALYZE {_TODO}")  # a temp table has no statistics: let the planner see its size
+            cur.execute(f"ANALYZE {TODO_TABLE}")  # a temp table has no statistics: let the planner see its size
         last = ""
         gc_was_enabled = gc.isenabled()
         gc.disable()  # a page is many acyclic dicts: generational GC passes would cost ~2x (restored below)
@@ -580,7 +450,7 @@ def project(
         finally:
             if gc_was_enabled:
                 gc.enable()
-        cur.execute(f"DROP TABLE IF EXISTS {_TODO}")
+        cur.execute(f"DROP TABLE IF EXISTS {TODO_TABLE}")
         if manage_transaction:
             conn.commit()
     except BaseException:
