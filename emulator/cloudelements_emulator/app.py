@@ -49,9 +49,9 @@ class ServerDate:
     """ASGI middleware stamping every response with its exact ``Date``.
 
     The ``Date`` header of every response is the time it is sent (RFC 9110 section 6.6.1, second
-    resolution, as Cloud Elements sends it). uvicorn's own header is refreshed once a second and lags up to a second behind, which
-    made clients' server-clock readings (a paged extract's ``snapshot_at``) up to a second too early; the server runs
-    with ``date_header=False``.
+    resolution, as Cloud Elements sends it). uvicorn's own header is refreshed once a second and lags up
+    to a second behind, which made clients' server-clock readings (a paged extract's ``snapshot_at``) up
+    to a second too early; the server runs with ``date_header=False``.
     """
 
     def __init__(self, app: Any) -> None:
