@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import AssetAlias, BaseOperator, ObjectStoragePath
 
+from airflow_provider_cloudelements import storage
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsBulkJobError,
     CloudElementsConfigError,
@@ -207,6 +208,9 @@ class _CloudElementsExtractBase(BaseOperator):
     :param cloudelements_conn_id: Airflow connection of type ``cloudelements``.
     :param output_base: landing root, any ``ObjectStoragePath`` URI (``file://``, or ``s3://``/``gs://``… with their
         Airflow provider installed); default env ``CLOUDELEMENTS_OUTPUT_BASE`` or ``~/cloudelements-data``. Templated.
+    :param output_conn_id: Airflow connection of the object store (e.g. an ``aws`` connection for ``s3://``);
+        default: the one in the URI (``s3://<conn_id>@bucket/…``), else the store's default credentials.
+        The bucket must exist and be writable; checked before any job is submitted. Templated.
     :param output_format: ``ndjson`` (default), ``csv`` (bulk only) or ``parquet`` (needs pyarrow).
     :param where: extra CEQL condition ANDed with the window (reference §3.4); a filtered full refresh
         is not ``complete`` (the loader never deletes by its absence). Templated.
@@ -230,7 +234,15 @@ class _CloudElementsExtractBase(BaseOperator):
         next complete full refresh. Default True.
     """
 
-    template_fields: Sequence[str] = ("resource", "instance_id", "output_base", "where", "window_start", "window_end")
+    template_fields: Sequence[str] = (
+        "resource",
+        "instance_id",
+        "output_base",
+        "output_conn_id",
+        "where",
+        "window_start",
+        "window_end",
+    )
     operator_extra_links: tuple[Any, ...] = (CloudElementsInstanceLink(),)
     ui_color = "#dbeafe"
     mode = "bulk"
@@ -243,6 +255,7 @@ class _CloudElementsExtractBase(BaseOperator):
         element_key: str | None = None,
         cloudelements_conn_id: str = CloudElementsHook.default_conn_name,
         output_base: str | None = None,
+        output_conn_id: str | None = None,
         output_format: str = "ndjson",
         where: str | None = None,
         full_refresh: bool | str = "auto",
@@ -269,6 +282,7 @@ class _CloudElementsExtractBase(BaseOperator):
         self.element_key = element_key
         self.cloudelements_conn_id = cloudelements_conn_id
         self.output_base = output_base
+        self.output_conn_id = output_conn_id
         self.output_format = output_format
         self.where = where
         self.full_refresh = full_refresh
@@ -317,13 +331,14 @@ class _CloudElementsExtractBase(BaseOperator):
         if self.where:
             ceql.validate_where(self.where, element_key)
         folder = partition_path(
-            self.output_base or default_output_base(),
+            storage.output_root(self.output_base or default_output_base(), self.output_conn_id),
             element_key=element_key,
             instance_id=instance_id,
             resource=self.resource,
             window_start=window.start,
             window_end=window.end,
         )
+        storage.check_output_folder(folder)  # bucket, credentials, writable: before any job is submitted
         self._push_instance_link(context, instance_id)
         return ExtractPlan(
             instance_id=instance_id,
