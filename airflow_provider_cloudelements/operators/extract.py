@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from airflow.providers.common.compat.sdk import conf
 from airflow.sdk import AssetAlias, BaseOperator, ObjectStoragePath
 
-from airflow_provider_cloudelements import storage
+from airflow_provider_cloudelements import openlineage, storage
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsBulkJobError,
     CloudElementsConfigError,
@@ -121,6 +121,9 @@ __all__ = [
 DEFAULT_OUTPUT_BASE = "file://" + os.path.join(os.path.expanduser("~"), "cloudelements-data")
 #: AssetAlias every extract emits its landed dataset under (event-driven downstream DAGs).
 EXTRACT_ASSET_ALIAS = "cloudelements_extracts"
+#: Default ``outlets`` of the extract operators (mapped and unmapped): the alias above. A list (Airflow
+#: concatenates ``inlets + outlets``); never mutated here, each unmapped operator copies it.
+DEFAULT_OUTLETS: list[Any] = [AssetAlias(EXTRACT_ASSET_ALIAS)]
 #: task_state_store key holding the submitted bulk job and its plan (shared by retries of one task instance).
 STATE_KEY = "cloudelements_bulk_job"
 #: Seconds kept between our own deadline and ``execution_timeout`` so the job can still be cancelled.
@@ -264,10 +267,13 @@ class _CloudElementsExtractBase(BaseOperator):
         window_end: Any = None,
         naive_timezone: str | None = None,
         capture_deletes: bool = True,
+        outlets: Any = DEFAULT_OUTLETS,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", [AssetAlias(EXTRACT_ASSET_ALIAS)])
-        super().__init__(**kwargs)
+        # A signature default (not kwargs.setdefault): .partial() takes BaseOperator defaults from the
+        # signature, so mapped extracts get the alias too and emit asset events (a setdefault saw the
+        # partial's outlets=[] and mapped extracts emitted none).
+        super().__init__(outlets=outlets, **kwargs)
         if output_format not in FORMAT_SUFFIX:
             raise CloudElementsConfigError(
                 f"output_format must be one of {sorted(FORMAT_SUFFIX)}, got {output_format!r}"
@@ -404,6 +410,7 @@ class _CloudElementsExtractBase(BaseOperator):
                 published.get("snapshot_at"),
             )
         self._emit_asset_event(context, published)
+        self._landed_manifest = published  # for get_openlineage_facets_on_complete
         self.log.info(
             "Landed %s %s records (%s bytes) of %s/%s at %s (snapshot_at %s, complete=%s)",
             published["records"],
@@ -416,6 +423,10 @@ class _CloudElementsExtractBase(BaseOperator):
             published.get("complete"),
         )
         return published
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the Cloud Elements resource -> its landed files (:func:`openlineage.extract_lineage`)."""
+        return openlineage.extract_lineage(getattr(self, "_landed_manifest", None))
 
     def _emit_asset_event(self, context: Context, manifest: dict[str, Any]) -> None:
         if not any(isinstance(o, AssetAlias) and o.name == EXTRACT_ASSET_ALIAS for o in self.outlets):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath
 
+from airflow_provider_cloudelements import openlineage
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsConfigError,
     CloudElementsDataError,
@@ -617,4 +618,10 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
                 )
         finally:
             conn.close()
+        self._loaded = (raw, summaries)  # for get_openlineage_facets_on_complete
         return summaries[0] if single else summaries
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the landed files of each manifest -> its table (:func:`openlineage.load_lineage`)."""
+        raw, summaries = getattr(self, "_loaded", ([], []))
+        return openlineage.load_lineage(raw, summaries, self.conn_id)

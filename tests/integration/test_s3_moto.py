@@ -11,10 +11,8 @@ always holds a manifest naming files that exist, and no object is ever copied (d
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from airflow_provider_cloudelements.operators.reports import CloudElementsReport
 from airflow_provider_cloudelements.operators.sql import CloudElementsSqlUpsertOperator
 from airflow_provider_cloudelements.storage import output_root
 from airflow_provider_cloudelements.utils.records import record_id
+from tests.integration.conftest import aws_connection_json, moto_client
 from tests.operators.conftest import Ctx, run_operator
 
 pytest.importorskip("s3fs")
@@ -41,51 +40,18 @@ START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 END = datetime(2025, 7, 1, tzinfo=timezone.utc)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1 for this module, stopped at its end."""
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A boto3 client of the moto server (the test's own view) and the ``ce_s3`` Airflow connection."""
-    import boto3
-
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{S3_CONN.upper()}",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "moto-key",
-                "password": "moto-secret",
-                "extra": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"},
-            }
-        ),
-    )
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        aws_access_key_id="moto-key",
-        aws_secret_access_key="moto-secret",
-        region_name="us-east-1",
-    )
+    monkeypatch.setenv(f"AIRFLOW_CONN_{S3_CONN.upper()}", aws_connection_json(moto_endpoint))
+    # Airflow caches one filesystem per (protocol, conn_id) for the process: drop one built before the
+    # connection pointed at this server
+    from airflow.sdk.io.store import _STORE_CACHE
+
+    _STORE_CACHE.pop(f"s3-{S3_CONN}", None)
+    client = moto_client(moto_endpoint)
     if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
         client.create_bucket(Bucket=BUCKET)
     return client
