@@ -483,6 +483,7 @@ def test_celery_workers_both_executed_tasks(finished_run: FinishedRun) -> None:
             text = (stack.logs / f"{name}.log").read_text(errors="replace")
             executed[name] = text.count("Executing workload in Celery")
             assert stack.procs[name].poll() is None, f"{name} is not running"
+    print(f"\nCelery workloads executed per worker: {executed}")
     assert len(executed) == 2 and all(executed.values()), f"workloads executed per worker: {executed}"
     # every task try (plus each resume after a deferral) is one workload; none ran outside the workers
     assert sum(executed.values()) >= len(finished_run.tis), executed
