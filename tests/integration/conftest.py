@@ -2,7 +2,9 @@
 
 Fixtures reused from the other suites: the operator tests' private emulator per module (``emu``,
 ``conn``, ``out``) and the example-DAG runs' environment (``sync_env``, ``load_dag``; session ``emulator``).
-``moto_endpoint`` is one moto S3 server on 127.0.0.1 for the session, stopped at its end.
+``moto_endpoint`` is one moto S3 server on 127.0.0.1 per test module, stopped at the module's end (its
+threads must not outlive the module: later tests fork, and a fork while a server thread holds a lock
+can hang the child).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ __all__ = ["aws_connection_json", "conn", "emu", "load_dag", "moto_client", "out
 MOTO_KEY, MOTO_SECRET, MOTO_REGION = "moto-key", "moto-secret", "us-east-1"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    """A moto S3 server on a free 127.0.0.1 port (threaded, in this process); stopped after the session."""
+    """A moto S3 server on a free 127.0.0.1 port (threaded, in this process); stopped after the module."""
     pytest.importorskip("s3fs")
     server_mod = pytest.importorskip("moto.server")
     with socket.socket() as s:
