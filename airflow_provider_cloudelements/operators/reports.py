@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
+from airflow_provider_cloudelements import storage
 from airflow_provider_cloudelements.exceptions import CloudElementsApiError, CloudElementsConfigError
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.models.timestamps import zone
@@ -155,6 +156,7 @@ class CloudElementsReportOperator(BaseOperator):
     :param cloudelements_conn_id: Airflow connection of type ``cloudelements``.
     :param output_base: landing root (any ``ObjectStoragePath`` URI); default env
         ``CLOUDELEMENTS_OUTPUT_BASE`` or ``~/cloudelements-data``. Templated.
+    :param output_conn_id: Airflow connection of the object store (as for the extract operators). Templated.
     :param period_start: explicit interval start (overrides ``data_interval_start``). Templated.
     :param period_end: explicit interval end, exclusive (overrides ``data_interval_end``). Templated.
     :param report_timezone: IANA zone the interval is read in to get calendar days (the company's
@@ -167,7 +169,14 @@ class CloudElementsReportOperator(BaseOperator):
     :raises CloudElementsApiError: a QBE answer that is not exactly one report; API errors.
     """
 
-    template_fields: Sequence[str] = ("report", "instance_id", "output_base", "period_start", "period_end")
+    template_fields: Sequence[str] = (
+        "report",
+        "instance_id",
+        "output_base",
+        "output_conn_id",
+        "period_start",
+        "period_end",
+    )
     ui_color = "#e0f2fe"
 
     def __init__(
@@ -178,6 +187,7 @@ class CloudElementsReportOperator(BaseOperator):
         element_key: str | None = None,
         cloudelements_conn_id: str = CloudElementsHook.default_conn_name,
         output_base: str | None = None,
+        output_conn_id: str | None = None,
         period_start: Any = None,
         period_end: Any = None,
         report_timezone: str = "UTC",
@@ -192,6 +202,7 @@ class CloudElementsReportOperator(BaseOperator):
         self.element_key = element_key
         self.cloudelements_conn_id = cloudelements_conn_id
         self.output_base = output_base
+        self.output_conn_id = output_conn_id
         self.period_start = period_start
         self.period_end = period_end
         if not isinstance(report_timezone, str) or not report_timezone.strip():
@@ -226,13 +237,14 @@ class CloudElementsReportOperator(BaseOperator):
         snapshot = snapshot_time(hook)  # before the report is requested: a lower bound of its time
         body, title, rows = self._fetch(hook, element_key, first, last)
         folder = (
-            ObjectStoragePath(self.output_base or default_output_base())
+            storage.output_root(self.output_base or default_output_base(), self.output_conn_id)
             / element_key
             / f"instance={instance_id}"
             / "reports"
             / slug
             / f"period={first.isoformat()}_{last.isoformat()}"
         )
+        storage.check_output_folder(folder)
         token = run_token(snapshot)
         report_path = folder / landed_name(slug, token, "json")
         rows_path = folder / landed_name(slug, token, "ndjson")

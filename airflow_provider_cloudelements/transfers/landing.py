@@ -2,7 +2,8 @@
 
 A file is first written to a hidden temporary sibling (``.<name>.<uuid>.part``) and moved to its
 final path only once it is complete and reconciled, so a failed or partial download never leaves a
-file at the final path.
+file at the final path. On object stores the object is uploaded straight to its final key instead, which
+the store shows only once the upload is complete (no copy; :mod:`airflow_provider_cloudelements.storage`).
 
 Publishing rule of a partition folder (:func:`publish_manifest`): every run writes **run-unique**
 files ``<resource>.<token>.<kind>`` (:func:`run_token`: the snapshot time in milliseconds plus a short
@@ -33,6 +34,7 @@ from typing import Any, BinaryIO, cast
 
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_cloudelements import storage
 from airflow_provider_cloudelements.models.manifest import MANIFEST_NAME
 
 log = logging.getLogger(__name__)
@@ -129,8 +131,14 @@ def staged_file(final: ObjectStoragePath, mode: str = "wb") -> Iterator[tuple[Bi
     """Yield ``(handle, publish)``: write to ``handle``, call ``publish()`` to move it to ``final``.
 
     If the block exits without ``publish()`` having been called, or raises, the temporary file is
-    deleted: nothing is ever half-written at ``final``.
+    deleted: nothing is ever half-written at ``final``. On object stores the object is uploaded straight
+    to ``final`` and appears only when published (:func:`~airflow_provider_cloudelements.storage.staged_object`:
+    no copy, no bucket or folder created).
     """
+    if not storage.is_local(final):
+        with storage.staged_object(final, mode) as staged:
+            yield staged
+        return
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(final)
     published = False

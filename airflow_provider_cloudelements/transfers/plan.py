@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import ObjectStoragePath
+from airflow.sdk import AssetAlias, ObjectStoragePath
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
 from airflow_provider_cloudelements.models.manifest import MANIFEST_NAME, MANIFEST_VERSION, ExtractManifest
@@ -42,6 +42,9 @@ __all__ = [
 DEFAULT_OUTPUT_BASE = "file://" + os.path.join(os.path.expanduser("~"), "cloudelements-data")
 #: AssetAlias every extract emits its landed dataset under (event-driven downstream DAGs).
 EXTRACT_ASSET_ALIAS = "cloudelements_extracts"
+#: Default ``outlets`` of the extract operators (mapped and unmapped): the alias above. A list (Airflow
+#: concatenates ``inlets + outlets``); never mutated here.
+DEFAULT_OUTLETS: list[Any] = [AssetAlias(EXTRACT_ASSET_ALIAS)]
 log = logging.getLogger(__name__)
 
 

@@ -1,7 +1,8 @@
 """A real, multi-process Airflow 3 deployment in a temp folder, for the deployment checks.
 
 ``airflow db migrate``, then ``api-server``, ``scheduler``, ``dag-processor`` and ``triggerer`` as
-separate subprocesses (LocalExecutor on SQLite, like ``airflow standalone``), each logging to its own
+separate subprocesses (LocalExecutor on SQLite, like ``airflow standalone``; or the CeleryExecutor with a
+Redis broker and ``celery_workers`` separate ``airflow celery worker`` processes), each logging to its own
 file. Readiness is polled (``/api/v2/monitor/health``), never slept. Every process is started in its
 own session (process group) so :meth:`AirflowDeployment.stop` can end it *and* its children (API
 server workers, LocalExecutor workers, task supervisors) by group id: SIGTERM, then SIGKILL after a
@@ -34,6 +35,7 @@ from typing import Any
 import httpx
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+CELERY = "CeleryExecutor"
 
 
 def free_port() -> int:
@@ -60,8 +62,17 @@ class AirflowDeployment:
     extra_env: dict[str, str] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
+    #: ``LocalExecutor`` or ``CeleryExecutor`` (then ``celery_broker_url`` is required).
+    executor: str = "LocalExecutor"
+    celery_broker_url: str | None = None
+    celery_workers: int = 2
+    celery_concurrency: int = 2
 
     def __post_init__(self) -> None:
+        if self.executor == CELERY and not self.celery_broker_url:
+            raise ValueError("the CeleryExecutor needs celery_broker_url")
+        if self.celery_broker_url:
+            self.secrets = [*self.secrets, self.celery_broker_url]
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs = self.home / "process-logs"
         self.logs.mkdir(exist_ok=True)
@@ -82,8 +93,8 @@ class AirflowDeployment:
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                # What `airflow standalone` forces: a local executor flavour on SQLite.
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                # What `airflow standalone` forces: a local executor flavour on SQLite (default).
+                "AIRFLOW__CORE__EXECUTOR": self.executor,
                 "AIRFLOW__CORE__PARALLELISM": "8",
                 "AIRFLOW__CORE__FERNET_KEY": fernet_key,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
@@ -117,6 +128,15 @@ class AirflowDeployment:
                 "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "1",
             }
         )
+        if self.executor == CELERY:
+            assert self.celery_broker_url
+            env.update(
+                {
+                    "AIRFLOW__CELERY__BROKER_URL": self.celery_broker_url,
+                    "AIRFLOW__CELERY__RESULT_BACKEND": self.celery_broker_url,
+                    "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.celery_concurrency),
+                }
+            )
         env.update(self.extra_env)
         self.env = env
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -143,14 +163,34 @@ class AirflowDeployment:
             raise DeploymentError(f"`airflow {' '.join(args)}` exited {proc.returncode}:\n{self.redact(text[-4000:])}")
         return text
 
+    @property
+    def components(self) -> tuple[str, ...]:
+        """The long-running processes of this deployment (Celery adds ``celery-worker-<n>``)."""
+        workers = tuple(f"celery-worker-{n}" for n in range(1, self.celery_workers + 1))
+        return COMPONENTS + workers if self.executor == CELERY else COMPONENTS
+
+    def _command(self, name: str) -> list[str]:
+        # The scheduler, triggerer and workers would also serve their logs over HTTP on fixed ports bound
+        # to every interface (8793/8794); everything runs on this host, so read files instead.
+        if name.startswith("celery-worker-"):
+            return [
+                "celery",
+                "worker",
+                "--celery-hostname",
+                f"ce-{name}@%h",
+                "--concurrency",
+                str(self.celery_concurrency),
+                "--skip-serve-logs",
+                "--without-mingle",
+                "--without-gossip",
+            ]
+        return [name, "--skip-serve-logs"] if name in ("scheduler", "triggerer") else [name]
+
     def start(self, *components: str) -> None:
-        for name in components or COMPONENTS:
+        for name in components or self.components:
             out = (self.logs / f"{name}.log").open("wb")
-            # The scheduler and triggerer would also serve their logs over HTTP on fixed ports bound
-            # to every interface (8793/8794); everything runs on this host, so read files instead.
-            extra = ["--skip-serve-logs"] if name in ("scheduler", "triggerer") else []
             self.procs[name] = subprocess.Popen(
-                [*airflow_command(), name, *extra],
+                [*airflow_command(), *self._command(name)],
                 env=self.env,
                 cwd=self.home,
                 stdout=out,

@@ -27,6 +27,11 @@ and then checks, in separate tests so a failure says which property broke:
 
 Every subprocess is stopped (process-group SIGTERM, then SIGKILL) in the fixture teardown, failure or
 not; the first failure's report carries the tail of each process log (secrets redacted, see conftest).
+
+The module runs twice: with the LocalExecutor (as ``airflow standalone``) and with the CeleryExecutor —
+a Redis broker (``CLOUDELEMENTS_TEST_REDIS_URL``, started by ``scripts/ci_redis.sh`` in CI; else the test
+starts a private ``redis-server`` when the binary is installed; else the Celery round is skipped) and two
+``airflow celery worker`` processes (concurrency 2 each), which must both have executed task workloads.
 """
 
 from __future__ import annotations
@@ -35,7 +40,11 @@ import importlib.util
 import json
 import os
 import re
+import secrets
+import shutil
+import socket
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,7 +55,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.deployment.airflow_stack import AirflowDeployment
+from tests.deployment.airflow_stack import CELERY, AirflowDeployment
 from tests.deployment.conftest import register_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,7 +136,53 @@ class FinishedRun:
 
 
 @pytest.fixture(scope="module")
-def emu() -> Iterator[Any]:
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis broker on loopback: ``CLOUDELEMENTS_TEST_REDIS_URL`` (scripts/ci_redis.sh), else a private
+    ``redis-server`` this fixture starts (and stops, by its pid); skipped when neither is available."""
+    url = os.environ.get("CLOUDELEMENTS_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    server = shutil.which("redis-server")
+    if not server:
+        pytest.skip("no Redis: set CLOUDELEMENTS_TEST_REDIS_URL (scripts/ci_redis.sh) or install redis-server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    password = secrets.token_hex(12)
+    folder = tmp_path_factory.mktemp("redis")
+    config = f'port {port}\nbind 127.0.0.1\nrequirepass {password}\nsave ""\nappendonly no\ndir {folder}\n'
+    proc = subprocess.Popen(
+        [server, "-"], stdin=subprocess.PIPE, stdout=(folder / "redis.log").open("wb"), stderr=subprocess.STDOUT
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(config.encode())
+    proc.stdin.close()
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"redis-server did not start: {(folder / 'redis.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+    try:
+        yield f"redis://:{password}@127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module", params=["LocalExecutor", CELERY])
+def executor(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def emu(executor: str) -> Iterator[Any]:
+    """A fresh emulator per executor round (the bulk-job counts are per deployment)."""
     from cloudelements_emulator import EmulatorConfig, EmulatorServer
 
     with EmulatorServer(EmulatorConfig(seed=7, records_per_resource=30, bulk_min_seconds=BULK_SECONDS)) as server:
@@ -136,8 +191,9 @@ def emu() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def deployment(
-    emu: Any, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+    emu: Any, executor: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[AirflowDeployment]:
+    broker = request.getfixturevalue("redis_url") if executor == CELERY else None
     tmp = tmp_path_factory.mktemp("deployment")
     env = {
         "CLOUDELEMENTS_SYNC_ELEMENTS": ELEMENT,
@@ -163,6 +219,8 @@ def deployment(
         dags_folder=DAGS_FOLDER,
         extra_env=env,
         secrets=[emu.user_secret, emu.organization_secret, APP_SECRET],
+        executor=executor,
+        celery_broker_url=broker,
     )
     register_deployment(request.config, stack)
     try:
@@ -266,7 +324,7 @@ def finished_run(deployment: AirflowDeployment, emu: Any) -> FinishedRun:
         resources=resources,
         timings=timings,
     )
-    print("\nDeployment timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    print(f"\nDeployment timings ({stack.executor}, s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     return run
 
 
@@ -412,3 +470,20 @@ def test_no_provider_secret_in_any_log(finished_run: FinishedRun, emu: Any) -> N
         str(p.relative_to(stack.home)) for p in files if any(v in p.read_text(errors="replace") for v in values)
     )
     assert not leaked, f"a secret value appears in {leaked}"
+
+
+def test_celery_workers_both_executed_tasks(finished_run: FinishedRun) -> None:
+    """CeleryExecutor round: the workloads went through Redis to the two separate worker processes."""
+    stack = finished_run.stack
+    if stack.executor != CELERY:
+        pytest.skip("LocalExecutor round")
+    executed = {}
+    for name in stack.components:
+        if name.startswith("celery-worker-"):
+            text = (stack.logs / f"{name}.log").read_text(errors="replace")
+            executed[name] = text.count("Executing workload in Celery")
+            assert stack.procs[name].poll() is None, f"{name} is not running"
+    print(f"\nCelery workloads executed per worker: {executed}")
+    assert len(executed) == 2 and all(executed.values()), f"workloads executed per worker: {executed}"
+    # every task try (plus each resume after a deferral) is one workload; none ran outside the workers
+    assert sum(executed.values()) >= len(finished_run.tis), executed

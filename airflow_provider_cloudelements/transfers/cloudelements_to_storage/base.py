@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow.sdk import AssetAlias, BaseOperator, ObjectStoragePath
 
+from airflow_provider_cloudelements import openlineage, storage
 from airflow_provider_cloudelements.common_model import spec_for, vendor_resource_for
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
@@ -53,6 +54,7 @@ from airflow_provider_cloudelements.transfers.landing import (
     write_ndjson,
 )
 from airflow_provider_cloudelements.transfers.plan import (
+    DEFAULT_OUTLETS,
     EXTRACT_ASSET_ALIAS,
     ExtractPlan,
     asset_uri,
@@ -83,6 +85,9 @@ class _CloudElementsExtractBase(BaseOperator):
     :param cloudelements_conn_id: Airflow connection of type ``cloudelements``.
     :param output_base: landing root, any ``ObjectStoragePath`` URI (``file://``, or ``s3://``/``gs://``… with their
         Airflow provider installed); default env ``CLOUDELEMENTS_OUTPUT_BASE`` or ``~/cloudelements-data``. Templated.
+    :param output_conn_id: Airflow connection of the object store (e.g. an ``aws`` connection for ``s3://``);
+        default: the one in the URI (``s3://<conn_id>@bucket/…``), else the store's default credentials.
+        The bucket must exist and be writable; checked before any job is submitted. Templated.
     :param output_format: ``ndjson`` (default), ``csv`` (bulk only) or ``parquet`` (needs pyarrow).
     :param where: extra CEQL condition ANDed with the window (reference §3.4); a filtered full refresh
         is not ``complete`` (the loader never deletes by its absence). Templated.
@@ -106,7 +111,15 @@ class _CloudElementsExtractBase(BaseOperator):
         next complete full refresh. Default True.
     """
 
-    template_fields: Sequence[str] = ("resource", "instance_id", "output_base", "where", "window_start", "window_end")
+    template_fields: Sequence[str] = (
+        "resource",
+        "instance_id",
+        "output_base",
+        "output_conn_id",
+        "where",
+        "window_start",
+        "window_end",
+    )
     operator_extra_links: tuple[Any, ...] = (CloudElementsInstanceLink(),)
     ui_color = "#dbeafe"
     mode = "bulk"
@@ -119,6 +132,7 @@ class _CloudElementsExtractBase(BaseOperator):
         element_key: str | None = None,
         cloudelements_conn_id: str = CloudElementsHook.default_conn_name,
         output_base: str | None = None,
+        output_conn_id: str | None = None,
         output_format: str = "ndjson",
         where: str | None = None,
         full_refresh: bool | str = "auto",
@@ -127,10 +141,13 @@ class _CloudElementsExtractBase(BaseOperator):
         window_end: Any = None,
         naive_timezone: str | None = None,
         capture_deletes: bool = True,
+        outlets: Any = DEFAULT_OUTLETS,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", [AssetAlias(EXTRACT_ASSET_ALIAS)])
-        super().__init__(**kwargs)
+        # A signature default (not kwargs.setdefault): .partial() takes BaseOperator defaults from the
+        # signature, so mapped extracts get the alias too and emit asset events (a setdefault saw the
+        # partial's outlets=[] and mapped extracts emitted none).
+        super().__init__(outlets=outlets, **kwargs)
         if output_format not in FORMAT_SUFFIX:
             raise CloudElementsConfigError(
                 f"output_format must be one of {sorted(FORMAT_SUFFIX)}, got {output_format!r}"
@@ -145,6 +162,7 @@ class _CloudElementsExtractBase(BaseOperator):
         self.element_key = element_key
         self.cloudelements_conn_id = cloudelements_conn_id
         self.output_base = output_base
+        self.output_conn_id = output_conn_id
         self.output_format = output_format
         self.where = where
         self.full_refresh = full_refresh
@@ -193,13 +211,14 @@ class _CloudElementsExtractBase(BaseOperator):
         if self.where:
             ceql.validate_where(self.where, element_key)
         folder = partition_path(
-            self.output_base or default_output_base(),
+            storage.output_root(self.output_base or default_output_base(), self.output_conn_id),
             element_key=element_key,
             instance_id=instance_id,
             resource=self.resource,
             window_start=window.start,
             window_end=window.end,
         )
+        storage.check_output_folder(folder)  # bucket, credentials, writable: before any job is submitted
         self._push_instance_link(context, instance_id)
         return ExtractPlan(
             instance_id=instance_id,
@@ -270,6 +289,7 @@ class _CloudElementsExtractBase(BaseOperator):
                 published.get("snapshot_at"),
             )
         self._emit_asset_event(context, published)
+        self._landed_manifest = published  # for get_openlineage_facets_on_complete
         self.log.info(
             "Landed %s %s records (%s bytes) of %s/%s at %s (snapshot_at %s, complete=%s)",
             published["records"],
@@ -282,6 +302,10 @@ class _CloudElementsExtractBase(BaseOperator):
             published.get("complete"),
         )
         return published
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Return the OpenLineage facets: the Cloud Elements resource -> its landed files (``openlineage``)."""
+        return openlineage.extract_lineage(getattr(self, "_landed_manifest", None))
 
     def _emit_asset_event(self, context: Context, manifest: dict[str, Any]) -> None:
         if not any(isinstance(o, AssetAlias) and o.name == EXTRACT_ASSET_ALIAS for o in self.outlets):

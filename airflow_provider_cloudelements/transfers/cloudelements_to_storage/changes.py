@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
+from airflow_provider_cloudelements import storage
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError, CloudElementsNotFoundError
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.models.events import event_date, event_field
@@ -83,11 +84,13 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
     :param instance_id: element instance the events belong to. Templated.
     :param events: the events (templated, e.g. a sensor's XCom); default: the payloads of the asset
         events that triggered the run.
+    :param output_base: landing root (any ``ObjectStoragePath`` URI), as for the extract operators. Templated.
+    :param output_conn_id: Airflow connection of the object store (as for the extract operators). Templated.
     :param max_records: refuse more changed objects than this (use a bulk extract instead). Default 5000.
     :raises CloudElementsConfigError: too many changes, or a bad instance id.
     """
 
-    template_fields: Sequence[str] = ("instance_id", "events", "output_base")
+    template_fields: Sequence[str] = ("instance_id", "events", "output_base", "output_conn_id")
 
     def __init__(
         self,
@@ -96,6 +99,7 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
         events: Any = None,
         cloudelements_conn_id: str = CloudElementsHook.default_conn_name,
         output_base: str | None = None,
+        output_conn_id: str | None = None,
         max_records: int = 5000,
         **kwargs: Any,
     ) -> None:
@@ -104,6 +108,7 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
         self.events = events
         self.cloudelements_conn_id = cloudelements_conn_id
         self.output_base = output_base
+        self.output_conn_id = output_conn_id
         self.max_records = max_records
 
     @cached_property
@@ -134,7 +139,7 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
                 self.log.warning("Ignoring events for %s: not a Finance-hub resource of %s", resource, element_key)
                 continue
             folder = partition_path(
-                self.output_base or default_output_base(),
+                storage.output_root(self.output_base or default_output_base(), self.output_conn_id),
                 element_key=element_key,
                 instance_id=instance_id,
                 resource=resource,

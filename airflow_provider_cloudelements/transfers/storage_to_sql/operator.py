@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow.sdk import BaseHook, BaseOperator
 
+from airflow_provider_cloudelements import openlineage
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
 from airflow_provider_cloudelements.transfers.storage_to_sql import rows as rowmod
 from airflow_provider_cloudelements.transfers.storage_to_sql.dialect import (
@@ -197,4 +198,10 @@ class CloudElementsSqlUpsertOperator(BaseOperator):
                 )
         finally:
             conn.close()
+        self._loaded = ([m.to_xcom() for m in manifests], summaries)  # for get_openlineage_facets_on_complete
         return summaries[0] if single else summaries
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Return the OpenLineage facets: the landed files of each manifest -> its table (``openlineage``)."""
+        raw, summaries = getattr(self, "_loaded", ([], []))
+        return openlineage.load_lineage(raw, summaries, self.conn_id)
