@@ -68,7 +68,7 @@ def paginate(
     items: list[Any], page_size: str | None, next_page: str | None, default: int = 200, cap: int = 5000
 ) -> tuple[list[Any], dict[str, str]]:
     """Offset paging of an in-memory list with CE headers (platform lists: events, errors, jobs)."""
-    from cloudelements_emulator.hubservice import decode_cursor, encode_cursor
+    from cloudelements_emulator.paging import decode_cursor, encode_cursor
 
     size = int_param(page_size, "pageSize") or default
     if size < 1:

@@ -6,17 +6,13 @@ goes through one code path that bumps the updated time / version and records an 
 
 from __future__ import annotations
 
-import base64
 import json
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import sqlglot
 from sqlglot import exp
-from sqlglot.errors import SqlglotError
 
 from cloudelements_emulator import generator, timefmt
 from cloudelements_emulator.ceql import CeqlError, Query, compile_where, date_window, lookup
@@ -25,6 +21,8 @@ from cloudelements_emulator.elements import ElementDef
 from cloudelements_emulator.errors import CEError
 from cloudelements_emulator.extensions import ResourceExtensions
 from cloudelements_emulator.instances import InstanceService
+from cloudelements_emulator.paging import Page, _sort_key, decode_cursor, encode_cursor, parse_order_by
+from cloudelements_emulator.qbo_ids import _bare_qbo_id_literals, bare_id
 from cloudelements_emulator.records import RecordRepo, Row, Window, dumps
 from cloudelements_emulator.transform import Mapping
 from cloudelements_emulator.typing_rules import coerce_like, qbo_check_queryable
@@ -43,67 +41,6 @@ _FB_FILTERS: dict[str, tuple[str, type]] = {
     "date_to": ("date", exp.LTE),
 }
 _NOTE_FIELD = {"qbo": "privateNote", "qbe": "Memo", "fb": "notes"}
-
-
-@dataclass
-class Page:
-    """One hub list page: the JSON array text and the response headers."""
-
-    body: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def encode_cursor(offset: int, last_seq: int | None = None) -> str:
-    """Encode an opaque ``Elements-Next-Page-Token`` (reference §3.3).
-
-    The token holds the row offset and, for pages in ascending ``seq`` order, the last row's ``seq``
-    (keyset paging: the next page starts there instead of re-reading every skipped row).
-    """
-    state: dict[str, int] = {"o": offset}
-    if last_seq is not None:
-        state["s"] = last_seq
-    return base64.urlsafe_b64encode(json.dumps(state).encode()).decode().rstrip("=")
-
-
-def decode_cursor(token: str) -> tuple[int, int | None]:
-    """``(offset, last_seq or None)``. :raises CEError: 400 for a token this emulator did not issue."""
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        state = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        offset = int(state["o"])
-        last_seq = int(state["s"]) if "s" in state else None
-    except (ValueError, KeyError, TypeError):
-        raise CEError(400, f"Invalid nextPage token: {token!r}") from None
-    if offset < 0:
-        raise CEError(400, f"Invalid nextPage token: {token!r}")
-    return offset, last_seq
-
-
-def parse_order_by(order_by: str | None) -> list[tuple[str, bool]]:
-    """``"field asc, other desc"`` → ``[("field", False), ("other", True)]`` (True = descending)."""
-    out = []
-    for part in (order_by or "").split(","):
-        words = part.strip().split()
-        if not words:
-            continue
-        if len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
-            raise CEError(400, f"Invalid orderBy: {order_by!r} (expected 'field asc|desc')")
-        out.append((words[0].strip("`"), len(words) == 2 and words[1].lower() == "desc"))
-    return out
-
-
-def _sort_key(value: Any) -> tuple[int, Any]:
-    if value is None:
-        return (3, "")
-    if isinstance(value, bool):
-        return (0, int(value))
-    if isinstance(value, (int, float)):
-        return (0, value)
-    text = str(value)
-    try:
-        return (0, float(text))
-    except ValueError:
-        return (1, text)
 
 
 class HubService:
@@ -565,35 +502,6 @@ class HubService:
                 if row.seq not in chosen and _active(element, row.obj()):
                     chosen[row.seq] = row
         return list(chosen.values())
-
-
-def bare_id(raw_id: Any) -> str:
-    """A record id without a QBO ``|syncToken`` suffix (reference §3.5)."""
-    return str(raw_id).split("|", 1)[0]
-
-
-def _bare_qbo_id_literals(where: str) -> str:
-    """Rewrite QBO ``<id>|<syncToken>`` literals in a CEQL ``where`` to bare ids.
-
-    ``id = '22|3'`` / ``id IN ('22|3', '5')`` → the same with bare ids: a QBO id read as ``<id>|<syncToken>`` can be fed
-    back into a CEQL ``where`` (the predicate compares ``id`` on the part before ``|``, :meth:`HubService.predicate`).
-    Unparseable text is returned as is (compiling reports it).
-    """
-    try:
-        tree = sqlglot.parse_one(f"SELECT * FROM t WHERE {where}", read="mysql")
-    except SqlglotError:
-        return where
-    node = tree.args.get("where") if isinstance(tree, exp.Select) else None
-    if node is None:
-        return where
-    for literal in list(node.find_all(exp.Literal)):
-        parent = literal.parent.parent if isinstance(literal.parent, exp.Tuple) else literal.parent
-        if parent is None:
-            continue
-        columns = [c for c in (parent.args.get("this"), parent.args.get("expression")) if isinstance(c, exp.Column)]
-        if literal.is_string and "|" in literal.this and any(c.name == "id" and not c.table for c in columns):
-            literal.replace(exp.Literal.string(bare_id(literal.this)))
-    return node.this.sql(dialect="mysql")
 
 
 def _active(element: ElementDef, obj: dict) -> bool:

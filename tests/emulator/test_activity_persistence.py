@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 from cloudelements_emulator import EmulatorConfig, EmulatorServer, timefmt
-from cloudelements_emulator.hubservice import bare_id
+from cloudelements_emulator.qbo_ids import bare_id
 
 from .conftest import Api
 

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 
 import pytest
-from cloudelements_emulator.hubservice import bare_id
+from cloudelements_emulator.qbo_ids import bare_id
 
 from airflow_provider_cloudelements.catalog import (
     FRESHBOOKS_CLASSIC_ALL_RESOURCES,

@@ -16,7 +16,7 @@ import pytest
 from cloudelements_emulator import EmulatorConfig, EmulatorServer
 from cloudelements_emulator.bulkfiles import flatten
 from cloudelements_emulator.elements import ELEMENTS
-from cloudelements_emulator.hubservice import bare_id
+from cloudelements_emulator.qbo_ids import bare_id
 
 from airflow_provider_cloudelements.catalog import (
     FRESHBOOKS_CLASSIC_ALL_RESOURCES,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_cloudelements.operators.extract import asset_uri
+from airflow_provider_cloudelements.transfers.plan import asset_uri
 
 DAG_ID = "cloudelements_finance_sync"
 ELEMENTS = "quickbooks,quickbooksonprem,freshbooksv2"

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_cloudelements import openlineage as ce_lineage
-from airflow_provider_cloudelements.operators.extract import CloudElementsPagedExtractOperator
-from airflow_provider_cloudelements.operators.sql import CloudElementsSqlUpsertOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import CloudElementsPagedExtractOperator
+from airflow_provider_cloudelements.transfers.storage_to_sql.operator import CloudElementsSqlUpsertOperator
 from tests.conftest import ROOT
 from tests.operators.conftest import Ctx, run_operator
 

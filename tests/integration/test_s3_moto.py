@@ -20,13 +20,11 @@ from typing import Any
 import pytest
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
-from airflow_provider_cloudelements.operators.extract import (
-    CloudElementsBulkExtractOperator,
-    CloudElementsPagedExtractOperator,
-)
 from airflow_provider_cloudelements.operators.reports import CloudElementsReportOperator
-from airflow_provider_cloudelements.operators.sql import CloudElementsSqlUpsertOperator
 from airflow_provider_cloudelements.storage import output_root
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import CloudElementsPagedExtractOperator
+from airflow_provider_cloudelements.transfers.storage_to_sql.operator import CloudElementsSqlUpsertOperator
 from airflow_provider_cloudelements.utils.records import record_id
 from tests.integration.conftest import aws_connection_json, moto_client
 from tests.operators.conftest import Ctx, run_operator

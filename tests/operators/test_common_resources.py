@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cloudelements_emulator.hubservice import bare_id
+from cloudelements_emulator.qbo_ids import bare_id
 
 from airflow_provider_cloudelements.common_model import finance_model, load_model, vendor_fields
 from airflow_provider_cloudelements.common_model.unified import invoice_truth

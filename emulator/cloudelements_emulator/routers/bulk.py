@@ -20,7 +20,7 @@ from cloudelements_emulator.deps import (
     state_of,
 )
 from cloudelements_emulator.errors import CEError
-from cloudelements_emulator.hubservice import decode_cursor, encode_cursor
+from cloudelements_emulator.paging import decode_cursor, encode_cursor
 
 router = APIRouter(prefix=API + "/hubs/{hub}/bulk", tags=["bulk"])
 _CALLBACK = "elements-async-callback-url"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from cloudelements_emulator.hubservice import bare_id
+from cloudelements_emulator.qbo_ids import bare_id
 
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsBadRequestError,
