@@ -38,8 +38,8 @@ from airflow_provider_cloudelements.exceptions import (
 from airflow_provider_cloudelements.hooks.base import DEFAULT_PAGE_SIZE
 from airflow_provider_cloudelements.hooks.params import bulk_date, check_resource_name, job_path
 from airflow_provider_cloudelements.hooks.sync_base import CloudElementsSyncBase
-from airflow_provider_cloudelements.models.status import CloudElementsBulkJobStatus
 from airflow_provider_cloudelements.utils import ceql
+from airflow_provider_cloudelements.utils.polling import BulkWait, wait_until_done
 
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024  # 1 MiB: 256 KiB chunks cost ~4-20% at 100k-1M (benchmarks/)
 _FORMATS = {"json": "application/json", "csv": "text/csv"}
@@ -210,7 +210,10 @@ class BulkMixin(CloudElementsSyncBase):
     def wait_for_bulk_job(self, job_id: str, *, poll_interval: float = 5, timeout: float | None = None) -> dict:
         """Poll :meth:`get_bulk_status` until the job is terminal (§4.2).
 
-        :param poll_interval: seconds between polls.
+        Uses the one bulk wait of the operators, trigger and sensor (:class:`~..utils.polling.BulkWait`):
+        polls back off 1, 2, 4 … s up to ``poll_interval``.
+
+        :param poll_interval: steady-state seconds between polls.
         :param timeout: seconds in total, ``None`` = no limit.
         :return: the final status JSON of a COMPLETED (or ``COMPLETE``) job.
         :raises CloudElementsBulkJobError: FAILED, ABORTED, CANCELLED or an unknown status.
@@ -218,38 +221,35 @@ class BulkMixin(CloudElementsSyncBase):
         """
         if poll_interval <= 0:
             raise CloudElementsConfigError(f"poll_interval must be positive, got {poll_interval!r}")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
+        # the one bulk wait (utils/polling.BulkWait): polls back off 1, 2, 4 … s up to poll_interval
+        wait = BulkWait(poll_interval, deadline=None if timeout is None else time.time() + timeout)
+
+        def poll() -> dict[str, Any]:
             status_json = self.get_bulk_status(job_id)
-            status = CloudElementsBulkJobStatus.parse(status_json.get("status"))
             self.log.info(
                 "Bulk job %s: %s (records=%s, failed=%s)",
                 job_id,
-                status.value,
+                status_json.get("status"),
                 status_json.get("recordsCount"),
                 status_json.get("recordsFailedCount"),
             )
-            if status.is_success():
-                return status_json
-            if status.is_terminal():
-                raise CloudElementsBulkJobError(
-                    f"Bulk job {job_id} ended {status.value}"
-                    + (
-                        f": {safe_excerpt(str(status_json['message']), self._secrets())}"
-                        if status_json.get("message")
-                        else ""
-                    )
-                )
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise CloudElementsTimeoutError(
-                        f"Bulk job {job_id} still {status.value} after {timeout} s; cancel it with "
-                        f"PUT /bulk/{job_id}/cancel if it is no longer needed"
-                    )
-                time.sleep(min(poll_interval, remaining))
-            else:
-                time.sleep(poll_interval)
+            return status_json
+
+        first = poll()
+        step = wait.decide(first)
+        final = first if step.done else wait_until_done(poll, wait, step)
+        if final is None:
+            raise CloudElementsTimeoutError(
+                f"Bulk job {job_id} still running after {timeout} s; cancel it with "
+                f"PUT /bulk/{job_id}/cancel if it is no longer needed"
+            )
+        outcome = wait.classify(final)
+        if outcome.outcome == "success":
+            return final
+        raise CloudElementsBulkJobError(
+            f"Bulk job {job_id} ended {outcome.status.value}"
+            + (f": {safe_excerpt(str(final['message']), self._secrets())}" if final.get("message") else "")
+        )
 
     def download_bulk(
         self,
