@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
-from airflow_provider_cloudelements.utils import ceql
+from airflow_provider_cloudelements.utils import ceql, validation
 from airflow_provider_cloudelements.utils.elements import ELEMENTS, check_resource
 
 RESOURCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
@@ -38,9 +38,7 @@ def check_resource_name(resource: str, element_key: str | None = None) -> str:
 
 def check_page_size(page_size: Any) -> int:
     """:raises CloudElementsConfigError: unless ``page_size`` is a positive integer."""
-    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size <= 0:
-        raise CloudElementsConfigError(f"page_size must be a positive integer, got {page_size!r}")
-    return page_size
+    return validation.positive_int(page_size, "page_size")
 
 
 def bulk_date(value: datetime | date | str, what: str) -> str:
@@ -52,14 +50,8 @@ def bulk_date(value: datetime | date | str, what: str) -> str:
 
 
 def positive_int(value: Any, what: str) -> int:
-    """``value`` as an integer > 0 (``what`` names it in the error)."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise CloudElementsConfigError(f"{what} must be a positive integer, got {value!r}") from None
-    if isinstance(value, bool) or number <= 0 or (isinstance(value, float) and number != value):
-        raise CloudElementsConfigError(f"{what} must be a positive integer, got {value!r}")
-    return number
+    """``value`` (an int, an integral float or its decimal text) as an integer > 0 (``what`` names it in the error)."""
+    return validation.as_int(value, what, minimum=1)
 
 
 def report_day(value: date | str | None, what: str) -> str | None:
