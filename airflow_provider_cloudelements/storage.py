@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 #: ``ObjectStoragePath.protocol`` values of the local filesystem.
 LOCAL_PROTOCOLS = frozenset({"file", "local", ""})
 
-__all__ = ["LOCAL_PROTOCOLS", "check_output_folder", "is_local", "output_root", "staged_object"]
+__all__ = ["LOCAL_PROTOCOLS", "check_output_folder", "is_anonymous", "is_local", "output_root", "staged_object"]
 
 
 def is_local(path: ObjectStoragePath) -> bool:
@@ -75,6 +75,17 @@ def output_root(base: str | ObjectStoragePath, conn_id: str | None = None) -> Ob
     return ObjectStoragePath(f"{root.protocol}://{root.path}", conn_id=conn_id)
 
 
+def is_anonymous(fs: Any) -> bool:
+    """Whether an fsspec filesystem sends unsigned (anonymous) requests.
+
+    s3fs: ``anon=True`` (what ``airflow.providers.amazon.aws.fs.s3.get_fs`` picks when boto finds no
+    credentials); gcsfs: the ``anon`` credentials method.
+    """
+    if getattr(fs, "anon", False) is True:
+        return True
+    return getattr(getattr(fs, "credentials", None), "method", None) == "anon"
+
+
 def _where(path: ObjectStoragePath) -> str:
     conn = f" (connection {path.conn_id!r})" if path.conn_id else " (no output_conn_id: default credentials)"
     return f"{path.protocol}://{path.path}{conn}"
@@ -88,10 +99,21 @@ def check_output_folder(folder: ObjectStoragePath) -> None:
     cleanup leaves alone) is written to ``folder`` and removed. Local paths: the folder is created and
     probed the same way. Cost on S3: one HEAD, one PUT, one DELETE.
 
-    :raises CloudElementsConfigError: the bucket is missing, the credentials are refused or missing,
-        or the folder is not writable; the message names the URI and the connection id.
+    A filesystem that fell back to anonymous access is refused before any request: the Amazon provider
+    does that silently when neither the connection nor the environment has credentials, and an anonymous
+    landing either fails later on the first private-bucket write or, worse, writes where anyone can.
+
+    :raises CloudElementsConfigError: no credentials (anonymous access), the bucket is missing, the
+        credentials are refused, or the folder is not writable; the message names the URI and the
+        connection id.
     """
     if not is_local(folder):
+        if is_anonymous(folder.fs):
+            raise CloudElementsConfigError(
+                f"output_base: no credentials for {_where(folder)}: the filesystem fell back to anonymous "
+                "access, which is refused for landing; set the credentials on the connection (or in the "
+                "environment's default chain)"
+            )
         bucket = folder.path.split("/", 1)[0]
         try:
             folder.fs.info(bucket)

@@ -227,6 +227,7 @@ class CloudElementsReportOperator(BaseOperator):
             context, full_refresh=False, lookback=0, window_start=self.period_start, window_end=self.period_end
         )
         first, last = report_period(window, self.report_timezone)
+        root = storage.output_root(self.output_base or default_output_base(), self.output_conn_id)  # no network
         hook = self.hook
         instance_id = hook.instance_id
         if instance_id is None:
@@ -234,17 +235,17 @@ class CloudElementsReportOperator(BaseOperator):
         element_key = self.element_key or hook.get_element_key()
         if element_key not in REPORT_ELEMENTS:
             raise CloudElementsConfigError(f"Element {element_key!r} has no reports API; use one of {REPORT_ELEMENTS}")
-        snapshot = snapshot_time(hook)  # before the report is requested: a lower bound of its time
-        body, title, rows = self._fetch(hook, element_key, first, last)
         folder = (
-            storage.output_root(self.output_base or default_output_base(), self.output_conn_id)
+            root
             / element_key
             / f"instance={instance_id}"
             / "reports"
             / slug
             / f"period={first.isoformat()}_{last.isoformat()}"
         )
-        storage.check_output_folder(folder)
+        storage.check_output_folder(folder)  # before the report is asked for: storage errors cost no API call
+        snapshot = snapshot_time(hook)  # before the report is requested: a lower bound of its time
+        body, title, rows = self._fetch(hook, element_key, first, last)
         token = run_token(snapshot)
         report_path = folder / landed_name(slug, token, "json")
         rows_path = folder / landed_name(slug, token, "ndjson")

@@ -179,6 +179,54 @@ def test_missing_bucket_fails_before_the_job_and_is_not_created(emu: Any, conn: 
     assert len(emu.state.bulk._all()) == jobs_before, "a bulk job was submitted for an unusable output_base"
 
 
+@pytest.mark.parametrize("operator", ["bulk", "paged", "report"])
+def test_missing_credentials_fail_before_the_job_naming_the_connection(
+    emu: Any, conn: str, moto_endpoint: str, s3: Any, monkeypatch: pytest.MonkeyPatch, operator: str
+) -> None:
+    """A storage connection without credentials, on a machine with none: a typed error before any job.
+
+    The ``aws`` connection names the S3 endpoint but no access key; the environment has no AWS variables,
+    no shared credentials/config file and no instance metadata service, so botocore's chain finds nothing.
+    The Amazon provider then silently falls back to anonymous access, which moto (no auth enforcement)
+    would accept for the existing bucket: the operator must refuse it before it asks Cloud Elements for
+    anything but the instance (no bulk job, no page, no report) and name the connection, never a secret.
+    """
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    missing = str(Path(str(uuid.uuid4())).resolve())
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", missing)
+    monkeypatch.setenv("AWS_CONFIG_FILE", missing)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    conn_id = "ce_s3_nocreds"
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}",
+        json.dumps({"conn_type": "aws", "extra": {"endpoint_url": moto_endpoint, "region_name": "us-east-1"}}),
+    )
+    from airflow.sdk.io.store import _STORE_CACHE
+
+    _STORE_CACHE.pop(f"s3-{conn_id}", None)
+    iid = emu.state.create_instance("quickbooks", f"s3-nocreds-{operator}")["id"]
+    jobs_before, requests_before = len(emu.state.bulk._all()), emu.state.stats()["requests"]
+    common = {"instance_id": iid, "output_base": f"s3://{BUCKET}/nocreds", "output_conn_id": conn_id}
+    op: Any
+    if operator == "bulk":
+        op = CloudElementsBulkExtractOperator(task_id="t", resource="invoices", deferrable=False, **common)
+    elif operator == "paged":
+        op = CloudElementsPagedExtractOperator(task_id="t", resource="invoices", **common)
+    else:
+        op = CloudElementsReportOperator(task_id="t", report="profit-and-loss", **common)
+    with pytest.raises(CloudElementsConfigError) as caught:
+        op.execute(Ctx(data_interval_start=START, data_interval_end=END).context)
+    message = str(caught.value)
+    assert conn_id in message and "credentials" in message.lower(), message
+    assert len(emu.state.bulk._all()) == jobs_before, "a bulk job was submitted without storage credentials"
+    # the instance is read (its element key names the partition folder); nothing else is asked for
+    after = emu.state.stats()["requests"]
+    asked = {route for route, n in after.items() if n != requests_before.get(route, 0)}
+    assert asked <= {"GET /elements/api-v2/instances/{instance_id}"}, asked
+    assert not keys(s3, "nocreds/"), "something was written anonymously"
+
+
 def test_output_conn_id_is_checked_against_the_uri() -> None:
     with pytest.raises(CloudElementsConfigError, match="contradicts"):
         output_root("s3://other@bucket/x", S3_CONN)
