@@ -8,7 +8,8 @@ filtered client-side):
   Elements put them**: top level, ``events[]``, ``message.events[]``, ``raw``, ``event``, or a JSON
   ``providerData``/``notifiedData`` string (webhook envelopes nest them, reference §5.4);
 * the date is ``eventDate``, else ``date``, else ``createdDate`` (:func:`event_date`: ISO-8601, or epoch
-  seconds/milliseconds told apart at 10^11); ``[since, until)`` is half-open;
+  seconds/milliseconds told apart at 10^11); ``[since, until)`` is half-open, ``since`` floored to the
+  millisecond;
 * an event without a readable date passes the date filters (never silently dropped).
 
 No Airflow imports: the models package is shared by hooks, sensors and triggers alike.
@@ -102,7 +103,9 @@ def event_matches(
 ) -> bool:
     """Whether ``event`` passes the filter (module docstring for the semantics).
 
-    :param since: inclusive lower bound on the event date (aware, or naive = UTC).
+    :param since: inclusive lower bound on the event date (aware, or naive = UTC), floored to the
+        millisecond (:func:`floor_ms`: event dates have millisecond precision, so an event in the same
+        millisecond as a microsecond watermark counts; the hooks, the sensor and the trigger agree).
     :param until: exclusive upper bound.
     :param object_types: keep events whose ``objectType`` is one of these (case-insensitive); empty = any.
     :param event_types: keep events whose ``eventType`` is one of these (``CREATED``/``UPDATED``/``DELETED``,
@@ -112,7 +115,7 @@ def event_matches(
     if since is not None or until is not None:
         when = event_date(event)
         if when is not None:
-            if since is not None and when < parameter_time(since, what="since", required=True):
+            if since is not None and when < floor_ms(parameter_time(since, what="since", required=True)):
                 return False
             if until is not None and when >= parameter_time(until, what="until", required=True):
                 return False

@@ -90,9 +90,9 @@ def test_events_the_hook_accepts_reach_the_sensor_and_the_trigger(emu: Any, conn
     emu.state.records(iid, "invoices")
     started = datetime.now(timezone.utc)
     wait_for(lambda: datetime.now(timezone.utc) >= started + timedelta(milliseconds=2), what="next millisecond")
-    # a millisecond watermark, as event dates are: the sensor floors ``since`` to the millisecond and the hook
-    # compares exactly, so a microsecond watermark made an event in the same millisecond pass one and not the other
-    watermark = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    # a microsecond watermark: the one filter floors ``since`` to the millisecond (event dates' precision) for
+    # the hook, the sensor and the trigger alike (before, the hook compared exactly and the others floored)
+    watermark = datetime.now(timezone.utc).isoformat(timespec="microseconds")
     sensor = event_sensor(
         iid, since=watermark, object_types=["Invoices"], event_types=["created"], deferrable=deferrable, timeout=5
     )

@@ -171,6 +171,12 @@ class TestEventFilter:
         assert not event_matches(self.NESTED, until=datetime(2026, 1, 1, tzinfo=UTC))  # half-open
         assert event_matches({"id": "3"}, since=datetime(2026, 1, 1, tzinfo=UTC))  # no date: not dropped
 
+    def test_since_is_floored_to_the_millisecond(self) -> None:
+        """Event dates have millisecond precision: one in the watermark's millisecond counts."""
+        event = {"id": "4", "eventDate": "2026-01-01T00:00:00.123Z"}
+        assert event_matches(event, since=datetime(2026, 1, 1, 0, 0, 0, 123_999, tzinfo=UTC))
+        assert not event_matches(event, since=datetime(2026, 1, 1, 0, 0, 0, 124_000, tzinfo=UTC))
+
     def test_summary_names_a_nested_type(self) -> None:
         (summary,) = summarize_events([self.NESTED])
         assert (summary["objectType"], summary["eventType"]) == ("Customers", "updated")
