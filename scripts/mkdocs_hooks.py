@@ -114,7 +114,7 @@ class RepositoryLinksExtension(Extension):
         self.page_repo_path = "docs/index.md"
         self.page_site_path = "index.md"
 
-    def extendMarkdown(self, md: Markdown) -> None:  # noqa: N802 (Markdown's API)
+    def extendMarkdown(self, md: Markdown) -> None:
         md.treeprocessors.register(_RepositoryLinks(md, self), "cloudelements_repository_links", 10)
 
     def rewrite(self, url: str) -> str:
@@ -150,9 +150,10 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
+    repo_url = (config.repo_url or "").rstrip("/")
     for repo_path, site_path in site_pages().items():
         if repo_path.startswith(f"{EXAMPLES}/"):
-            content = example_page(repo_path, config.repo_url.rstrip("/"))
+            content = example_page(repo_path, repo_url)
         else:
             content = (ROOT / repo_path).read_text(encoding="utf-8")
         files.append(File.generated(config, site_path, content=content))
