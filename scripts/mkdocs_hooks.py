@@ -12,7 +12,9 @@ without copying anything into ``docs/``:
   DAG) becomes a link to that page; any other file of the repository becomes
   ``<repo_url>/blob/main/<path>``; a target that does not exist is a warning (a strict build fails).
 * Headings get GitHub's anchors (lower case, punctuation dropped, each space a ``-``), so a
-  ``#fragment`` works on GitHub and in the site alike; ``validation.anchors: warn`` checks them.
+  ``#fragment`` works on GitHub and in the site alike; ``validation.anchors: warn`` checks them. (A
+  repeated heading is ``x_1`` in the site, ``x-1`` on GitHub: a link to one fails the strict build.)
+* A generated page's "Edit on GitHub" link edits the repository file it shows.
 """
 
 from __future__ import annotations
@@ -152,12 +154,21 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
 def on_files(files: Files, config: MkDocsConfig) -> Files:
     repo_url = (config.repo_url or "").rstrip("/")
     for repo_path, site_path in site_pages().items():
+        if files.get_file_from_path(site_path) is not None:
+            raise PluginError(f"docs/{site_path} would hide {repo_path}, which the site shows under that path")
         if repo_path.startswith(f"{EXAMPLES}/"):
             content = example_page(repo_path, repo_url)
         else:
             content = (ROOT / repo_path).read_text(encoding="utf-8")
         files.append(File.generated(config, site_path, content=content))
     return files
+
+
+def on_pre_page(page: Page, config: MkDocsConfig, files: Files) -> Page:
+    repo_path = repo_path_of(page.file)
+    if not repo_path.startswith("docs/"):  # a generated page: edit the repository file it shows
+        page.edit_url = f"{(config.repo_url or '').rstrip('/')}/edit/{BRANCH}/{repo_path}"
+    return page
 
 
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files, **_: Any) -> str:

@@ -197,6 +197,8 @@ def test_repository_files_outside_the_site_link_to_the_repository(site: Site) ->
     assert 'href="changelog.html"' in index  # ../CHANGELOG.md is a page of the site
     bulk = html_of(site, "operators/bulk-extract.md").read_text(encoding="utf-8")
     assert 'href="../examples/cloudelements_finance_sync.html"' in bulk  # ../../dags_examples/….py
+    changelog = html_of(site, "changelog.md").read_text(encoding="utf-8")
+    assert f'href="{REPO_URL}/edit/main/CHANGELOG.md"' in changelog  # a generated page edits its source
 
 
 def test_hook_link_rules(caplog: pytest.LogCaptureFixture) -> None:
