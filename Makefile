@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test soak lint bench emulator lock clean compat
+.PHONY: demo test soak lint bench emulator lock clean compat docs
 
 $(STAMP): pyproject.toml emulator/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,13 @@ COMPAT_LOCKED ?= 1
 compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python scripts/compat_smoke.py
 	if [ "$(COMPAT_LOCKED)" != "0" ]; then $(PY) scripts/compat_smoke.py; fi
+
+# The documentation site (mkdocs.yml): docs/ plus CHANGELOG.md, benchmarks/RESULTS.md and the example DAGs
+# (scripts/mkdocs_hooks.py), into DOCS_SITE; strict: any warning (a broken link or anchor, a page missing
+# from the nav) fails the build. Open $(DOCS_SITE)/index.html.
+DOCS_SITE ?= site
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict --clean --site-dir $(DOCS_SITE)
 
 emulator: $(STAMP)
 	$(VENV)/bin/cloudelements-emulator --help
