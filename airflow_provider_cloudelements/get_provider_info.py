@@ -164,7 +164,6 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "extra-links": [
             f"{_P}.operators.links.CloudElementsInstanceLink",
-            f"{_P}.operators.links.CloudElementsBulkJobLink",
         ],
         "connection-types": [
             {

@@ -4,8 +4,8 @@ Airflow 3 computes each link once, in the worker at the end of the task (``final
 operator instance that ran, and stores it under the link's ``xcom_key`` for the UI. The operators
 record the URLs they know on themselves (:func:`push_link`), so :meth:`_XComUrlLink.get_link` answers
 from memory and never asks for an XCom that was never pushed (no ``XCom not found`` error in the log
-of a task that failed early); a link whose URL is unknown is empty. The bulk-job link belongs to the
-bulk extract operator only.
+of a task that failed early); a link whose URL is unknown is empty. There is deliberately no bulk-job link
+(``transfers/bulkjob.announce_job``: a job has no page a browser can open).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
 
 INSTANCE_URL_KEY = "cloudelements_instance_url"
-BULK_JOB_URL_KEY = "cloudelements_bulk_job_url"
 #: Attribute of an operator holding ``{xcom_key: url}`` of the links it computed while running.
 LINKS_ATTR = "_ce_links"
 
@@ -35,11 +34,6 @@ def console_base(api_base_url: str) -> str:
 
 def instance_url(api_base_url: str, instance_id: int | str) -> str:
     return f"{console_base(api_base_url)}/#/instances/{instance_id}"
-
-
-def bulk_job_url(api_base_url: str, job_id: str) -> str:
-    """The job's status resource (reference §4.1 ``GET /bulk/{id}/status``); needs the element token."""
-    return f"{api_base_url.rstrip('/')}/hubs/finance/bulk/{job_id}/status"
 
 
 def push_link(operator: Any, context: Context, key: str, url: str) -> None:
@@ -74,10 +68,3 @@ class CloudElementsInstanceLink(_XComUrlLink):
 
     name = "Cloud Elements instance"
     xcom_key = INSTANCE_URL_KEY
-
-
-class CloudElementsBulkJobLink(_XComUrlLink):
-    """Link to the bulk job the task submitted (bulk extract operator only)."""
-
-    name = "Cloud Elements bulk job"
-    xcom_key = BULK_JOB_URL_KEY

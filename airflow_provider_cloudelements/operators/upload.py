@@ -43,7 +43,6 @@ from airflow_provider_cloudelements.exceptions import (
 from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 from airflow_provider_cloudelements.models.status import CloudElementsBulkJobStatus, status_count
 from airflow_provider_cloudelements.operators.links import (
-    CloudElementsBulkJobLink,
     CloudElementsInstanceLink,
 )
 from airflow_provider_cloudelements.transfers.bulkjob import announce_job, cancel_quietly
@@ -168,7 +167,7 @@ class CloudElementsBulkUploadOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("resource", "input_path", "identifier_field_name", "instance_id")
-    operator_extra_links = (CloudElementsInstanceLink(), CloudElementsBulkJobLink())
+    operator_extra_links = (CloudElementsInstanceLink(),)
     ui_color = "#fde68a"
 
     def __init__(
@@ -381,7 +380,7 @@ class CloudElementsBulkUploadOperator(BaseOperator):
 
     def _attach(self, context: Context, job_id: str) -> None:
         self.job_id = job_id
-        announce_job(self, context, self.hook, job_id)
+        announce_job(context, job_id)
 
     def _remember(self, context: Context, job_id: str, plan: dict[str, Any], *, landed: bool) -> None:
         store = context.get("task_state_store")

@@ -1,6 +1,6 @@
 """Bulk-job plumbing shared by the operators that run a Cloud Elements bulk job (bulk extract and bulk upload).
 
-It announces the job (XCom ``bulk_job_id`` and the job's extra link) and cancels it on a best-effort
+It announces the job (XCom ``bulk_job_id``) and cancels it on a best-effort
 basis (``PUT /hubs/finance/bulk/{id}/cancel``, reference §4.1).
 """
 
@@ -9,18 +9,21 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_cloudelements.operators.links import BULK_JOB_URL_KEY, bulk_job_url, push_link
-
 if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator, Context
+    from airflow.sdk import Context
 
     from airflow_provider_cloudelements.hooks.cloudelements import CloudElementsHook
 
 
-def announce_job(operator: BaseOperator, context: Context, hook: CloudElementsHook, job_id: str) -> None:
-    """Push the job id to XCom (key ``bulk_job_id``) and the bulk job link of ``operator``."""
+def announce_job(context: Context, job_id: str) -> None:
+    """Push the job id to XCom (key ``bulk_job_id``).
+
+    There is no bulk-job extra link: the job's only public address is its API status resource
+    (``GET /hubs/finance/bulk/{id}/status``, reference §4.1), which answers 401 in a browser (it needs
+    the ``Authorization`` header), and the console has no documented page per job. The instance link
+    is the one a user can open.
+    """
     context["ti"].xcom_push(key="bulk_job_id", value=job_id)
-    push_link(operator, context, BULK_JOB_URL_KEY, bulk_job_url(hook.base_url, job_id))
 
 
 def cancel_quietly(hook: CloudElementsHook, job_id: str, log: logging.Logger | Any, what: str = "bulk job") -> None:

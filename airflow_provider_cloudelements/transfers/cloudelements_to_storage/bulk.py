@@ -36,7 +36,6 @@ from airflow_provider_cloudelements.models.status import CloudElementsBulkJobSta
 from airflow_provider_cloudelements.models.timestamps import format_utc, parse_timestamp
 from airflow_provider_cloudelements.models.window import server_bounds
 from airflow_provider_cloudelements.operators.links import (
-    CloudElementsBulkJobLink,
     CloudElementsInstanceLink,
 )
 from airflow_provider_cloudelements.transfers.bulkjob import announce_job, cancel_quietly
@@ -124,7 +123,7 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
     :raises CloudElementsTimeoutError: the deadline passed (job cancelled first).
     """
 
-    operator_extra_links = (CloudElementsInstanceLink(), CloudElementsBulkJobLink())
+    operator_extra_links = (CloudElementsInstanceLink(),)
 
     def __init__(
         self,
@@ -252,7 +251,7 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
 
     def _attach(self, context: Context, job_id: str) -> None:
         self.job_id = job_id
-        announce_job(self, context, self.hook, job_id)
+        announce_job(context, job_id)
 
     def _query_for(self, plan: ExtractPlan) -> BulkQuery:
         """Return ``(where, from, to)`` of the bulk query.
