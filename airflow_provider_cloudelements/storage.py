@@ -86,6 +86,31 @@ def is_anonymous(fs: Any) -> bool:
     return getattr(getattr(fs, "credentials", None), "method", None) == "anon"
 
 
+#: The provider distribution that registers each common object-store scheme with Airflow.
+SCHEME_PROVIDERS = {
+    "s3": "apache-airflow-providers-amazon[s3fs]",
+    "s3a": "apache-airflow-providers-amazon[s3fs]",
+    "gs": "apache-airflow-providers-google",
+    "gcs": "apache-airflow-providers-google",
+    "abfs": "apache-airflow-providers-microsoft-azure",
+    "az": "apache-airflow-providers-microsoft-azure",
+    "adl": "apache-airflow-providers-microsoft-azure",
+}
+
+
+def _filesystem(folder: ObjectStoragePath) -> Any:
+    """``folder.fs``; a scheme no installed provider registers is a typed error naming what to install."""
+    try:
+        return folder.fs
+    except ValueError as err:
+        if "No filesystem registered" not in str(err):
+            raise
+        wanted = SCHEME_PROVIDERS.get(folder.protocol, "the Airflow provider that registers it")
+        raise CloudElementsConfigError(
+            f"output_base: no filesystem is registered for {folder.protocol}:// ({_where(folder)}); install {wanted}"
+        ) from None
+
+
 def _where(path: ObjectStoragePath) -> str:
     conn = f" (connection {path.conn_id!r})" if path.conn_id else " (no output_conn_id: default credentials)"
     return f"{path.protocol}://{path.path}{conn}"
@@ -108,7 +133,7 @@ def check_output_folder(folder: ObjectStoragePath) -> None:
         connection id.
     """
     if not is_local(folder):
-        if is_anonymous(folder.fs):
+        if is_anonymous(_filesystem(folder)):
             raise CloudElementsConfigError(
                 f"output_base: no credentials for {_where(folder)}: the filesystem fell back to anonymous "
                 "access, which is refused for landing; set the credentials on the connection (or in the "

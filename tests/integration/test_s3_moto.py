@@ -227,6 +227,28 @@ def test_missing_credentials_fail_before_the_job_naming_the_connection(
     assert not keys(s3, "nocreds/"), "something was written anonymously"
 
 
+def test_a_scheme_without_its_provider_fails_before_the_job_naming_what_to_install(emu: Any, conn: str) -> None:
+    """``gs://`` with the Google provider not installed: a typed error naming it, before any bulk job.
+
+    Airflow raises a bare ``ValueError("No filesystem registered for scheme gs")`` on first use of the
+    path; before, that surfaced as "cannot access bucket: ValueError".
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("airflow.providers.google") is not None:
+        pytest.skip("the Google provider is installed here: gs:// has a filesystem")
+    iid = emu.state.create_instance("quickbooks", "gs-no-provider")["id"]
+    jobs_before = len(emu.state.bulk._all())
+    op = CloudElementsBulkExtractOperator(
+        task_id="invoices", instance_id=iid, resource="invoices", output_base="gs://ce-landing/x", deferrable=False
+    )
+    with pytest.raises(
+        CloudElementsConfigError, match=r"no filesystem is registered for gs://.*apache-airflow-providers-google"
+    ):
+        op.execute(Ctx(data_interval_start=START, data_interval_end=END).context)
+    assert len(emu.state.bulk._all()) == jobs_before
+
+
 def test_output_conn_id_is_checked_against_the_uri() -> None:
     with pytest.raises(CloudElementsConfigError, match="contradicts"):
         output_root("s3://other@bucket/x", S3_CONN)
