@@ -79,11 +79,16 @@ def is_anonymous(fs: Any) -> bool:
     """Whether an fsspec filesystem sends unsigned (anonymous) requests.
 
     s3fs: ``anon=True`` (what ``airflow.providers.amazon.aws.fs.s3.get_fs`` picks when boto finds no
-    credentials); gcsfs: the ``anon`` credentials method.
+    credentials); gcsfs: the ``anon`` credentials method (what ``GCSFileSystem()`` falls back to without
+    credentials) or google-auth's ``AnonymousCredentials`` (a Google connection with ``is_anonymous``).
     """
     if getattr(fs, "anon", False) is True:
         return True
-    return getattr(getattr(fs, "credentials", None), "method", None) == "anon"
+    credentials = getattr(fs, "credentials", None)  # gcsfs.credentials.GoogleCredentials
+    if getattr(credentials, "method", None) == "anon":
+        return True
+    # a google-auth AnonymousCredentials passed as the token (the Google connection's ``is_anonymous``)
+    return type(getattr(credentials, "credentials", None)).__name__ == "AnonymousCredentials"
 
 
 #: The provider distribution that registers each common object-store scheme with Airflow.
@@ -99,16 +104,31 @@ SCHEME_PROVIDERS = {
 
 
 def _filesystem(folder: ObjectStoragePath) -> Any:
-    """``folder.fs``; a scheme no installed provider registers is a typed error naming what to install."""
+    """``folder.fs``, building the filesystem from its connection, as a typed error when that fails.
+
+    A scheme no installed provider registers names the provider to install; a filesystem that cannot
+    be built (the Google provider raises ``DefaultCredentialsError`` when neither the connection nor the
+    environment has credentials) names the connection and the error type, never its text (it may quote
+    a key file).
+    """
     try:
         return folder.fs
     except ValueError as err:
         if "No filesystem registered" not in str(err):
-            raise
+            raise _unusable(folder, err) from None
         wanted = SCHEME_PROVIDERS.get(folder.protocol, "the Airflow provider that registers it")
         raise CloudElementsConfigError(
             f"output_base: no filesystem is registered for {folder.protocol}:// ({_where(folder)}); install {wanted}"
         ) from None
+    except Exception as err:  # provider/auth libraries' errors have no common base class
+        raise _unusable(folder, err) from None
+
+
+def _unusable(folder: ObjectStoragePath, err: BaseException) -> CloudElementsConfigError:
+    return CloudElementsConfigError(
+        f"output_base: cannot build the {folder.protocol}:// filesystem for {_where(folder)}: "
+        f"{type(err).__name__} (missing or invalid credentials on the connection or in the environment?)"
+    )
 
 
 def _where(path: ObjectStoragePath) -> str:
