@@ -114,8 +114,10 @@ def load_manifests(
         live after the load that are new or changed, and rows that became deleted (tombstone rows included).
     :raises CloudElementsConfigError: a manifest of a resource that is not a common resource of ``model``, or an
         engine other than SQLite or PostgreSQL (before any load).
-    :raises CloudElementsDataError: a bad manifest, line or record, or a manifest replaced by a later run of its
-        interval (before any load); the unified table holds rows its raw table does not (nothing is loaded).
+    :raises CloudElementsDataError: a bad manifest, or one replaced by a later run of its interval (before any
+        load); a bad line or record, or unified rows its raw table does not hold (that manifest loads nothing;
+        earlier manifests of the list stay committed).
+    :raises CloudElementsReconciliationError: a file's record count disagrees with its manifest (nothing loaded).
     """
     model = model or finance_model()
     items = [sqlsync.loadable_manifest(item) for item in sqlsync.coerce_manifests(manifests).manifests]

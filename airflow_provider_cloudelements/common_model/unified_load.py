@@ -69,7 +69,11 @@ class UnifiedProjection:
         # PostgreSQL: the raw key is TEXT COLLATE "C"; compare the unified id in that collation too
         self._collate = dialect.key_text_type.removeprefix("TEXT")
 
-    def _page_sql(self) -> str:
+    def _page_sql(self, after: str) -> str:
+        """Return the query of one page of stale raw rows in id order.
+
+        Params: element, instance id, id bound, limit; ``after`` is ``>``, or ``>=`` for the first page (from ``''``).
+        """
         p, uni, raw = self.dialect.placeholder, quote(self.unified), quote_identifier(self.raw)
         old = ", ".join(f"u.{quote(c)}" for c in self.columns)
         return (
@@ -78,7 +82,7 @@ class UnifiedProjection:
             f"{', ' + old if old else ''} "
             f"FROM {raw} r LEFT JOIN {uni} u ON u.source_element = {p} AND u.instance_id = r.instance_id "
             f"AND u.id{self._collate} = r.record_id "
-            f"WHERE r.instance_id = {p} AND r.record_id > {p} "
+            f"WHERE r.instance_id = {p} AND r.record_id {after} {p} "
             f"AND (u.id IS NULL OR u.synced_at IS NULL OR u.synced_at <> r.synced_at) "
             f"ORDER BY r.record_id LIMIT {p}"
         )
@@ -119,9 +123,10 @@ class UnifiedProjection:
                 f"VALUES ({', '.join([p] * (len(names) + 1))})"
             )
             delete = f"DELETE FROM {uni} WHERE source_element = {p} AND instance_id = {p} AND id = {p}"
-            page, last = self._page_sql(), ""
+            page, last = self._page_sql(">="), ""
             while True:
                 cur.execute(page, (self.element, self.instance_id, last, PAGE_SIZE))
+                page = self._page_sql(">")
                 rows = cur.fetchall()
                 if not rows:
                     break

@@ -199,3 +199,18 @@ def test_a_manifest_of_another_resource_is_refused_before_any_load(tmp_path: Pat
 
 def _rows_or_none(engine: sa.Engine) -> dict[str, tuple[Any, ...]] | None:
     return _rows(engine) if sa.inspect(engine).has_table("common_customers") else None
+
+
+def test_the_projection_pages_through_every_changed_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_cloudelements.common_model import unified_load
+
+    monkeypatch.setattr(unified_load, "PAGE_SIZE", 2)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    many = _manifest(
+        tmp_path,
+        "many",
+        [_cust(str(i), f"N{i}", "2026-01-01T00:00:00Z") for i in range(5)],
+        snapshot_at="2026-01-01T01:00:00.000Z",
+    )
+    assert load_manifests(engine, many)[0]["upserted"] == 5
+    assert {rid: row[0] for rid, row in _rows(engine).items()} == {str(i): f"N{i}" for i in range(5)}
