@@ -78,7 +78,7 @@ class UnifiedProjection:
         old = ", ".join(f"u.{quote(c)}" for c in self.columns)
         return (
             f"SELECT r.record_id, r.is_deleted, r.data, r.observed_at, r.deleted_at, r.synced_at, "
-            f"CASE WHEN u.id IS NULL THEN 0 ELSE 1 END, u.is_deleted, u.deleted_at, u.observed_at"
+            f"CASE WHEN u.id IS NULL THEN 0 ELSE 1 END, u.is_deleted"
             f"{', ' + old if old else ''} "
             f"FROM {raw} r LEFT JOIN {uni} u ON u.source_element = {p} AND u.instance_id = r.instance_id "
             f"AND u.id{self._collate} = r.record_id "
@@ -145,7 +145,7 @@ class UnifiedProjection:
         removed: list[tuple[Any, ...]] = []
         added: list[tuple[Any, ...]] = []
         key = (self.element, self.instance_id)
-        for rid, is_deleted, data, observed, deleted_at, synced, existed, was_deleted, _d, _k, *before in rows:
+        for rid, is_deleted, data, observed, deleted_at, synced, existed, was_deleted, *before in rows:
             rid, gone = str(rid), bool(is_deleted)
             common = self.build(json.loads(data))
             values = [common.get(c) for c in self.columns]
