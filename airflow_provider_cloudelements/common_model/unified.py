@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from airflow_provider_cloudelements.common_model import CommonModel, CommonResource, finance_model
 from airflow_provider_cloudelements.common_model.unified_load import UnifiedProjection, load_and_project
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
+from airflow_provider_cloudelements.models.manifest import ExtractManifest
 from airflow_provider_cloudelements.transfers.storage_to_sql import rows as sqlsync
 from airflow_provider_cloudelements.transfers.storage_to_sql.dialect import dialect_for_conn_type
 from airflow_provider_cloudelements.transfers.storage_to_sql.dialect import table_name as raw_table_name
@@ -98,13 +99,14 @@ def load_manifests(
 ) -> list[dict[str, Any]]:
     """Load extract manifests of common resources, and their unified tables, by the loader's rules.
 
-    Each manifest is loaded by the SQL loader (:func:`~airflow_provider_cloudelements.transfers.storage_to_sql.load.
-    load_manifest`) into its raw table ``<table_prefix><element>_<resource>`` (``ce_freshbooksv2_common_invoices``),
-    which applies every ordering rule of docs/reliability.md ("Semantics"): versions, deletions, tombstones, deletion
-    by absence from a complete full refresh, the latest complete snapshot, whole-second times. In the same transaction
-    the rows of ``common_<resource>`` of the manifest's ``(source_element, instance_id)`` whose raw row changed (or
-    that are missing) are rewritten from the raw table (:mod:`.unified_load`). Manifests may be loaded in any order
-    and reloaded: the tables do not depend on the order, and a rerun writes nothing.
+    Each manifest is loaded by the SQL loader (``storage_to_sql.load.load_manifest``, through
+    :func:`~.unified_load.load_and_project`) into its raw table ``<table_prefix><element>_<resource>``
+    (``ce_freshbooksv2_common_invoices``), which applies every ordering rule of docs/reliability.md ("Semantics"):
+    versions, deletions, tombstones, deletion by absence from a complete full refresh, the latest complete
+    snapshot, whole-second times. In the same transaction the rows of ``common_<resource>`` of the manifest's
+    ``(source_element, instance_id)`` whose raw row changed (or that are missing) are rewritten from the raw table
+    (:mod:`.unified_load`). Manifests may be loaded in any order and reloaded: the tables do not depend on the
+    order, and a rerun writes nothing.
 
     :param engine: a SQLAlchemy engine on SQLite or PostgreSQL.
     :param manifests: what extract operators return (a dict, or a list of them: mapped extracts).
@@ -121,25 +123,26 @@ def load_manifests(
     """
     model = model or finance_model()
     items = [sqlsync.loadable_manifest(item) for item in sqlsync.coerce_manifests(manifests).manifests]
-    resources = []
+    plan: list[tuple[ExtractManifest, CommonResource, str]] = []
     for manifest in items:
         resource = model.resources.get(manifest.resource)
         if resource is None:
             raise CloudElementsConfigError(
                 f"Manifest resource {manifest.resource!r} is not a common resource of model {model.name!r}"
             )
-        raw_table_name(table_prefix, manifest.element_key, manifest.resource)  # a bad prefix fails first
+        raw_table = raw_table_name(table_prefix, manifest.element_key, manifest.resource)  # a bad prefix fails here
         check_not_superseded(manifest)
-        resources.append(resource)
-    dialect = dialect_for_conn_type(engine.dialect.name) if items else None
+        plan.append((manifest, resource, raw_table))
+    if not plan:
+        return []
+    dialect = dialect_for_conn_type(engine.dialect.name)
     out = []
-    for manifest, resource in zip(items, resources, strict=True):
-        assert dialect is not None
+    for manifest, resource, raw_table in plan:
         table = _table(sa.MetaData(), resource)
         _ensure(engine, table)
         projection = UnifiedProjection(
             dialect,
-            raw=raw_table_name(table_prefix, manifest.element_key, manifest.resource),
+            raw=raw_table,
             unified=table.name,
             columns=list(columns_of(resource)),
             element=manifest.element_key,
