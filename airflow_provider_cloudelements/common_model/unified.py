@@ -7,23 +7,33 @@ Table ``common_<resource>`` (``-`` → ``_``): primary key ``(source_element, in
 per scalar common field (dots → ``_``: ``address.city`` → ``address_city``; ``string``/``date`` →
 TEXT (dates ISO-8601 UTC), ``number`` → REAL, ``boolean`` → BOOLEAN); one JSON TEXT column per array of
 the resource (``lines``); ``is_deleted`` (a tombstone of the extract, or ``active == false``) and
-``deleted_at``. Each manifest is applied in one transaction (rows replaced by key, tombstones mark the
-row deleted); columns a newer model version adds are added in place.
+``deleted_at``; ``observed_at`` and ``synced_at`` of the raw row it projects. The unified tables are a projection
+of the SQL loader's raw tables (``<prefix><element>_<resource>``, :func:`load_manifests`, :mod:`.unified_load`):
+one ordering rule for both, each manifest in one transaction for both; columns a newer model version adds are
+added in place.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_cloudelements.common_model import CommonModel, CommonResource, finance_model
+from airflow_provider_cloudelements.common_model.unified_load import UnifiedProjection, load_and_project
 from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
+from airflow_provider_cloudelements.models.manifest import ExtractManifest
 from airflow_provider_cloudelements.transfers.storage_to_sql import rows as sqlsync
-from airflow_provider_cloudelements.utils.records import field_value, stable_id
+from airflow_provider_cloudelements.transfers.storage_to_sql.dialect import dialect_for_conn_type
+from airflow_provider_cloudelements.transfers.storage_to_sql.dialect import table_name as raw_table_name
+from airflow_provider_cloudelements.transfers.storage_to_sql.load import check_not_superseded
+from airflow_provider_cloudelements.utils.records import field_value
+
+log = logging.getLogger(__name__)
 
 _SQL_TYPES: dict[str, Any] = {"string": sa.Text, "date": sa.Text, "number": sa.Float, "boolean": sa.Boolean}
 
@@ -46,30 +56,31 @@ def columns_of(resource: CommonResource) -> dict[str, tuple[str, Any]]:
 
 
 def _table(metadata: sa.MetaData, resource: CommonResource) -> sa.Table:
+    # PostgreSQL: ids in the raw loader's collation ("C"), so the projection's joins on them use the indexes
+    key_text = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
     cols: list[sa.Column[Any]] = [
         sa.Column("source_element", sa.Text, primary_key=True),
         sa.Column("instance_id", sa.Integer, primary_key=True),
-        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("id", key_text, primary_key=True),
     ]
     cols += [sa.Column(name, kind) for name, (_, kind) in columns_of(resource).items()]
     cols += [
         sa.Column("is_deleted", sa.Boolean, nullable=False),
         sa.Column("deleted_at", sa.Text),
         sa.Column("observed_at", sa.Text),  # K = max(updated_at, snapshot_at), normalised ISO-8601 UTC
+        sa.Column("synced_at", sa.Text),  # synced_at of the raw row this row projects
     ]
     return sa.Table(table_name(resource.name), metadata, *cols)
 
 
-def _row(record: Mapping[str, Any], resource: CommonResource, element: str, instance_id: int) -> dict[str, Any]:
-    row: dict[str, Any] = {"source_element": element, "instance_id": instance_id}
-    row["id"] = stable_id(record[resource.id_field], element)  # QBO serves <id>|<syncToken>: one row per record
+def _values(record: Mapping[str, Any] | None, *, resource: CommonResource) -> dict[str, Any]:
+    """The common columns of one record (all ``None`` for a tombstone row: an id deleted before it was loaded)."""
+    row: dict[str, Any] = {}
     for name, (path, kind) in columns_of(resource).items():
-        value = field_value(record, path)
+        value = None if record is None else field_value(record, path)
         if kind is sa.Text and isinstance(value, (list, dict)):
             value = json.dumps(value, sort_keys=True)
         row[name] = value
-    row["is_deleted"] = False
-    row["deleted_at"] = None
     return row
 
 
@@ -83,126 +94,82 @@ def _ensure(engine: sa.Engine, table: sa.Table) -> None:
                 conn.execute(sa.text(f'ALTER TABLE "{table.name}" ADD COLUMN {ddl}'))
 
 
-def _lines(uri: str) -> Iterable[Any]:
-    with ObjectStoragePath(uri).open("rb") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            obj = sqlsync.parse_json_line(line, where=f"{uri}:{lineno}")
-            if obj is not None:
-                yield obj
+def load_manifests(
+    engine: sa.Engine, manifests: Any, model: CommonModel | None = None, *, table_prefix: str = "ce_"
+) -> list[dict[str, Any]]:
+    """Load extract manifests of common resources, and their unified tables, by the loader's rules.
 
+    Each manifest is loaded by the SQL loader (``storage_to_sql.load.load_manifest``, through
+    :func:`~.unified_load.load_and_project`) into its raw table ``<table_prefix><element>_<resource>``
+    (``ce_freshbooksv2_common_invoices``), which applies every ordering rule of docs/reliability.md ("Semantics"):
+    versions, deletions, tombstones, deletion by absence from a complete full refresh, the latest complete
+    snapshot, whole-second times. In the same transaction the rows of ``common_<resource>`` of the manifest's
+    ``(source_element, instance_id)`` whose raw row changed (or that are missing) are rewritten from the raw table
+    (:mod:`.unified_load`). Manifests may be loaded in any order and reloaded: the tables do not depend on the
+    order, and a rerun writes nothing.
 
-def _stored(
-    conn: sa.Connection, table: sa.Table, key: Any
-) -> dict[str, tuple[str | None, str | None, bool, str | None]]:
-    """``{id: (observed_at, updated_at, is_deleted, deleted_at)}`` of one instance's stored rows."""
-    cols = (table.c.id, table.c.observed_at, table.c.updated_at, table.c.is_deleted, table.c.deleted_at)
-    return {str(r[0]): (r[1], r[2], bool(r[3]), r[4]) for r in conn.execute(sa.select(*cols).where(key))}
-
-
-def load_manifests(engine: sa.Engine, manifests: Any, model: CommonModel | None = None) -> list[dict[str, Any]]:
-    """Apply extract manifests of common resources to the unified tables.
-
-    Apply extract manifests of common resources to the unified tables, one transaction per manifest, by the loader's
-    ordering rule (docs/reliability.md): a live version replaces the stored one when its observed time K =
-    max(updated_at, snapshot_at) is later (then the later ``updated_at``; a full tie writes nothing), beats a stored
-    deletion when K is later than the deletion; a tombstone (``deleted_at`` d) wins when d >= K of the stored row and is
-    kept as a row also for ids never loaded; a *complete* full refresh marks the instance's live rows it lacks deleted
-    at its ``snapshot_at`` (when that is not older than the row). Reruns write nothing.
-
-    :param engine: a SQLAlchemy engine (SQLite, PostgreSQL …).
+    :param engine: a SQLAlchemy engine on SQLite or PostgreSQL.
     :param manifests: what extract operators return (a dict, or a list of them: mapped extracts).
     :param model: the model whose resources were extracted (default: the built-in finance model).
-    :return: ``[{"table", "source_element", "instance_id", "upserted", "deleted"}]`` per manifest
-        (rows written live / rows marked deleted by this manifest).
-    :raises CloudElementsConfigError: a manifest of a resource that is not a common resource of ``model``.
+    :param table_prefix: prefix of the raw tables (as ``CloudElementsSqlUpsertOperator``'s).
+    :return: ``[{"table", "source_element", "instance_id", "upserted", "deleted"}]`` per manifest: unified rows
+        live after the load that are new or changed, and rows that became deleted (tombstone rows included).
+    :raises CloudElementsConfigError: a manifest of a resource that is not a common resource of ``model``, or an
+        engine other than SQLite or PostgreSQL (before any load).
+    :raises CloudElementsDataError: a bad manifest, or one replaced by a later run of its interval (before any
+        load); a bad line or record, or unified rows its raw table does not hold (that manifest loads nothing;
+        earlier manifests of the list stay committed).
+    :raises CloudElementsReconciliationError: a file's record count disagrees with its manifest (nothing loaded).
     """
     model = model or finance_model()
-    raw, _ = sqlsync.coerce_manifests(manifests)
-    out = []
-    for item in raw:
-        manifest = sqlsync.loadable_manifest(item)
+    items = [sqlsync.loadable_manifest(item) for item in sqlsync.coerce_manifests(manifests).manifests]
+    plan: list[tuple[ExtractManifest, CommonResource, str]] = []
+    for manifest in items:
         resource = model.resources.get(manifest.resource)
         if resource is None:
             raise CloudElementsConfigError(
                 f"Manifest resource {manifest.resource!r} is not a common resource of model {model.name!r}"
             )
+        raw_table = raw_table_name(table_prefix, manifest.element_key, manifest.resource)  # a bad prefix fails here
+        check_not_superseded(manifest)
+        plan.append((manifest, resource, raw_table))
+    if not plan:
+        return []
+    dialect = dialect_for_conn_type(engine.dialect.name)
+    out = []
+    for manifest, resource, raw_table in plan:
         table = _table(sa.MetaData(), resource)
         _ensure(engine, table)
-        spec = manifest.spec
-        snapshot = manifest.snapshot_at
-        key = (table.c.source_element == manifest.element_key) & (table.c.instance_id == manifest.instance_id)
-        upserted = deleted = 0
-        with engine.begin() as conn:
-            stored = _stored(conn, table, key)
-            seen: set[str] = set()
-            writes: dict[str, dict[str, Any]] = {}
-            for lineno, record in enumerate(_lines(manifest.path), start=1):
-                staged = sqlsync.build_row(
-                    record, spec, naive_tz="UTC", where=f"{manifest.path}:{lineno}", snapshot_at=snapshot
-                )
-                row = _row(record, resource, manifest.element_key, manifest.instance_id)
-                row["is_deleted"] = bool(staged.is_deleted)
-                row["observed_at"] = staged.observed_at
-                seen.add(row["id"])
-                have = stored.get(row["id"])
-                if have is not None:
-                    k_old, u_old, was_deleted, d_old = have
-                    if was_deleted and d_old is not None and not (staged.observed_at or "") > d_old:
-                        continue  # a later deletion stays
-                    if not was_deleted and ((staged.observed_at or ""), (staged.updated_at or "")) <= (
-                        (k_old or ""),
-                        (u_old or ""),
-                    ):
-                        continue  # the stored version is as new or newer
-                writes[row["id"]] = row
-                stored[row["id"]] = (staged.observed_at, staged.updated_at, row["is_deleted"], None)
-            default_d = sqlsync.default_deletion_time(manifest, sqlsync.normalize_timestamp(_now()) or "")
-            d: str
-            marks: dict[str, str] = {}
-            for obj in _lines(manifest.deleted_path) if manifest.deleted_path else []:
-                rid, raw_d = sqlsync.build_tombstone(obj, spec, where=str(manifest.deleted_path))
-                d = (sqlsync.normalize_timestamp(raw_d) if raw_d else None) or default_d
-                have = stored.get(rid)
-                if have is None or (have[2] and (have[3] or "") < d) or (not have[2] and d >= (have[0] or "")):
-                    marks[rid] = d
-                    stored[rid] = (have[0] if have else None, have[1] if have else None, True, d)
-            if manifest.complete and snapshot:
-                for rid, (k_old, _u, was_deleted, _d) in list(stored.items()):
-                    if rid not in seen and not was_deleted and snapshot >= (k_old or ""):
-                        marks[rid] = snapshot
-            if writes:
-                ids = list(writes)
-                for i in range(0, len(ids), 500):
-                    conn.execute(table.delete().where(key & table.c.id.in_(ids[i : i + 500])))
-                conn.execute(table.insert(), list(writes.values()))
-            for rid, d in marks.items():
-                done = conn.execute(
-                    table.update().where(key & (table.c.id == rid)).values(is_deleted=True, deleted_at=d)
-                )
-                if not done.rowcount:  # a tombstone row for an id never loaded
-                    conn.execute(
-                        table.insert(),
-                        [{"source_element": manifest.element_key, "instance_id": manifest.instance_id, "id": rid,
-                          "is_deleted": True, "deleted_at": d}],
-                    )  # fmt: skip
-            upserted = sum(1 for r in writes.values() if not r["is_deleted"])
-            deleted = len(marks) + sum(1 for r in writes.values() if r["is_deleted"])
+        projection = UnifiedProjection(
+            dialect,
+            raw=raw_table,
+            unified=table.name,
+            columns=list(columns_of(resource)),
+            element=manifest.element_key,
+            instance_id=manifest.instance_id,
+            build=functools.partial(_values, resource=resource),
+        )
+        raw = load_and_project(engine, dialect, manifest, projection, table_prefix=table_prefix)
+        log.info(
+            "Projected %s (inserted=%s updated=%s deleted=%s) onto %s: upserted=%s deleted=%s",
+            raw["table"],
+            raw["inserted"],
+            raw["updated"],
+            raw["deleted"],
+            table.name,
+            projection.upserted,
+            projection.deleted,
+        )
         out.append(
             {
                 "table": table.name,
                 "source_element": manifest.element_key,
                 "instance_id": manifest.instance_id,
-                "upserted": upserted,
-                "deleted": deleted,
+                "upserted": projection.upserted,
+                "deleted": projection.deleted,
             }
         )
     return out
-
-
-def _now() -> str:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).isoformat()
 
 
 OPEN_RECEIVABLES_SQL = """

@@ -1,6 +1,7 @@
 """The unified finance-sync example DAG with ``dag.test()`` against the emulator over real HTTP: model
 apply, paged extracts of common resources from QBO, QBE and FreshBooks, one table per common resource;
-the rows are compared with the emulator's raw records (ids and mapped values), then an incremental run
+the rows are compared with the emulator's raw records (ids and mapped values) and with the loader's raw tables
+they project (``ce_<element>_common_<resource>``), then an incremental run
 after activity (updates, soft and hard deletes) and the cross-system open-receivables answer."""
 
 from __future__ import annotations
@@ -56,6 +57,13 @@ def _check_tables(db: Path, emulator: Any) -> dict[str, int]:
             mine = [r for r in rows if r["source_element"] == element and r["instance_id"] == instances[element]]
             assert {r["id"] for r in mine if not r["is_deleted"]} == live, (name, element)
             assert {r["id"] for r in mine} >= {_raw_id(element, vendor, r) for r in truth}
+            # the unified rows are the projection of the loader's raw table (same ids, deletions and times)
+            raw = _rows(db, f"ce_{element}_{name.replace('-', '_')}")
+            assert sorted(
+                (r["record_id"], r["is_deleted"], r["deleted_at"])
+                for r in raw
+                if r["instance_id"] == instances[element]
+            ) == sorted((r["id"], r["is_deleted"], r["deleted_at"]) for r in mine), (name, element)
     by_key = {(r["source_element"], r["id"]): r for r in invoices}
     for element in ELEMENTS:
         for raw in emulator.state.records(instances[element], "invoices"):
