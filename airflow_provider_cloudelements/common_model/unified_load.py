@@ -159,27 +159,6 @@ class UnifiedProjection:
         return removed, added
 
 
-class _CommitWith:
-    """A DB-API connection whose ``commit`` runs ``before_commit`` first, in the open transaction.
-
-    :func:`load_manifest` ends its transaction with ``commit`` after its merge (and ``rollback`` on any error,
-    including one raised here), so the projection commits, or rolls back, with the raw load.
-    """
-
-    def __init__(self, conn: Any, before_commit: Callable[[Any], None]) -> None:
-        self._conn, self._before_commit = conn, before_commit
-
-    def cursor(self) -> Any:
-        return self._conn.cursor()
-
-    def commit(self) -> None:
-        self._before_commit(self._conn)
-        self._conn.commit()
-
-    def rollback(self) -> None:
-        self._conn.rollback()
-
-
 def load_and_project(
     engine: sa.Engine,
     dialect: SqlDialect,
@@ -203,7 +182,7 @@ def load_and_project(
         saved = getattr(conn, mode, None)
         prepare_connection(conn, dialect)
         try:
-            return load_manifest(_CommitWith(conn, projection.run), dialect, manifest, table_prefix=table_prefix)
+            return load_manifest(conn, dialect, manifest, table_prefix=table_prefix, before_commit=projection.run)
         finally:
             try:
                 setattr(conn, mode, saved)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -276,6 +276,7 @@ def load_manifest(
     synced_at: datetime | None = None,
     typed: bool = False,
     history: bool = False,
+    before_commit: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
     """Upsert one manifest's files into its table, in one transaction (all or nothing).
 
@@ -304,6 +305,10 @@ def load_manifest(
         :func:`~.history.derive_history`) for the records whose versions changed; the summary then has
         ``"history_records"`` (records whose history was rewritten) and ``"history_rows"``. Costs one
         more insert per record; off by default.
+    :param before_commit: called with ``conn`` after the merge (and the typed projection), inside the
+        open transaction, just before it commits: work that must commit or roll back with the load (the
+        unified tables of :mod:`airflow_provider_cloudelements.common_model.unified_load`). An exception
+        from it rolls the whole load back.
     :returns: ``{"table", "element_key", "instance_id", "resource", "inserted", "updated",
         "unchanged", "deleted", "new_tombstones", "rows_live", "rows_total"}`` — see
         :func:`~.statements.count_sql` for the counts; ``rows_*`` count this instance's rows after the load
@@ -402,6 +407,8 @@ def load_manifest(
                 table_prefix=table_prefix,
                 manage_transaction=False,
             )
+        if before_commit is not None:
+            before_commit(conn)
         conn.commit()
     except BaseException:
         try:
