@@ -23,6 +23,9 @@ from airflow_provider_cloudelements.exceptions import CloudElementsConfigError
 from airflow_provider_cloudelements.operators.reports import CloudElementsReportOperator
 from airflow_provider_cloudelements.storage import output_root
 from airflow_provider_cloudelements.transfers.cloudelements_to_storage.bulk import CloudElementsBulkExtractOperator
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.changes import (
+    CloudElementsChangedRecordsOperator,
+)
 from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import CloudElementsPagedExtractOperator
 from airflow_provider_cloudelements.transfers.storage_to_sql.operator import CloudElementsSqlUpsertOperator
 from airflow_provider_cloudelements.utils.records import record_id
@@ -179,7 +182,7 @@ def test_missing_bucket_fails_before_the_job_and_is_not_created(emu: Any, conn: 
     assert len(emu.state.bulk._all()) == jobs_before, "a bulk job was submitted for an unusable output_base"
 
 
-@pytest.mark.parametrize("operator", ["bulk", "paged", "report"])
+@pytest.mark.parametrize("operator", ["bulk", "paged", "report", "changes"])
 def test_missing_credentials_fail_before_the_job_naming_the_connection(
     emu: Any, conn: str, moto_endpoint: str, s3: Any, monkeypatch: pytest.MonkeyPatch, operator: str
 ) -> None:
@@ -213,8 +216,12 @@ def test_missing_credentials_fail_before_the_job_naming_the_connection(
         op = CloudElementsBulkExtractOperator(task_id="t", resource="invoices", deferrable=False, **common)
     elif operator == "paged":
         op = CloudElementsPagedExtractOperator(task_id="t", resource="invoices", **common)
-    else:
+    elif operator == "report":
         op = CloudElementsReportOperator(task_id="t", report="profit-and-loss", **common)
+    else:
+        invoice = emu.state.records(iid, "invoices")[0]
+        event = {"objectType": "invoices", "objectId": invoice["id"], "eventType": "UPDATED", "eventDate": "2025-02-01"}
+        op = CloudElementsChangedRecordsOperator(task_id="t", events=[event], **common)
     with pytest.raises(CloudElementsConfigError) as caught:
         op.execute(Ctx(data_interval_start=START, data_interval_end=END).context)
     message = str(caught.value)

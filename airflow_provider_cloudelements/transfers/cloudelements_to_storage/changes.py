@@ -129,6 +129,7 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
         if not changes:
             self.log.info("No change events to land")
             return []
+        root = storage.output_root(self.output_base or default_output_base(), self.output_conn_id)  # no network
         element_key = str((self.hook.get_instance(instance_id).get("element") or {}).get("key"))
         spec = get_element(element_key)
         changes = latest_changes(events, spec)  # per stable id: one GET per record, not per version
@@ -139,13 +140,14 @@ class CloudElementsChangedRecordsOperator(BaseOperator):
                 self.log.warning("Ignoring events for %s: not a Finance-hub resource of %s", resource, element_key)
                 continue
             folder = partition_path(
-                storage.output_root(self.output_base or default_output_base(), self.output_conn_id),
+                root,
                 element_key=element_key,
                 instance_id=instance_id,
                 resource=resource,
                 window_start=min(dates, default=None),
                 window_end=max(dates, default=None),
             )
+            storage.check_output_folder(folder)  # bucket, credentials, writable: before the records are read
             manifests.append(self._land(context, element_key, instance_id, resource, by_id, folder))
         return manifests
 
