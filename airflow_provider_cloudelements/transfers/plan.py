@@ -45,6 +45,12 @@ EXTRACT_ASSET_ALIAS = "cloudelements_extracts"
 #: Default ``outlets`` of the extract operators (mapped and unmapped): the alias above. A list (Airflow
 #: concatenates ``inlets + outlets``); never mutated here.
 DEFAULT_OUTLETS: list[Any] = [AssetAlias(EXTRACT_ASSET_ALIAS)]
+#: Default ``map_index_template`` of the extract operators: a mapped extract is listed in the UI as
+#: ``quickbooks 12/invoices`` (element, instance, resource; ``12/invoices`` when the element is not given)
+#: instead of a bare map index. Rendered after the task ran, with its templated fields rendered.
+DEFAULT_MAP_INDEX_TEMPLATE = (
+    "{% if task.element_key %}{{ task.element_key }} {% endif %}{{ task.instance_id }}/{{ task.resource }}"
+)
 log = logging.getLogger(__name__)
 
 

@@ -101,6 +101,20 @@ def extract_results(dag_id: str, run_id: str) -> dict[int, dict[str, Any]]:
         return out
 
 
+def map_labels(dag_id: str, run_id: str, task_id: str) -> dict[int, str | None]:
+    """``{map index: rendered map index}`` of a mapped task's instances (what the UI lists)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(TaskInstance.map_index, TaskInstance.rendered_map_index)
+            .filter(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id)
+            .all()
+        )
+    return {int(m): r for m, r in rows}
+
+
 def test_flagship_dag_emits_asset_and_openlineage_events_for_every_mapped_extract(
     sync_env: dict[str, Any],
     load_dag: Any,
@@ -115,6 +129,10 @@ def test_flagship_dag_emits_asset_and_openlineage_events_for_every_mapped_extrac
 
     manifests = extract_results(DAG_ID, run.run_id)
     assert len(manifests) == 17  # 7 QBO + 5 QBE + 5 FreshBooks resources, one mapped task each
+
+    # the UI lists each mapped extract by element, instance and resource (the operators' map_index_template)
+    labels = map_labels(DAG_ID, run.run_id, "extract")
+    assert labels == {i: f"{m['element_key']} {m['instance_id']}/{m['resource']}" for i, m in manifests.items()}, labels
 
     # Airflow asset events: one per mapped extract, under the extract's asset URI, with its manifest facts
     events = asset_events(DAG_ID, run.run_id)

@@ -54,6 +54,7 @@ from airflow_provider_cloudelements.transfers.landing import (
     write_ndjson,
 )
 from airflow_provider_cloudelements.transfers.plan import (
+    DEFAULT_MAP_INDEX_TEMPLATE,
     DEFAULT_OUTLETS,
     EXTRACT_ASSET_ALIAS,
     ExtractPlan,
@@ -142,12 +143,13 @@ class _CloudElementsExtractBase(BaseOperator):
         naive_timezone: str | None = None,
         capture_deletes: bool = True,
         outlets: Any = DEFAULT_OUTLETS,
+        map_index_template: str | None = DEFAULT_MAP_INDEX_TEMPLATE,
         **kwargs: Any,
     ) -> None:
         # A signature default (not kwargs.setdefault): .partial() takes BaseOperator defaults from the
         # signature, so mapped extracts get the alias too and emit asset events (a setdefault saw the
-        # partial's outlets=[] and mapped extracts emitted none).
-        super().__init__(outlets=outlets, **kwargs)
+        # partial's outlets=[] and mapped extracts emitted none). The same for the map index label.
+        super().__init__(outlets=outlets, map_index_template=map_index_template, **kwargs)
         if output_format not in FORMAT_SUFFIX:
             raise CloudElementsConfigError(
                 f"output_format must be one of {sorted(FORMAT_SUFFIX)}, got {output_format!r}"
