@@ -387,10 +387,22 @@ def _mtime(path: ObjectStoragePath, default: float) -> float:
 
 
 class ProgressLogger:
-    """Callback for long downloads: logs records, MB and MB/s at most every ``every_seconds`` seconds."""
+    """Callback for long downloads: logs records, MB and MB/s at most every ``every_seconds`` seconds.
 
-    def __init__(self, label: str, *, every_seconds: float = 10.0, logger: logging.Logger | None = None) -> None:
+    With ``total`` (a bulk job's ``recordsCount``) the line also gives the share done:
+    ``Bulk job 42 download: 12000 of 48000 records (25%), 9.1 MB, 3.0 MB/s``.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        *,
+        every_seconds: float = 10.0,
+        logger: logging.Logger | None = None,
+        total: int | None = None,
+    ) -> None:
         self.label = label
+        self.total = total if isinstance(total, int) and total > 0 else None
         self.every_seconds = every_seconds
         self.log = logger or log
         self.started = time.monotonic()
@@ -405,4 +417,7 @@ class ProgressLogger:
     def summary(self, lines: int, nbytes: int) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         mb = nbytes / 1_000_000
-        return f"{self.label}: {lines} records, {mb:.1f} MB, {mb / elapsed:.1f} MB/s"
+        done = (
+            f"{lines} of {self.total} records ({100 * lines / self.total:.0f}%)" if self.total else f"{lines} records"
+        )
+        return f"{self.label}: {done}, {mb:.1f} MB, {mb / elapsed:.1f} MB/s"

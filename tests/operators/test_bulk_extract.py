@@ -343,3 +343,16 @@ def test_operator_and_trigger_on_kill(slow_emu: Any, slow_conn: str, out: Path, 
     assert job_status(slow_conn, inst["id"], trigger.job_id) in expected
     for job in (job_id, trigger.job_id):  # leave no minute-long job behind
         CloudElementsHook(slow_conn, instance_id=inst["id"]).cancel_bulk_job(job)
+
+
+def test_download_progress_names_the_share_of_records_count(
+    emu: Any, conn: str, out: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The download's summary line gives records landed of the job's ``recordsCount`` as a percentage."""
+    inst = emu.state.create_instance("quickbooks", "bulk-progress")
+    truth = len(emu.state.records(inst["id"], "invoices"))
+    manifest = run_operator(bulk_op(inst["id"], deferrable=False), Ctx(data_interval_end=END), expect_defer=False)
+    assert manifest["records"] == truth
+    logged = capfd.readouterr()
+    lines = [line for line in (logged.out + logged.err).splitlines() if "download:" in line]
+    assert any(f"{truth} of {truth} records (100%)" in line for line in lines), lines

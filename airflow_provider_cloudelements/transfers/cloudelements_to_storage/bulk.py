@@ -403,7 +403,7 @@ class CloudElementsBulkExtractOperator(_CloudElementsExtractBase):
 
     def _download(self, job_id: str, target: ObjectStoragePath, expected: int, plan: ExtractPlan) -> Landed:
         """Download, reconcile records with ``expected`` and publish ``target``; ``(records, bytes)`` landed."""
-        progress = ProgressLogger(f"Bulk job {job_id} download", logger=self.log)  # type: ignore[arg-type]
+        progress = ProgressLogger(f"Bulk job {job_id} download", logger=self.log, total=expected)  # type: ignore[arg-type]
         fmt = "csv" if self.output_format == "csv" else "json"
         keep = self._record_filter(plan)
         with staged_file(target, "wb") as (handle, publish):
