@@ -74,12 +74,20 @@ class ExtractWindow:
 def check_lookback(value: Any) -> timedelta | None:
     """Validate a ``lookback`` parameter (before any call).
 
-    Accepted: ``None`` (the default), a timedelta >= 0 or a number of seconds >= 0.
+    Accepted: ``None`` (the default), a timedelta >= 0, or a number of seconds >= 0, also as text
+    (``"600"``: what a template such as ``"{{ var.value.ce_lookback_seconds }}"`` renders to).
 
-    :raises CloudElementsConfigError: anything else (text, booleans, negative or non-finite values).
+    :raises CloudElementsConfigError: anything else (other text, booleans, negative or non-finite values).
     """
     if value is None:
         return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise CloudElementsConfigError(
+                f"lookback must be a timedelta or a number of seconds, got {value!r}"
+            ) from None
     if isinstance(value, timedelta):
         if value < timedelta(0):
             raise CloudElementsConfigError(f"lookback must not be negative, got {value!r}")

@@ -19,6 +19,7 @@ __all__ = [
     "as_int",
     "check_timezone",
     "count",
+    "is_template",
     "positive_int",
     "positive_number",
 ]
@@ -86,6 +87,11 @@ def as_instance_id(value: object) -> int:
     :raises CloudElementsConfigError: for booleans, non-integers and ids < 1.
     """
     return as_int(value, "instance_id", minimum=1)
+
+
+def is_template(value: Any) -> bool:
+    """Whether ``value`` is a Jinja template string (rendered by Airflow before ``execute``)."""
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
 def positive_number(value: Any, name: str, *, allow_zero: bool = False) -> float:

@@ -38,7 +38,7 @@ def test_default_lookback_applies_to_data_intervals_not_to_explicit_starts() -> 
     assert resolve_window(ctx(), window_start="2026-03-01T10:00:00Z", lookback=60).start == START - timedelta(minutes=1)
 
 
-@pytest.mark.parametrize("bad", [-1, "600", True, float("nan"), timedelta(seconds=-1), [600]])
+@pytest.mark.parametrize("bad", [-1, "ten minutes", "-5", True, float("nan"), timedelta(seconds=-1), [600]])
 def test_lookback_is_validated_when_the_operator_is_built(bad: object) -> None:
     from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import (
         CloudElementsPagedExtractOperator,
@@ -46,6 +46,25 @@ def test_lookback_is_validated_when_the_operator_is_built(bad: object) -> None:
 
     with pytest.raises(CloudElementsConfigError, match="lookback"):
         CloudElementsPagedExtractOperator(task_id="t", resource="invoices", instance_id=1, lookback=bad)
+
+
+def test_a_templated_lookback_is_rendered_then_validated_before_any_call() -> None:
+    """``lookback`` is a template field: a template passes the constructor, its rendering is checked at run time."""
+    from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged import (
+        CloudElementsPagedExtractOperator,
+    )
+
+    assert "lookback" in CloudElementsPagedExtractOperator.template_fields
+    op = CloudElementsPagedExtractOperator(
+        task_id="t", resource="invoices", instance_id=1, lookback="{{ params.lookback_seconds }}"
+    )
+    op.render_template_fields({"params": {"lookback_seconds": 120}})
+    assert op.lookback == "120"
+    assert resolve_window(ctx(), lookback=op.lookback).start == START - timedelta(minutes=2)
+    op = CloudElementsPagedExtractOperator(task_id="t", resource="invoices", instance_id=1, lookback="{{ params.x }}")
+    op.render_template_fields({"params": {"x": "soon"}})
+    with pytest.raises(CloudElementsConfigError, match="lookback must be a timedelta or a number of seconds"):
+        resolve_window(ctx(), lookback=op.lookback)
 
 
 def test_lookback_widens_start_only() -> None:

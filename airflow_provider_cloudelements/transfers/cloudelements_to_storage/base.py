@@ -64,7 +64,7 @@ from airflow_provider_cloudelements.transfers.plan import (
 )
 from airflow_provider_cloudelements.utils import ceql
 from airflow_provider_cloudelements.utils.elements import check_resource, get_element
-from airflow_provider_cloudelements.utils.validation import as_instance_id
+from airflow_provider_cloudelements.utils.validation import as_instance_id, is_template
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -95,7 +95,8 @@ class _CloudElementsExtractBase(BaseOperator):
     :param full_refresh: ``"auto"`` (full load on the first successful run, incremental after),
         ``True`` or ``False``. Full refreshes are extracted open-ended (every record, also those edited
         after the interval end); the interval only names the partition.
-    :param lookback: overlap (timedelta or seconds >= 0) subtracted from the window start. Default
+    :param lookback: overlap (timedelta or seconds >= 0, also as numeric text) subtracted from the window
+        start; templated (checked once rendered, before any call). Default
         ``None``: 10 minutes (:data:`~airflow_provider_cloudelements.models.window.DEFAULT_LOOKBACK`)
         for windows from the data interval, so records stamped by a server clock up to 10 minutes
         behind the worker's are not missed (the overlap is harmless: the loader orders versions);
@@ -120,6 +121,7 @@ class _CloudElementsExtractBase(BaseOperator):
         "where",
         "window_start",
         "window_end",
+        "lookback",
     )
     operator_extra_links: tuple[Any, ...] = (CloudElementsInstanceLink(),)
     ui_color = "#dbeafe"
@@ -158,7 +160,8 @@ class _CloudElementsExtractBase(BaseOperator):
             raise CloudElementsConfigError(f"full_refresh must be True, False or 'auto', got {full_refresh!r}")
         if element_key is not None:
             get_element(element_key)
-        check_lookback(lookback)  # before any call: a bad lookback never reaches the network
+        if not is_template(lookback):  # a template is checked once rendered, still before any call
+            check_lookback(lookback)  # before any call: a bad lookback never reaches the network
         self.resource = resource
         self.instance_id = instance_id
         self.element_key = element_key
