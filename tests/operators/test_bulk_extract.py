@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -14,6 +15,7 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_cloudelements.exceptions import (
     CloudElementsBulkJobError,
+    CloudElementsConfigError,
     CloudElementsConnectionError,
     CloudElementsRecordFailuresError,
     CloudElementsTimeoutError,
@@ -356,3 +358,16 @@ def test_download_progress_names_the_share_of_records_count(
     logged = capfd.readouterr()
     lines = [line for line in (logged.out + logged.err).splitlines() if "download:" in line]
     assert any(f"{truth} of {truth} records (100%)" in line for line in lines), lines
+
+
+def test_parquet_without_pyarrow_fails_before_the_job(emu: Any, conn: str, out: Path, monkeypatch: Any) -> None:
+    """``output_format='parquet'`` on a worker without pyarrow: a typed error naming the extra, no bulk job."""
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # ``import pyarrow`` raises ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    inst = emu.state.create_instance("quickbooks", "bulk-no-pyarrow")
+    before = jobs_created(emu, inst["id"])
+    op = bulk_op(inst["id"], output_format="parquet", deferrable=False)  # the DAG parses without pyarrow
+    with pytest.raises(CloudElementsConfigError, match=r"needs pyarrow.*\[parquet\]"):
+        op.execute(Ctx(data_interval_end=END).context)
+    assert jobs_created(emu, inst["id"]) == before
+    assert files_under(out) == [], "something landed"

@@ -45,6 +45,7 @@ from airflow_provider_cloudelements.operators.links import (
     instance_url,
     push_link,
 )
+from airflow_provider_cloudelements.transfers.cloudelements_to_storage.parquet import require_pyarrow
 from airflow_provider_cloudelements.transfers.landing import (
     FORMAT_SUFFIX,
     landed_name,
@@ -193,6 +194,8 @@ class _CloudElementsExtractBase(BaseOperator):
         """Resolve window, element and partition folder; validates before any transfer."""
         if not isinstance(self.resource, str) or not self.resource.strip():
             raise CloudElementsConfigError(f"resource must be a non-empty string, got {self.resource!r}")
+        if self.output_format == "parquet":
+            require_pyarrow()  # at run time, before any call (the DAG parser need not have pyarrow)
         window = resolve_window(
             context,
             full_refresh=self.full_refresh,

@@ -29,18 +29,28 @@ def _batches(path: str, size: int) -> Iterator[list[dict[str, Any]]]:
         yield batch
 
 
+def require_pyarrow() -> Any:
+    """Import ``pyarrow.parquet`` (the extracts call it before any job when ``output_format='parquet'``).
+
+    :raises CloudElementsConfigError: pyarrow is not installed, naming the extra to install.
+    """
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise CloudElementsConfigError(
+            "output_format='parquet' needs pyarrow: pip install 'airflow-provider-cloudelements[parquet]'"
+        ) from None
+    return pq
+
+
 def ndjson_to_parquet(path: str, out: BinaryIO, *, batch_records: int = BATCH_RECORDS) -> int:
     """Write the NDJSON file at ``path`` as Parquet to ``out``; returns the number of rows.
 
     :raises CloudElementsConfigError: when pyarrow is not installed.
     """
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise CloudElementsConfigError(
-            "output_format='parquet' needs pyarrow: pip install 'airflow-provider-cloudelements[parquet]'"
-        ) from err
+    pq = require_pyarrow()
+    import pyarrow as pa
+
     schemas = [pa.Table.from_pylist(batch).schema for batch in _batches(path, batch_records)]
     if not schemas:
         schema = pa.schema([])
