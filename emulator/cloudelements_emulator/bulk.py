@@ -26,8 +26,9 @@ from cloudelements_emulator.ceql import date_window
 from cloudelements_emulator.commonresources import translate_where
 from cloudelements_emulator.errors import CEError
 from cloudelements_emulator.faults import FaultInjector
-from cloudelements_emulator.hubservice import HubService, bare_id
+from cloudelements_emulator.hubservice import HubService
 from cloudelements_emulator.instances import InstanceService, event_settings
+from cloudelements_emulator.qbo_ids import bare_id
 from cloudelements_emulator.records import Window, dumps
 from cloudelements_emulator.stats import Stats
 from cloudelements_emulator.store import Store

@@ -19,7 +19,8 @@ devportal ``docs/guides/common-resources/index.md``, ``createapi.md``, ``mapping
 * The emulator has a single account, :data:`ACCOUNT_ID` (``/accounts/objects/...`` addresses it too);
   other account ids → 404. State is in memory (lost on restart), like the instance-level subset before.
 
-Mapping rules (paths, types, masks, unmapped fields, the declarative script) are in :mod:`.transform`.
+Mapping rules are in :mod:`.transform` (compiled transformations, unmapped fields), :mod:`.transform_paths`,
+:mod:`.transform_types` (types, date masks) and :mod:`.transform_script` (the declarative script).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from cloudelements_emulator.ceql import field_path
 from cloudelements_emulator.elements import ElementDef, find_element
 from cloudelements_emulator.errors import CEError
 from cloudelements_emulator.instances import InstanceService
-from cloudelements_emulator.transform import TYPES, Mapping, format_date, validate
+from cloudelements_emulator.transform import Mapping, validate
+from cloudelements_emulator.transform_types import TYPES, format_date
 
 ACCOUNT_ID = 1
 """Id of the emulator's one account (the organization's default account)."""

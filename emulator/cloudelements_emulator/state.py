@@ -14,8 +14,9 @@ from cloudelements_emulator.config import EmulatorConfig
 from cloudelements_emulator.errors import CEError
 from cloudelements_emulator.events import EventService
 from cloudelements_emulator.faults import FaultInjector
-from cloudelements_emulator.hubservice import HubService, bare_id
+from cloudelements_emulator.hubservice import HubService
 from cloudelements_emulator.instances import InstanceService
+from cloudelements_emulator.qbo_ids import bare_id
 from cloudelements_emulator.records import RecordRepo
 from cloudelements_emulator.stats import Stats
 from cloudelements_emulator.store import Store
