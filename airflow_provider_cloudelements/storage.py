@@ -153,7 +153,8 @@ def check_output_folder(folder: ObjectStoragePath) -> None:
         connection id.
     """
     if not is_local(folder):
-        if is_anonymous(_filesystem(folder)):
+        fs = _filesystem(folder)
+        if is_anonymous(fs):
             raise CloudElementsConfigError(
                 f"output_base: no credentials for {_where(folder)}: the filesystem fell back to anonymous "
                 "access, which is refused for landing; set the credentials on the connection (or in the "
@@ -161,7 +162,7 @@ def check_output_folder(folder: ObjectStoragePath) -> None:
             )
         bucket = folder.path.split("/", 1)[0]
         try:
-            folder.fs.info(bucket)
+            fs.info(bucket)
         except FileNotFoundError:
             raise CloudElementsConfigError(
                 f"output_base: bucket {bucket!r} does not exist at {_where(folder)}; it is not created"
