@@ -8,6 +8,8 @@ no request leaves the machine.
 
 * a bulk and a paged extract land in ``gs://bucket/prefix`` with ``output_conn_id`` and the SQL load
   operator loads them from there; warehouse rows equal the emulator's ground truth (ids and content);
+  a rerun of the interval after an edit leaves only its own data and manifest in the partition, and
+  its load brings the warehouse to the new truth;
 * no credentials anywhere, an ``is_anonymous`` connection, or no connection at all with no default
   credentials (gcsfs then silently falls back to anonymous access): each is a typed error naming the
   connection before any bulk job is submitted, and nothing is written.
@@ -43,6 +45,7 @@ from airflow_provider_cloudelements.transfers.cloudelements_to_storage.paged imp
     CloudElementsPagedExtractOperator,
 )
 from airflow_provider_cloudelements.transfers.storage_to_sql.operator import CloudElementsSqlUpsertOperator  # noqa: E402
+from airflow_provider_cloudelements.utils.records import stable_id  # noqa: E402
 from tests.integration.test_s3_moto import by_id, warehouse_rows  # noqa: E402
 from tests.operators.conftest import Ctx, run_operator  # noqa: E402
 
@@ -193,6 +196,24 @@ def test_bulk_and_paged_extracts_land_in_gcs_and_load_into_sql(
     )
     for resource in ("invoices", "customers"):
         assert warehouse_rows(db, f"ce_{element}_{resource}", iid) == by_id(emu.state.records(iid, resource), element)
+
+    # a rerun of the interval after an edit: the partition holds only the new pair, the load replaces
+    changed = emu.state.simulate_activity(iid, resources=["invoices"], creates=1, updates=1, deletes=0)
+    rerun = run_operator(
+        CloudElementsBulkExtractOperator(
+            task_id="invoices", resource="invoices", deferrable=False, poll_interval=0.05, timeout=60, **common
+        ),
+        Ctx(data_interval_start=START, data_interval_end=END),
+        expect_defer=False,
+    )
+    folder = f"{prefix}/{element}/instance={iid}/invoices/"
+    assert rerun["path"] != invoices["path"]
+    landed = [rerun[k].split(f"{BUCKET}/", 1)[1] for k in ("path", "manifest_path")]
+    assert _objects(gcs_endpoint, folder) == sorted(landed), "the replaced run's data object is still there"
+    CloudElementsSqlUpsertOperator(task_id="load", manifest=[rerun], conn_id="ce_warehouse").execute(Ctx().context)
+    rows = warehouse_rows(db, f"ce_{element}_invoices", iid)
+    assert rows == by_id(emu.state.records(iid, "invoices"), element)
+    assert {stable_id(i, element) for i in changed["invoices"]["created"]} <= set(rows)  # the new invoice landed
 
 
 @pytest.mark.usefixtures("no_default_credentials")
